@@ -1,0 +1,45 @@
+"""`ployd`: the command line.
+
+Each subcommand lives in its own module under ``app.commands`` and is imported only when
+it runs, so that quick commands (`ployd validate`, `ployd run`) do not pay for the
+service's imports (aiohttp, SQLAlchemy, boto3).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# name -> (module under app.commands, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "validate": ("validate", "check a .ployd.yml and print a one-line summary"),
+    "plan": ("plan", "print the expanded jobs with their hardware candidates and prices"),
+    "run": ("run", "run this working tree's .ployd.yml here, like CI would"),
+    "serve": ("serve", "run the PloyD service (webhooks, API, dispatcher, executor)"),
+    "db": ("db", "database migrations (ployd db upgrade)"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ployd", description="PloyD: CI for ML teams.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(_module=module)
+        mod = importlib.import_module(f"app.commands.{module}")
+        mod.add_arguments(p)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    mod = importlib.import_module(f"app.commands.{args._module}")
+    rc: int = mod.main(args)
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,108 @@
+"""How a pipeline's jobs advance: pure functions over (nodes, states).
+
+A job starts when all its needs succeeded (a need that failed but has
+``allow_failure`` counts as passed), is skipped when one did not (unless the job says
+``when: always``, which waits for its needs to finish, whatever their result), and the
+pipeline's result follows from the final states.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from app.core.config.model import When
+from app.core.states import JobState, PipelineState
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    name: str
+    needs: tuple[str, ...] = ()
+    when: When = When.ON_SUCCESS
+    allow_failure: bool = False
+
+
+def _passed(node: Node, state: JobState) -> bool:
+    if state is JobState.SUCCEEDED:
+        return True
+    return node.allow_failure and state in (
+        JobState.FAILED,
+        JobState.TIMED_OUT,
+        JobState.INTERRUPTED,
+    )
+
+
+def initial_state(node: Node) -> JobState:
+    """The state a job is created in."""
+    if node.when is When.MANUAL:
+        return JobState.MANUAL
+    return JobState.QUEUED if not node.needs else JobState.WAITING
+
+
+def advance(nodes: Mapping[str, Node], states: Mapping[str, JobState]) -> dict[str, JobState]:
+    """The transitions of waiting jobs that follow from the current states.
+
+    Returns ``{job: QUEUED | SKIPPED}`` for waiting jobs whose needs are settled. Apply the
+    result and call again until it returns nothing (a skip can settle further jobs);
+    ``settle`` does that loop.
+    """
+    out: dict[str, JobState] = {}
+    for name, node in nodes.items():
+        if states.get(name) is not JobState.WAITING:
+            continue
+        need_states = [(nodes[n], states[n]) for n in node.needs if n in nodes]
+        if not all(s.final for _, s in need_states):
+            if node.when is not When.ALWAYS and any(
+                s.final and not _passed(nd, s) for nd, s in need_states
+            ):
+                out[name] = JobState.SKIPPED
+            continue
+        if node.when is When.ALWAYS or all(_passed(nd, s) for nd, s in need_states):
+            out[name] = JobState.QUEUED
+        else:
+            out[name] = JobState.SKIPPED
+    return out
+
+
+def settle(nodes: Mapping[str, Node], states: Mapping[str, JobState]) -> dict[str, JobState]:
+    """All the transitions that follow, repeated to a fixed point."""
+    current = dict(states)
+    changes: dict[str, JobState] = {}
+    while step := advance(nodes, current):
+        current.update(step)
+        changes.update(step)
+    return changes
+
+
+def pipeline_result(nodes: Mapping[str, Node], states: Mapping[str, JobState]) -> PipelineState:
+    """RUNNING while any non-manual job is unfinished; then the result.
+
+    Manual jobs that nobody started do not hold the pipeline open. A failure of a job with
+    ``allow_failure`` does not fail the pipeline.
+    """
+    if any(not s.final and s is not JobState.MANUAL for s in states.values()):
+        return PipelineState.RUNNING
+    result = PipelineState.SUCCEEDED
+    for name, state in states.items():
+        node = nodes[name]
+        if state is JobState.CANCELLED:
+            return PipelineState.CANCELLED
+        if state in (JobState.SUCCEEDED, JobState.SKIPPED, JobState.MANUAL):
+            continue
+        if not _passed(node, state):
+            result = PipelineState.FAILED
+    return result
+
+
+def with_needs(nodes: Mapping[str, Node], wanted: list[str]) -> list[str]:
+    """``wanted`` and everything it needs, transitively, in the nodes' order."""
+    keep: set[str] = set()
+    stack = list(wanted)
+    while stack:
+        n = stack.pop()
+        if n in keep or n not in nodes:
+            continue
+        keep.add(n)
+        stack.extend(nodes[n].needs)
+    return [n for n in nodes if n in keep]
