@@ -17,11 +17,13 @@ Legal job transitions::
     waiting     -> queued (needs met) | skipped (a need failed) | cancelled
     manual      -> queued (a command ran it) | cancelled | skipped (pipeline ended)
     queued      -> dispatching | cancelled | timed_out (waited past its timeout)
-    dispatching -> running | queued (machine lost before start) | cancelled | timed_out
+    dispatching -> running | queued (machine lost before start, retried) | cancelled
+                 | timed_out | interrupted (machine lost, not retried)
     running     -> succeeded | failed | timed_out | cancelled | interrupted
                  | queued (retried after an attempt ended)
     failed, timed_out, cancelled, interrupted, skipped, succeeded
                 -> queued (retried by a person: `/ployd retry`)
+                -> waiting (a job it needs was retried, so it may run after all)
 
 Attempt states::
 
@@ -104,11 +106,11 @@ JOB_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     J.WAITING: frozenset({J.QUEUED, J.SKIPPED, J.CANCELLED}),
     J.MANUAL: frozenset({J.QUEUED, J.CANCELLED, J.SKIPPED}),
     J.QUEUED: frozenset({J.DISPATCHING, J.CANCELLED, J.TIMED_OUT}),
-    J.DISPATCHING: frozenset({J.RUNNING, J.QUEUED, J.CANCELLED, J.TIMED_OUT}),
+    J.DISPATCHING: frozenset({J.RUNNING, J.QUEUED, J.CANCELLED, J.TIMED_OUT, J.INTERRUPTED}),
     J.RUNNING: frozenset(
         {J.SUCCEEDED, J.FAILED, J.TIMED_OUT, J.CANCELLED, J.INTERRUPTED, J.QUEUED}
     ),
-    **{s: frozenset({J.QUEUED}) for s in JOB_FINAL},
+    **{s: frozenset({J.QUEUED, J.WAITING}) for s in JOB_FINAL},
 }
 
 A = AttemptState

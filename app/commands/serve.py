@@ -1,0 +1,52 @@
+"""`ployd serve`: the service on its embedded default (SQLite, local executor, logs on disk)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", help="listen address (PLOYD_HOST, default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="listen port (PLOYD_PORT, default 8080)")
+    parser.add_argument(
+        "--data-dir",
+        help="where the database, logs and workspaces live (PLOYD_DATA_DIR, default .ployd-data)",
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    import asyncio
+    import logging
+    import os
+    import sys
+
+    from app.settings import Settings, SettingsError
+
+    env = dict(os.environ)
+    for flag, name in (
+        ("host", "PLOYD_HOST"),
+        ("port", "PLOYD_PORT"),
+        ("data_dir", "PLOYD_DATA_DIR"),
+    ):
+        if getattr(args, flag, None) is not None:
+            env[name] = str(getattr(args, flag))
+    try:
+        settings = Settings.from_env(env)
+        settings.check_exposure()
+    except SettingsError as e:
+        print(f"ployd serve: {e}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=os.environ.get("PLOYD_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    from app.server import serve_forever
+
+    try:
+        asyncio.run(serve_forever(settings))
+    except OSError as e:
+        print(
+            f"ployd serve: cannot listen on {settings.host}:{settings.port}: {e}", file=sys.stderr
+        )
+        return 1
+    return 0

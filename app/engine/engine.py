@@ -1,0 +1,503 @@
+"""The engine: pipelines in, attempts out to agents, results back.
+
+Everything here is storage plus waiting; decisions are the core's (planner, DAG, state
+machines, retry policy). Agents reach it through ``app.web.agent_api``; people through
+the API, the CLI and (later) forge commands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import secrets as pysecrets
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from app.core.config.model import RetryReason
+from app.core.planner import JobPlan
+from app.core.states import AttemptState, JobState, PipelineState
+from app.engine import progress
+from app.engine.notify import Broadcast
+from app.engine.progress import Changes
+from app.engine.specs import agent_payload, job_spec
+from app.logs.store import LogStore
+from app.store.db import Database
+from app.store.models import Attempt, AuditRecord, Job, Pipeline, Repository, Tenant, utcnow
+
+SecretsProvider = Callable[[Pipeline, Job], dict[str, str]]
+Listener = Callable[[set[int]], None]
+
+MAX_CLAIM_WAIT = 30.0
+MAX_HEARTBEAT_WAIT = 30.0
+TIMEOUT_GRACE = timedelta(seconds=60)
+
+
+class AgentAuthError(Exception):
+    """A bad agent or job token. ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class NotAllowed(Exception):
+    """A request the current state does not allow (retrying a running job...)."""
+
+
+class OutOfOrder(Exception):
+    def __init__(self, expected: int) -> None:
+        super().__init__(f"log chunk out of order: expected seq {expected}")
+        self.expected = expected
+
+
+@dataclass(frozen=True)
+class RepoRef:
+    """Where a pipeline's code lives."""
+
+    forge: str
+    full_name: str
+    clone_url: str
+    default_branch: str = "main"
+    tenant_external_id: str = "local"
+    tenant_name: str = "local"
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+AGENT_RESULTS: dict[str, tuple[AttemptState, RetryReason | None]] = {
+    "succeeded": (AttemptState.SUCCEEDED, None),
+    "failed": (AttemptState.FAILED, RetryReason.SCRIPT_FAILURE),
+    "timed_out": (AttemptState.TIMED_OUT, RetryReason.TIMEOUT),
+    "cancelled": (AttemptState.CANCELLED, None),
+}
+AGENT_REASONS = {
+    "script_failure": RetryReason.SCRIPT_FAILURE,
+    "timeout": RetryReason.TIMEOUT,
+    "infrastructure": RetryReason.INFRASTRUCTURE,
+}
+
+
+class Engine:
+    def __init__(
+        self,
+        db: Database,
+        logs: LogStore,
+        *,
+        secrets: SecretsProvider | None = None,
+        heartbeat_timeout_s: float = 60.0,
+    ) -> None:
+        self.db = db
+        self.logs = logs
+        self.secrets = secrets or (lambda _p, _j: {})
+        self.heartbeat_timeout = timedelta(seconds=heartbeat_timeout_s)
+        self.queued = Broadcast()
+        self.cancels = Broadcast()
+        self.log_appended = Broadcast()
+        self.listeners: list[Listener] = []
+        self._agent_tokens: set[str] = set()
+        self._postgres = db.engine.dialect.name == "postgresql"
+
+    # ---- bookkeeping ------------------------------------------------------------------
+
+    def _after(self, changes: Changes) -> None:
+        if changes.queued:
+            self.queued.notify()
+        if changes.cancelled_attempts:
+            self.cancels.notify()
+        if changes.pipelines:
+            for listener in self.listeners:
+                listener(set(changes.pipelines))
+
+    def audit(
+        self, s: Session, actor: str, action: str, target: str, forge: str = "local", **details: Any
+    ) -> None:
+        s.add(AuditRecord(actor=actor, forge=forge, action=action, target=target, details=details))
+
+    # ---- pipelines --------------------------------------------------------------------
+
+    def ensure_repository(self, s: Session, ref: RepoRef) -> Repository:
+        tenant = s.scalar(
+            select(Tenant).where(
+                Tenant.forge == ref.forge, Tenant.external_id == ref.tenant_external_id
+            )
+        )
+        if tenant is None:
+            tenant = Tenant(
+                forge=ref.forge, external_id=ref.tenant_external_id, name=ref.tenant_name
+            )
+            s.add(tenant)
+            s.flush()
+        repo = s.scalar(
+            select(Repository).where(
+                Repository.forge == ref.forge, Repository.full_name == ref.full_name
+            )
+        )
+        if repo is None:
+            repo = Repository(
+                tenant_id=tenant.id,
+                forge=ref.forge,
+                full_name=ref.full_name,
+                clone_url=ref.clone_url,
+                default_branch=ref.default_branch,
+            )
+            s.add(repo)
+            s.flush()
+        else:
+            repo.clone_url = ref.clone_url
+            repo.default_branch = ref.default_branch
+        return repo
+
+    def create_pipeline(
+        self,
+        repo: RepoRef,
+        plans: Iterable[JobPlan],
+        *,
+        ref: str,
+        sha: str,
+        trigger: str,
+        actor: str = "",
+        pr_number: int | None = None,
+        fork: bool = False,
+        event_id: int | None = None,
+    ) -> int:
+        """Store a pipeline and its jobs; the ready ones are queued at once."""
+        changes = Changes()
+        with self.db.session() as s:
+            repository = self.ensure_repository(s, repo)
+            pipeline = Pipeline(
+                repository=repository,
+                forge=repo.forge,
+                ref=ref,
+                sha=sha,
+                trigger=trigger,
+                actor=actor,
+                pr_number=pr_number,
+                fork=fork,
+                event_id=event_id,
+                state=PipelineState.RUNNING.value,
+            )
+            s.add(pipeline)
+            for position, plan in enumerate(plans):
+                j = plan.job
+                job = Job(
+                    pipeline=pipeline,
+                    position=position,
+                    name=j.name,
+                    base_name=j.base,
+                    matrix=dict(j.matrix),
+                    needs=list(j.needs),
+                    when=j.spec.when.value,
+                    allow_failure=j.spec.allow_failure,
+                    hardware=[str(h) for h in j.hardware],
+                    candidates=list(j.candidates),
+                    spec=job_spec(j),
+                    state=(
+                        JobState.WAITING.value
+                        if plan.state is JobState.QUEUED
+                        else plan.state.value
+                    ),
+                    skip_reason=plan.skip_reason,
+                )
+                if plan.state.final:
+                    job.finished_at = utcnow()
+                s.add(job)
+                if plan.state is JobState.QUEUED:
+                    s.flush()
+                    progress.queue_job(s, job, "pipeline started", changes)
+            s.flush()
+            progress.advance(s, pipeline, changes)
+            self.audit(
+                s,
+                actor or "ployd",
+                "pipeline.trigger",
+                f"pipeline:{pipeline.id}",
+                forge=repo.forge,
+                trigger=trigger,
+                ref=ref,
+                sha=sha,
+                repo=repo.full_name,
+            )
+            pipeline_id = pipeline.id
+        self._after(changes)
+        return pipeline_id
+
+    # ---- agents: claim ----------------------------------------------------------------
+
+    def new_agent_token(self) -> str:
+        token = pysecrets.token_urlsafe(32)
+        self._agent_tokens.add(_hash(token))
+        return token
+
+    def check_agent_token(self, token: str) -> None:
+        digest = _hash(token)
+        if not any(hmac.compare_digest(digest, t) for t in self._agent_tokens):
+            raise AgentAuthError(401, "unknown agent token")
+
+    def _claim_now(self, agent_id: str) -> dict[str, Any] | None:
+        changes = Changes()
+        with self.db.session() as s:
+            q = (
+                select(Attempt)
+                .where(Attempt.state == AttemptState.QUEUED.value)
+                .order_by(Attempt.id)
+                .limit(1)
+            )
+            if self._postgres:
+                q = q.with_for_update(skip_locked=True)
+            attempt = s.scalar(q)
+            if attempt is None:
+                return None
+            job = attempt.job
+            pipeline = job.pipeline
+            now = utcnow()
+            progress.set_attempt_state(attempt, AttemptState.DISPATCHING, now)
+            progress.set_job_state(job, JobState.DISPATCHING, now)
+            token = pysecrets.token_urlsafe(32)
+            attempt.token_hash = _hash(token)
+            attempt.agent_id = agent_id
+            attempt.machine = agent_id
+            attempt.instance_type = "local"
+            attempt.claimed_at = now
+            attempt.heartbeat_at = now
+            attempt.log_path = self.logs.path_for(pipeline.id, job.id, attempt.id)
+            payload = agent_payload(pipeline, job, attempt, self.secrets(pipeline, job))
+            changes.pipelines.add(pipeline.id)
+            result = {"attempt_id": attempt.id, "job_token": token, "job": payload}
+        self._after(changes)
+        return result
+
+    async def claim(self, agent_id: str, wait: float) -> dict[str, Any] | None:
+        """A queued attempt for this agent, waiting up to ``wait`` seconds for one."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + min(max(wait, 0.0), MAX_CLAIM_WAIT)
+        while True:
+            found = self._claim_now(agent_id)
+            if found is not None:
+                return found
+            left = deadline - loop.time()
+            if left <= 0:
+                return None
+            # Woken at once when a job is queued here; re-checked every second for
+            # jobs queued by another replica sharing the database.
+            await self.queued.wait(min(left, 1.0))
+
+    # ---- agents: one attempt ----------------------------------------------------------
+
+    def _attempt(self, s: Session, attempt_id: int, token: str) -> Attempt:
+        attempt = s.scalar(select(Attempt).where(Attempt.token_hash == _hash(token)))
+        if attempt is None:
+            raise AgentAuthError(401, "unknown job token")
+        if attempt.id != attempt_id:
+            raise AgentAuthError(403, "this job token is for another attempt")
+        if AttemptState(attempt.state).final:
+            raise AgentAuthError(409, f"attempt {attempt_id} has already ended ({attempt.state})")
+        now = utcnow()
+        attempt.heartbeat_at = now
+        if attempt.state == AttemptState.DISPATCHING:
+            progress.set_attempt_state(attempt, AttemptState.RUNNING, now)
+            progress.set_job_state(attempt.job, JobState.RUNNING, now)
+        return attempt
+
+    def record_log(self, attempt_id: int, token: str, seq: int, data: str) -> bool:
+        """Append a chunk; a chunk already stored is ignored. Returns the cancel flag."""
+        with self.db.session() as s:
+            attempt = self._attempt(s, attempt_id, token)
+            if seq > attempt.log_seq:
+                raise OutOfOrder(attempt.log_seq)
+            if seq == attempt.log_seq and attempt.log_path:
+                attempt.log_size = self.logs.append(attempt.log_path, data.encode())
+                attempt.log_seq = seq + 1
+            cancel = attempt.cancel_requested
+        self.log_appended.notify()
+        return cancel
+
+    def record_step(
+        self, attempt_id: int, token: str, index: int, state: str, exit_code: int | None
+    ) -> bool:
+        with self.db.session() as s:
+            attempt = self._attempt(s, attempt_id, token)
+            steps = [dict(x) for x in attempt.steps]
+            while len(steps) <= index:
+                steps.append({"index": len(steps), "state": "pending"})
+            entry = steps[index]
+            now = utcnow().isoformat()
+            entry["state"] = state
+            if state == "running":
+                entry["started_at"] = now
+                entry["log_offset"] = attempt.log_size
+            else:
+                entry["finished_at"] = now
+                entry["exit_code"] = exit_code
+            attempt.steps = steps
+            return attempt.cancel_requested
+
+    async def heartbeat(self, attempt_id: int, token: str, wait: float) -> bool:
+        """Hold until the attempt is cancelled or ``wait`` passes. Returns the cancel flag."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + min(max(wait, 0.0), MAX_HEARTBEAT_WAIT)
+        while True:
+            with self.db.session() as s:
+                cancel = self._attempt(s, attempt_id, token).cancel_requested
+            left = deadline - loop.time()
+            if cancel or left <= 0:
+                return cancel
+            await self.cancels.wait(min(left, 1.0))
+
+    def finish(
+        self,
+        attempt_id: int,
+        token: str,
+        result: str,
+        *,
+        reason: str | None = None,
+        exit_code: int | None = None,
+        failed_step: int | None = None,
+        error: str | None = None,
+    ) -> None:
+        if result not in AGENT_RESULTS:
+            raise ValueError(f"unknown result {result!r}; known: {', '.join(AGENT_RESULTS)}")
+        final, retry_reason = AGENT_RESULTS[result]
+        if reason in AGENT_REASONS and final is not AttemptState.SUCCEEDED:
+            retry_reason = AGENT_REASONS[reason]
+        changes = Changes()
+        with self.db.session() as s:
+            attempt = self._attempt(s, attempt_id, token)
+            attempt.failed_step = failed_step
+            attempt.cost = 0.0
+            progress.end_attempt(
+                s, attempt, final, retry_reason, changes, exit_code=exit_code, error=error
+            )
+        self._after(changes)
+
+    def agent_lost(self, agent_id: str, why: str) -> int:
+        """The machine or agent ``agent_id`` is gone: its attempts end interrupted."""
+        changes = Changes()
+        with self.db.session() as s:
+            live = s.scalars(
+                select(Attempt).where(
+                    Attempt.agent_id == agent_id,
+                    Attempt.state.in_([AttemptState.DISPATCHING.value, AttemptState.RUNNING.value]),
+                )
+            ).all()
+            for attempt in live:
+                self._interrupt(s, attempt, why, changes)
+        self._after(changes)
+        return len(live)
+
+    def _interrupt(self, s: Session, attempt: Attempt, why: str, changes: Changes) -> None:
+        if attempt.cancel_requested:
+            progress.end_attempt(s, attempt, AttemptState.CANCELLED, None, changes, error=why)
+            return
+        progress.end_attempt(
+            s, attempt, AttemptState.INTERRUPTED, RetryReason.INFRASTRUCTURE, changes, error=why
+        )
+
+    # ---- people -----------------------------------------------------------------------
+
+    def cancel_pipeline(self, pipeline_id: int, actor: str) -> int:
+        changes = Changes()
+        with self.db.session() as s:
+            pipeline = s.get(Pipeline, pipeline_id)
+            if pipeline is None:
+                raise KeyError(pipeline_id)
+            n = sum(progress.cancel_job(s, j, changes) for j in pipeline.jobs)
+            progress.advance(s, pipeline, changes)
+            self.audit(s, actor, "pipeline.cancel", f"pipeline:{pipeline_id}", forge=pipeline.forge)
+        self._after(changes)
+        return n
+
+    def cancel_job(self, job_id: int, actor: str) -> bool:
+        changes = Changes()
+        with self.db.session() as s:
+            job = s.get(Job, job_id)
+            if job is None:
+                raise KeyError(job_id)
+            done = progress.cancel_job(s, job, changes)
+            progress.advance(s, job.pipeline, changes)
+            self.audit(s, actor, "job.cancel", f"job:{job_id}", forge=job.pipeline.forge)
+        self._after(changes)
+        return done
+
+    def retry_job(self, job_id: int, actor: str) -> int:
+        """Run a finished job again (a manual job: run it). Returns the new attempt's id."""
+        changes = Changes()
+        with self.db.session() as s:
+            job = s.get(Job, job_id)
+            if job is None:
+                raise KeyError(job_id)
+            state = JobState(job.state)
+            if not (state.final or state is JobState.MANUAL):
+                raise NotAllowed(f"job '{job.name}' is {job.state}: only a finished job is retried")
+            verb = "run" if state is JobState.MANUAL else "retried"
+            attempt = progress.queue_job(s, job, f"{verb} by {actor}", changes)
+            progress.reset_dependents(job.pipeline, job.name)
+            progress.advance(s, job.pipeline, changes)
+            action = "job.run" if state is JobState.MANUAL else "job.retry"
+            self.audit(s, actor, action, f"job:{job_id}", forge=job.pipeline.forge)
+            s.flush()
+            attempt_id = attempt.id
+        self._after(changes)
+        return attempt_id
+
+    # ---- upkeep -----------------------------------------------------------------------
+
+    def sweep(self, now: datetime | None = None) -> int:
+        """End attempts whose agent went silent or which overran their timeout."""
+        now = now or utcnow()
+        changes = Changes()
+        ended = 0
+        with self.db.session() as s:
+            live = s.scalars(
+                select(Attempt).where(
+                    Attempt.state.in_([AttemptState.DISPATCHING.value, AttemptState.RUNNING.value])
+                )
+            ).all()
+            for a in live:
+                beat = _aware(a.heartbeat_at or a.claimed_at or a.created_at)
+                started = _aware(a.started_at or a.claimed_at or a.created_at)
+                limit = timedelta(seconds=int(a.job.spec.get("timeout_s", 1800)))
+                if a.state == AttemptState.RUNNING and now - started > limit + TIMEOUT_GRACE:
+                    progress.end_attempt(
+                        s,
+                        a,
+                        AttemptState.TIMED_OUT,
+                        RetryReason.TIMEOUT,
+                        changes,
+                        error="the job ran past its timeout and its agent did not stop it",
+                    )
+                    ended += 1
+                elif now - beat > self.heartbeat_timeout:
+                    self._interrupt(s, a, "lost the agent's heartbeat", changes)
+                    ended += 1
+        self._after(changes)
+        return ended
+
+    def recover(self) -> int:
+        """At start with an embedded database: no agent of a previous run is alive, so
+        attempts they held end interrupted (and are retried by their policy)."""
+        changes = Changes()
+        with self.db.session() as s:
+            live = s.scalars(
+                select(Attempt).where(
+                    Attempt.state.in_([AttemptState.DISPATCHING.value, AttemptState.RUNNING.value])
+                )
+            ).all()
+            for a in live:
+                self._interrupt(s, a, "the server restarted while the job ran", changes)
+            s.execute(update(Attempt).where(Attempt.state == "queued").values(agent_id=None))
+        self._after(changes)
+        return len(live)
+
+
+def _aware(dt: datetime) -> datetime:
+    from datetime import UTC
+
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)

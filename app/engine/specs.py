@@ -1,0 +1,83 @@
+"""Conversions between the core's planned jobs and what is stored and sent to agents."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.core.config.model import PlannedJob, RetryPolicy, RetryReason
+from app.store.models import Attempt, Job, Pipeline
+
+
+def job_spec(job: PlannedJob) -> dict[str, Any]:
+    """The JSON stored in ``jobs.spec``: everything needed to run and retry the job."""
+    s = job.spec
+    return {
+        "steps": [
+            {
+                "title": step.title,
+                "run": step.run,
+                "env": dict(step.env),
+                "timeout_s": step.timeout_s,
+                "continue_on_error": step.continue_on_error,
+            }
+            for step in job.steps
+        ],
+        "env": dict(job.env),
+        "secrets": list(s.secrets),
+        "timeout_s": s.timeout_s,
+        "retry": {
+            "max": s.retry.max,
+            "when": sorted(r.value for r in s.retry.when),
+            "exit_codes": list(s.retry.exit_codes),
+        },
+        "workload": s.workload.value,
+        "spot": s.spot.value,
+        "image": s.image,
+    }
+
+
+def retry_policy(spec: dict[str, Any]) -> RetryPolicy:
+    r = spec.get("retry") or {}
+    return RetryPolicy(
+        max=int(r.get("max", 2)),
+        when=frozenset(
+            RetryReason(w) for w in r.get("when", ["spot_interruption", "infrastructure"])
+        ),
+        exit_codes=tuple(int(c) for c in r.get("exit_codes", [])),
+    )
+
+
+def agent_payload(
+    pipeline: Pipeline, job: Job, attempt: Attempt, secrets: dict[str, str]
+) -> dict[str, Any]:
+    """The ``job`` object of a claim answer (docs/agent-protocol.md)."""
+    spec = job.spec
+    repo = pipeline.repository
+    env = {
+        "CI": "true",
+        "PLOYD": "true",
+        "PLOYD_PIPELINE_ID": str(pipeline.id),
+        "PLOYD_JOB": job.name,
+        "PLOYD_JOB_ID": str(job.id),
+        "PLOYD_ATTEMPT": str(attempt.number),
+        "PLOYD_SHA": pipeline.sha,
+        "PLOYD_REF": pipeline.ref,
+        "PLOYD_REPOSITORY": repo.full_name,
+        **spec.get("env", {}),
+    }
+    return {
+        "pipeline_id": pipeline.id,
+        "job_id": job.id,
+        "attempt_id": attempt.id,
+        "attempt_number": attempt.number,
+        "name": job.name,
+        "repo": repo.full_name,
+        "clone_url": repo.clone_url,
+        "sha": pipeline.sha,
+        "ref": pipeline.ref,
+        "workspace_key": f"{repo.forge}-{repo.full_name}".replace("/", "-"),
+        "timeout_s": int(spec.get("timeout_s", 1800)),
+        "env": env,
+        "secrets": secrets,
+        "steps": [{"index": i, **step} for i, step in enumerate(spec.get("steps", []))],
+    }

@@ -1,0 +1,1 @@
+"""Handlers: one module per feature, between the web layer and the engine."""

@@ -1,0 +1,118 @@
+"""`ployd serve`: build the services from settings, serve HTTP, run the executor and
+the sweeper, and shut everything down cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from app.core.hardware import Catalog
+from app.engine.engine import Engine
+from app.logs.store import LogStore
+from app.settings import Settings
+from app.store.db import Database
+from app.web.app import make_app
+from app.web.common import Services
+
+log = logging.getLogger("ployd")
+
+SWEEP_EVERY_S = 5.0
+
+
+def build_services(settings: Settings) -> Services:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database.connect(settings.db_url, migrate=True)
+    logs = LogStore(settings.logs_dir)
+    engine = Engine(db, logs, heartbeat_timeout_s=settings.heartbeat_timeout_s)
+    catalog = Catalog.load(settings.catalog_file or None)
+    return Services(settings=settings, db=db, engine=engine, logs=logs, catalog=catalog)
+
+
+@dataclass
+class Server:
+    """A running PloyD: HTTP site, executor, sweeper. ``url`` is where agents reach it."""
+
+    services: Services
+    runner: web.AppRunner
+    url: str
+    executor: object | None = None
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def stop(self) -> None:
+        for t in self.tasks:
+            t.cancel()
+        for t in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        if self.executor is not None:
+            await self.executor.stop()  # type: ignore[attr-defined]
+        await self.runner.cleanup()
+        self.services.db.dispose()
+
+
+async def _sweeper(services: Services) -> None:
+    while True:
+        await asyncio.sleep(SWEEP_EVERY_S)
+        try:
+            services.engine.sweep()
+        except Exception:  # keep sweeping; report it
+            log.exception("sweep failed")
+
+
+async def start_server(settings: Settings, services: Services | None = None) -> Server:
+    """Start serving on settings.host:port (port 0 picks a free one)."""
+    services = services or build_services(settings)
+    if services.db.engine.dialect.name == "sqlite":
+        recovered = services.engine.recover()
+        if recovered:
+            log.warning("%d attempt(s) were running when PloyD stopped: interrupted", recovered)
+    runner = web.AppRunner(make_app(services), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port)
+    await site.start()
+    sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
+    port = sockets[0].getsockname()[1] if sockets else settings.port
+    url = f"http://{settings.host}:{port}"
+    server = Server(services=services, runner=runner, url=url)
+    server.tasks.append(asyncio.create_task(_sweeper(services)))
+    if settings.executor == "local" and settings.local_agents > 0:
+        from app.executors.local import LocalExecutor
+
+        engine = services.engine
+
+        async def on_exit(agent_id: str, code: int | None) -> None:
+            engine.agent_lost(agent_id, f"the agent process exited (code {code})")
+
+        executor = LocalExecutor(
+            server_url=url,
+            agent_token=engine.new_agent_token(),
+            work_dir=settings.workspaces_dir,
+            concurrency=settings.local_agents,
+            on_agent_exit=on_exit,
+        )
+        await executor.start()
+        server.executor = executor
+    return server
+
+
+async def serve_forever(settings: Settings) -> None:
+    server = await start_server(settings)
+    log.info("PloyD %s listening on %s (data in %s)", "serve", server.url, settings.data_dir)
+    print(
+        f"PloyD is listening on {server.url}  (data: {settings.data_dir}, database: "
+        f"{settings.db_url.split('@')[-1]})",
+        flush=True,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await server.stop()

@@ -1,0 +1,178 @@
+"""The tables. Every state column holds a value of an ``app.core.states`` enum."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Tenant(Base):
+    """A GitHub installation, a GitLab group or project, or `local`."""
+
+    __tablename__ = "tenants"
+    __table_args__ = (UniqueConstraint("forge", "external_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    forge: Mapped[str] = mapped_column(String(16))
+    external_id: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(255))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Repository(Base):
+    __tablename__ = "repositories"
+    __table_args__ = (UniqueConstraint("forge", "full_name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    forge: Mapped[str] = mapped_column(String(16))
+    full_name: Mapped[str] = mapped_column(String(255))
+    clone_url: Mapped[str] = mapped_column(Text)
+    default_branch: Mapped[str] = mapped_column(String(255), default="main")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    tenant: Mapped[Tenant] = relationship()
+
+
+class Pipeline(Base):
+    __tablename__ = "pipelines"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    repository_id: Mapped[int] = mapped_column(ForeignKey("repositories.id"), index=True)
+    forge: Mapped[str] = mapped_column(String(16))
+    ref: Mapped[str] = mapped_column(String(255))
+    sha: Mapped[str] = mapped_column(String(64))
+    trigger: Mapped[str] = mapped_column(String(32))  # push, pull_request, api, ...
+    actor: Mapped[str] = mapped_column(String(255), default="")
+    pr_number: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    fork: Mapped[bool] = mapped_column(Boolean, default=False)
+    state: Mapped[str] = mapped_column(String(16), default="running", index=True)
+    event_id: Mapped[int | None] = mapped_column(ForeignKey("inbox.id"), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+    repository: Mapped[Repository] = relationship()
+    jobs: Mapped[list[Job]] = relationship(back_populates="pipeline", order_by="Job.position")
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+    __table_args__ = (
+        UniqueConstraint("pipeline_id", "name"),
+        Index("ix_jobs_state_queued_at", "state", "queued_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    pipeline_id: Mapped[int] = mapped_column(ForeignKey("pipelines.id"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(512))
+    base_name: Mapped[str] = mapped_column(String(64))
+    matrix: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    needs: Mapped[list[Any]] = mapped_column(default=list)
+    when: Mapped[str] = mapped_column(String(16), default="on_success")
+    allow_failure: Mapped[bool] = mapped_column(Boolean, default=False)
+    hardware: Mapped[list[Any]] = mapped_column(default=list)  # ["l4:1", ...] preference order
+    candidates: Mapped[list[Any]] = mapped_column(default=list)  # instance type names
+    spec: Mapped[dict[str, Any]] = mapped_column(default=dict)  # steps, env, timeout, retry, ...
+    state: Mapped[str] = mapped_column(String(16))
+    skip_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    queued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+    pipeline: Mapped[Pipeline] = relationship(back_populates="jobs")
+    attempts: Mapped[list[Attempt]] = relationship(back_populates="job", order_by="Attempt.number")
+
+
+class Attempt(Base):
+    """One try at running a job on one machine. A retry is a new attempt."""
+
+    __tablename__ = "attempts"
+    __table_args__ = (
+        UniqueConstraint("job_id", "number"),
+        Index("ix_attempts_state", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16), default="queued")
+    reason: Mapped[str] = mapped_column(Text, default="")  # why this attempt exists
+    end_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    agent_id: Mapped[str | None] = mapped_column(String(128), nullable=True, index=True)
+    machine: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    instance_type: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    spot: Mapped[bool] = mapped_column(Boolean, default=False)
+    price_hourly: Mapped[float | None] = mapped_column(Float, nullable=True)
+    cost: Mapped[float | None] = mapped_column(Float, nullable=True)
+    token_hash: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
+    exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    failed_step: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    steps: Mapped[list[Any]] = mapped_column(default=list)  # [{index,title,state,exit_code,...}]
+    log_path: Mapped[str | None] = mapped_column(Text, nullable=True)
+    log_seq: Mapped[int] = mapped_column(Integer, default=0)  # next chunk expected
+    log_size: Mapped[int] = mapped_column(Integer, default=0)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+    job: Mapped[Job] = relationship(back_populates="attempts")
+
+
+class InboxEvent(Base):
+    """Every event received, stored before it is answered; deliveries are deduplicated."""
+
+    __tablename__ = "inbox"
+    __table_args__ = (UniqueConstraint("forge", "delivery_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    forge: Mapped[str] = mapped_column(String(16))
+    delivery_id: Mapped[str] = mapped_column(String(128))
+    event: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(String(16), default="received", index=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    processed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class AuditRecord(Base):
+    """Who did what, when. Append-only."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(255))
+    forge: Mapped[str] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(Text, default="")
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)

@@ -1,0 +1,1 @@
+"""The aiohttp layer: it verifies, records and dispatches; logic lives elsewhere."""

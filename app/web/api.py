@@ -1,0 +1,225 @@
+"""The JSON API under /api/v1: pipelines, jobs, attempts, logs; start, cancel, retry."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy import select
+
+from app.adapters.local_git import LocalRepoError
+from app.core.config.errors import ConfigInvalid
+from app.engine.engine import NotAllowed
+from app.handlers.pipelines import start_local
+from app.store.models import Attempt, Job, Pipeline
+from app.web.common import error, int_param, json_body, require_admin, services
+
+routes = web.RouteTableDef()
+
+
+def _t(dt: datetime | None) -> str | None:
+    return dt.isoformat() if dt else None
+
+
+def pipeline_json(p: Pipeline, with_jobs: bool = False) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": p.id,
+        "repo": p.repository.full_name,
+        "forge": p.forge,
+        "ref": p.ref,
+        "sha": p.sha,
+        "trigger": p.trigger,
+        "actor": p.actor,
+        "state": p.state,
+        "created_at": _t(p.created_at),
+        "finished_at": _t(p.finished_at),
+    }
+    if with_jobs:
+        out["jobs"] = [job_json(j) for j in p.jobs]
+    return out
+
+
+def attempt_json(a: Attempt) -> dict[str, Any]:
+    return {
+        "id": a.id,
+        "number": a.number,
+        "state": a.state,
+        "reason": a.reason,
+        "end_reason": a.end_reason,
+        "error": a.error,
+        "machine": a.machine,
+        "instance_type": a.instance_type,
+        "spot": a.spot,
+        "exit_code": a.exit_code,
+        "failed_step": a.failed_step,
+        "cost": a.cost,
+        "steps": a.steps,
+        "log_size": a.log_size,
+        "created_at": _t(a.created_at),
+        "started_at": _t(a.started_at),
+        "finished_at": _t(a.finished_at),
+    }
+
+
+def job_json(j: Job, with_attempts: bool = False) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": j.id,
+        "pipeline_id": j.pipeline_id,
+        "name": j.name,
+        "base_name": j.base_name,
+        "matrix": j.matrix,
+        "needs": j.needs,
+        "when": j.when,
+        "allow_failure": j.allow_failure,
+        "hardware": j.hardware,
+        "candidates": j.candidates,
+        "state": j.state,
+        "skip_reason": j.skip_reason,
+        "attempts": len(j.attempts),
+        "queued_at": _t(j.queued_at),
+        "started_at": _t(j.started_at),
+        "finished_at": _t(j.finished_at),
+    }
+    if with_attempts:
+        out["attempts"] = [attempt_json(a) for a in j.attempts]
+    return out
+
+
+@routes.get("/api/v1/pipelines")
+async def list_pipelines(request: web.Request) -> web.Response:
+    require_admin(request)
+    try:
+        limit = min(max(int(request.query.get("limit", "50")), 1), 500)
+    except ValueError:
+        return error(400, "limit must be a number")
+    with services(request).db.session() as s:
+        rows = s.scalars(select(Pipeline).order_by(Pipeline.id.desc()).limit(limit)).all()
+        return web.json_response({"pipelines": [pipeline_json(p) for p in rows]})
+
+
+@routes.post("/api/v1/pipelines")
+async def create_pipeline(request: web.Request) -> web.Response:
+    require_admin(request)
+    body = await json_body(request)
+    repo, ref = body.get("repo"), body.get("ref", "HEAD")
+    if not isinstance(repo, str) or not repo or not isinstance(ref, str) or not ref:
+        return error(400, 'give {"repo": "/path/to/a/git/repository", "ref": "main"}')
+    svc = services(request)
+    try:
+        started = start_local(svc.engine, svc.catalog, repo, ref, actor=body.get("actor") or "api")
+    except LocalRepoError as e:
+        return error(400, str(e))
+    except ConfigInvalid as e:
+        return error(422, "the configuration is invalid", errors=[x.to_dict() for x in e.errors])
+    if started.pipeline_id is None:
+        return web.json_response({"id": None, "sha": started.sha, "reason": "no trigger matched"})
+    return web.json_response(
+        {
+            "id": started.pipeline_id,
+            "sha": started.sha,
+            "ref": started.ref,
+            "url": f"{svc.settings.base_url}/api/v1/pipelines/{started.pipeline_id}",
+        },
+        status=201,
+    )
+
+
+@routes.get("/api/v1/pipelines/{id}")
+async def get_pipeline(request: web.Request) -> web.Response:
+    require_admin(request)
+    with services(request).db.session() as s:
+        p = s.get(Pipeline, int_param(request, "id"))
+        if p is None:
+            return error(404, "no such pipeline")
+        return web.json_response(pipeline_json(p, with_jobs=True))
+
+
+@routes.get("/api/v1/jobs/{id}")
+async def get_job(request: web.Request) -> web.Response:
+    require_admin(request)
+    with services(request).db.session() as s:
+        j = s.get(Job, int_param(request, "id"))
+        if j is None:
+            return error(404, "no such job")
+        return web.json_response(job_json(j, with_attempts=True))
+
+
+@routes.get("/api/v1/jobs/{id}/attempts")
+async def get_attempts(request: web.Request) -> web.Response:
+    require_admin(request)
+    with services(request).db.session() as s:
+        j = s.get(Job, int_param(request, "id"))
+        if j is None:
+            return error(404, "no such job")
+        return web.json_response({"attempts": [attempt_json(a) for a in j.attempts]})
+
+
+def _log_response(request: web.Request, a: Attempt | None) -> web.Response:
+    if a is None:
+        return error(404, "no such attempt")
+    try:
+        offset = max(int(request.query.get("offset", "0")), 0)
+        limit = min(max(int(request.query.get("limit", str(8 << 20))), 0), 64 << 20)
+    except ValueError:
+        return error(400, "offset and limit must be numbers")
+    data = services(request).logs.read(a.log_path, offset, limit) if a.log_path else b""
+    return web.Response(
+        body=data,
+        content_type="text/plain",
+        charset="utf-8",
+        headers={"X-Log-Size": str(a.log_size), "X-Attempt-State": a.state},
+    )
+
+
+@routes.get("/api/v1/attempts/{id}/log")
+async def attempt_log(request: web.Request) -> web.Response:
+    require_admin(request)
+    with services(request).db.session() as s:
+        return _log_response(request, s.get(Attempt, int_param(request, "id")))
+
+
+@routes.get("/api/v1/jobs/{id}/log")
+async def job_log(request: web.Request) -> web.Response:
+    """The log of the job's latest attempt."""
+    require_admin(request)
+    with services(request).db.session() as s:
+        j = s.get(Job, int_param(request, "id"))
+        if j is None:
+            return error(404, "no such job")
+        return _log_response(request, j.attempts[-1] if j.attempts else None)
+
+
+@routes.post("/api/v1/pipelines/{id}/cancel")
+async def cancel_pipeline(request: web.Request) -> web.Response:
+    require_admin(request)
+    try:
+        n = services(request).engine.cancel_pipeline(int_param(request, "id"), "api")
+    except KeyError:
+        return error(404, "no such pipeline")
+    return web.json_response({"cancelled_jobs": n})
+
+
+@routes.post("/api/v1/jobs/{id}/cancel")
+async def cancel_job(request: web.Request) -> web.Response:
+    require_admin(request)
+    try:
+        done = services(request).engine.cancel_job(int_param(request, "id"), "api")
+    except KeyError:
+        return error(404, "no such job")
+    if not done:
+        return error(409, "the job has already finished")
+    return web.json_response({"ok": True})
+
+
+@routes.post("/api/v1/jobs/{id}/retry")
+async def retry_job(request: web.Request) -> web.Response:
+    """Retry a finished job, or start a manual one."""
+    require_admin(request)
+    try:
+        attempt_id = services(request).engine.retry_job(int_param(request, "id"), "api")
+    except KeyError:
+        return error(404, "no such job")
+    except NotAllowed as e:
+        return error(409, str(e))
+    return web.json_response({"attempt_id": attempt_id}, status=201)

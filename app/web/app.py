@@ -1,0 +1,33 @@
+"""The aiohttp application: routes only; services are built by ``app.server``."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from app import __version__
+from app.web import agent_api, api
+from app.web.common import SERVICES, Services
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    svc = request.app[SERVICES]
+    from sqlalchemy import text
+
+    try:
+        with svc.db.session() as s:
+            s.execute(text("SELECT 1"))
+    except Exception as e:  # a health check reports; it does not crash
+        return web.json_response({"status": "unhealthy", "error": type(e).__name__}, status=503)
+    return web.json_response({"status": "ok", "version": __version__})
+
+
+def make_app(services: Services) -> web.Application:
+    app = web.Application(client_max_size=8 << 20)
+    app[SERVICES] = services
+    app.add_routes(routes)
+    app.add_routes(api.routes)
+    app.add_routes(agent_api.routes)
+    return app

@@ -1,0 +1,86 @@
+"""Fixtures shared by the whole suite: databases (SQLite and PostgreSQL) and git repos."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+POSTGRES_ENV = "PLOYD_TEST_POSTGRES_URL"
+
+
+def _postgres_url() -> str:
+    url = os.environ.get(POSTGRES_ENV, "")
+    if not url:
+        if os.environ.get("PLOYD_REQUIRE_POSTGRES"):
+            pytest.fail(f"PLOYD_REQUIRE_POSTGRES is set but {POSTGRES_ENV} is not")
+        pytest.skip(f"PostgreSQL tests need {POSTGRES_ENV}")
+    return url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database: a SQLite file, or a new PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'ployd.db'}"
+        return
+    from sqlalchemy import create_engine, text
+
+    url = _postgres_url()
+    schema = "t_" + uuid.uuid4().hex[:16]
+    admin = create_engine(url)
+    try:
+        with admin.begin() as c:
+            c.execute(text(f"CREATE SCHEMA {schema}"))
+    except Exception as e:
+        admin.dispose()
+        if os.environ.get("PLOYD_REQUIRE_POSTGRES"):
+            pytest.fail(f"PostgreSQL at {url} is not reachable: {e}")
+        pytest.skip(f"PostgreSQL at {url} is not reachable: {e}")
+    sep = "&" if "?" in url else "?"
+    yield f"{url}{sep}options=-csearch_path%3D{schema}"
+    with admin.begin() as c:
+        c.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+    admin.dispose()
+
+
+def git(repo: Path, *args: str) -> str:
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "Test",
+        "GIT_AUTHOR_EMAIL": "test@example.com",
+        "GIT_COMMITTER_NAME": "Test",
+        "GIT_COMMITTER_EMAIL": "test@example.com",
+    }
+    out = subprocess.run(
+        ["git", "-C", str(repo), *args], check=True, capture_output=True, env=env
+    )
+    return out.stdout.decode().strip()
+
+
+MakeRepo = Callable[[dict[str, str]], tuple[Path, str]]
+
+
+@pytest.fixture
+def make_repo(tmp_path: Path) -> Callable[..., tuple[Path, str]]:
+    """``make_repo(files, path=None)`` -> (repo path, sha): a real git repository with
+    ``files`` committed on branch main; calling it again with the same path adds a commit."""
+
+    def make(files: dict[str, str], path: Path | None = None) -> tuple[Path, str]:
+        repo = path or tmp_path / f"repo-{uuid.uuid4().hex[:8]}"
+        if not (repo / ".git").exists():
+            repo.mkdir(parents=True, exist_ok=True)
+            git(repo, "init", "-q", "-b", "main")
+        for name, text in files.items():
+            f = repo / name
+            f.parent.mkdir(parents=True, exist_ok=True)
+            f.write_text(text)
+        git(repo, "add", "-A")
+        git(repo, "commit", "-q", "-m", "commit", "--allow-empty")
+        return repo, git(repo, "rev-parse", "HEAD")
+
+    return make
