@@ -27,8 +27,12 @@ def push(ref: str, files: tuple[str, ...] | None = None, default: str = "main") 
 
 def pr(base: str, action: str = "opened", files: tuple[str, ...] | None = None) -> Event:
     return Event(
-        EventKind.PULL_REQUEST, ref="refs/pull/1/head", sha="1" * 40, base_branch=base,
-        action=action, changed_files=files,
+        EventKind.PULL_REQUEST,
+        ref="refs/pull/1/head",
+        sha="1" * 40,
+        base_branch=base,
+        action=action,
+        changed_files=files,
     )
 
 

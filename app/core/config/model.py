@@ -5,7 +5,7 @@ Two levels:
 * ``Config`` / ``JobSpec``: the file as written (defaults applied, values parsed,
   matrix not yet expanded). Produced by ``app.core.config.loader.load_config``.
 * ``PlannedJob``: one concrete job after matrix expansion, with its hardware resolved
-  to catalog candidates. Produced by ``app.core.planner.expand``.
+  to catalog candidates. Produced by ``app.core.expand.expand``.
 
 Every node keeps the ``Mark`` (file, line, column) it came from, so later checks and
 reports can point at the user's text.
@@ -104,14 +104,20 @@ class RetryPolicy:
     )
     exit_codes: tuple[int, ...] = ()
 
-    def allows(self, reason: RetryReason, attempt_number: int, exit_code: int | None = None) -> bool:
+    def allows(
+        self, reason: RetryReason, attempt_number: int, exit_code: int | None = None
+    ) -> bool:
         """May attempt number ``attempt_number`` (1-based), which ended for ``reason``,
         be followed by another?"""
         if attempt_number > self.max:
             return False
         if RetryReason.ALWAYS in self.when:
             return True
-        if reason is RetryReason.SCRIPT_FAILURE and exit_code is not None and exit_code in self.exit_codes:
+        if (
+            reason is RetryReason.SCRIPT_FAILURE
+            and exit_code is not None
+            and exit_code in self.exit_codes
+        ):
             return True
         return reason in self.when
 
@@ -246,3 +252,12 @@ class PlannedJob:
     hardware: tuple[HardwareSpec, ...]
     candidates: tuple[str, ...]
     spec: JobSpec
+    # Added with the loader: the job's cache and image with ``${{ matrix.K }}`` expanded, and
+    # the resources the candidates were chosen for (None when ``hardware`` is used).
+    cache: Cache | None = None
+    image: str | None = None
+    resources: Resources | None = None
+
+    @property
+    def is_matrix_child(self) -> bool:
+        return self.name != self.base
