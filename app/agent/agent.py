@@ -1,0 +1,195 @@
+"""The agent loop: claim a job, fetch the code, run the steps, report, repeat."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from pathlib import Path
+from typing import Any
+
+from app.agent import runner, workspace
+from app.agent.client import AgentClient, AttemptGone, ProtocolError, Unavailable
+
+log = logging.getLogger("ployd.agent")
+
+
+class Agent:
+    def __init__(
+        self,
+        client: AgentClient,
+        agent_id: str,
+        work_dir: Path,
+        *,
+        claim_wait: float = 25,
+        heartbeat_wait: float = 10,
+        kill_grace_s: float = 3.0,
+    ) -> None:
+        self.client = client
+        self.agent_id = agent_id
+        self.work_dir = Path(work_dir)
+        self.claim_wait = claim_wait
+        self.heartbeat_wait = heartbeat_wait
+        self.kill_grace_s = kill_grace_s
+        self.stopping = False
+        self._claim: asyncio.Task[dict[str, Any] | None] | None = None
+        self._job_cancel: asyncio.Event | None = None
+
+    def terminate(self) -> None:
+        """SIGTERM: stop claiming, kill the running step's group, exit without finishing
+        (the server counts the attempt as a lost machine)."""
+        self.stopping = True
+        if self._claim is not None:
+            self._claim.cancel()
+        if self._job_cancel is not None:
+            self._job_cancel.set()
+
+    async def run(self, *, once: bool = False) -> int:
+        """Claim and run jobs until terminated (or after one job with ``once``)."""
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        backoff = 0.5
+        while not self.stopping:
+            self._claim = asyncio.create_task(self.client.claim(self.agent_id, self.claim_wait))
+            try:
+                claim = await self._claim
+            except asyncio.CancelledError:
+                if self.stopping:
+                    break
+                raise
+            except AttemptGone as e:
+                log.error("the server refused the agent token: %s", e)
+                return 2
+            except Exception as e:  # network trouble, a server restarting
+                log.warning("claim failed (%r); retrying in %.1fs", e, backoff)
+                await asyncio.sleep(backoff)  # backoff while the server is away
+                backoff = min(backoff * 2, 10.0)
+                continue
+            finally:
+                self._claim = None
+            backoff = 0.5
+            if claim is None:
+                continue
+            await self.run_job(claim)
+            if once:
+                break
+        return 0
+
+    async def run_job(self, claim: dict[str, Any]) -> None:
+        job: dict[str, Any] = claim["job"]
+        attempt_id = int(claim.get("attempt_id") or job["attempt_id"])
+        token = str(claim["job_token"])
+        cancel = self._job_cancel = asyncio.Event()
+        if self.stopping:
+            cancel.set()
+        job_run = _JobRun(self.client, attempt_id, token, cancel)
+        heartbeat = asyncio.create_task(job_run.heartbeats(self.heartbeat_wait))
+        try:
+            finish = await self._run(job, job_run, cancel)
+            if job_run.gone:
+                log.warning("attempt %s is no longer ours; not finishing it", attempt_id)
+            elif self.stopping:
+                log.warning("terminated during attempt %s; not finishing it", attempt_id)
+            else:
+                await self.client.finish(attempt_id, token, **finish)
+        except (AttemptGone, Unavailable) as e:
+            log.error("attempt %s: could not report: %s", attempt_id, e)
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+            self._job_cancel = None
+
+    async def _run(
+        self, job: dict[str, Any], job_run: _JobRun, cancel: asyncio.Event
+    ) -> dict[str, Any]:
+        """Fetch and run; the body of the finish call."""
+        await job_run.send_log(f"ployd agent {self.agent_id}: {job.get('name', '?')}\n")
+        try:
+            path, _ = await workspace.prepare(
+                self.work_dir,
+                str(job.get("workspace_key") or job.get("repo") or "workspace"),
+                str(job["clone_url"]),
+                str(job["sha"]),
+                log=job_run.send_log,
+            )
+        except (workspace.WorkspaceError, OSError) as e:
+            await job_run.send_log(f"error: {e}\n")
+            return {"result": "failed", "exit_code": None, "failed_step": None,
+                    "reason": "infrastructure", "error": str(e)}
+        steps = [runner.StepSpec.from_json(s) for s in job.get("steps", [])]
+        result = await runner.run_steps(
+            steps,
+            cwd=path,
+            on_log=job_run.send_log,
+            on_step=job_run.send_step,
+            env={str(k): str(v) for k, v in (job.get("env") or {}).items()},
+            secrets={str(k): str(v) for k, v in (job.get("secrets") or {}).items()},
+            timeout_s=job.get("timeout_s"),
+            cancel=cancel,
+            kill_grace_s=self.kill_grace_s,
+        )
+        return {"result": result.result, "exit_code": result.exit_code,
+                "failed_step": result.failed_step, "reason": result.reason, "error": None}
+
+
+class _JobRun:
+    """One attempt's reporting: log chunks with increasing seq, step states, heartbeats.
+    Any answer with ``cancel: true`` (or a 401/403/409) sets the cancel event."""
+
+    def __init__(
+        self, client: AgentClient, attempt_id: int, token: str, cancel: asyncio.Event
+    ) -> None:
+        self.client = client
+        self.attempt_id = attempt_id
+        self.token = token
+        self.cancel = cancel
+        self.seq = 0
+        self.gone = False
+
+    def _answer(self, cancel: bool) -> None:
+        if cancel:
+            self.cancel.set()
+
+    def _lost(self, e: Exception) -> None:
+        log.error("attempt %s: %s", self.attempt_id, e)
+        if isinstance(e, AttemptGone):
+            self.gone = True
+            self.cancel.set()
+
+    async def send_log(self, data: str) -> None:
+        if self.gone or not data:
+            return
+        seq, self.seq = self.seq, self.seq + 1  # a lost chunk still uses its seq
+        try:
+            self._answer(await self.client.log(self.attempt_id, self.token, seq, data))
+        except (AttemptGone, Unavailable, ProtocolError) as e:
+            self._lost(e)
+
+    async def send_step(self, index: int, state: str, exit_code: int | None) -> None:
+        if self.gone:
+            return
+        try:
+            self._answer(
+                await self.client.step(self.attempt_id, self.token, index, state, exit_code)
+            )
+        except (AttemptGone, Unavailable, ProtocolError) as e:
+            self._lost(e)
+
+    async def heartbeats(self, wait: float) -> None:
+        """Keep one heartbeat in flight until cancelled (or the job is)."""
+        backoff = 0.5
+        while not self.gone:
+            try:
+                if await self.client.heartbeat(self.attempt_id, self.token, wait):
+                    self.cancel.set()
+                    return
+                backoff = 0.5
+            except AttemptGone as e:
+                self._lost(e)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # network trouble: keep trying
+                log.warning("heartbeat failed (%r); retrying in %.1fs", e, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)

@@ -1,0 +1,159 @@
+"""The agent's side of docs/agent-protocol.md: one method per call, over one aiohttp session.
+
+Calls made with the job token are retried on network errors and 5xx answers (the server
+dedupes log chunks on ``seq`` and step reports are idempotent); 401, 403 and 409 mean the
+attempt is no longer ours, raised as ``AttemptGone``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+
+log = logging.getLogger("ployd.agent")
+
+API = "/api/v1/agent"
+
+
+class ProtocolError(Exception):
+    """The server answered something the protocol does not allow here."""
+
+    def __init__(self, status: int, text: str) -> None:
+        super().__init__(f"HTTP {status}: {text[:500]}")
+        self.status = status
+
+
+class AttemptGone(ProtocolError):
+    """401, 403 or 409 on a job-token call: stop working on this attempt."""
+
+
+class Unavailable(Exception):
+    """The server could not be reached (after retries)."""
+
+
+class AgentClient:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        server: str,
+        agent_token: str,
+        *,
+        retries: int = 4,
+        backoff_s: float = 0.2,
+    ) -> None:
+        self.session = session
+        self.server = server.rstrip("/")
+        self.agent_token = agent_token
+        self.retries = retries
+        self.backoff_s = backoff_s
+
+    async def _post(
+        self, path: str, token: str, body: Mapping[str, Any], timeout_s: float
+    ) -> tuple[int, Any]:
+        """One POST; (status, JSON body or None)."""
+        async with self.session.post(
+            self.server + API + path,
+            json=dict(body),
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=aiohttp.ClientTimeout(total=timeout_s),
+        ) as resp:
+            if resp.status == 204:
+                return 204, None
+            text = await resp.text()
+            if resp.status in (401, 403, 409):
+                raise AttemptGone(resp.status, text)
+            if resp.status >= 500:
+                raise aiohttp.ClientResponseError(
+                    resp.request_info, (), status=resp.status, message=text[:200]
+                )
+            if resp.status >= 300:
+                raise ProtocolError(resp.status, text)
+            try:
+                return resp.status, await resp.json(content_type=None)
+            except ValueError as e:
+                raise ProtocolError(resp.status, f"not JSON: {text}") from e
+
+    async def _post_retry(
+        self,
+        path: str,
+        token: str,
+        body: Mapping[str, Any],
+        *,
+        timeout_s: float = 30.0,
+        retries: int | None = None,
+    ) -> tuple[int, Any]:
+        tries = (self.retries if retries is None else retries) + 1
+        for i in range(tries):
+            try:
+                return await self._post(path, token, body, timeout_s)
+            except (aiohttp.ClientError, TimeoutError) as e:
+                if i == tries - 1:
+                    raise Unavailable(f"POST {path}: {e!r}") from e
+                delay = self.backoff_s * 2**i
+                log.warning("POST %s failed (%r); retrying in %.1fs", path, e, delay)
+                await asyncio.sleep(delay)  # backoff between retries
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _cancel(data: Any) -> bool:
+        return bool(isinstance(data, dict) and data.get("cancel"))
+
+    async def claim(self, agent_id: str, wait: float) -> dict[str, Any] | None:
+        """Long-poll for a job: the claim answer, or None when none came within ``wait``.
+        Raises ``AttemptGone`` (401) for a bad agent token."""
+        status, data = await self._post(
+            "/claim", self.agent_token, {"agent_id": agent_id, "wait": wait}, wait + 15
+        )
+        if status == 204 or data is None:
+            return None
+        if not isinstance(data, dict) or "job" not in data or "job_token" not in data:
+            raise ProtocolError(status, f"claim answer without job: {data!r}")
+        return data
+
+    async def log(self, attempt_id: int, token: str, seq: int, data: str) -> bool:
+        """Send log chunk ``seq``; True when the server asks to cancel."""
+        _, resp = await self._post_retry(
+            f"/attempts/{attempt_id}/log", token, {"seq": seq, "data": data}
+        )
+        return self._cancel(resp)
+
+    async def step(
+        self, attempt_id: int, token: str, index: int, state: str, exit_code: int | None = None
+    ) -> bool:
+        """Report a step state; True when the server asks to cancel."""
+        body: dict[str, Any] = {"index": index, "state": state}
+        if exit_code is not None:
+            body["exit_code"] = exit_code
+        _, resp = await self._post_retry(f"/attempts/{attempt_id}/steps", token, body)
+        return self._cancel(resp)
+
+    async def heartbeat(self, attempt_id: int, token: str, wait: float) -> bool:
+        """Held by the server up to ``wait`` seconds; True when the job is cancelled."""
+        _, resp = await self._post(
+            f"/attempts/{attempt_id}/heartbeat", token, {"wait": wait}, wait + 15
+        )
+        return self._cancel(resp)
+
+    async def finish(
+        self,
+        attempt_id: int,
+        token: str,
+        *,
+        result: str,
+        exit_code: int | None,
+        failed_step: int | None,
+        reason: str | None,
+        error: str | None = None,
+    ) -> None:
+        body = {
+            "result": result,
+            "exit_code": exit_code,
+            "failed_step": failed_step,
+            "reason": reason,
+            "error": error,
+        }
+        await self._post_retry(f"/attempts/{attempt_id}/finish", token, body, retries=8)

@@ -1,0 +1,184 @@
+"""The agent against the in-test protocol server (tests/agent/conftest.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+import pytest
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from tests.agent.conftest import StubServer
+
+from app.agent.agent import Agent
+from app.agent.client import AgentClient
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as s:
+        yield s
+
+
+def make_agent(stub: StubServer, session: aiohttp.ClientSession, work: Path, **kw: Any) -> Agent:
+    client = AgentClient(session, stub.url, kw.pop("token", stub.agent_token), backoff_s=0.01)
+    return Agent(client, "test-1", work, claim_wait=kw.pop("claim_wait", 5), **kw)
+
+
+async def test_runs_a_job_and_reports(
+    stub: StubServer, session: aiohttp.ClientSession, repo: tuple[Path, str], tmp_path: Path
+) -> None:
+    path, sha = repo
+    att = stub.add_job(f"file://{path}", sha, [
+        {"title": "Show", "run": "cat hello.txt; echo \"$PLOYD $STEPV\"", "env": {"STEPV": "sv"}},
+        {"title": "Secret", "run": "echo token=$WANDB_API_KEY"},
+    ], secrets={"WANDB_API_KEY": "wandb-abcdef-123"})
+    agent = make_agent(stub, session, tmp_path / "work")
+    assert await agent.run(once=True) == 0
+    assert att.finish == {"result": "succeeded", "exit_code": 0, "failed_step": None,
+                          "reason": None, "error": None}
+    assert sorted(att.logs) == list(range(len(att.logs)))  # seq from 0, no gaps
+    text = att.text
+    assert "workspace: new clone" in text
+    assert "hello from the repo" in text and "true sv" in text
+    assert "token=***" in text and "wandb-abcdef-123" not in text
+    assert [(s["index"], s["state"]) for s in att.steps] == [
+        (0, "running"), (0, "succeeded"), (1, "running"), (1, "succeeded")]
+    assert att.steps[1]["exit_code"] == 0
+    assert att.heartbeats >= 1
+
+
+async def test_second_job_reuses_the_workspace(
+    stub: StubServer, session: aiohttp.ClientSession, repo: tuple[Path, str], tmp_path: Path
+) -> None:
+    path, sha = repo
+    first = stub.add_job(str(path), sha, [{"run": "touch ignored-by-nobody"}])
+    second = stub.add_job(str(path), sha, [{"run": "true"}])
+    agent = make_agent(stub, session, tmp_path / "work")
+    await agent.run(once=True)
+    await agent.run(once=True)
+    assert "new clone" in first.text
+    assert "workspace: reused" in second.text
+
+
+async def test_failed_step(
+    stub: StubServer, session: aiohttp.ClientSession, repo: tuple[Path, str], tmp_path: Path
+) -> None:
+    path, sha = repo
+    att = stub.add_job(str(path), sha, [{"run": "true"}, {"run": "exit 4"}, {"run": "true"}])
+    await make_agent(stub, session, tmp_path / "w").run(once=True)
+    assert att.finish == {"result": "failed", "exit_code": 4, "failed_step": 1,
+                          "reason": "script_failure", "error": None}
+    assert {"index": 2, "state": "skipped"} in att.steps
+
+
+async def test_workspace_failure_is_infrastructure(
+    stub: StubServer, session: aiohttp.ClientSession, repo: tuple[Path, str], tmp_path: Path
+) -> None:
+    path, _ = repo
+    att = stub.add_job(str(path), "f" * 40, [{"run": "true"}])
+    await make_agent(stub, session, tmp_path / "w").run(once=True)
+    assert att.finish is not None
+    assert att.finish["result"] == "failed" and att.finish["reason"] == "infrastructure"
+    assert "f" * 40 in att.finish["error"]
+    assert "error:" in att.text
+    assert att.steps == []
+
+
+async def test_cancel_through_heartbeat_kills_the_step(
+    stub: StubServer, session: aiohttp.ClientSession, repo: tuple[Path, str], tmp_path: Path,
+    wait_gone: Callable[[int], bool],
+) -> None:
+    path, sha = repo
+    att = stub.add_job(str(path), sha, [
+        {"run": "sleep 300 & echo $! > ../child.pid; echo ready; wait"}])
+    att.cancel_on_log = "ready"  # the heartbeat in flight then answers cancel at once
+    agent = make_agent(stub, session, tmp_path / "w", kill_grace_s=1)
+    await asyncio.wait_for(agent.run(once=True), 20)
+    assert att.finish is not None
+    assert (att.finish["result"], att.finish["reason"]) == ("cancelled", "cancelled")
+    assert {"index": 0, "state": "cancelled", "exit_code": att.finish["exit_code"]} in att.steps
+    assert wait_gone(int((tmp_path / "w" / "child.pid").read_text()))
+
+
+async def test_log_post_retried_without_doubling(
+    stub: StubServer, session: aiohttp.ClientSession, repo: tuple[Path, str], tmp_path: Path
+) -> None:
+    path, sha = repo
+    stub.fail_next["log"] = 2
+    stub.fail_next["steps"] = 1
+    att = stub.add_job(str(path), sha, [{"run": "echo once-only"}])
+    await make_agent(stub, session, tmp_path / "w").run(once=True)
+    assert att.finish is not None and att.finish["result"] == "succeeded"
+    assert att.text.count("once-only") == 1
+    assert att.log_posts == len(att.logs) + 2
+    assert sorted(att.logs) == list(range(len(att.logs)))
+
+
+async def test_waits_for_a_job_queued_later(
+    stub: StubServer, session: aiohttp.ClientSession, repo: tuple[Path, str], tmp_path: Path
+) -> None:
+    path, sha = repo
+    agent = make_agent(stub, session, tmp_path / "w", claim_wait=0.05)
+    task = asyncio.create_task(agent.run(once=True))
+    await stub.wait_claims("test-1", 3)  # two empty claims answered 204 already
+    att = stub.add_job(str(path), sha, [{"run": "true"}])
+    assert await asyncio.wait_for(task, 20) == 0
+    assert att.finish is not None and att.finish["result"] == "succeeded"
+
+
+async def test_bad_agent_token(
+    stub: StubServer, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    agent = make_agent(stub, session, tmp_path / "w", token="wrong")
+    assert await agent.run(once=True) == 2
+
+
+async def test_terminate_mid_job_does_not_finish(
+    stub: StubServer, session: aiohttp.ClientSession, repo: tuple[Path, str], tmp_path: Path,
+    wait_gone: Callable[[int], bool],
+) -> None:
+    path, sha = repo
+    att = stub.add_job(str(path), sha, [
+        {"run": "sleep 300 & echo $! > ../child.pid; echo ready; wait"}])
+    agent = make_agent(stub, session, tmp_path / "w", kill_grace_s=1)
+    task = asyncio.create_task(agent.run())
+    await att.wait_log("ready").wait()
+    agent.terminate()
+    assert await asyncio.wait_for(task, 20) == 0
+    assert att.finish is None
+    assert wait_gone(int((tmp_path / "w" / "child.pid").read_text()))
+
+
+async def test_agent_process_once_and_sigterm(
+    stub: StubServer, repo: tuple[Path, str], tmp_path: Path,
+    wait_gone: Callable[[int], bool],
+) -> None:
+    """`python -m app.agent` as a process: --once runs one job and exits 0; SIGTERM
+    mid-job kills the step group and exits without finishing the attempt."""
+    path, sha = repo
+    env = {**os.environ, "PLOYD_AGENT_TOKEN": stub.agent_token}
+    args = [sys.executable, "-m", "app.agent", "--server", stub.url, "--agent-id", "p-1",
+            "--work-dir", str(tmp_path / "w"), "--claim-wait", "5", "--kill-grace", "1"]
+    done = stub.add_job(str(path), sha, [{"run": "echo from-process"}])
+    proc = await asyncio.create_subprocess_exec(*args, "--once", env=env)
+    assert await asyncio.wait_for(proc.wait(), 30) == 0
+    assert done.finish is not None and done.finish["result"] == "succeeded"
+    assert "from-process" in done.text
+
+    att = stub.add_job(str(path), sha, [
+        {"run": "sleep 300 & echo $! > ../child.pid; echo ready; wait"}])
+    proc = await asyncio.create_subprocess_exec(*args, env=env)
+    await asyncio.wait_for(att.wait_log("ready").wait(), 30)
+    proc.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(proc.wait(), 20) == 0
+    assert att.finish is None
+    assert wait_gone(int((tmp_path / "w" / "child.pid").read_text()))

@@ -1,0 +1,66 @@
+"""The local executor: warm agents, restarted (and reported) when one dies."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from app.executors import Executor, LocalExecutor
+
+if TYPE_CHECKING:
+    from tests.agent.conftest import StubServer
+
+
+async def test_warm_agents_restart_and_report(
+    stub: StubServer, repo: tuple[Path, str], tmp_path: Path,
+    wait_gone: Callable[[int], bool],
+) -> None:
+    exits: asyncio.Queue[tuple[str, int | None]] = asyncio.Queue()
+
+    async def on_exit(agent_id: str, rc: int | None) -> None:
+        await exits.put((agent_id, rc))
+
+    ex = LocalExecutor(stub.url, stub.agent_token, tmp_path / "agents", concurrency=2,
+                       on_agent_exit=on_exit, python=sys.executable, claim_wait=5,
+                       stop_grace_s=5, first_backoff_s=0.05)
+    assert isinstance(ex, Executor)
+    await ex.start()
+    try:
+        # Both agents are warm: each is long-polling for a job.
+        await asyncio.wait_for(stub.wait_claims("local-1", 1), 30)
+        await asyncio.wait_for(stub.wait_claims("local-2", 1), 30)
+        assert set(ex.agents) == {"local-1", "local-2"}
+        ex.notify_queued(1)
+
+        # A job is picked up by one of them; kill that agent mid-job.
+        path, sha = repo
+        script = f"echo $$ > {tmp_path}/step.pid; echo ready; exec sleep 300"
+        att = stub.add_job(str(path), sha, [{"run": script}])
+        await asyncio.wait_for(att.wait_log("ready").wait(), 30)
+        victim = att.agent_id
+        assert victim in ex.agents
+        old_pid = ex.agents[victim]
+        claims_before = stub.claims[victim]
+        os.kill(old_pid, signal.SIGKILL)
+
+        assert await asyncio.wait_for(exits.get(), 30) == (victim, -signal.SIGKILL)
+        # Restarted under the same id, claiming again.
+        await asyncio.wait_for(stub.wait_claims(victim, claims_before + 1), 30)
+        assert ex.agents[victim] != old_pid
+        assert ex.restarts[victim] == 1
+        assert att.finish is None  # the server's job: mark it interrupted
+        # A SIGKILLed agent cannot clean up: its step's group lives on (a lost machine).
+        step_pid = int((tmp_path / "step.pid").read_text())
+        os.killpg(step_pid, signal.SIGKILL)
+        assert wait_gone(step_pid)
+    finally:
+        pids = list(ex.agents.values())
+        await ex.stop()
+    assert ex.agents == {}
+    assert all(wait_gone(p) for p in pids)
+    assert exits.empty()  # stop() is not reported as a crash
