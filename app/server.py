@@ -44,6 +44,7 @@ class Server:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def stop(self) -> None:
+        self.services.engine.close()
         for t in self.tasks:
             t.cancel()
         for t in self.tasks:

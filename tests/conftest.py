@@ -56,9 +56,7 @@ def git(repo: Path, *args: str) -> str:
         "GIT_COMMITTER_NAME": "Test",
         "GIT_COMMITTER_EMAIL": "test@example.com",
     }
-    out = subprocess.run(
-        ["git", "-C", str(repo), *args], check=True, capture_output=True, env=env
-    )
+    out = subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, env=env)
     return out.stdout.decode().strip()
 
 

@@ -104,6 +104,13 @@ class Engine:
         self.listeners: list[Listener] = []
         self._agent_tokens: set[str] = set()
         self._postgres = db.engine.dialect.name == "postgresql"
+        self.closing = False
+
+    def close(self) -> None:
+        """Shutting down: waiting claims and heartbeats answer at once."""
+        self.closing = True
+        self.queued.notify()
+        self.cancels.notify()
 
     # ---- bookkeeping ------------------------------------------------------------------
 
@@ -283,7 +290,7 @@ class Engine:
             if found is not None:
                 return found
             left = deadline - loop.time()
-            if left <= 0:
+            if left <= 0 or self.closing:
                 return None
             # Woken at once when a job is queued here; re-checked every second for
             # jobs queued by another replica sharing the database.
@@ -347,7 +354,7 @@ class Engine:
             with self.db.session() as s:
                 cancel = self._attempt(s, attempt_id, token).cancel_requested
             left = deadline - loop.time()
-            if cancel or left <= 0:
+            if cancel or left <= 0 or self.closing:
                 return cancel
             await self.cancels.wait(min(left, 1.0))
 

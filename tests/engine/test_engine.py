@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -281,7 +282,7 @@ async def test_illegal_transitions_are_refused(driver: Driver, engine: Engine) -
     with pytest.raises(IllegalTransition):
         job_transition(JobState.SUCCEEDED, JobState.RUNNING)
     pid = driver.start("version: 1\njobs:\n  t: {steps: [{run: 'true'}]}\n")
-    (t,) = await driver.claim_all()
+    (_t,) = await driver.claim_all()
     with pytest.raises(NotAllowed):
         engine.retry_job(driver.job(pid, "t").id, "bob")  # still running
 
@@ -308,7 +309,7 @@ async def test_sweep_times_out_a_job_its_agent_did_not_stop(driver: Driver, engi
     assert job.attempts[0].state == "timed_out" and job.state == "timed_out"
 
 
-async def test_restart_loses_no_queued_job(driver: Driver, db_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+async def test_restart_loses_no_queued_job(driver: Driver, db_url: str, tmp_path: Path) -> None:
     pid = driver.start(CHAIN)
     driver.engine.db.dispose()
     db = Database.connect(db_url)
@@ -322,9 +323,11 @@ async def test_restart_loses_no_queued_job(driver: Driver, db_url: str, tmp_path
         db.dispose()
 
 
-async def test_restart_interrupts_what_was_running(driver: Driver, db_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+async def test_restart_interrupts_what_was_running(
+    driver: Driver, db_url: str, tmp_path: Path
+) -> None:
     pid = driver.start("version: 1\njobs:\n  t: {steps: [{run: 'true'}]}\n")
-    (t,) = await driver.claim_all()
+    (_t,) = await driver.claim_all()
     driver.engine.db.dispose()
     db = Database.connect(db_url)
     try:

@@ -1,0 +1,117 @@
+"""`ployd serve` for real: HTTP on loopback, the local executor's agent processes, real
+git repositories and real bash steps. Waits are event-driven with a deadline."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from app.server import Server, build_services, start_server
+from app.settings import Settings
+from app.store.models import Job, Pipeline
+
+DEADLINE = 60.0
+
+
+class Harness:
+    def __init__(self, server: Server, http: aiohttp.ClientSession) -> None:
+        self.server = server
+        self.http = http
+        self.engine = server.services.engine
+        self._changed = asyncio.Event()
+        self.engine.listeners.append(lambda _ids: self._changed.set())
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    async def post(self, path: str, body: Any = None, **kw: Any) -> tuple[int, Any]:
+        async with self.http.post(self.url + path, json=body, **kw) as r:
+            ctype = r.headers.get("Content-Type", "")
+            return r.status, (await r.json()) if "json" in ctype else await r.text()
+
+    async def get(self, path: str, **kw: Any) -> tuple[int, Any]:
+        async with self.http.get(self.url + path, **kw) as r:
+            ctype = r.headers.get("Content-Type", "")
+            return r.status, (await r.json()) if "json" in ctype else await r.text()
+
+    async def start(self, repo: Path, ref: str = "HEAD") -> int:
+        status, body = await self.post("/api/v1/pipelines", {"repo": str(repo), "ref": ref})
+        assert status == 201, body
+        return int(body["id"])
+
+    def pipeline(self, pid: int) -> Pipeline:
+        with self.engine.db.session() as s:
+            p = s.get(Pipeline, pid)
+            assert p is not None
+            for j in p.jobs:
+                _ = [a.state for a in j.attempts]
+            return p
+
+    async def until(self, check: Callable[[], bool], what: str) -> None:
+        """Wait until ``check()`` holds, re-checking whenever the engine reports news."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + DEADLINE
+        while not check():
+            left = deadline - loop.time()
+            if left <= 0:
+                raise AssertionError(f"timed out waiting for {what}")
+            self._changed.clear()
+            if check():
+                return
+            news = asyncio.ensure_future(self._changed.wait())
+            logs = asyncio.ensure_future(self.engine.log_appended.wait(left))
+            await asyncio.wait({news, logs}, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+            news.cancel()
+            logs.cancel()
+
+    async def finished(self, pid: int) -> Pipeline:
+        await self.until(lambda: self.pipeline(pid).state != "running", f"pipeline {pid}")
+        return self.pipeline(pid)
+
+    def job(self, pid: int, name: str) -> Job:
+        return next(j for j in self.pipeline(pid).jobs if j.name == name)
+
+    def log(self, pid: int, name: str, attempt: int = -1) -> str:
+        a = self.job(pid, name).attempts[attempt]
+        return self.engine.logs.read(a.log_path).decode() if a.log_path else ""
+
+    async def log_contains(self, pid: int, name: str, text: str) -> None:
+        def check() -> bool:
+            job = self.job(pid, name)
+            return bool(job.attempts) and text in self.log(pid, name)
+
+        await self.until(check, f"{text!r} in the log of {name}")
+
+
+@pytest.fixture
+def serve(tmp_path: Path, db_url: str) -> Callable[..., Any]:
+    """``async with serve(agents=2, **settings) as h``: a running PloyD."""
+    from contextlib import asynccontextmanager
+
+    @asynccontextmanager
+    async def run(agents: int = 2, secrets: Any = None, **extra: Any) -> AsyncIterator[Harness]:
+        settings = Settings(
+            host="127.0.0.1",
+            port=0,
+            data_dir=tmp_path / "data",
+            database_url=db_url,
+            local_agents=agents,
+            **extra,
+        )
+        services = build_services(settings)
+        if secrets is not None:
+            services.engine.secrets = secrets
+        server = await start_server(settings, services)
+        async with aiohttp.ClientSession() as http:
+            try:
+                yield Harness(server, http)
+            finally:
+                await server.stop()
+
+    return run
