@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -82,3 +83,28 @@ def make_repo(tmp_path: Path) -> Callable[..., tuple[Path, str]]:
         return repo, git(repo, "rev-parse", "HEAD")
 
     return make
+
+
+def pid_gone(pid: int) -> bool:
+    """True when ``pid`` no longer runs (absent, or a zombie waiting to be reaped)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
+
+
+def _wait_gone(pid: int, deadline_s: float = 5.0) -> bool:
+    """A SIGKILLed orphan is reaped by init a moment later: poll with a deadline."""
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        if pid_gone(pid):
+            return True
+        time.sleep(0.01)
+    return pid_gone(pid)
+
+
+@pytest.fixture
+def wait_gone() -> Callable[[int], bool]:
+    """``wait_gone(pid)``: True once the process is gone (within a 5 s deadline)."""
+    return _wait_gone

@@ -10,8 +10,7 @@ import asyncio
 import contextlib
 import itertools
 import subprocess
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -219,26 +218,3 @@ def repo(tmp_path: Path) -> tuple[Path, str]:
     return path, git("rev-parse", "HEAD")
 
 
-def pid_gone(pid: int) -> bool:
-    """True when ``pid`` no longer runs (absent, or a zombie waiting to be reaped)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return True
-    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
-
-
-def _wait_gone(pid: int, deadline_s: float = 5.0) -> bool:
-    """A SIGKILLed orphan is reaped by init a moment later: poll with a deadline."""
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        if pid_gone(pid):
-            return True
-        time.sleep(0.01)
-    return pid_gone(pid)
-
-
-@pytest.fixture
-def wait_gone() -> Callable[[int], bool]:
-    """``wait_gone(pid)``: True once the process is gone (within a 5 s deadline)."""
-    return _wait_gone
