@@ -8,16 +8,22 @@ import contextlib
 import logging
 import signal
 from dataclasses import dataclass, field
+from typing import Any
 
+import aiohttp
 from aiohttp import web
 
+from app.adapters.github.client import GitHubClient, Repo
 from app.core.hardware import Catalog
 from app.engine.engine import Engine
+from app.handlers.github.context import GitHubContext
+from app.handlers.github.worker import GitHubWorker
 from app.logs.store import LogStore
+from app.reporters.github import GitHubReporter
 from app.settings import Settings
 from app.store.db import Database
 from app.web.app import make_app
-from app.web.common import Services
+from app.web.common import GITHUB_WORKER, Services
 
 log = logging.getLogger("ployd")
 
@@ -42,9 +48,12 @@ class Server:
     url: str
     executor: object | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    github: GitHubParts | None = None
 
     async def stop(self) -> None:
         self.services.engine.close()
+        if self.github is not None:
+            await self.github.stop()
         for t in self.tasks:
             t.cancel()
         for t in self.tasks:
@@ -54,6 +63,57 @@ class Server:
             await self.executor.stop()  # type: ignore[attr-defined]
         await self.runner.cleanup()
         self.services.db.dispose()
+
+
+@dataclass
+class GitHubParts:
+    """The GitHub App's moving parts: client, inbox worker, reporter."""
+
+    session: aiohttp.ClientSession
+    client: GitHubClient
+    worker: GitHubWorker
+    reporter: GitHubReporter
+
+    async def stop(self) -> None:
+        await self.worker.stop()
+        await self.reporter.idle()
+        await self.session.close()
+
+
+async def start_github(services: Services, app: web.Application) -> GitHubParts | None:
+    config = services.settings.github
+    if config is None:
+        return None
+    from gidgethub import routing
+
+    from app.handlers.github import commands, events, installations
+
+    session = aiohttp.ClientSession()
+    client = GitHubClient(
+        session,
+        app_id=config.app_id,
+        private_key_pem=config.private_key_pem,
+        api_url=config.api_url,
+    )
+    ctx = GitHubContext(services=services, client=client)
+    worker = GitHubWorker(ctx, routing.Router(installations.router, events.router, commands.router))
+    reporter = GitHubReporter(services, client)
+    services.engine.listeners.append(reporter.on_change)
+
+    async def clone_token(claim: dict[str, Any]) -> None:
+        job = claim["job"]
+        url = str(job["clone_url"])
+        if not url.startswith("https://"):
+            return
+        full_name, installation = ctx.installation_of(int(job["pipeline_id"]))
+        token = await client.clone_token(Repo.parse(full_name, installation))
+        job["clone_url"] = url.replace("https://", f"https://x-access-token:{token}@", 1)
+        job["mask"].append(token)
+
+    services.engine.payload_hooks["github"] = clone_token
+    app[GITHUB_WORKER] = worker
+    await worker.start()
+    return GitHubParts(session=session, client=client, worker=worker, reporter=reporter)
 
 
 async def _sweeper(services: Services) -> None:
@@ -72,14 +132,16 @@ async def start_server(settings: Settings, services: Services | None = None) -> 
         recovered = services.engine.recover()
         if recovered:
             log.warning("%d attempt(s) were running when PloyD stopped: interrupted", recovered)
-    runner = web.AppRunner(make_app(services), access_log=None)
+    app = make_app(services)
+    github = await start_github(services, app)
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port)
     await site.start()
     sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
     port = sockets[0].getsockname()[1] if sockets else settings.port
     url = f"http://{settings.host}:{port}"
-    server = Server(services=services, runner=runner, url=url)
+    server = Server(services=services, runner=runner, url=url, github=github)
     server.tasks.append(asyncio.create_task(_sweeper(services)))
     if settings.executor == "local" and settings.local_agents > 0:
         from app.executors.local import LocalExecutor

@@ -10,6 +10,10 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from app.adapters.github.config import GitHubAppConfig
 
 
 class SettingsError(ValueError):
@@ -55,6 +59,9 @@ class Settings:
     secret_key: str = ""
     catalog_file: str = ""
     heartbeat_timeout_s: int = 60
+    github: GitHubAppConfig | None = None
+    github_git_url: str = "https://github.com"
+    max_webhook_bytes: int = 25 << 20
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -78,6 +85,8 @@ class Settings:
             secret_key=env.get("PLOYD_SECRET_KEY") or "",
             catalog_file=env.get("PLOYD_CATALOG_FILE") or "",
             heartbeat_timeout_s=_int(env, "PLOYD_HEARTBEAT_TIMEOUT", 60, minimum=5),
+            github=_github(env),
+            github_git_url=(env.get("PLOYD_GITHUB_GIT_URL") or "https://github.com").rstrip("/"),
         )
         return s
 
@@ -99,6 +108,23 @@ class Settings:
     def workspaces_dir(self) -> Path:
         return self.data_dir / "workspaces"
 
+    def secret_key_bytes(self) -> bytes:
+        """PLOYD_SECRET_KEY, or a random key kept in the data directory (created once)."""
+        if self.secret_key:
+            return self.secret_key.encode()
+        path = self.data_dir / "secret_key"
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            import secrets
+
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            key = secrets.token_urlsafe(48).encode()
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(key)
+            return key
+
     def check_exposure(self) -> None:
         """Refuse to serve beyond loopback without an admin token: the API starts jobs."""
         if self.host not in ("127.0.0.1", "localhost", "::1") and not self.admin_token:
@@ -106,3 +132,18 @@ class Settings:
                 f"PLOYD_HOST={self.host} listens beyond this machine: set PLOYD_ADMIN_TOKEN "
                 "so that only you can use the API"
             )
+
+
+def _github(env: Mapping[str, str]) -> GitHubAppConfig | None:
+    """The GitHub App's settings when PLOYD_GITHUB_APP_ID is set."""
+    if not env.get("PLOYD_GITHUB_APP_ID"):
+        return None
+    from app.adapters.github.config import GitHubAppConfig, GitHubConfigError
+
+    try:
+        config = GitHubAppConfig.from_env(env)
+    except GitHubConfigError as e:
+        raise SettingsError(str(e)) from None
+    if not config.webhook_secret:
+        raise SettingsError("PLOYD_GITHUB_WEBHOOK_SECRET must be set with PLOYD_GITHUB_APP_ID")
+    return config

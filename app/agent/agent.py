@@ -103,6 +103,13 @@ class Agent:
         self, job: dict[str, Any], job_run: _JobRun, cancel: asyncio.Event
     ) -> dict[str, Any]:
         """Fetch and run; the body of the finish call."""
+        secrets = {str(k): str(v) for k, v in (job.get("secrets") or {}).items()}
+        mask = [str(v) for v in job.get("mask") or []]
+        masker = runner.Masker([*secrets.values(), *mask])
+
+        async def send_masked(text: str) -> None:  # git's messages can hold the clone URL
+            await job_run.send_log(masker.feed(text) + masker.finish())
+
         await job_run.send_log(f"ployd agent {self.agent_id}: {job.get('name', '?')}\n")
         try:
             path, _ = await workspace.prepare(
@@ -110,12 +117,13 @@ class Agent:
                 str(job.get("workspace_key") or job.get("repo") or "workspace"),
                 str(job["clone_url"]),
                 str(job["sha"]),
-                log=job_run.send_log,
+                log=send_masked,
             )
         except (workspace.WorkspaceError, OSError) as e:
-            await job_run.send_log(f"error: {e}\n")
+            error = masker.feed(str(e)) + masker.finish()
+            await job_run.send_log(f"error: {error}\n")
             return {"result": "failed", "exit_code": None, "failed_step": None,
-                    "reason": "infrastructure", "error": str(e)}
+                    "reason": "infrastructure", "error": error}
         steps = [runner.StepSpec.from_json(s) for s in job.get("steps", [])]
         result = await runner.run_steps(
             steps,
@@ -123,7 +131,8 @@ class Agent:
             on_log=job_run.send_log,
             on_step=job_run.send_step,
             env={str(k): str(v) for k, v in (job.get("env") or {}).items()},
-            secrets={str(k): str(v) for k, v in (job.get("secrets") or {}).items()},
+            secrets=secrets,
+            mask=mask,
             timeout_s=job.get("timeout_s"),
             cancel=cancel,
             kill_grace_s=self.kill_grace_s,

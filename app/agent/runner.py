@@ -293,6 +293,7 @@ async def run_steps(
     env: Mapping[str, str] | None = None,
     base_env: Mapping[str, str] | None = None,
     secrets: Mapping[str, str] | None = None,
+    mask: Iterable[str] = (),
     timeout_s: float | None = None,
     cancel: asyncio.Event | None = None,
     flush_interval: float = 0.25,
@@ -302,13 +303,14 @@ async def run_steps(
     """Run ``steps`` in order in ``cwd`` and say how the job went.
 
     ``env`` (the job's) and each step's env are laid over ``base_env`` (default:
-    ``os.environ``); ``secrets`` are added as variables and masked in the output.
+    ``os.environ``); ``secrets`` are added as variables and masked in the output, and so
+    are the values in ``mask`` (not exported: e.g. the token in the clone URL).
     ``timeout_s`` bounds the whole job; a step's own ``timeout_s`` bounds that step.
     Setting ``cancel`` kills the running step's process group and ends the job
     ``cancelled``. After a failure the remaining steps are reported ``skipped``.
     """
     secrets = dict(secrets or {})
-    out = LogStream(on_log, secrets.values(), flush_interval=flush_interval)
+    out = LogStream(on_log, [*secrets.values(), *mask], flush_interval=flush_interval)
     job_env = dict(os.environ if base_env is None else base_env)
     job_env.update(env or {})
     job_env.update(secrets)

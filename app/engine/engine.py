@@ -11,7 +11,7 @@ import asyncio
 import hashlib
 import hmac
 import secrets as pysecrets
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -32,6 +32,9 @@ from app.store.models import Attempt, AuditRecord, Job, Pipeline, Repository, Te
 
 SecretsProvider = Callable[[Pipeline, Job], dict[str, str]]
 Listener = Callable[[set[int]], None]
+# Called with a claim's answer before it goes to the agent: a forge adapter adds what
+# only it can (a short-lived clone token), in place.
+PayloadHook = Callable[[dict[str, Any]], Awaitable[None]]
 
 MAX_CLAIM_WAIT = 30.0
 MAX_HEARTBEAT_WAIT = 30.0
@@ -102,6 +105,7 @@ class Engine:
         self.cancels = Broadcast()
         self.log_appended = Broadcast()
         self.listeners: list[Listener] = []
+        self.payload_hooks: dict[str, PayloadHook] = {}  # forge -> hook
         self._agent_tokens: set[str] = set()
         self._postgres = db.engine.dialect.name == "postgresql"
         self.closing = False
@@ -173,6 +177,8 @@ class Engine:
         actor: str = "",
         pr_number: int | None = None,
         fork: bool = False,
+        held: bool = False,
+        pr_author: str | None = None,
         event_id: int | None = None,
     ) -> int:
         """Store a pipeline and its jobs; the ready ones are queued at once."""
@@ -188,6 +194,8 @@ class Engine:
                 actor=actor,
                 pr_number=pr_number,
                 fork=fork,
+                held=held,
+                pr_author=pr_author,
                 event_id=event_id,
                 state=PipelineState.RUNNING.value,
             )
@@ -253,12 +261,14 @@ class Engine:
         with self.db.session() as s:
             q = (
                 select(Attempt)
-                .where(Attempt.state == AttemptState.QUEUED.value)
+                .join(Attempt.job)
+                .join(Job.pipeline)
+                .where(Attempt.state == AttemptState.QUEUED.value, Pipeline.held.is_(False))
                 .order_by(Attempt.id)
                 .limit(1)
             )
             if self._postgres:
-                q = q.with_for_update(skip_locked=True)
+                q = q.with_for_update(skip_locked=True, of=Attempt)
             attempt = s.scalar(q)
             if attempt is None:
                 return None
@@ -275,7 +285,10 @@ class Engine:
             attempt.claimed_at = now
             attempt.heartbeat_at = now
             attempt.log_path = self.logs.path_for(pipeline.id, job.id, attempt.id)
-            payload = agent_payload(pipeline, job, attempt, self.secrets(pipeline, job))
+            attempt.hardware = list(job.hardware)
+            # A fork's pull request never receives secrets.
+            secrets = {} if pipeline.fork else self.secrets(pipeline, job)
+            payload = agent_payload(pipeline, job, attempt, secrets)
             changes.pipelines.add(pipeline.id)
             result = {"attempt_id": attempt.id, "job_token": token, "job": payload}
         self._after(changes)
@@ -288,6 +301,13 @@ class Engine:
         while True:
             found = self._claim_now(agent_id)
             if found is not None:
+                hook = self.payload_hooks.get(found["job"]["forge"])
+                if hook is not None:
+                    try:
+                        await hook(found)
+                    except Exception as e:  # the agent must not get a job it cannot fetch
+                        self.finish_infrastructure(found, f"could not prepare the job: {e}")
+                        continue
                 return found
             left = deadline - loop.time()
             if left <= 0 or self.closing:
@@ -384,6 +404,22 @@ class Engine:
             )
         self._after(changes)
 
+    def finish_infrastructure(self, claim: dict[str, Any], error: str) -> None:
+        """End a claimed attempt that never reached its agent (retried by policy)."""
+        changes = Changes()
+        with self.db.session() as s:
+            attempt = s.get(Attempt, claim["attempt_id"])
+            if attempt is not None and not AttemptState(attempt.state).final:
+                progress.end_attempt(
+                    s,
+                    attempt,
+                    AttemptState.INTERRUPTED,
+                    RetryReason.INFRASTRUCTURE,
+                    changes,
+                    error=error,
+                )
+        self._after(changes)
+
     def agent_lost(self, agent_id: str, why: str) -> int:
         """The machine or agent ``agent_id`` is gone: its attempts end interrupted."""
         changes = Changes()
@@ -433,8 +469,17 @@ class Engine:
         self._after(changes)
         return done
 
-    def retry_job(self, job_id: int, actor: str) -> int:
-        """Run a finished job again (a manual job: run it). Returns the new attempt's id."""
+    def retry_job(
+        self,
+        job_id: int,
+        actor: str,
+        *,
+        hardware: str | None = None,
+        candidates: list[str] | None = None,
+    ) -> int:
+        """Run a finished job again (a manual job: run it), optionally on other hardware
+        (``hardware`` like ``h100:1`` with its instance type ``candidates``). Returns the
+        new attempt's id."""
         changes = Changes()
         with self.db.session() as s:
             job = s.get(Job, job_id)
@@ -444,7 +489,12 @@ class Engine:
             if not (state.final or state is JobState.MANUAL):
                 raise NotAllowed(f"job '{job.name}' is {job.state}: only a finished job is retried")
             verb = "run" if state is JobState.MANUAL else "retried"
-            attempt = progress.queue_job(s, job, f"{verb} by {actor}", changes)
+            reason = f"{verb} by {actor}"
+            if hardware is not None:
+                job.hardware = [hardware]
+                job.candidates = list(candidates or [])
+                reason += f" on {hardware}"
+            attempt = progress.queue_job(s, job, reason, changes)
             progress.reset_dependents(job.pipeline, job.name)
             progress.advance(s, job.pipeline, changes)
             action = "job.run" if state is JobState.MANUAL else "job.retry"
@@ -453,6 +503,24 @@ class Engine:
             attempt_id = attempt.id
         self._after(changes)
         return attempt_id
+
+    def approve(self, pipeline_id: int, actor: str) -> bool:
+        """`/ployd ok-to-test`: let a held pipeline (a fork's pull request) run."""
+        changes = Changes()
+        with self.db.session() as s:
+            pipeline = s.get(Pipeline, pipeline_id)
+            if pipeline is None:
+                raise KeyError(pipeline_id)
+            if not pipeline.held:
+                return False
+            pipeline.held = False
+            changes.queued += 1
+            changes.pipelines.add(pipeline_id)
+            self.audit(
+                s, actor, "pipeline.approve", f"pipeline:{pipeline_id}", forge=pipeline.forge
+            )
+        self._after(changes)
+        return True
 
     # ---- upkeep -----------------------------------------------------------------------
 

@@ -71,6 +71,7 @@ def agent_payload(
         "attempt_id": attempt.id,
         "attempt_number": attempt.number,
         "name": job.name,
+        "forge": repo.forge,
         "repo": repo.full_name,
         "clone_url": repo.clone_url,
         "sha": pipeline.sha,
@@ -79,5 +80,6 @@ def agent_payload(
         "timeout_s": int(spec.get("timeout_s", 1800)),
         "env": env,
         "secrets": secrets,
+        "mask": [],  # more values to mask in the log (a forge adapter's clone token)
         "steps": [{"index": i, **step} for i, step in enumerate(spec.get("steps", []))],
     }

@@ -69,6 +69,9 @@ class Pipeline(Base):
     actor: Mapped[str] = mapped_column(String(255), default="")
     pr_number: Mapped[int | None] = mapped_column(Integer, nullable=True)
     fork: Mapped[bool] = mapped_column(Boolean, default=False)
+    # A fork's pull request waits for a maintainer's `/ployd ok-to-test` while held.
+    held: Mapped[bool] = mapped_column(Boolean, default=False)
+    pr_author: Mapped[str | None] = mapped_column(String(255), nullable=True)
     state: Mapped[str] = mapped_column(String(16), default="running", index=True)
     event_id: Mapped[int | None] = mapped_column(ForeignKey("inbox.id"), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -128,6 +131,7 @@ class Attempt(Base):
     machine: Mapped[str | None] = mapped_column(String(128), nullable=True)
     instance_type: Mapped[str | None] = mapped_column(String(64), nullable=True)
     spot: Mapped[bool] = mapped_column(Boolean, default=False)
+    hardware: Mapped[list[Any]] = mapped_column(default=list)  # what this attempt asked for
     price_hourly: Mapped[float | None] = mapped_column(Float, nullable=True)
     cost: Mapped[float | None] = mapped_column(Float, nullable=True)
     token_hash: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
@@ -176,3 +180,20 @@ class AuditRecord(Base):
     action: Mapped[str] = mapped_column(String(64))
     target: Mapped[str] = mapped_column(Text, default="")
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class ForgeReport(Base):
+    """What PloyD last told a forge about something: a check run per job, a summary
+    comment per pull request. ``key`` names the thing (``check_run:job:12``,
+    ``comment:repo:3:pr:7``); ``digest`` is the hash of the last payload sent, so an
+    unchanged report is not sent again."""
+
+    __tablename__ = "forge_reports"
+    __table_args__ = (UniqueConstraint("forge", "key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    forge: Mapped[str] = mapped_column(String(16))
+    key: Mapped[str] = mapped_column(String(255))
+    remote_id: Mapped[str] = mapped_column(String(64))
+    digest: Mapped[str] = mapped_column(String(64), default="")
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -26,6 +26,13 @@ class Services:
 
 
 SERVICES = web.AppKey("services", Services)
+
+
+class Submitter(Protocol):
+    def submit(self, inbox_id: int) -> None: ...
+
+
+GITHUB_WORKER = web.AppKey("github_worker", Submitter)
 
 
 def services(request: web.Request) -> Services:

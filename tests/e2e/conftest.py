@@ -115,3 +115,30 @@ def serve(tmp_path: Path, db_url: str) -> Callable[..., Any]:
                 await server.stop()
 
     return run
+
+
+@pytest.fixture
+def github_world(
+    tmp_path: Path, db_url: str, make_repo: Callable[..., tuple[Path, str]]
+) -> Callable[..., Any]:
+    """``async with github_world(agents=1) as w``: the fake GitHub, mirrored git repos, and
+    PloyD serving as the GitHub App (w.h is the Harness)."""
+    from contextlib import asynccontextmanager
+
+    from tests.e2e.github_world import GitHubWorld
+    from tests.fakes.github import serve_fake_github
+
+    @asynccontextmanager
+    async def run(agents: int = 1) -> AsyncIterator[Any]:
+        async with serve_fake_github() as fake:
+            world = GitHubWorld(fake, tmp_path / "git", make_repo)
+            settings = world.settings(tmp_path / "data", db_url, agents)
+            server = await start_server(settings)
+            async with aiohttp.ClientSession() as http:
+                try:
+                    world.h = Harness(server, http)
+                    yield world
+                finally:
+                    await server.stop()
+
+    return run

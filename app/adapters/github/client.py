@@ -198,6 +198,15 @@ class GitHubClient:
             self._installations[key] = int(data["id"])
         return self._installations[key]
 
+    async def clone_token(self, repo: Repo) -> str:
+        """A fresh token that can only read ``repo``'s contents: what an agent gets to
+        fetch the code (never the installation's cached, wider token)."""
+        installation = await self.installation_id(repo)
+        url = f"app/installations/{installation}/access_tokens"
+        body = {"repositories": [repo.name], "permissions": {"contents": "read"}}
+        data = await self._send("POST", url, body, jwt=self.auth.app_jwt())
+        return str(data["token"])
+
     async def _fetch_token(self, installation_id: int, app_jwt: str) -> dict[str, Any]:
         url = f"app/installations/{installation_id}/access_tokens"
         data: dict[str, Any] = await self._send("POST", url, b"", jwt=app_jwt)

@@ -1,0 +1,8 @@
+"""The GitHub App's handlers, one module per feature, registered on gidgethub routers:
+
+* ``installations``: installations and their repositories become tenants.
+* ``events``: push, pull_request, check_suite, merge_group start and stop pipelines.
+* ``commands``: `/ployd ...` in PR comments, and the check run buttons.
+
+``worker`` feeds them the inbox, one delivery at a time, after the webhook answered.
+"""

@@ -1,0 +1,67 @@
+"""What every GitHub handler receives: the services, the GitHub client, and helpers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+
+from app.adapters.github.client import GitHubClient, Repo
+from app.engine.engine import RepoRef
+from app.store.models import Pipeline, Repository, Tenant
+from app.web.common import Services
+
+FORGE = "github"
+
+
+@dataclass
+class GitHubContext:
+    services: Services
+    client: GitHubClient
+
+    def repo(self, payload: dict[str, Any]) -> Repo:
+        return Repo.parse(payload["repository"]["full_name"], int(payload["installation"]["id"]))
+
+    def clone_url(self, full_name: str) -> str:
+        base = self.services.settings.github_git_url
+        return f"{base}/{full_name}" + (".git" if base.startswith("http") else "")
+
+    def repo_ref(self, payload: dict[str, Any]) -> RepoRef:
+        repository, installation = payload["repository"], payload["installation"]
+        account = installation.get("account") or repository.get("owner") or {}
+        return RepoRef(
+            forge=FORGE,
+            full_name=repository["full_name"],
+            clone_url=self.clone_url(repository["full_name"]),
+            default_branch=repository.get("default_branch") or "main",
+            tenant_external_id=str(installation["id"]),
+            tenant_name=str(account.get("login") or installation["id"]),
+        )
+
+    def latest_pipeline(
+        self, full_name: str, *, pr: int | None = None, sha: str | None = None
+    ) -> int | None:
+        """The newest pipeline of a pull request, or of a commit."""
+        with self.services.db.session() as s:
+            q = (
+                select(Pipeline.id)
+                .join(Pipeline.repository)
+                .where(Repository.forge == FORGE, Repository.full_name == full_name)
+            )
+            if pr is not None:
+                q = q.where(Pipeline.pr_number == pr)
+            if sha is not None:
+                q = q.where(Pipeline.sha == sha)
+            return s.scalar(q.order_by(Pipeline.id.desc()).limit(1))
+
+    def installation_of(self, pipeline_id: int) -> tuple[str, int]:
+        """(repository full name, installation id) of a pipeline."""
+        with self.services.db.session() as s:
+            row = s.execute(
+                select(Repository.full_name, Tenant.external_id)
+                .join(Pipeline, Pipeline.repository_id == Repository.id)
+                .join(Tenant, Tenant.id == Repository.tenant_id)
+                .where(Pipeline.id == pipeline_id)
+            ).one()
+            return row[0], int(row[1])

@@ -1,0 +1,259 @@
+"""Pipelines from GitHub events: push, pull_request, check_suite, merge_group."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from gidgethub import routing, sansio
+from sqlalchemy import select
+
+from app.adapters.github.client import Repo
+from app.adapters.github.errors import GitHubError
+from app.core.commands import Permission
+from app.core.config.errors import ConfigInvalid
+from app.core.states import JobState
+from app.core.triggers import Event, EventKind
+from app.handlers.github.context import FORGE, GitHubContext
+from app.handlers.pipelines import CONFIG_FILE, plan
+from app.reporters.github import report_config_errors
+from app.store.models import Pipeline, Repository
+
+log = logging.getLogger("ployd.github")
+router = routing.Router()
+
+WRITERS = {Permission.ADMIN, Permission.MAINTAIN, Permission.WRITE}
+ZERO_SHA = "0" * 40
+
+
+async def start_pipeline(
+    ctx: GitHubContext,
+    payload: dict[str, Any],
+    event: Event,
+    *,
+    trigger: str,
+    actor: str,
+    inbox_id: int | None,
+    pr_number: int | None = None,
+    fork: bool = False,
+    held: bool = False,
+    pr_author: str | None = None,
+) -> int | None:
+    """Read `.ployd.yml` at the event's sha, plan, store. An invalid config becomes one
+    failed `ployd / config` check run; no config file means PloyD is not used here."""
+    repo = ctx.repo(payload)
+    text = await ctx.client.get_file(repo, CONFIG_FILE, event.sha)
+    try:
+        plans = plan(text, event, ctx.services.catalog)
+    except ConfigInvalid as e:
+        await report_config_errors(ctx.client, repo, event.sha, e.errors)
+        return None
+    if plans is None:
+        return None
+    return ctx.services.engine.create_pipeline(
+        ctx.repo_ref(payload),
+        plans,
+        ref=event.ref,
+        sha=event.sha,
+        trigger=trigger,
+        actor=actor,
+        pr_number=pr_number,
+        fork=fork,
+        held=held,
+        pr_author=pr_author,
+        event_id=inbox_id,
+    )
+
+
+async def _changed(
+    ctx: GitHubContext, repo: Repo, before: str | None, after: str
+) -> tuple[str, ...] | None:
+    """Files changed by a push, or None when unknown (a new branch): filters then pass."""
+    if not before or before == ZERO_SHA:
+        return None
+    try:
+        return tuple(await ctx.client.changed_files_compare(repo, before, after))
+    except GitHubError as e:
+        log.warning("compare %s...%s failed (%s): path filters see every file", before, after, e)
+        return None
+
+
+@router.register("push")
+async def on_push(event: sansio.Event, ctx: GitHubContext, inbox_id: int, **_: Any) -> None:
+    p = event.data
+    if p.get("deleted") or not p.get("after") or p["after"] == ZERO_SHA:
+        return
+    if _already_started(ctx, p["repository"]["full_name"], p["after"], p["ref"]):
+        return  # its check_suite came first and started it
+    repo = ctx.repo(p)
+    ev = Event(
+        EventKind.PUSH,
+        ref=p["ref"],
+        sha=p["after"],
+        default_branch=p["repository"].get("default_branch") or "main",
+        changed_files=await _changed(ctx, repo, p.get("before"), p["after"]),
+    )
+    actor = (p.get("pusher") or {}).get("name") or (p.get("sender") or {}).get("login", "")
+    await start_pipeline(ctx, p, ev, trigger="push", actor=actor, inbox_id=inbox_id)
+
+
+def _already_started(ctx: GitHubContext, full_name: str, sha: str, ref: str) -> bool:
+    with ctx.services.db.session() as s:
+        return (
+            s.scalar(
+                select(Pipeline.id)
+                .join(Pipeline.repository)
+                .where(
+                    Repository.forge == FORGE,
+                    Repository.full_name == full_name,
+                    Pipeline.sha == sha,
+                    Pipeline.ref == ref,
+                    Pipeline.pr_number.is_(None),
+                )
+                .limit(1)
+            )
+            is not None
+        )
+
+
+def _is_fork(pr: dict[str, Any]) -> bool:
+    head_repo = (pr.get("head") or {}).get("repo")
+    base_repo = (pr.get("base") or {}).get("repo") or {}
+    return head_repo is None or head_repo.get("full_name") != base_repo.get("full_name")
+
+
+async def permission_of(ctx: GitHubContext, repo: Repo, user: str) -> Permission:
+    try:
+        return Permission(await ctx.client.permission(repo, user))
+    except (GitHubError, ValueError):
+        return Permission.NONE
+
+
+@router.register("pull_request", action="opened")
+@router.register("pull_request", action="synchronize")
+@router.register("pull_request", action="reopened")
+async def on_pull_request(event: sansio.Event, ctx: GitHubContext, inbox_id: int, **_: Any) -> None:
+    p = event.data
+    pr = p["pull_request"]
+    repo = ctx.repo(p)
+    number, sha, author = int(pr["number"]), pr["head"]["sha"], pr["user"]["login"]
+    fork = _is_fork(pr)
+    # A fork's pull request from someone who cannot write here runs nothing until a
+    # maintainer says `/ployd ok-to-test`.
+    held = fork and await permission_of(ctx, repo, author) not in WRITERS
+    try:
+        changed: tuple[str, ...] | None = tuple(await ctx.client.changed_files_pr(repo, number))
+    except GitHubError as e:
+        log.warning("files of PR #%s failed (%s): path filters see every file", number, e)
+        changed = None
+    ev = Event(
+        EventKind.PULL_REQUEST,
+        ref=f"refs/pull/{number}/head",
+        sha=sha,
+        default_branch=p["repository"].get("default_branch") or "main",
+        base_branch=pr["base"]["ref"],
+        action=p["action"],
+        changed_files=changed,
+    )
+    _supersede(ctx, p["repository"]["full_name"], number, sha)
+    await start_pipeline(
+        ctx,
+        p,
+        ev,
+        trigger="pull_request",
+        actor=p.get("sender", {}).get("login", author),
+        inbox_id=inbox_id,
+        pr_number=number,
+        fork=fork,
+        held=held,
+        pr_author=author,
+    )
+
+
+def _running_pipelines(ctx: GitHubContext, full_name: str, pr: int) -> list[tuple[int, str]]:
+    with ctx.services.db.session() as s:
+        rows = s.execute(
+            select(Pipeline.id, Pipeline.sha)
+            .join(Pipeline.repository)
+            .where(
+                Repository.forge == FORGE,
+                Repository.full_name == full_name,
+                Pipeline.pr_number == pr,
+                Pipeline.state == "running",
+            )
+        ).all()
+        return [(r[0], r[1]) for r in rows]
+
+
+def _supersede(ctx: GitHubContext, full_name: str, pr: int, new_sha: str) -> None:
+    """New commits on a pull request: what still runs for older commits is cancelled."""
+    for pid, sha in _running_pipelines(ctx, full_name, pr):
+        if sha != new_sha:
+            ctx.services.engine.cancel_pipeline(pid, "ployd (superseded by a newer commit)")
+
+
+@router.register("pull_request", action="closed")
+async def on_pr_closed(event: sansio.Event, ctx: GitHubContext, **_: Any) -> None:
+    p = event.data
+    who = p.get("sender", {}).get("login", "github")
+    for pid, _sha in _running_pipelines(ctx, p["repository"]["full_name"], p["number"]):
+        ctx.services.engine.cancel_pipeline(pid, f"{who} (pull request closed)")
+
+
+@router.register("check_suite", action="requested")
+async def on_suite_requested(
+    event: sansio.Event, ctx: GitHubContext, inbox_id: int, **_: Any
+) -> None:
+    """GitHub asks for checks on a commit; a push for it usually came too: run once."""
+    p = event.data
+    suite = p["check_suite"]
+    sha, branch = suite["head_sha"], suite.get("head_branch")
+    if branch is None or _already_started(
+        ctx, p["repository"]["full_name"], sha, f"refs/heads/{branch}"
+    ):
+        return
+    repo = ctx.repo(p)
+    ev = Event(
+        EventKind.PUSH,
+        ref=f"refs/heads/{branch}",
+        sha=sha,
+        default_branch=p["repository"].get("default_branch") or "main",
+        changed_files=await _changed(ctx, repo, suite.get("before"), sha),
+    )
+    actor = p.get("sender", {}).get("login", "github")
+    await start_pipeline(ctx, p, ev, trigger="check_suite", actor=actor, inbox_id=inbox_id)
+
+
+@router.register("check_suite", action="rerequested")
+async def on_suite_rerequested(event: sansio.Event, ctx: GitHubContext, **_: Any) -> None:
+    """ "Re-run all checks": every finished job of the commit's latest pipeline again."""
+    p = event.data
+    pid = ctx.latest_pipeline(p["repository"]["full_name"], sha=p["check_suite"]["head_sha"])
+    if pid is None:
+        return
+    actor = p.get("sender", {}).get("login", "github")
+    engine = ctx.services.engine
+    with ctx.services.db.session() as s:
+        pipeline = s.get(Pipeline, pid)
+        assert pipeline is not None
+        finished = [j.id for j in pipeline.jobs if JobState(j.state).final]
+    for job_id in finished:
+        engine.retry_job(job_id, actor)
+
+
+@router.register("merge_group", action="checks_requested")
+async def on_merge_group(event: sansio.Event, ctx: GitHubContext, inbox_id: int, **_: Any) -> None:
+    """A merge queue entry: tested like a pull request into its base branch."""
+    p = event.data
+    group = p["merge_group"]
+    ev = Event(
+        EventKind.PULL_REQUEST,
+        ref=group["head_ref"],
+        sha=group["head_sha"],
+        default_branch=p["repository"].get("default_branch") or "main",
+        base_branch=group["base_ref"].removeprefix("refs/heads/"),
+        action=None,
+        changed_files=None,
+    )
+    actor = p.get("sender", {}).get("login", "github")
+    await start_pipeline(ctx, p, ev, trigger="merge_group", actor=actor, inbox_id=inbox_id)

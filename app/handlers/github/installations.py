@@ -1,0 +1,96 @@
+"""Installations of the App and their repositories: each installation is a tenant."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gidgethub import routing, sansio
+from sqlalchemy import select
+
+from app.engine.engine import RepoRef
+from app.handlers.github.context import FORGE, GitHubContext
+from app.store.models import Tenant
+
+router = routing.Router()
+
+
+def _tenant(ctx: GitHubContext, installation: dict[str, Any], active: bool) -> None:
+    with ctx.services.db.session() as s:
+        ext = str(installation["id"])
+        tenant = s.scalar(select(Tenant).where(Tenant.forge == FORGE, Tenant.external_id == ext))
+        login = str((installation.get("account") or {}).get("login") or ext)
+        if tenant is None:
+            s.add(Tenant(forge=FORGE, external_id=ext, name=login, active=active))
+        else:
+            tenant.name, tenant.active = login, active
+
+
+def _add_repos(ctx: GitHubContext, installation: dict[str, Any], repos: list[Any]) -> None:
+    engine = ctx.services.engine
+    account = installation.get("account") or {}
+    with ctx.services.db.session() as s:
+        for r in repos:
+            engine.ensure_repository(
+                s,
+                RepoRef(
+                    forge=FORGE,
+                    full_name=r["full_name"],
+                    clone_url=ctx.clone_url(r["full_name"]),
+                    tenant_external_id=str(installation["id"]),
+                    tenant_name=str(account.get("login") or installation["id"]),
+                ),
+            )
+
+
+@router.register("installation", action="created")
+@router.register("installation", action="unsuspend")
+@router.register("installation", action="new_permissions_accepted")
+async def installed(event: sansio.Event, ctx: GitHubContext, **_: Any) -> None:
+    installation = event.data["installation"]
+    _tenant(ctx, installation, active=True)
+    _add_repos(ctx, installation, event.data.get("repositories") or [])
+    with ctx.services.db.session() as s:
+        ctx.services.engine.audit(
+            s,
+            event.data.get("sender", {}).get("login", "github"),
+            "installation.created",
+            f"installation:{installation['id']}",
+            forge=FORGE,
+        )
+
+
+@router.register("installation", action="deleted")
+@router.register("installation", action="suspend")
+async def uninstalled(event: sansio.Event, ctx: GitHubContext, **_: Any) -> None:
+    installation = event.data["installation"]
+    _tenant(ctx, installation, active=False)
+    with ctx.services.db.session() as s:
+        ctx.services.engine.audit(
+            s,
+            event.data.get("sender", {}).get("login", "github"),
+            f"installation.{event.data['action']}",
+            f"installation:{installation['id']}",
+            forge=FORGE,
+        )
+
+
+@router.register("installation_repositories", action="added")
+async def repos_added(event: sansio.Event, ctx: GitHubContext, **_: Any) -> None:
+    installation = event.data["installation"]
+    _tenant(ctx, installation, active=True)
+    _add_repos(ctx, installation, event.data.get("repositories_added") or [])
+
+
+@router.register("installation_repositories", action="removed")
+async def repos_removed(event: sansio.Event, ctx: GitHubContext, **_: Any) -> None:
+    """GitHub sends no more events for them; what ran stays visible. Recorded."""
+    names = [r["full_name"] for r in event.data.get("repositories_removed") or []]
+    with ctx.services.db.session() as s:
+        ctx.services.engine.audit(
+            s,
+            event.data.get("sender", {}).get("login", "github"),
+            "installation.repos_removed",
+            f"installation:{event.data['installation']['id']}",
+            forge=FORGE,
+            repos=names,
+        )

@@ -1,0 +1,263 @@
+"""The GitHub App end to end: signed deliveries from GitHub's real payloads -> `ployd
+serve` -> the local executor's agent runs the steps of a real git repository -> check
+runs, comments and reactions at the fake GitHub, which validates every request against
+GitHub's OpenAPI description."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from tests.e2e.github_world import GitHubWorld, fetch
+
+CONFIG = """
+version: 1
+jobs:
+  unit:
+    steps:
+      - name: Test
+        run: echo "running unit"; test -f ok.txt
+  gpu:
+    needs: [unit]
+    hardware: l4
+    steps:
+      - run: echo gpu
+  bench:
+    when: manual
+    steps:
+      - run: echo bench
+"""
+REPO = "acme/models"
+
+
+async def test_pull_request_to_check_runs_with_log_links(github_world: Callable[..., Any]) -> None:
+    async with github_world() as w:
+        w: GitHubWorld
+        w.repo(REPO, {".ployd.yml": CONFIG, "ok.txt": "yes"})
+        head = w.commit(REPO, {"model.py": "x = 1\n"}, branch="pr-7")
+        w.fake.add_pull(REPO, 7, head_sha=head, user={"login": "alice"})
+        w.fake.set_permission(REPO, "alice", "write")
+        status, body = await w.deliver("pull_request", w.pull_request(REPO, 7, head))
+        assert status == 202, body
+        await w.settle()
+        runs = w.check_runs()
+        assert set(runs) == {"ployd / unit", "ployd / gpu", "ployd / bench"}
+        unit = runs["ployd / unit"]
+        assert unit["status"] == "completed" and unit["conclusion"] == "success"
+        assert unit["head_sha"] == head
+        assert runs["ployd / gpu"]["conclusion"] == "success"
+        assert runs["ployd / bench"]["conclusion"] == "neutral"  # manual: not run
+        # Every check run went through queued -> in_progress -> completed.
+        statuses = [c.json.get("status") for c in w.fake.calls("*", "*/check-runs*") if c.json]
+        assert statuses[0] == "queued" and "in_progress" in statuses
+        # The details link opens the log (no clicks through anything else).
+        url = unit["details_url"].replace("http://ployd.test", w.h.url)
+        code, page = await fetch(w.h.http, url)
+        assert code == 200 and "running unit" in page
+        code, _ = await fetch(w.h.http, url.split("?")[0] + "?t=forged.token")
+        assert code == 403
+        # One summary comment on the pull request.
+        comments = [c for c in w.fake.comments.values() if "ployd:summary" in c["body"]]
+        assert len(comments) == 1 and "unit" in comments[0]["body"]
+
+
+async def test_failing_job_puts_its_excerpt_in_the_check_run(
+    github_world: Callable[..., Any],
+) -> None:
+    async with github_world() as w:
+        w.repo(REPO, {".ployd.yml": CONFIG})  # no ok.txt: `test -f ok.txt` fails
+        head = w.commit(REPO, {"a.py": "1"}, branch="pr-1")
+        w.fake.add_pull(REPO, 1, head_sha=head, user={"login": "alice"})
+        await w.deliver("pull_request", w.pull_request(REPO, 1, head))
+        await w.settle()
+        runs = w.check_runs()
+        unit = runs["ployd / unit"]
+        assert unit["conclusion"] == "failure"
+        assert "Test" in unit["output"]["text"] and "running unit" in unit["output"]["text"]
+        assert "#L" in unit["details_url"]
+        identifiers = [a["identifier"] for a in unit["_actions"]]
+        assert "retry" in identifiers
+        assert runs["ployd / gpu"]["conclusion"] == "skipped"
+
+
+async def test_invalid_config_is_one_failed_check_run_with_annotations(
+    github_world: Callable[..., Any],
+) -> None:
+    bad = "version: 1\njobs:\n  unit:\n    needs: [unti]\n    steps: [{run: 'true'}]\n"
+    async with github_world() as w:
+        sha = w.repo(REPO, {".ployd.yml": bad})
+        status, _ = await w.deliver("push", w.push(REPO, "0" * 40, sha))
+        assert status == 202
+        await w.settle()
+        runs = w.check_runs()
+        assert list(runs) == ["ployd / config"]
+        run = runs["ployd / config"]
+        assert run["conclusion"] == "failure"
+        notes = w.fake.annotations[run["id"]]
+        assert notes[0]["path"] == ".ployd.yml" and notes[0]["start_line"] == 4
+        assert "unti" in notes[0]["message"]
+
+
+async def test_signatures_duplicates_and_refusals(github_world: Callable[..., Any]) -> None:
+    async with github_world() as w:
+        sha = w.repo(REPO, {".ployd.yml": CONFIG, "ok.txt": "yes"})
+        push = w.push(REPO, "0" * 40, sha)
+        status, _ = await w.deliver("push", push, secret="wrong")
+        assert status == 401
+        status, _ = await w.deliver("push", push, headers={"X-Hub-Signature-256": ""})
+        assert status == 401
+        status, _ = await w.deliver("push", push, delivery="d-1")
+        assert status == 202
+        status, body = await w.deliver("push", push, delivery="d-1")
+        assert status == 200 and body == {"duplicate": "d-1"}
+        await w.settle()
+        with w.h.engine.db.session() as s:
+            from app.store.models import InboxEvent, Pipeline
+
+            assert s.query(Pipeline).count() == 1
+            assert s.query(InboxEvent).count() == 1  # the bad signatures stored nothing
+        no_install = {k: v for k, v in push.items() if k != "installation"}
+        status, body = await w.deliver("push", no_install)
+        assert status == 400 and "installed as a GitHub App" in body["error"]
+        status, body = await w.deliver("ping", {"zen": "Keep it logically awesome."})
+        assert status == 200
+        status, _ = await w.deliver("star", {"action": "created"})
+        assert status == 202
+
+
+async def test_fork_pull_request_waits_for_ok_to_test(github_world: Callable[..., Any]) -> None:
+    async with github_world() as w:
+        w.repo(REPO, {".ployd.yml": CONFIG, "ok.txt": "yes"})
+        head = w.commit(REPO, {"evil.py": "1"}, branch="pr-9")
+        w.fake.add_pull(REPO, 9, head_sha=head, user={"login": "mallory"})
+        w.fake.set_permission(REPO, "mallory", "read")
+        w.fake.set_permission(REPO, "maint", "maintain")
+        await w.deliver("pull_request", w.pull_request(REPO, 9, head, author="mallory", fork=True))
+        await w.settle()
+        runs = w.check_runs()
+        assert runs["ployd / unit"]["conclusion"] == "action_required"
+        # The fork's author cannot approve their own pull request.
+        await w.deliver("issue_comment", w.comment(REPO, 9, "/ployd ok-to-test", "mallory"))
+        await w.settle()
+        assert w.check_runs()["ployd / unit"]["conclusion"] == "action_required"
+        replies = [c["body"] for c in w.fake.comments.values() if "needs write access" in c["body"]]
+        assert replies
+        await w.deliver("issue_comment", w.comment(REPO, 9, "/ployd ok-to-test", "maint"))
+        await w.settle()
+        assert w.check_runs()["ployd / unit"]["conclusion"] == "success"
+        with w.h.engine.db.session() as s:
+            from app.store.models import Pipeline
+
+            p = s.query(Pipeline).one()
+            assert p.fork and not p.held
+
+
+async def test_commands_retry_run_cancel_help_and_refusals(
+    github_world: Callable[..., Any],
+) -> None:
+    async with github_world() as w:
+        w.repo(REPO, {".ployd.yml": CONFIG})
+        head = w.commit(REPO, {"a.py": "1"}, branch="pr-3")
+        w.fake.add_pull(REPO, 3, head_sha=head, user={"login": "alice"})
+        w.fake.set_permission(REPO, "alice", "read")  # the author, read-only
+        w.fake.set_permission(REPO, "bob", "write")
+        w.fake.set_permission(REPO, "eve", "read")
+        await w.deliver("pull_request", w.pull_request(REPO, 3, head))
+        await w.settle()
+        assert w.check_runs()["ployd / unit"]["conclusion"] == "failure"
+
+        async def say(user: str, text: str) -> list[str]:
+            before = set(w.fake.comments)
+            await w.deliver("issue_comment", w.comment(REPO, 3, text, user))
+            await w.settle()
+            return [
+                w.fake.comments[c]["body"]
+                for c in set(w.fake.comments) - before
+                if not w.fake.comments[c]["body"].startswith(text)
+            ]
+
+        def attempts(name: str) -> int:
+            with w.h.engine.db.session() as s:
+                from app.store.models import Job
+
+                job = s.query(Job).filter(Job.name == name).one()
+                return len(job.attempts)
+
+        # A read-only stranger may not retry; the author may, on the same hardware only.
+        replies = await say("eve", "/ployd retry")
+        assert any("needs write access" in r for r in replies) and attempts("unit") == 1
+        replies = await say("alice", "/ployd retry unit on h100")
+        assert any("needs write access" in r for r in replies) and attempts("unit") == 1
+        replies = await say("alice", "/ployd retry")
+        assert not replies and attempts("unit") == 2
+        # A writer: unknown job and hardware get helpful answers.
+        replies = await say("bob", "/ployd retry unti")
+        assert any("did you mean 'unit'" in r for r in replies)
+        replies = await say("bob", "/ployd retry unit on h10")
+        assert any("did you mean h100" in r for r in replies)
+        replies = await say("bob", "/ployd rety")
+        assert any("unknown command" in r for r in replies)
+        # Retry on other hardware, run a manual job, help.
+        replies = await say("bob", "/ployd retry unit on cpu:4")
+        assert not replies and attempts("unit") == 3
+        replies = await say("bob", "/ployd run bench")
+        assert not replies and attempts("bench") == 1
+        assert w.check_runs()["ployd / bench"]["conclusion"] == "success"
+        replies = await say("bob", "/ployd help")
+        assert any("/ployd retry" in r and "unit" in r for r in replies)
+        reactions = {r["content"] for r in w.fake.reactions}
+        assert {"+1", "confused"} <= reactions
+        # Quoted and fenced commands do nothing.
+        before = attempts("unit")
+        await say("bob", "> /ployd retry\n```\n/ployd retry\n```")
+        assert attempts("unit") == before
+
+
+async def test_cancel_command_and_closed_pull_request(github_world: Callable[..., Any]) -> None:
+    slow = "version: 1\njobs:\n  slow:\n    steps:\n      - run: echo started; sleep 300\n"
+    async with github_world() as w:
+        w.repo(REPO, {".ployd.yml": slow})
+        head = w.commit(REPO, {"a.py": "1"}, branch="pr-4")
+        w.fake.add_pull(REPO, 4, head_sha=head, user={"login": "bob"})
+        w.fake.set_permission(REPO, "bob", "write")
+        await w.deliver("pull_request", w.pull_request(REPO, 4, head, author="bob"))
+        gh = w.h.server.github
+        assert gh is not None
+        await gh.worker.drain()
+        with w.h.engine.db.session() as s:
+            from app.store.models import Pipeline
+
+            pid = s.query(Pipeline).one().id
+        await w.h.log_contains(pid, "slow", "started")
+        await w.deliver("issue_comment", w.comment(REPO, 4, "/ployd cancel", "bob"))
+        await w.settle()
+        assert w.check_runs()["ployd / slow"]["conclusion"] == "cancelled"
+        # A new run, then the pull request is closed: it is cancelled too.
+        head2 = w.commit(REPO, {"b.py": "2"}, branch="pr-4")
+        await w.deliver(
+            "pull_request", w.pull_request(REPO, 4, head2, author="bob", action="synchronize")
+        )
+        await gh.worker.drain()
+        await w.h.log_contains(pid + 1, "slow", "started")
+        closed = w.pull_request(REPO, 4, head2, author="bob", action="closed")
+        await w.deliver("pull_request", closed)
+        await w.settle()
+        assert w.h.pipeline(pid + 1).state == "cancelled"
+
+
+async def test_github_errors_are_retried_and_checks_still_end_right(
+    github_world: Callable[..., Any],
+) -> None:
+    async with github_world() as w:
+        sha = w.repo(REPO, {".ployd.yml": CONFIG, "ok.txt": "yes"})
+        w.fake.fail_next("POST", "/repos/{owner}/{repo}/check-runs", status=502, times=2)
+        w.fake.rate_limit_next(
+            "PATCH", "/repos/{owner}/{repo}/check-runs/{check_run_id}", retry_after=0
+        )
+        await w.deliver("push", w.push(REPO, "0" * 40, sha))
+        await w.settle()
+        runs = w.check_runs()
+        assert runs["ployd / unit"]["conclusion"] == "success"
+        assert runs["ployd / gpu"]["conclusion"] == "success"
+        statuses = [c.status for c in w.fake.calls("POST", "/repos/{owner}/{repo}/check-runs")]
+        assert statuses.count(502) == 2
