@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("run", "run this working tree's .ployd.yml here, like CI would"),
     "serve": ("serve", "run the PloyD service (webhooks, API, dispatcher, executor)"),
     "db": ("db", "database migrations (ployd db upgrade)"),
+    "github-manifest": ("github_manifest", "print the GitHub App manifest to register PloyD"),
 }
 
 

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tests.e2e.github_world import GitHubWorld, fetch
+from tests.fakes.github import load_fixture
 
 CONFIG = """
 version: 1
@@ -261,3 +262,108 @@ async def test_github_errors_are_retried_and_checks_still_end_right(
         assert runs["ployd / gpu"]["conclusion"] == "success"
         statuses = [c.status for c in w.fake.calls("POST", "/repos/{owner}/{repo}/check-runs")]
         assert statuses.count(502) == 2
+
+
+async def test_check_run_buttons_retry_and_run(github_world: Callable[..., Any]) -> None:
+    async with github_world() as w:
+        sha = w.repo(REPO, {".ployd.yml": CONFIG})  # unit fails: no ok.txt
+        w.fake.set_permission(REPO, "bob", "write")
+        w.fake.set_permission(REPO, "eve", "read")
+        await w.deliver("push", w.push(REPO, "0" * 40, sha))
+        await w.settle()
+        runs = w.check_runs()
+        unit, bench = runs["ployd / unit"], runs["ployd / bench"]
+
+        def button(run: dict[str, Any], identifier: str | None, user: str) -> dict[str, Any]:
+            p = load_fixture(
+                "check_run.requested_action.1" if identifier else "check_run.rerequested.1"
+            )
+            p["check_run"].update(id=run["id"], external_id=run["external_id"], head_sha=sha)
+            if identifier:
+                p["requested_action"] = {"identifier": identifier}
+            p.update(
+                repository=w._repository(REPO),
+                installation=w.installation(REPO),
+                sender={"login": user, "type": "User"},
+            )
+            return p
+
+        def attempts(name: str) -> int:
+            with w.h.engine.db.session() as s:
+                from app.store.models import Job
+
+                return len(s.query(Job).filter(Job.name == name).one().attempts)
+
+        await w.deliver("check_run", button(unit, "retry", "eve"))  # read-only: refused
+        await w.settle()
+        assert attempts("unit") == 1
+        await w.deliver("check_run", button(unit, "retry", "bob"))
+        await w.settle()
+        assert attempts("unit") == 2
+        await w.deliver("check_run", button(unit, None, "bob"))  # GitHub's "Re-run"
+        await w.settle()
+        assert attempts("unit") == 3
+        await w.deliver("check_run", button(bench, "run", "bob"))
+        await w.settle()
+        assert w.check_runs()["ployd / bench"]["conclusion"] == "success"
+
+
+async def test_check_suite_and_push_for_one_commit_start_one_pipeline(
+    github_world: Callable[..., Any],
+) -> None:
+    async with github_world() as w:
+        sha = w.repo(REPO, {".ployd.yml": CONFIG, "ok.txt": "yes"})
+        suite = load_fixture("check_suite.requested.1")
+        suite["check_suite"].update(head_sha=sha, head_branch="main", before="0" * 40)
+        suite.update(repository=w._repository(REPO), installation=w.installation(REPO))
+        await w.deliver("check_suite", suite)
+        await w.deliver("push", w.push(REPO, "0" * 40, sha))
+        await w.settle()
+        with w.h.engine.db.session() as s:
+            from app.store.models import Pipeline
+
+            assert [p.trigger for p in s.query(Pipeline)] == ["check_suite"]
+
+
+async def test_merge_group_runs_like_a_pull_request_into_its_base(
+    github_world: Callable[..., Any],
+) -> None:
+    config = (
+        "version: 1\non:\n  pull_request:\n    branches: [main]\n"
+        "jobs:\n  t: {steps: [{run: 'true'}]}\n"
+    )
+    async with github_world() as w:
+        w.repo(REPO, {".ployd.yml": config})
+        head = w.commit(REPO, {"q.py": "1"}, branch="gh-readonly-queue/main/pr-5")
+        group = load_fixture("merge_group.checks_requested.1")
+        group["merge_group"].update(
+            head_sha=head,
+            head_ref="refs/heads/gh-readonly-queue/main/pr-5",
+            base_ref="refs/heads/main",
+        )
+        group.update(repository=w._repository(REPO), installation=w.installation(REPO))
+        await w.deliver("merge_group", group)
+        await w.settle()
+        assert w.check_runs()["ployd / t"]["conclusion"] == "success"
+
+
+async def test_installations_become_tenants(github_world: Callable[..., Any]) -> None:
+    async with github_world() as w:
+        created = load_fixture("installation.created.1")
+        created["installation"].update(id=4242, account={"login": "newco"})
+        created["repositories"] = [{"full_name": "newco/a"}, {"full_name": "newco/b"}]
+        await w.deliver("installation", created)
+        await w.h.server.github.worker.drain()  # type: ignore[union-attr]
+        from app.store.models import Repository, Tenant
+
+        with w.h.engine.db.session() as s:
+            tenant = s.query(Tenant).filter(Tenant.external_id == "4242").one()
+            assert tenant.active and tenant.name == "newco"
+            repos = {r.full_name for r in s.query(Repository).filter_by(tenant_id=tenant.id)}
+            assert repos == {"newco/a", "newco/b"}
+        deleted = load_fixture("installation.deleted.1")
+        deleted["installation"].update(id=4242, account={"login": "newco"})
+        await w.deliver("installation", deleted)
+        await w.h.server.github.worker.drain()  # type: ignore[union-attr]
+        with w.h.engine.db.session() as s:
+            assert not s.query(Tenant).filter(Tenant.external_id == "4242").one().active

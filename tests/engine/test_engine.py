@@ -347,3 +347,43 @@ async def test_claim_waits_and_wakes_when_a_job_is_queued(driver: Driver, engine
     driver.start("version: 1\njobs:\n  t: {steps: [{run: 'true'}]}\n")
     got = await asyncio.wait_for(waiter, 5)
     assert got is not None and got["job"]["name"] == "t"
+
+
+def _fork_pipeline(engine: Engine, make_repo, held: bool) -> int:  # type: ignore[no-untyped-def]
+    from app.core.hardware import Catalog
+    from app.core.triggers import Event, EventKind
+    from app.engine.engine import RepoRef
+    from app.handlers.pipelines import plan
+
+    config = "version: 1\njobs:\n  t:\n    secrets: [TOKEN]\n    steps: [{run: 'true'}]\n"
+    repo, sha = make_repo({".ployd.yml": config})
+    ev = Event(
+        EventKind.PULL_REQUEST, ref="refs/pull/1/head", sha=sha, base_branch="main", action="opened"
+    )
+    plans = plan(config, ev, Catalog.default())
+    assert plans is not None
+    return engine.create_pipeline(
+        RepoRef("github", "acme/x", repo.as_uri()),
+        plans,
+        ref=ev.ref,
+        sha=sha,
+        trigger="pull_request",
+        pr_number=1,
+        fork=True,
+        held=held,
+        pr_author="mallory",
+    )
+
+
+async def test_held_fork_pipeline_runs_only_after_approval_and_gets_no_secrets(
+    engine: Engine,
+    make_repo,  # type: ignore[no-untyped-def]
+) -> None:
+    engine.secrets = lambda _p, _j: {"TOKEN": "super-secret"}
+    pid = _fork_pipeline(engine, make_repo, held=True)
+    assert await engine.claim("a", 0) is None  # held: nothing to claim
+    assert engine.approve(pid, "maintainer") is True
+    assert engine.approve(pid, "maintainer") is False  # already approved
+    got = await engine.claim("a", 0)
+    assert got is not None
+    assert got["job"]["secrets"] == {}  # a fork's pull request never receives secrets
