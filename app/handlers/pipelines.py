@@ -12,14 +12,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy import Select, select
+
 from app.adapters import local_git
 from app.core.config.errors import ConfigError, ConfigInvalid
 from app.core.config.loader import load_config
 from app.core.expand import expand
 from app.core.hardware import Catalog
 from app.core.planner import JobPlan, plan_jobs
+from app.core.states import JobState
 from app.core.triggers import Event, EventKind
 from app.engine.engine import Engine, RepoRef
+from app.store.db import Database
+from app.store.models import Pipeline, Repository
 
 CONFIG_FILE = ".ployd.yml"
 
@@ -62,3 +67,76 @@ def start_local(
     repo = RepoRef(forge="local", full_name=str(path), clone_url=path.as_uri())
     pid = engine.create_pipeline(repo, plans, ref=full_ref, sha=sha, trigger="api", actor=actor)
     return Started(pid, sha, full_ref)
+
+
+# -- forge-neutral lookups and moves, shared by the GitHub and GitLab handlers ---------
+
+
+def _repo_pipelines(forge: str, full_name: str) -> Select[tuple[int]]:
+    return (
+        select(Pipeline.id)
+        .join(Pipeline.repository)
+        .where(Repository.forge == forge, Repository.full_name == full_name)
+    )
+
+
+def latest_pipeline(
+    db: Database, forge: str, full_name: str, *, pr: int | None = None, sha: str | None = None
+) -> int | None:
+    """The newest pipeline of a pull/merge request, or of a commit."""
+    q = _repo_pipelines(forge, full_name)
+    if pr is not None:
+        q = q.where(Pipeline.pr_number == pr)
+    if sha is not None:
+        q = q.where(Pipeline.sha == sha)
+    with db.session() as s:
+        return s.scalar(q.order_by(Pipeline.id.desc()).limit(1))
+
+
+def already_started(db: Database, forge: str, full_name: str, sha: str, ref: str) -> bool:
+    """A branch pipeline for this commit and ref exists (two events for one push)."""
+    q = _repo_pipelines(forge, full_name).where(
+        Pipeline.sha == sha, Pipeline.ref == ref, Pipeline.pr_number.is_(None)
+    )
+    with db.session() as s:
+        return s.scalar(q.limit(1)) is not None
+
+
+def running_for_request(db: Database, forge: str, full_name: str, pr: int) -> list[tuple[int, str]]:
+    """(id, sha) of the request's pipelines that still run."""
+    q = (
+        select(Pipeline.id, Pipeline.sha)
+        .join(Pipeline.repository)
+        .where(
+            Repository.forge == forge,
+            Repository.full_name == full_name,
+            Pipeline.pr_number == pr,
+            Pipeline.state == "running",
+        )
+    )
+    with db.session() as s:
+        return [(r[0], r[1]) for r in s.execute(q).all()]
+
+
+def supersede(engine: Engine, forge: str, full_name: str, pr: int, new_sha: str) -> None:
+    """New commits on a request: what still runs for older commits is cancelled."""
+    for pid, sha in running_for_request(engine.db, forge, full_name, pr):
+        if sha != new_sha:
+            engine.cancel_pipeline(pid, "ployd (superseded by a newer commit)")
+
+
+def cancel_request(engine: Engine, forge: str, full_name: str, pr: int, why: str) -> None:
+    """The request was closed or merged: what still runs for it is cancelled."""
+    for pid, _sha in running_for_request(engine.db, forge, full_name, pr):
+        engine.cancel_pipeline(pid, why)
+
+
+def rerun_finished(engine: Engine, pipeline_id: int, actor: str) -> int:
+    """Every finished job of a pipeline again ("re-run all checks")."""
+    with engine.db.session() as s:
+        pipeline = s.get(Pipeline, pipeline_id)
+        assert pipeline is not None
+        finished = [j.id for j in pipeline.jobs if JobState(j.state).final]
+    for job_id in finished:
+        engine.retry_job(job_id, actor)
+    return len(finished)

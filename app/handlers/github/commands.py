@@ -1,8 +1,8 @@
-"""`/ployd ...` in pull request comments, and the check runs' buttons.
+"""`/ployd ...` in pull request comments, and the check runs' buttons (GitHub side).
 
-Parsing, resolving and permission rules are the core's (``app.core.commands``); this
-module looks up the pull request's latest pipeline and the commenter's permission,
-executes, and answers: a reaction when it worked, a reply that says why when not.
+What commands do is forge-neutral (``app.handlers.commands``); this module finds the pull
+request's latest pipeline and the commenter's permission, and answers on GitHub: a
+reaction when it worked, a reply that says why when not.
 """
 
 from __future__ import annotations
@@ -15,125 +15,38 @@ from gidgethub import routing, sansio
 from app.adapters.github.client import Repo
 from app.core.commands import (
     Command,
-    CommandError,
-    JobRef,
     Permission,
     Resolution,
     Verb,
     command_text,
-    help_text,
     may_run,
     parse_comment,
     resolve,
 )
-from app.core.states import JobState
-from app.engine.engine import NotAllowed
-from app.handlers.github.context import GitHubContext
+from app.handlers.commands import execute, job_refs, reaction_for, run_commands
+from app.handlers.github.context import FORGE, GitHubContext
 from app.handlers.github.events import permission_of
-from app.store.models import Job, Pipeline
+from app.handlers.pipelines import latest_pipeline
+from app.store.models import Job
 
 log = logging.getLogger("ployd.github")
 router = routing.Router()
 
 
-def job_refs(ctx: GitHubContext, pipeline_id: int) -> tuple[list[JobRef], dict[str, int]]:
-    with ctx.services.db.session() as s:
-        pipeline = s.get(Pipeline, pipeline_id)
-        assert pipeline is not None
-        refs = [
-            JobRef(
-                name=j.name,
-                base=j.base_name,
-                state=JobState(j.state),
-                hardware=tuple(j.hardware),
-                manual=j.when == "manual",
-            )
-            for j in pipeline.jobs
-        ]
-        return refs, {j.name: j.id for j in pipeline.jobs}
-
-
-def execute(
-    ctx: GitHubContext, res: Resolution, ids: dict[str, int], pipeline_id: int, actor: str
+async def _run(
+    ctx: GitHubContext, repo: Repo, pr: int, commands: list[Any], user: str
 ) -> list[str]:
-    """Carry out a resolved command; returns notes on jobs it could not act on."""
-    engine = ctx.services.engine
-    notes: list[str] = []
-    hardware = str(res.hardware) if res.hardware is not None else None
-    candidates = (
-        [t.name for t in ctx.services.catalog.for_spec(res.hardware)] if res.hardware else None
+    async def permission() -> Permission:
+        return await permission_of(ctx, repo, user)
+
+    return await run_commands(
+        ctx.services,
+        forge=FORGE,
+        pipeline_id=latest_pipeline(ctx.services.db, FORGE, repo.full_name, pr=pr),
+        commands=commands,
+        user=user,
+        permission=permission,
     )
-    if res.verb is Verb.CANCEL:
-        for name in res.jobs:
-            engine.cancel_job(ids[name], actor)
-    elif res.verb in (Verb.RETRY, Verb.RUN):
-        for name in res.jobs:
-            try:
-                engine.retry_job(ids[name], actor, hardware=hardware, candidates=candidates)
-            except NotAllowed as e:
-                notes.append(str(e))
-    elif res.verb is Verb.OK_TO_TEST and not engine.approve(pipeline_id, actor):
-        notes.append("nothing was waiting for `/ployd ok-to-test`")
-    return notes
-
-
-async def run_commands(
-    ctx: GitHubContext,
-    repo: Repo,
-    pr_number: int,
-    commands: list[Command | CommandError],
-    user: str,
-) -> list[str]:
-    """Run the comment's commands; returns the replies to post (empty: all went well)."""
-    replies: list[str] = []
-    pipeline_id = ctx.latest_pipeline(repo.full_name, pr=pr_number)
-    permission: Permission | None = None
-    author = None
-    for cmd in commands:
-        if isinstance(cmd, CommandError):
-            replies.append(f"`{cmd.text}`: {cmd.message}")
-            continue
-        if pipeline_id is None:
-            if cmd.verb is Verb.HELP:
-                replies.append(help_text())
-            else:
-                replies.append(f"`{cmd.text}`: PloyD has not run on this pull request yet")
-            continue
-        refs, ids = job_refs(ctx, pipeline_id)
-        if cmd.verb is Verb.HELP:
-            replies.append(help_text(refs))
-            continue
-        res = resolve(cmd, refs, ctx.services.catalog)
-        if isinstance(res, CommandError):
-            replies.append(f"`{res.text}`: {res.message}")
-            continue
-        if permission is None:
-            permission = await permission_of(ctx, repo, user)
-            with ctx.services.db.session() as s:
-                p = s.get(Pipeline, pipeline_id)
-                author = p.pr_author if p is not None else None
-        allowed, why = may_run(
-            cmd.verb,
-            permission,
-            is_pr_author=user == author,
-            same_hardware=res.same_hardware,
-            user=user,
-        )
-        if not allowed:
-            replies.append(f"`{cmd.text}`: {why}")
-            continue
-        with ctx.services.db.session() as s:
-            ctx.services.engine.audit(
-                s,
-                user,
-                f"command.{cmd.verb.value}",
-                f"pipeline:{pipeline_id}",
-                forge="github",
-                text=cmd.text,
-                jobs=list(res.jobs),
-            )
-        replies.extend(f"`{cmd.text}`: {n}" for n in execute(ctx, res, ids, pipeline_id, user))
-    return replies
 
 
 @router.register("issue_comment", action="created")
@@ -148,14 +61,11 @@ async def on_comment(event: sansio.Event, ctx: GitHubContext, **_: Any) -> None:
         return
     repo = ctx.repo(p)
     user = p["comment"]["user"]["login"]
-    replies = await run_commands(ctx, repo, int(p["issue"]["number"]), commands, user)
-    only_help = all(isinstance(c, Command) and c.verb is Verb.HELP for c in commands)
-    reaction = "eyes" if only_help else ("confused" if replies else "+1")
-    await ctx.client.add_reaction(repo, int(p["comment"]["id"]), reaction)
+    number = int(p["issue"]["number"])
+    replies = await _run(ctx, repo, number, commands, user)
+    await ctx.client.add_reaction(repo, int(p["comment"]["id"]), reaction_for(commands, replies))
     if replies:
-        await ctx.client.create_comment(
-            repo, int(p["issue"]["number"]), f"@{user}\n\n" + "\n\n".join(replies)
-        )
+        await ctx.client.create_comment(repo, number, f"@{user}\n\n" + "\n\n".join(replies))
 
 
 def _job_of_check_run(ctx: GitHubContext, external_id: str | None) -> Job | None:
@@ -184,21 +94,22 @@ async def on_check_run(event: sansio.Event, ctx: GitHubContext, **_: Any) -> Non
     repo = ctx.repo(p)
     user = p["sender"]["login"]
     pr = job.pipeline.pr_number
-    if pr is None:  # a push pipeline: only writers may press buttons
-        permission = await permission_of(ctx, repo, user)
-        allowed, why = may_run(
-            Verb.RETRY, permission, is_pr_author=False, same_hardware=not hw, user=user
-        )
-        if not allowed:
-            log.info("check run button refused: %s", why)
-            return
-        refs, ids = job_refs(ctx, job.pipeline_id)
-        for cmd in commands:
-            if isinstance(cmd, Command):
-                res = resolve(cmd, refs, ctx.services.catalog)
-                if isinstance(res, Resolution):
-                    execute(ctx, res, ids, job.pipeline_id, user)
+    if pr is not None:
+        replies = await _run(ctx, repo, pr, commands, user)
+        if replies:
+            await ctx.client.create_comment(repo, pr, f"@{user}\n\n" + "\n\n".join(replies))
         return
-    replies = await run_commands(ctx, repo, pr, commands, user)
-    if replies:
-        await ctx.client.create_comment(repo, pr, f"@{user}\n\n" + "\n\n".join(replies))
+    # A branch pipeline: no conversation to answer in; only writers may press buttons.
+    permission = await permission_of(ctx, repo, user)
+    allowed, why = may_run(
+        Verb.RETRY, permission, is_pr_author=False, same_hardware=not hw, user=user
+    )
+    if not allowed:
+        log.info("check run button refused: %s", why)
+        return
+    refs, ids = job_refs(ctx.services, job.pipeline_id)
+    for cmd in commands:
+        if isinstance(cmd, Command):
+            res = resolve(cmd, refs, ctx.services.catalog)
+            if isinstance(res, Resolution):
+                execute(ctx.services, res, ids, job.pipeline_id, user)

@@ -39,22 +39,6 @@ class GitHubContext:
             tenant_name=str(account.get("login") or installation["id"]),
         )
 
-    def latest_pipeline(
-        self, full_name: str, *, pr: int | None = None, sha: str | None = None
-    ) -> int | None:
-        """The newest pipeline of a pull request, or of a commit."""
-        with self.services.db.session() as s:
-            q = (
-                select(Pipeline.id)
-                .join(Pipeline.repository)
-                .where(Repository.forge == FORGE, Repository.full_name == full_name)
-            )
-            if pr is not None:
-                q = q.where(Pipeline.pr_number == pr)
-            if sha is not None:
-                q = q.where(Pipeline.sha == sha)
-            return s.scalar(q.order_by(Pipeline.id.desc()).limit(1))
-
     def installation_of(self, pipeline_id: int) -> tuple[str, int]:
         """(repository full name, installation id) of a pipeline."""
         with self.services.db.session() as s:

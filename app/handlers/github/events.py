@@ -6,18 +6,23 @@ import logging
 from typing import Any
 
 from gidgethub import routing, sansio
-from sqlalchemy import select
 
 from app.adapters.github.client import Repo
 from app.adapters.github.errors import GitHubError
 from app.core.commands import Permission
 from app.core.config.errors import ConfigInvalid
-from app.core.states import JobState
 from app.core.triggers import Event, EventKind
 from app.handlers.github.context import FORGE, GitHubContext
-from app.handlers.pipelines import CONFIG_FILE, plan
+from app.handlers.pipelines import (
+    CONFIG_FILE,
+    already_started,
+    cancel_request,
+    latest_pipeline,
+    plan,
+    rerun_finished,
+    supersede,
+)
 from app.reporters.github import report_config_errors
-from app.store.models import Pipeline, Repository
 
 log = logging.getLogger("ployd.github")
 router = routing.Router()
@@ -83,7 +88,7 @@ async def on_push(event: sansio.Event, ctx: GitHubContext, inbox_id: int, **_: A
     p = event.data
     if p.get("deleted") or not p.get("after") or p["after"] == ZERO_SHA:
         return
-    if _already_started(ctx, p["repository"]["full_name"], p["after"], p["ref"]):
+    if already_started(ctx.services.db, FORGE, p["repository"]["full_name"], p["after"], p["ref"]):
         return  # its check_suite came first and started it
     repo = ctx.repo(p)
     ev = Event(
@@ -95,25 +100,6 @@ async def on_push(event: sansio.Event, ctx: GitHubContext, inbox_id: int, **_: A
     )
     actor = (p.get("pusher") or {}).get("name") or (p.get("sender") or {}).get("login", "")
     await start_pipeline(ctx, p, ev, trigger="push", actor=actor, inbox_id=inbox_id)
-
-
-def _already_started(ctx: GitHubContext, full_name: str, sha: str, ref: str) -> bool:
-    with ctx.services.db.session() as s:
-        return (
-            s.scalar(
-                select(Pipeline.id)
-                .join(Pipeline.repository)
-                .where(
-                    Repository.forge == FORGE,
-                    Repository.full_name == full_name,
-                    Pipeline.sha == sha,
-                    Pipeline.ref == ref,
-                    Pipeline.pr_number.is_(None),
-                )
-                .limit(1)
-            )
-            is not None
-        )
 
 
 def _is_fork(pr: dict[str, Any]) -> bool:
@@ -155,7 +141,7 @@ async def on_pull_request(event: sansio.Event, ctx: GitHubContext, inbox_id: int
         action=p["action"],
         changed_files=changed,
     )
-    _supersede(ctx, p["repository"]["full_name"], number, sha)
+    supersede(ctx.services.engine, FORGE, p["repository"]["full_name"], number, sha)
     await start_pipeline(
         ctx,
         p,
@@ -170,34 +156,17 @@ async def on_pull_request(event: sansio.Event, ctx: GitHubContext, inbox_id: int
     )
 
 
-def _running_pipelines(ctx: GitHubContext, full_name: str, pr: int) -> list[tuple[int, str]]:
-    with ctx.services.db.session() as s:
-        rows = s.execute(
-            select(Pipeline.id, Pipeline.sha)
-            .join(Pipeline.repository)
-            .where(
-                Repository.forge == FORGE,
-                Repository.full_name == full_name,
-                Pipeline.pr_number == pr,
-                Pipeline.state == "running",
-            )
-        ).all()
-        return [(r[0], r[1]) for r in rows]
-
-
-def _supersede(ctx: GitHubContext, full_name: str, pr: int, new_sha: str) -> None:
-    """New commits on a pull request: what still runs for older commits is cancelled."""
-    for pid, sha in _running_pipelines(ctx, full_name, pr):
-        if sha != new_sha:
-            ctx.services.engine.cancel_pipeline(pid, "ployd (superseded by a newer commit)")
-
-
 @router.register("pull_request", action="closed")
 async def on_pr_closed(event: sansio.Event, ctx: GitHubContext, **_: Any) -> None:
     p = event.data
     who = p.get("sender", {}).get("login", "github")
-    for pid, _sha in _running_pipelines(ctx, p["repository"]["full_name"], p["number"]):
-        ctx.services.engine.cancel_pipeline(pid, f"{who} (pull request closed)")
+    cancel_request(
+        ctx.services.engine,
+        FORGE,
+        p["repository"]["full_name"],
+        p["number"],
+        f"{who} (pull request closed)",
+    )
 
 
 @router.register("check_suite", action="requested")
@@ -208,8 +177,8 @@ async def on_suite_requested(
     p = event.data
     suite = p["check_suite"]
     sha, branch = suite["head_sha"], suite.get("head_branch")
-    if branch is None or _already_started(
-        ctx, p["repository"]["full_name"], sha, f"refs/heads/{branch}"
+    if branch is None or already_started(
+        ctx.services.db, FORGE, p["repository"]["full_name"], sha, f"refs/heads/{branch}"
     ):
         return
     repo = ctx.repo(p)
@@ -228,17 +197,11 @@ async def on_suite_requested(
 async def on_suite_rerequested(event: sansio.Event, ctx: GitHubContext, **_: Any) -> None:
     """ "Re-run all checks": every finished job of the commit's latest pipeline again."""
     p = event.data
-    pid = ctx.latest_pipeline(p["repository"]["full_name"], sha=p["check_suite"]["head_sha"])
-    if pid is None:
-        return
-    actor = p.get("sender", {}).get("login", "github")
-    engine = ctx.services.engine
-    with ctx.services.db.session() as s:
-        pipeline = s.get(Pipeline, pid)
-        assert pipeline is not None
-        finished = [j.id for j in pipeline.jobs if JobState(j.state).final]
-    for job_id in finished:
-        engine.retry_job(job_id, actor)
+    pid = latest_pipeline(
+        ctx.services.db, FORGE, p["repository"]["full_name"], sha=p["check_suite"]["head_sha"]
+    )
+    if pid is not None:
+        rerun_finished(ctx.services.engine, pid, p.get("sender", {}).get("login", "github"))
 
 
 @router.register("merge_group", action="checks_requested")
