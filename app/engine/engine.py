@@ -11,10 +11,11 @@ import asyncio
 import hashlib
 import hmac
 import secrets as pysecrets
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -35,6 +36,8 @@ Listener = Callable[[set[int]], None]
 # Called with a claim's answer before it goes to the agent: a forge adapter adds what
 # only it can (a short-lived clone token), in place.
 PayloadHook = Callable[[dict[str, Any]], Awaitable[None]]
+
+T = TypeVar("T")
 
 MAX_CLAIM_WAIT = 30.0
 MAX_HEARTBEAT_WAIT = 30.0
@@ -118,6 +121,14 @@ class Engine:
 
     # ---- bookkeeping ------------------------------------------------------------------
 
+    @contextmanager
+    def _work(self) -> Iterator[tuple[Session, Changes]]:
+        """A transaction, then the wake-ups and reports for what it changed."""
+        changes = Changes()
+        with self.db.session() as s:
+            yield s, changes
+        self._after(changes)
+
     def _after(self, changes: Changes) -> None:
         if changes.queued:
             self.queued.notify()
@@ -182,8 +193,7 @@ class Engine:
         event_id: int | None = None,
     ) -> int:
         """Store a pipeline and its jobs; the ready ones are queued at once."""
-        changes = Changes()
-        with self.db.session() as s:
+        with self._work() as (s, changes):
             repository = self.ensure_repository(s, repo)
             pipeline = Pipeline(
                 repository=repository,
@@ -241,7 +251,6 @@ class Engine:
                 repo=repo.full_name,
             )
             pipeline_id = pipeline.id
-        self._after(changes)
         return pipeline_id
 
     # ---- agents: claim ----------------------------------------------------------------
@@ -257,8 +266,7 @@ class Engine:
             raise AgentAuthError(401, "unknown agent token")
 
     def _claim_now(self, agent_id: str) -> dict[str, Any] | None:
-        changes = Changes()
-        with self.db.session() as s:
+        with self._work() as (s, changes):
             q = (
                 select(Attempt)
                 .join(Attempt.job)
@@ -291,7 +299,6 @@ class Engine:
             payload = agent_payload(pipeline, job, attempt, secrets)
             changes.pipelines.add(pipeline.id)
             result = {"attempt_id": attempt.id, "job_token": token, "job": payload}
-        self._after(changes)
         return result
 
     async def claim(self, agent_id: str, wait: float) -> dict[str, Any] | None:
@@ -394,20 +401,17 @@ class Engine:
         final, retry_reason = AGENT_RESULTS[result]
         if reason in AGENT_REASONS and final is not AttemptState.SUCCEEDED:
             retry_reason = AGENT_REASONS[reason]
-        changes = Changes()
-        with self.db.session() as s:
+        with self._work() as (s, changes):
             attempt = self._attempt(s, attempt_id, token)
             attempt.failed_step = failed_step
             attempt.cost = 0.0
             progress.end_attempt(
                 s, attempt, final, retry_reason, changes, exit_code=exit_code, error=error
             )
-        self._after(changes)
 
     def finish_infrastructure(self, claim: dict[str, Any], error: str) -> None:
         """End a claimed attempt that never reached its agent (retried by policy)."""
-        changes = Changes()
-        with self.db.session() as s:
+        with self._work() as (s, changes):
             attempt = s.get(Attempt, claim["attempt_id"])
             if attempt is not None and not AttemptState(attempt.state).final:
                 progress.end_attempt(
@@ -418,21 +422,13 @@ class Engine:
                     changes,
                     error=error,
                 )
-        self._after(changes)
 
     def agent_lost(self, agent_id: str, why: str) -> int:
         """The machine or agent ``agent_id`` is gone: its attempts end interrupted."""
-        changes = Changes()
-        with self.db.session() as s:
-            live = s.scalars(
-                select(Attempt).where(
-                    Attempt.agent_id == agent_id,
-                    Attempt.state.in_([AttemptState.DISPATCHING.value, AttemptState.RUNNING.value]),
-                )
-            ).all()
+        with self._work() as (s, changes):
+            live = _live_attempts(s, agent_id)
             for attempt in live:
                 self._interrupt(s, attempt, why, changes)
-        self._after(changes)
         return len(live)
 
     def _interrupt(self, s: Session, attempt: Attempt, why: str, changes: Changes) -> None:
@@ -446,27 +442,19 @@ class Engine:
     # ---- people -----------------------------------------------------------------------
 
     def cancel_pipeline(self, pipeline_id: int, actor: str) -> int:
-        changes = Changes()
-        with self.db.session() as s:
-            pipeline = s.get(Pipeline, pipeline_id)
-            if pipeline is None:
-                raise KeyError(pipeline_id)
+        with self._work() as (s, changes):
+            pipeline = _get(s, Pipeline, pipeline_id)
             n = sum(progress.cancel_job(s, j, changes) for j in pipeline.jobs)
             progress.advance(s, pipeline, changes)
             self.audit(s, actor, "pipeline.cancel", f"pipeline:{pipeline_id}", forge=pipeline.forge)
-        self._after(changes)
         return n
 
     def cancel_job(self, job_id: int, actor: str) -> bool:
-        changes = Changes()
-        with self.db.session() as s:
-            job = s.get(Job, job_id)
-            if job is None:
-                raise KeyError(job_id)
+        with self._work() as (s, changes):
+            job = _get(s, Job, job_id)
             done = progress.cancel_job(s, job, changes)
             progress.advance(s, job.pipeline, changes)
             self.audit(s, actor, "job.cancel", f"job:{job_id}", forge=job.pipeline.forge)
-        self._after(changes)
         return done
 
     def retry_job(
@@ -480,11 +468,8 @@ class Engine:
         """Run a finished job again (a manual job: run it), optionally on other hardware
         (``hardware`` like ``h100:1`` with its instance type ``candidates``). Returns the
         new attempt's id."""
-        changes = Changes()
-        with self.db.session() as s:
-            job = s.get(Job, job_id)
-            if job is None:
-                raise KeyError(job_id)
+        with self._work() as (s, changes):
+            job = _get(s, Job, job_id)
             state = JobState(job.state)
             if not (state.final or state is JobState.MANUAL):
                 raise NotAllowed(f"job '{job.name}' is {job.state}: only a finished job is retried")
@@ -501,16 +486,12 @@ class Engine:
             self.audit(s, actor, action, f"job:{job_id}", forge=job.pipeline.forge)
             s.flush()
             attempt_id = attempt.id
-        self._after(changes)
         return attempt_id
 
     def approve(self, pipeline_id: int, actor: str) -> bool:
         """`/ployd ok-to-test`: let a held pipeline (a fork's pull request) run."""
-        changes = Changes()
-        with self.db.session() as s:
-            pipeline = s.get(Pipeline, pipeline_id)
-            if pipeline is None:
-                raise KeyError(pipeline_id)
+        with self._work() as (s, changes):
+            pipeline = _get(s, Pipeline, pipeline_id)
             if not pipeline.held:
                 return False
             pipeline.held = False
@@ -519,7 +500,6 @@ class Engine:
             self.audit(
                 s, actor, "pipeline.approve", f"pipeline:{pipeline_id}", forge=pipeline.forge
             )
-        self._after(changes)
         return True
 
     # ---- upkeep -----------------------------------------------------------------------
@@ -527,14 +507,9 @@ class Engine:
     def sweep(self, now: datetime | None = None) -> int:
         """End attempts whose agent went silent or which overran their timeout."""
         now = now or utcnow()
-        changes = Changes()
         ended = 0
-        with self.db.session() as s:
-            live = s.scalars(
-                select(Attempt).where(
-                    Attempt.state.in_([AttemptState.DISPATCHING.value, AttemptState.RUNNING.value])
-                )
-            ).all()
+        with self._work() as (s, changes):
+            live = _live_attempts(s)
             for a in live:
                 beat = _aware(a.heartbeat_at or a.claimed_at or a.created_at)
                 started = _aware(a.started_at or a.claimed_at or a.created_at)
@@ -552,24 +527,33 @@ class Engine:
                 elif now - beat > self.heartbeat_timeout:
                     self._interrupt(s, a, "lost the agent's heartbeat", changes)
                     ended += 1
-        self._after(changes)
         return ended
 
     def recover(self) -> int:
         """At start with an embedded database: no agent of a previous run is alive, so
         attempts they held end interrupted (and are retried by their policy)."""
-        changes = Changes()
-        with self.db.session() as s:
-            live = s.scalars(
-                select(Attempt).where(
-                    Attempt.state.in_([AttemptState.DISPATCHING.value, AttemptState.RUNNING.value])
-                )
-            ).all()
+        with self._work() as (s, changes):
+            live = _live_attempts(s)
             for a in live:
                 self._interrupt(s, a, "the server restarted while the job ran", changes)
             s.execute(update(Attempt).where(Attempt.state == "queued").values(agent_id=None))
-        self._after(changes)
         return len(live)
+
+
+def _live_attempts(s: Session, agent_id: str | None = None) -> list[Attempt]:
+    """Attempts that hold a machine (claimed or running), of one agent or of all."""
+    live = [AttemptState.DISPATCHING.value, AttemptState.RUNNING.value]
+    q = select(Attempt).where(Attempt.state.in_(live))
+    if agent_id is not None:
+        q = q.where(Attempt.agent_id == agent_id)
+    return list(s.scalars(q))
+
+
+def _get(s: Session, model: type[T], ident: int) -> T:
+    obj = s.get(model, ident)
+    if obj is None:
+        raise KeyError(ident)
+    return obj
 
 
 def _aware(dt: datetime) -> datetime:
