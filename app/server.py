@@ -8,22 +8,17 @@ import contextlib
 import logging
 import signal
 from dataclasses import dataclass, field
-from typing import Any
 
-import aiohttp
 from aiohttp import web
 
-from app.adapters.github.client import GitHubClient, Repo
 from app.core.hardware import Catalog
 from app.engine.engine import Engine
-from app.handlers.github.context import GitHubContext
-from app.handlers.github.worker import GitHubWorker
+from app.handlers.github.setup import GitHubParts, start_github
 from app.logs.store import LogStore
-from app.reporters.github import GitHubReporter
 from app.settings import Settings
 from app.store.db import Database
 from app.web.app import make_app
-from app.web.common import GITHUB_WORKER, Services
+from app.web.common import Services
 
 log = logging.getLogger("ployd")
 
@@ -63,57 +58,6 @@ class Server:
             await self.executor.stop()  # type: ignore[attr-defined]
         await self.runner.cleanup()
         self.services.db.dispose()
-
-
-@dataclass
-class GitHubParts:
-    """The GitHub App's moving parts: client, inbox worker, reporter."""
-
-    session: aiohttp.ClientSession
-    client: GitHubClient
-    worker: GitHubWorker
-    reporter: GitHubReporter
-
-    async def stop(self) -> None:
-        await self.worker.stop()
-        await self.reporter.idle()
-        await self.session.close()
-
-
-async def start_github(services: Services, app: web.Application) -> GitHubParts | None:
-    config = services.settings.github
-    if config is None:
-        return None
-    from gidgethub import routing
-
-    from app.handlers.github import commands, events, installations
-
-    session = aiohttp.ClientSession()
-    client = GitHubClient(
-        session,
-        app_id=config.app_id,
-        private_key_pem=config.private_key_pem,
-        api_url=config.api_url,
-    )
-    ctx = GitHubContext(services=services, client=client)
-    worker = GitHubWorker(ctx, routing.Router(installations.router, events.router, commands.router))
-    reporter = GitHubReporter(services, client)
-    services.engine.listeners.append(reporter.on_change)
-
-    async def clone_token(claim: dict[str, Any]) -> None:
-        job = claim["job"]
-        url = str(job["clone_url"])
-        if not url.startswith("https://"):
-            return
-        full_name, installation = ctx.installation_of(int(job["pipeline_id"]))
-        token = await client.clone_token(Repo.parse(full_name, installation))
-        job["clone_url"] = url.replace("https://", f"https://x-access-token:{token}@", 1)
-        job["mask"].append(token)
-
-    services.engine.payload_hooks["github"] = clone_token
-    app[GITHUB_WORKER] = worker
-    await worker.start()
-    return GitHubParts(session=session, client=client, worker=worker, reporter=reporter)
 
 
 async def _sweeper(services: Services) -> None:

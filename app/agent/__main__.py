@@ -15,16 +15,31 @@ from pathlib import Path
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m app.agent", description="The PloyD agent.")
     p.add_argument("--server", required=True, help="the PloyD server's base URL")
-    p.add_argument("--token", default=os.environ.get("PLOYD_AGENT_TOKEN"),
-                   help="agent token (default: $PLOYD_AGENT_TOKEN)")
+    p.add_argument(
+        "--token",
+        default=os.environ.get("PLOYD_AGENT_TOKEN"),
+        help="agent token (default: $PLOYD_AGENT_TOKEN)",
+    )
     p.add_argument("--agent-id", required=True)
-    p.add_argument("--work-dir", required=True, type=Path,
-                   help="where workspaces live (one per repository, reused)")
+    p.add_argument(
+        "--work-dir",
+        required=True,
+        type=Path,
+        help="where workspaces live (one per repository, reused)",
+    )
     p.add_argument("--once", action="store_true", help="exit after one job")
-    p.add_argument("--claim-wait", type=float, default=25.0,
-                   help="seconds the server may hold a claim (at most 30)")
-    p.add_argument("--kill-grace", type=float, default=3.0,
-                   help="seconds between SIGTERM and SIGKILL of a step's process group")
+    p.add_argument(
+        "--claim-wait",
+        type=float,
+        default=25.0,
+        help="seconds the server may hold a claim (at most 30)",
+    )
+    p.add_argument(
+        "--kill-grace",
+        type=float,
+        default=3.0,
+        help="seconds between SIGTERM and SIGKILL of a step's process group",
+    )
     args = p.parse_args(argv)
     if not args.token:
         p.error("no agent token: pass --token or set PLOYD_AGENT_TOKEN")

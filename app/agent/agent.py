@@ -122,8 +122,13 @@ class Agent:
         except (workspace.WorkspaceError, OSError) as e:
             error = masker.feed(str(e)) + masker.finish()
             await job_run.send_log(f"error: {error}\n")
-            return {"result": "failed", "exit_code": None, "failed_step": None,
-                    "reason": "infrastructure", "error": error}
+            return {
+                "result": "failed",
+                "exit_code": None,
+                "failed_step": None,
+                "reason": "infrastructure",
+                "error": error,
+            }
         steps = [runner.StepSpec.from_json(s) for s in job.get("steps", [])]
         result = await runner.run_steps(
             steps,
@@ -137,8 +142,13 @@ class Agent:
             cancel=cancel,
             kill_grace_s=self.kill_grace_s,
         )
-        return {"result": result.result, "exit_code": result.exit_code,
-                "failed_step": result.failed_step, "reason": result.reason, "error": None}
+        return {
+            "result": result.result,
+            "exit_code": result.exit_code,
+            "failed_step": result.failed_step,
+            "reason": result.reason,
+            "error": None,
+        }
 
 
 class _JobRun:

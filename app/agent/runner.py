@@ -406,7 +406,13 @@ async def _run_one(
     try:
         transport, protocol = await loop.subprocess_exec(
             lambda: _StepProtocol(loop),
-            "bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step.run,
+            "bash",
+            "--noprofile",
+            "--norc",
+            "-eo",
+            "pipefail",
+            "-c",
+            step.run,
             cwd=cwd,
             env=env,
             stdin=asyncio.subprocess.DEVNULL,
@@ -423,9 +429,7 @@ async def _run_one(
     cancelled = asyncio.create_task(cancel.wait())
     try:
         waitables: set[asyncio.Future[Any]] = {protocol.exited, cancelled}
-        done, _ = await asyncio.wait(
-            waitables, timeout=limit, return_when=asyncio.FIRST_COMPLETED
-        )
+        done, _ = await asyncio.wait(waitables, timeout=limit, return_when=asyncio.FIRST_COMPLETED)
         if protocol.exited in done:
             code = exit_code_of(transport.get_returncode())
             state = SUCCEEDED if code == 0 else FAILED

@@ -38,7 +38,10 @@ async def _git(cwd: Path, *args: str) -> tuple[int, str]:
     env = dict(os.environ)
     env.update({"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", "LC_ALL": "C"})
     proc = await asyncio.create_subprocess_exec(
-        "git", "-c", "advice.detachedHead=false", *args,
+        "git",
+        "-c",
+        "advice.detachedHead=false",
+        *args,
         cwd=cwd,
         env=env,
         stdin=asyncio.subprocess.DEVNULL,
@@ -96,7 +99,12 @@ async def prepare(
     if rc != 0:
         # Some servers refuse a bare SHA: fetch every branch and tag, then look for it.
         rc, second = await _git(
-            path, "fetch", "--quiet", "--tags", "--force", "origin",
+            path,
+            "fetch",
+            "--quiet",
+            "--tags",
+            "--force",
+            "origin",
             "+refs/heads/*:refs/remotes/origin/*",
         )
         if rc != 0:

@@ -6,12 +6,25 @@ import argparse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("path", nargs="?", default=".ployd.yml",
-                        help="the file to plan (default: .ployd.yml in this directory)")
-    parser.add_argument("--candidates", type=int, default=3, metavar="N",
-                        help="how many candidate instance types to show per job (default 3)")
-    parser.add_argument("--catalog", default=None, metavar="FILE",
-                        help="an extra hardware catalog (JSON); default: $PLOYD_CATALOG_FILE")
+    parser.add_argument(
+        "path",
+        nargs="?",
+        default=".ployd.yml",
+        help="the file to plan (default: .ployd.yml in this directory)",
+    )
+    parser.add_argument(
+        "--candidates",
+        type=int,
+        default=3,
+        metavar="N",
+        help="how many candidate instance types to show per job (default 3)",
+    )
+    parser.add_argument(
+        "--catalog",
+        default=None,
+        metavar="FILE",
+        help="an extra hardware catalog (JSON); default: $PLOYD_CATALOG_FILE",
+    )
 
 
 def _spot(workload: str, spot: str) -> str:
@@ -71,11 +84,23 @@ def main(args: argparse.Namespace) -> int:
             if spec.when.value != "manual":
                 total += p
         needs = ", ".join(spec.needs) or "-"
-        rows.append((j.name, needs, spec.when.value, hw, cands or "(none)",
-                     _spot(spec.workload.value, spec.spot.value), spec.workload.value, price))
+        rows.append(
+            (
+                j.name,
+                needs,
+                spec.when.value,
+                hw,
+                cands or "(none)",
+                _spot(spec.workload.value, spec.spot.value),
+                spec.workload.value,
+                price,
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
-    print(f"\n{len(rows) - 1} jobs; on-demand estimate of one run's machines: "
-          f"${total:.2f}/hour (manual jobs excluded; spot is usually 60-70% cheaper)")
+    print(
+        f"\n{len(rows) - 1} jobs; on-demand estimate of one run's machines: "
+        f"${total:.2f}/hour (manual jobs excluded; spot is usually 60-70% cheaper)"
+    )
     return 0

@@ -30,12 +30,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--file", "-f", default=".ployd.yml", help="config file (default: %(default)s)"
     )
     parser.add_argument(
-        "--job", "-j", action="append", default=[], metavar="NAME",
+        "--job",
+        "-j",
+        action="append",
+        default=[],
+        metavar="NAME",
         help="run only this job and what it needs (repeatable; a matrix job's base name "
         "selects all its children; manual jobs run when named)",
     )
     parser.add_argument(
-        "--jobs", type=int, default=None, metavar="N",
+        "--jobs",
+        type=int,
+        default=None,
+        metavar="N",
         help="run at most N jobs at once (default: the number of CPUs)",
     )
     parser.add_argument("--dry-run", action="store_true", help="print the plan, run nothing")

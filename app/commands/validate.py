@@ -6,13 +6,25 @@ import argparse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("path", nargs="?", default=".ployd.yml",
-                        help="the file to check (default: .ployd.yml in this directory)")
-    parser.add_argument("--format", choices=("text", "json"), default="text",
-                        help="how to print errors: text (FILE:LINE:COL: message, on stderr) "
-                             "or json (a list of {file, line, column, message}, on stdout)")
-    parser.add_argument("--catalog", default=None, metavar="FILE",
-                        help="an extra hardware catalog (JSON); default: $PLOYD_CATALOG_FILE")
+    parser.add_argument(
+        "path",
+        nargs="?",
+        default=".ployd.yml",
+        help="the file to check (default: .ployd.yml in this directory)",
+    )
+    parser.add_argument(
+        "--format",
+        choices=("text", "json"),
+        default="text",
+        help="how to print errors: text (FILE:LINE:COL: message, on stderr) "
+        "or json (a list of {file, line, column, message}, on stdout)",
+    )
+    parser.add_argument(
+        "--catalog",
+        default=None,
+        metavar="FILE",
+        help="an extra hardware catalog (JSON); default: $PLOYD_CATALOG_FILE",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -33,8 +45,10 @@ def main(args: argparse.Namespace) -> int:
     try:
         config = load_config_file(args.path, catalog=catalog)
     except FileNotFoundError:
-        print(f"ployd validate: {args.path}: no such file (write one, or pass its path)",
-              file=sys.stderr)
+        print(
+            f"ployd validate: {args.path}: no such file (write one, or pass its path)",
+            file=sys.stderr,
+        )
         return 2
     except IsADirectoryError:
         print(f"ployd validate: {args.path}: is a directory, not a file", file=sys.stderr)
@@ -66,6 +80,8 @@ def main(args: argparse.Namespace) -> int:
     if args.format == "json":
         print("[]")
     else:
-        print(f"{args.path}: valid, {len(jobs)} job{'s' if len(jobs) != 1 else ''} after matrix "
-              f"expansion{extra}, hardware: {', '.join(specs)}")
+        print(
+            f"{args.path}: valid, {len(jobs)} job{'s' if len(jobs) != 1 else ''} after matrix "
+            f"expansion{extra}, hardware: {', '.join(specs)}"
+        )
     return 0

@@ -63,8 +63,12 @@ class Permission(StrEnum):
 
 
 _RANK = {
-    Permission.NONE: 0, Permission.READ: 1, Permission.TRIAGE: 2, Permission.WRITE: 3,
-    Permission.MAINTAIN: 4, Permission.ADMIN: 5,
+    Permission.NONE: 0,
+    Permission.READ: 1,
+    Permission.TRIAGE: 2,
+    Permission.WRITE: 3,
+    Permission.MAINTAIN: 4,
+    Permission.ADMIN: 5,
 }
 
 
@@ -122,19 +126,31 @@ COMMANDS: tuple[CommandHelp, ...] = (
     CommandHelp(
         Verb.RETRY,
         _rx(rf"retry(?:{_WS}{_JOB})?{_ON}?"),
-        ("/ployd retry", "/ployd retry JOB", "/ployd retry on HARDWARE",
-         "/ployd retry JOB on HARDWARE"),
+        (
+            "/ployd retry",
+            "/ployd retry JOB",
+            "/ployd retry on HARDWARE",
+            "/ployd retry JOB on HARDWARE",
+        ),
         "Run failed jobs of the latest pipeline again (every failed, timed out, interrupted "
         "or cancelled job when no JOB is named), on other hardware when asked.",
         "write access; the pull request's author, on the same hardware",
-        ("/ployd retry", "/ployd retry gpu-tests", "/ployd retry unit on cpu:16",
-         '/ployd retry "gpu-tests (python=3.11, hardware=l4)" on a10g'),
+        (
+            "/ployd retry",
+            "/ployd retry gpu-tests",
+            "/ployd retry unit on cpu:16",
+            '/ployd retry "gpu-tests (python=3.11, hardware=l4)" on a10g',
+        ),
     ),
     CommandHelp(
         Verb.RUN,
         _rx(rf"run{_WS}(?:(?P<all>all)|{_JOB}){_ON}?"),
-        ("/ployd run JOB", "/ployd run JOB on HARDWARE", "/ployd run all",
-         "/ployd run all on HARDWARE"),
+        (
+            "/ployd run JOB",
+            "/ployd run JOB on HARDWARE",
+            "/ployd run all",
+            "/ployd run all on HARDWARE",
+        ),
         "Run a job (manual jobs too), or every job of the latest pipeline with `all`.",
         "write access",
         ("/ployd run benchmark", "/ployd run benchmark on h100:8", "/ployd run all"),
@@ -169,8 +185,7 @@ HELP_BY_VERB: dict[Verb, CommandHelp] = {c.verb: c for c in COMMANDS}
 VERBS: tuple[str, ...] = tuple(v.value for v in Verb)
 
 # A line that addresses PloyD at all: `/ployd` then a space or the end of the line.
-_ADDRESSED = re.compile(rf"^[ ]{{0,3}}{PREFIX}(?:{_WS}(?P<verb>\S+))?(?:[ \t].*)?$",
-                        re.IGNORECASE)
+_ADDRESSED = re.compile(rf"^[ ]{{0,3}}{PREFIX}(?:{_WS}(?P<verb>\S+))?(?:[ \t].*)?$", re.IGNORECASE)
 _FENCE_OPEN = re.compile(r"^[ ]{0,3}(?P<fence>`{3,}|~{3,})(?P<info>.*)$")
 _FENCE_CLOSE = re.compile(r"^[ ]{0,3}(`{3,}|~{3,})[ \t]*$")
 
@@ -307,8 +322,9 @@ class Resolution:
     same_hardware: bool  # no hardware asked, or it equals every target's first hardware
 
 
-RETRYABLE = frozenset({JobState.FAILED, JobState.TIMED_OUT, JobState.INTERRUPTED,
-                       JobState.CANCELLED})
+RETRYABLE = frozenset(
+    {JobState.FAILED, JobState.TIMED_OUT, JobState.INTERRUPTED, JobState.CANCELLED}
+)
 
 
 def _norm(name: str) -> str:
@@ -333,8 +349,7 @@ def _unknown_job(cmd: Command, name: str, jobs: Sequence[JobRef]) -> CommandErro
     choices = list(dict.fromkeys([*bases, *(j.name for j in jobs)]))
     close = difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
     hint = f"; did you mean '{close[0]}'?" if close else ""
-    return CommandError(cmd.line, cmd.text,
-                        f"unknown job '{name}'{hint} jobs: {', '.join(bases)}")
+    return CommandError(cmd.line, cmd.text, f"unknown job '{name}'{hint} jobs: {', '.join(bases)}")
 
 
 def _offered_counts(cls: str, catalog: Catalog) -> list[int]:
@@ -357,8 +372,10 @@ def check_hardware(text: str, catalog: Catalog) -> HardwareSpec | str:
         unit = "vCPUs" if spec.cls == "cpu" else "accelerators"
         if not counts:
             return f"no instance type in the catalog provides {spec.cls}"
-        return (f"no {spec.cls} machine has {spec.count} {unit}; {spec.cls} offers "
-                f"{', '.join(str(c) for c in counts)} {unit} per machine")
+        return (
+            f"no {spec.cls} machine has {spec.count} {unit}; {spec.cls} offers "
+            f"{', '.join(str(c) for c in counts)} {unit} per machine"
+        )
     return spec
 
 
@@ -395,8 +412,9 @@ def _targets(cmd: Command, jobs: Sequence[JobRef]) -> list[JobRef] | CommandErro
             if not out:
                 unfinished = sum(1 for j in jobs if not j.state.final)
                 if unfinished:
-                    return _nothing(cmd, f"nothing to retry: no job failed "
-                                         f"({unfinished} not finished yet)")
+                    return _nothing(
+                        cmd, f"nothing to retry: no job failed ({unfinished} not finished yet)"
+                    )
                 return _nothing(cmd, "nothing to retry: every job passed")
             return out
         out = [j for j in selected if j.state.final]
@@ -408,16 +426,17 @@ def _targets(cmd: Command, jobs: Sequence[JobRef]) -> list[JobRef] | CommandErro
     if cmd.verb is Verb.RUN:
         out = [j for j in selected if not j.state.active]
         if not out:
-            return _nothing(cmd, f"nothing to run: {what if cmd.job else 'every job'} "
-                                 f"is already queued or running")
+            return _nothing(
+                cmd,
+                f"nothing to run: {what if cmd.job else 'every job'} is already queued or running",
+            )
         return out
     # cancel
     out = [j for j in selected if not j.state.final]
     if not out:
         if cmd.job is None:
             return _nothing(cmd, "nothing to cancel: every job has finished")
-        return _nothing(cmd, f"nothing to cancel: {what} has finished "
-                             f"({selected[0].state.value})")
+        return _nothing(cmd, f"nothing to cancel: {what} has finished ({selected[0].state.value})")
     return out
 
 
@@ -447,8 +466,14 @@ def resolve(cmd: Command, jobs: Sequence[JobRef], catalog: Catalog) -> Resolutio
 # -- permissions ----------------------------------------------------------------------
 
 
-def may_run(verb: Verb, permission: Permission, *, is_pr_author: bool, same_hardware: bool,
-            user: str | None = None) -> tuple[bool, str]:
+def may_run(
+    verb: Verb,
+    permission: Permission,
+    *,
+    is_pr_author: bool,
+    same_hardware: bool,
+    user: str | None = None,
+) -> tuple[bool, str]:
     """Whether someone with ``permission`` may run ``verb``, and why (the reason to show
     when refused).
 
@@ -468,9 +493,11 @@ def may_run(verb: Verb, permission: Permission, *, is_pr_author: bool, same_hard
     if verb is Verb.RETRY and is_pr_author:
         if same_hardware:
             return True, f"{who} authored the pull request and retries on the same hardware"
-        return False, (f"{who} needs write access to run {command} on other hardware "
-                       f"(has {permission.value}); the author may retry on the same hardware: "
-                       f"{command} without 'on'")
+        return False, (
+            f"{who} needs write access to run {command} on other hardware "
+            f"(has {permission.value}); the author may retry on the same hardware: "
+            f"{command} without 'on'"
+        )
     return False, f"{who} needs write access to run {command} (has {permission.value})"
 
 
@@ -495,7 +522,7 @@ def help_text(jobs: Sequence[JobRef] | None = None) -> str:
     lines += [
         "",
         "JOB is a job's name (`gpu-tests`: all its matrix children) or one child's full name "
-        "(`\"gpu-tests (python=3.11, hardware=l4)\"`); HARDWARE is `CLASS[:COUNT]`, "
+        '(`"gpu-tests (python=3.11, hardware=l4)"`); HARDWARE is `CLASS[:COUNT]`, '
         "e.g. `l4`, `cpu:16`, `h100:8`.",
         "",
         "Examples: " + ", ".join(code_span(e) for c in COMMANDS for e in c.examples[:2]),

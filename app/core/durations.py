@@ -1,5 +1,5 @@
-"""Durations (``90s``, ``30m``, ``2h``, ``7d``, ``1h30m``) and sizes (``512MB``, ``40GB``, ``2TB``).
-"""
+"""Durations (``90s``, ``30m``, ``2h``, ``7d``, ``1h30m``) and sizes (``512MB``, ``40GB``,
+``2TB``)."""
 
 from __future__ import annotations
 

@@ -173,8 +173,9 @@ def expand(config: Config, catalog: Catalog) -> tuple[PlannedJob, ...]:
             key = (job.workload, hardware, resources)
             cands = memo.get(key)
             if cands is None:
-                cands = tuple(t.name for t in candidates_for(catalog, job.workload, hardware,
-                                                             resources))
+                cands = tuple(
+                    t.name for t in candidates_for(catalog, job.workload, hardware, resources)
+                )
                 memo[key] = cands
             cache = job.cache
             if cache is not None and values:

@@ -144,8 +144,9 @@ class Catalog:
         self._by_class: dict[str, list[InstanceType]] = {c: [] for c in self._classes}
         for t in sorted(by_name.values(), key=lambda t: (t.price_usd_hour, t.name)):
             self._by_class[t.cls].append(t)
-        self._max_count = {c: max((t.count for t in ts), default=0)
-                           for c, ts in self._by_class.items()}
+        self._max_count = {
+            c: max((t.count for t in ts), default=0) for c, ts in self._by_class.items()
+        }
 
     # -- construction -------------------------------------------------------------------
 
@@ -252,8 +253,9 @@ class Catalog:
             out.append(t)
         return out
 
-    def order(self, types: Sequence[InstanceType], workload: Workload | str,
-              requested: int | None = None) -> list[InstanceType]:
+    def order(
+        self, types: Sequence[InstanceType], workload: Workload | str, requested: int | None = None
+    ) -> list[InstanceType]:
         return order_for_workload(types, workload, requested, catalog=self)
 
 
@@ -296,6 +298,7 @@ def order_for_workload(
             key=lambda t: (0 if t.cls == "cpu" else 1, -(t.memory_gb / t.vcpus), p(t)),
         )
     if w is Workload.TRAIN:
+
         def extra(t: InstanceType) -> int:
             return t.count - requested if requested is not None and t.count >= requested else 0
 

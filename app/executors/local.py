@@ -76,11 +76,17 @@ class LocalExecutor:
         env["PYTHONUNBUFFERED"] = "1"
         # Each agent has its own workspaces: two jobs never share a checkout.
         self._procs[agent_id] = await asyncio.create_subprocess_exec(
-            self.python, "-m", "app.agent",
-            "--server", self.server_url,
-            "--agent-id", agent_id,
-            "--work-dir", str(self.work_dir / agent_id),
-            "--claim-wait", str(self.claim_wait),
+            self.python,
+            "-m",
+            "app.agent",
+            "--server",
+            self.server_url,
+            "--agent-id",
+            agent_id,
+            "--work-dir",
+            str(self.work_dir / agent_id),
+            "--claim-wait",
+            str(self.claim_wait),
             env=env,
             stdin=asyncio.subprocess.DEVNULL,
         )

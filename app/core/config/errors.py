@@ -20,7 +20,10 @@ class ConfigError:
 
     def to_dict(self) -> dict[str, str | int]:
         return {
-            "file": self.file, "line": self.line, "column": self.column, "message": self.message
+            "file": self.file,
+            "line": self.line,
+            "column": self.column,
+            "message": self.message,
         }
 
 

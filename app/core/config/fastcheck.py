@@ -16,11 +16,36 @@ from typing import Any
 
 Check = Callable[[Any], bool]
 
-_ANNOTATIONS = {"$schema", "$id", "$defs", "title", "description", "errorMessage", "$comment",
-                "default", "examples", "markdownDescription"}
-_SUPPORTED = {"type", "properties", "additionalProperties", "required", "enum", "const",
-              "pattern", "minItems", "minProperties", "minLength", "minimum", "maximum",
-              "items", "anyOf", "$ref", "propertyNames"} | _ANNOTATIONS
+_ANNOTATIONS = {
+    "$schema",
+    "$id",
+    "$defs",
+    "title",
+    "description",
+    "errorMessage",
+    "$comment",
+    "default",
+    "examples",
+    "markdownDescription",
+}
+_SUPPORTED = {
+    "type",
+    "properties",
+    "additionalProperties",
+    "required",
+    "enum",
+    "const",
+    "pattern",
+    "minItems",
+    "minProperties",
+    "minLength",
+    "minimum",
+    "maximum",
+    "items",
+    "anyOf",
+    "$ref",
+    "propertyNames",
+} | _ANNOTATIONS
 
 
 def _is_type(value: Any, t: str) -> bool:
@@ -44,7 +69,11 @@ def _is_type(value: Any, t: str) -> bool:
 
 
 _PY_TYPES: dict[str, type | tuple[type, ...]] = {
-    "string": str, "object": dict, "array": list, "boolean": bool, "null": type(None),
+    "string": str,
+    "object": dict,
+    "array": list,
+    "boolean": bool,
+    "null": type(None),
 }
 
 
@@ -133,8 +162,16 @@ class _Compiler:
                 return True
 
             checks.append(items)
-        if any(k in schema for k in ("properties", "additionalProperties", "required",
-                                     "propertyNames", "minProperties")):
+        if any(
+            k in schema
+            for k in (
+                "properties",
+                "additionalProperties",
+                "required",
+                "propertyNames",
+                "minProperties",
+            )
+        ):
             checks.append(self._object(schema))
         if "anyOf" in schema:
             branches = [self.compile(s) for s in schema["anyOf"]]

@@ -36,9 +36,18 @@ def load_config(
     except YamlFatal as exc:
         raise ConfigInvalid([exc.error]) from None
     if not isinstance(doc.data, dict):
-        raise ConfigInvalid([*doc.errors, ConfigError(
-            filename, 1, 1, "the file must be a mapping of keys (version, on, defaults, jobs), "
-            f"not {_kind(doc.data)}")])
+        raise ConfigInvalid(
+            [
+                *doc.errors,
+                ConfigError(
+                    filename,
+                    1,
+                    1,
+                    "the file must be a mapping of keys (version, on, defaults, jobs), "
+                    f"not {_kind(doc.data)}",
+                ),
+            ]
+        )
     errors = list(doc.errors)
     errors.extend(schema_errors(doc))
     builder = Builder(doc, catalog or Catalog.default())
@@ -57,16 +66,25 @@ def load_config_file(path: str | os.PathLike[str], catalog: Catalog | None = Non
     size = p.stat().st_size
     if size > MAX_BYTES:
         mb = MAX_BYTES // (1024 * 1024)
-        raise ConfigInvalid([ConfigError(
-            name, 1, 1, f"file is larger than {mb} MB; a .ployd.yml should be a few kilobytes")])
+        raise ConfigInvalid(
+            [
+                ConfigError(
+                    name,
+                    1,
+                    1,
+                    f"file is larger than {mb} MB; a .ployd.yml should be a few kilobytes",
+                )
+            ]
+        )
     data = p.read_bytes()
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         col = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
-        raise ConfigInvalid([ConfigError(name, line, col, "the file is not UTF-8 text "
-                                         "(is it a binary file?)")]) from None
+        raise ConfigInvalid(
+            [ConfigError(name, line, col, "the file is not UTF-8 text (is it a binary file?)")]
+        ) from None
     return load_config(text, name, catalog)
 
 

@@ -201,8 +201,9 @@ def _translate(err: Any, doc: Document) -> list[ConfigError]:
                 for t in [vv] if isinstance(vv, str) else list(vv):
                     if t not in types:
                         types.append(t)
-            return [_at(doc, path, f"{subject(path)} must be {_expected(types)}, "
-                                   f"not {kind_of(inst)}")]
+            return [
+                _at(doc, path, f"{subject(path)} must be {_expected(types)}, not {kind_of(inst)}")
+            ]
         from jsonschema.exceptions import best_match  # type: ignore[import-untyped]
 
         best = best_match(relevant)
@@ -249,23 +250,44 @@ def _translate(err: Any, doc: Document) -> list[ConfigError]:
                     msg = f"the file is missing the required top-level key '{k}'"
                     out.append(ConfigError(doc.file, 1, 1, msg))
                     continue
-                out.append(_at(doc, path, f"{subject(path)} is missing the required key '{k}'",
-                               key=isinstance(path[-1], str)))
+                out.append(
+                    _at(
+                        doc,
+                        path,
+                        f"{subject(path)} is missing the required key '{k}'",
+                        key=isinstance(path[-1], str),
+                    )
+                )
         return out
 
     if v == "type":
-        return [_at(doc, path, f"{subject(path)} must be {_expected(err.validator_value)}, "
-                               f"not {kind_of(inst)}")]
+        return [
+            _at(
+                doc,
+                path,
+                f"{subject(path)} must be {_expected(err.validator_value)}, not {kind_of(inst)}",
+            )
+        ]
 
     if v == "enum":
         choices = [str(c) for c in err.validator_value]
         hint = did_you_mean(str(inst), choices) if isinstance(inst, str) else ""
-        return [_at(doc, path, f"{subject(path)} must be one of {', '.join(choices)}, "
-                               f"not {_short(inst)}{hint}")]
+        return [
+            _at(
+                doc,
+                path,
+                f"{subject(path)} must be one of {', '.join(choices)}, not {_short(inst)}{hint}",
+            )
+        ]
 
     if v == "const":
-        return [_at(doc, path, f"{subject(path)} must be {_short(err.validator_value)}, "
-                               f"not {_short(inst)}")]
+        return [
+            _at(
+                doc,
+                path,
+                f"{subject(path)} must be {_short(err.validator_value)}, not {_short(inst)}",
+            )
+        ]
 
     if v == "pattern":
         msg = schema.get("errorMessage") or f"must match {err.validator_value}"

@@ -77,14 +77,20 @@ class Builder:
             return (value,)
         if not isinstance(value, list):
             return None
-        return tuple(self.doc.text((*path, i), v) for i, v in enumerate(value)
-                     if isinstance(v, (str, int, float)))
+        return tuple(
+            self.doc.text((*path, i), v)
+            for i, v in enumerate(value)
+            if isinstance(v, (str, int, float))
+        )
 
     def env(self, value: Any, path: NodePath) -> dict[str, str]:
         if not isinstance(value, dict):
             return {}
-        return {str(k): self.doc.text((*path, k), v) for k, v in value.items()
-                if not isinstance(v, (dict, list))}
+        return {
+            str(k): self.doc.text((*path, k), v)
+            for k, v in value.items()
+            if not isinstance(v, (dict, list))
+        }
 
     def duration(self, value: Any, path: NodePath, what: str) -> int | None:
         if not isinstance(value, str):
@@ -97,8 +103,10 @@ class Builder:
             self.error(path, f"{subject(path)} must be longer than 0s")
             return None
         if seconds > MAX_TIMEOUT_S and what != "artifacts expire_in":
-            self.error(path, f"{subject(path)} is {value}, longer than the maximum of "
-                             f"{MAX_TIMEOUT_S // 3600}h")
+            self.error(
+                path,
+                f"{subject(path)} is {value}, longer than the maximum of {MAX_TIMEOUT_S // 3600}h",
+            )
             return MAX_TIMEOUT_S
         return seconds
 
@@ -121,14 +129,19 @@ class Builder:
         classes = self.catalog.classes()
         if spec.cls not in classes:
             hint = did_you_mean(spec.cls, classes)
-            self.error(path, f"unknown hardware class '{spec.cls}'{hint}; "
-                             f"known classes: {', '.join(classes)}")
+            self.error(
+                path,
+                f"unknown hardware class '{spec.cls}'{hint}; known classes: {', '.join(classes)}",
+            )
             return None
         most = self.catalog.max_count(spec.cls)
         if spec.count > most:
             unit = "vCPUs" if spec.cls == "cpu" else f"{spec.cls} accelerators"
-            self.error(path, f"no instance type in the catalog has {spec.count} {unit}; "
-                             f"the most in one machine is {spec.cls}:{most}")
+            self.error(
+                path,
+                f"no instance type in the catalog has {spec.count} {unit}; "
+                f"the most in one machine is {spec.cls}:{most}",
+            )
             return None
         return spec
 
@@ -193,8 +206,11 @@ class Builder:
             gtype = g.get("type") if isinstance(g.get("type"), str) else None
             if gtype is not None and not self.catalog.has_class(gtype):
                 classes = [c for c in self.catalog.classes() if c != "cpu"]
-                self.error((*gpath, "type"), f"unknown hardware class '{gtype}'"
-                           f"{did_you_mean(gtype, classes)}; known classes: {', '.join(classes)}")
+                self.error(
+                    (*gpath, "type"),
+                    f"unknown hardware class '{gtype}'"
+                    f"{did_you_mean(gtype, classes)}; known classes: {', '.join(classes)}",
+                )
                 return None
             count = g.get("count", 1)
             gpu = GpuRequest(
@@ -210,8 +226,11 @@ class Builder:
             disk_gb=self.size(value.get("disk")),
         )
         if not self.catalog.for_resources(r):
-            self.error(path, f"no instance type in the catalog satisfies these resources "
-                             f"({describe_resources(r)})")
+            self.error(
+                path,
+                f"no instance type in the catalog satisfies these resources "
+                f"({describe_resources(r)})",
+            )
         return r
 
     def retry(self, value: Any) -> RetryPolicy:
@@ -225,9 +244,11 @@ class Builder:
         return RetryPolicy(
             max=mx if isinstance(mx, int) else DEFAULT_RETRY.max,
             when=frozenset(RetryReason(w) for w in when if w in _RETRY_REASONS)
-            if isinstance(when, list) else DEFAULT_RETRY.when,
+            if isinstance(when, list)
+            else DEFAULT_RETRY.when,
             exit_codes=tuple(c for c in codes if isinstance(c, int))
-            if isinstance(codes, list) else (),
+            if isinstance(codes, list)
+            else (),
         )
 
     def matrix(self, value: Any, path: NodePath, job: str) -> Matrix | None:
@@ -238,17 +259,22 @@ class Builder:
         for k, vals in value.items():
             if k in ("include", "exclude") or not isinstance(vals, list):
                 continue
-            axes[k] = tuple(self.doc.text((*path, k, i), v) for i, v in enumerate(vals)
-                            if not isinstance(v, (dict, list)))
+            axes[k] = tuple(
+                self.doc.text((*path, k, i), v)
+                for i, v in enumerate(vals)
+                if not isinstance(v, (dict, list))
+            )
             if k == "hardware":
                 for i, v in enumerate(vals):
                     self.spec(v, (*path, k, i))
             seen: set[str] = set()
             for i, v in enumerate(axes[k]):
                 if v in seen:
-                    self.error((*path, k, i),
-                               f"matrix of job '{job}': axis '{k}' lists '{v}' twice, "
-                               "which would give two children of the same name")
+                    self.error(
+                        (*path, k, i),
+                        f"matrix of job '{job}': axis '{k}' lists '{v}' twice, "
+                        "which would give two children of the same name",
+                    )
                     duplicate_values = True
                 seen.add(v)
 
@@ -261,26 +287,43 @@ class Builder:
                 if not isinstance(e, dict):
                     continue
                 ep = (*path, which, i)
-                out.append(frozen_map({str(k): self.doc.text((*ep, k), v) for k, v in e.items()
-                                       if not isinstance(v, (dict, list))}))
+                out.append(
+                    frozen_map(
+                        {
+                            str(k): self.doc.text((*ep, k), v)
+                            for k, v in e.items()
+                            if not isinstance(v, (dict, list))
+                        }
+                    )
+                )
                 if which == "exclude":
                     for k in e:
                         if k not in axes:
                             hint = did_you_mean(str(k), axes)
-                            self.error((*ep, k), f"matrix of job '{job}': exclude uses '{k}', "
-                                                 f"which is not an axis{hint}", key=True)
+                            self.error(
+                                (*ep, k),
+                                f"matrix of job '{job}': exclude uses '{k}', "
+                                f"which is not an axis{hint}",
+                                key=True,
+                            )
                 elif "hardware" in e:
                     self.spec(e["hardware"], (*ep, "hardware"))
             return tuple(out)
 
         m = Matrix(axes=frozen_map_t(axes), include=entries("include"), exclude=entries("exclude"))
         if not axes and not m.include:
-            self.error(path, f"matrix of job '{job}' has no axes; give at least one axis "
-                             "(a list of values) or an include list")
+            self.error(
+                path,
+                f"matrix of job '{job}' has no axes; give at least one axis "
+                "(a list of values) or an include list",
+            )
             return m
         if matrix_size(m) > MAX_MATRIX_CHILDREN:
-            self.error(path, f"matrix of job '{job}' gives {matrix_size(m)} children; "
-                             f"the most is {MAX_MATRIX_CHILDREN}")
+            self.error(
+                path,
+                f"matrix of job '{job}' gives {matrix_size(m)} children; "
+                f"the most is {MAX_MATRIX_CHILDREN}",
+            )
             return m
         names: set[str] = set()
         combos = matrix_combinations(m)
@@ -291,8 +334,11 @@ class Builder:
         for combo in combos:
             name = child_name(job, combo)
             if name in names:
-                self.error(path, f"matrix of job '{job}' gives two children named '{name}'; "
-                                 "make the include entries or axis values distinct")
+                self.error(
+                    path,
+                    f"matrix of job '{job}' gives two children named '{name}'; "
+                    "make the include entries or axis values distinct",
+                )
                 break
             names.add(name)
         return m
@@ -307,15 +353,18 @@ class Builder:
                 continue
             run = s.get("run")
             name = s.get("name")
-            out.append(Step(
-                run=run if isinstance(run, str) else "",
-                name=self.doc.text((*sp, "name"), name) if name is not None and not isinstance(
-                    name, (dict, list)) else None,
-                env=frozen_map(self.env(s.get("env"), (*sp, "env"))),
-                timeout_s=self.duration(s.get("timeout"), (*sp, "timeout"), "step timeout"),
-                continue_on_error=s.get("continue-on-error") is True,
-                mark=self.doc.mark(sp),
-            ))
+            out.append(
+                Step(
+                    run=run if isinstance(run, str) else "",
+                    name=self.doc.text((*sp, "name"), name)
+                    if name is not None and not isinstance(name, (dict, list))
+                    else None,
+                    env=frozen_map(self.env(s.get("env"), (*sp, "env"))),
+                    timeout_s=self.duration(s.get("timeout"), (*sp, "timeout"), "step timeout"),
+                    continue_on_error=s.get("continue-on-error") is True,
+                    mark=self.doc.mark(sp),
+                )
+            )
         return tuple(out)
 
     def check_matrix_refs(self, job: str, matrix: Matrix | None) -> None:
@@ -330,8 +379,11 @@ class Builder:
                 if matrix is None:
                     self.error(p, f"job '{job}' uses {expr}, but it has no matrix")
                 else:
-                    self.error(p, f"job '{job}' uses {expr}, but its matrix has no "
-                                  f"'{k}'{did_you_mean(k, keys)}; keys: {', '.join(keys)}")
+                    self.error(
+                        p,
+                        f"job '{job}' uses {expr}, but its matrix has no "
+                        f"'{k}'{did_you_mean(k, keys)}; keys: {', '.join(keys)}",
+                    )
 
     # -- jobs ---------------------------------------------------------------------------
 
@@ -348,12 +400,19 @@ class Builder:
         matrix = self.matrix(data["matrix"], (*jp, "matrix"), name) if "matrix" in data else None
         hw_axis = matrix is not None and "hardware" in matrix.axes
         if "hardware" in data and "resources" in data:
-            self.error((*jp, "resources"), f"job '{name}' sets both 'hardware' and 'resources'; "
-                                           "use one of them", key=True)
+            self.error(
+                (*jp, "resources"),
+                f"job '{name}' sets both 'hardware' and 'resources'; use one of them",
+                key=True,
+            )
         if hw_axis and ("hardware" in data or "resources" in data):
             key = "hardware" if "hardware" in data else "resources"
-            self.error((*jp, key), f"job '{name}' sets '{key}' and a matrix 'hardware' axis; "
-                                   "the axis sets the hardware, remove one", key=True)
+            self.error(
+                (*jp, key),
+                f"job '{name}' sets '{key}' and a matrix 'hardware' axis; "
+                "the axis sets the hardware, remove one",
+                key=True,
+            )
         hardware: tuple[HardwareSpec, ...] = ()
         resources: Resources | None = None
         if hw_axis:
@@ -409,14 +468,21 @@ class Builder:
             cache=Cache(
                 key=str(cache.get("key") or ""),
                 paths=self.strings(cache.get("paths"), (*jp, "cache", "paths")) or (),
-                restore_keys=self.strings(cache.get("restore-keys"),
-                                          (*jp, "cache", "restore-keys")) or (),
-            ) if isinstance(cache, dict) else None,
+                restore_keys=self.strings(cache.get("restore-keys"), (*jp, "cache", "restore-keys"))
+                or (),
+            )
+            if isinstance(cache, dict)
+            else None,
             artifacts=Artifacts(
                 paths=self.strings(artifacts.get("paths"), (*jp, "artifacts", "paths")) or (),
-                expire_in_s=self.duration(artifacts.get("expire_in"),
-                                          (*jp, "artifacts", "expire_in"), "artifacts expire_in"),
-            ) if isinstance(artifacts, dict) else None,
+                expire_in_s=self.duration(
+                    artifacts.get("expire_in"),
+                    (*jp, "artifacts", "expire_in"),
+                    "artifacts expire_in",
+                ),
+            )
+            if isinstance(artifacts, dict)
+            else None,
             allow_failure=allow_failure is not None and allow_failure[0] is True,
             image=image[0] if image and isinstance(image[0], str) else None,
             mark=self.doc.key_mark(jp),
@@ -429,13 +495,17 @@ class Builder:
             needs_raw = raw[name].get("needs") if isinstance(raw.get(name), dict) else None
             edges: list[str] = []
             for i, n in enumerate(job.needs):
-                p: NodePath = ("jobs", name, "needs") if isinstance(needs_raw, str) else (
-                    "jobs", name, "needs", i)
+                p: NodePath = (
+                    ("jobs", name, "needs")
+                    if isinstance(needs_raw, str)
+                    else ("jobs", name, "needs", i)
+                )
                 if n == name:
                     self.error(p, f"job '{name}' needs itself")
                 elif n not in jobs:
-                    self.error(p, f"job '{name}' needs '{n}', which is not a job"
-                                  f"{did_you_mean(n, names)}")
+                    self.error(
+                        p, f"job '{name}' needs '{n}', which is not a job{did_you_mean(n, names)}"
+                    )
                 elif n in edges:
                     self.error(p, f"job '{name}' needs '{n}' twice")
                 else:
@@ -457,7 +527,7 @@ class Builder:
                     stack[-1] = (node, i + 1)
                     nxt = graph[node][i]
                     if state.get(nxt) == 1:
-                        cycle = on_path[on_path.index(nxt):]
+                        cycle = on_path[on_path.index(nxt) :]
                         key = frozenset(cycle)
                         if key not in reported:
                             reported.add(key)
@@ -466,10 +536,14 @@ class Builder:
                             first, second = cyc[0], cyc[1 % len(cyc)]
                             idx = jobs[first].needs.index(second)
                             nr = raw[first].get("needs")
-                            p = ("jobs", first, "needs") if isinstance(nr, str) else (
-                                "jobs", first, "needs", idx)
-                            self.error(p, "jobs need each other in a cycle: "
-                                          + " -> ".join([*cyc, cyc[0]]))
+                            p = (
+                                ("jobs", first, "needs")
+                                if isinstance(nr, str)
+                                else ("jobs", first, "needs", idx)
+                            )
+                            self.error(
+                                p, "jobs need each other in a cycle: " + " -> ".join([*cyc, cyc[0]])
+                            )
                     elif nxt not in state:
                         state[nxt] = 1
                         on_path.append(nxt)
@@ -482,20 +556,28 @@ class Builder:
     def build(self) -> Config | None:
         data = self.doc.data
         if not isinstance(data, dict):
-            self.error((), f"the file must be a mapping of keys (version, on, defaults, jobs), "
-                           f"not a {type(data).__name__}")
+            self.error(
+                (),
+                f"the file must be a mapping of keys (version, on, defaults, jobs), "
+                f"not a {type(data).__name__}",
+            )
             return None
         version = data.get("version")
         triggers = self.triggers(data)
         defaults = data.get("defaults") if isinstance(data.get("defaults"), dict) else {}
         assert isinstance(defaults, dict)
         if "hardware" in defaults and "resources" in defaults:
-            self.error(("defaults", "resources"), "defaults set both 'hardware' and 'resources'; "
-                                                  "use one of them", key=True)
+            self.error(
+                ("defaults", "resources"),
+                "defaults set both 'hardware' and 'resources'; use one of them",
+                key=True,
+            )
         jobs_raw = data.get("jobs") if isinstance(data.get("jobs"), dict) else {}
         assert isinstance(jobs_raw, dict)
-        needs_default_hw = any(isinstance(j, dict) and "hardware" not in j and "resources" not in j
-                               for j in jobs_raw.values())
+        needs_default_hw = any(
+            isinstance(j, dict) and "hardware" not in j and "resources" not in j
+            for j in jobs_raw.values()
+        )
         self._default_hw: tuple[HardwareSpec, ...] = DEFAULT_HARDWARE
         self._default_res: Resources | None = None
         if "hardware" in defaults:
@@ -539,4 +621,3 @@ def describe_resources(r: Resources) -> str:
     if r.disk_gb is not None:
         parts.append(f">= {r.disk_gb:g}GB disk")
     return ", ".join(parts) or "nothing"
-

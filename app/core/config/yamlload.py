@@ -198,8 +198,18 @@ class _Discard:
 
 
 class _Frame:
-    __slots__ = ("anchor", "depth", "is_map", "key", "key_mark", "mark", "merges", "nodes", "path",
-                 "value")
+    __slots__ = (
+        "anchor",
+        "depth",
+        "is_map",
+        "key",
+        "key_mark",
+        "mark",
+        "merges",
+        "nodes",
+        "path",
+        "value",
+    )
 
     def __init__(self, is_map: bool, path: Path, mark: tuple[int, int], anchor: str | None) -> None:
         self.anchor = anchor
@@ -218,8 +228,13 @@ def load_yaml(text: str, file: str = ".ployd.yml") -> Document:
     """Parse ``text`` into a ``Document``; raises ``YamlFatal`` for unreadable input."""
     if len(text) > MAX_BYTES or len(text.encode("utf-8", "surrogatepass")) > MAX_BYTES:
         raise YamlFatal(
-            ConfigError(file, 1, 1, f"file is larger than {MAX_BYTES // (1024 * 1024)} MB; "
-                        "a .ployd.yml should be a few kilobytes")
+            ConfigError(
+                file,
+                1,
+                1,
+                f"file is larger than {MAX_BYTES // (1024 * 1024)} MB; "
+                "a .ployd.yml should be a few kilobytes",
+            )
         )
     if text.startswith("\ufeff"):
         text = text[1:]
@@ -227,15 +242,20 @@ def load_yaml(text: str, file: str = ".ployd.yml") -> Document:
     if bad is not None:
         line, col = _line_col(text, bad.start())
         raise YamlFatal(
-            ConfigError(file, line, col,
-                        f"control character U+{ord(bad.group()):04X} in the file; "
-                        "is it a binary file? A .ployd.yml must be UTF-8 text")
+            ConfigError(
+                file,
+                line,
+                col,
+                f"control character U+{ord(bad.group()):04X} in the file; "
+                "is it a binary file? A .ployd.yml must be UTF-8 text",
+            )
         )
     if not text.strip() or all(
         not ln.strip() or ln.lstrip().startswith("#") for ln in text.splitlines()
     ):
-        raise YamlFatal(ConfigError(file, 1, 1, "file is empty; it needs at least "
-                                    "'version: 1' and 'jobs:'"))
+        raise YamlFatal(
+            ConfigError(file, 1, 1, "file is empty; it needs at least 'version: 1' and 'jobs:'")
+        )
     gc_was_enabled = gc.isenabled()
     gc.disable()  # building allocates many small containers and no cycles
     try:
@@ -260,9 +280,15 @@ def _build(text: str, file: str) -> Document:
     have_result = False
     get_event: Callable[[], Any] = source.get_event
     ScalarEvent, MappingStartEvent, SequenceStartEvent = (
-        ev.ScalarEvent, ev.MappingStartEvent, ev.SequenceStartEvent)
+        ev.ScalarEvent,
+        ev.MappingStartEvent,
+        ev.SequenceStartEvent,
+    )
     MappingEndEvent, SequenceEndEvent, AliasEvent = (
-        ev.MappingEndEvent, ev.SequenceEndEvent, ev.AliasEvent)
+        ev.MappingEndEvent,
+        ev.SequenceEndEvent,
+        ev.AliasEvent,
+    )
 
     def fatal(lc: tuple[int, int], message: str) -> YamlFatal:
         return YamlFatal(ConfigError(file, lc[0], lc[1], message))
@@ -319,8 +345,9 @@ def _build(text: str, file: str) -> Document:
                     if key in top.value:
                         first = doc.key_positions.get((*top.path, key))
                         where = f" (first defined on line {first[0]})" if first else ""
-                        doc.errors.append(ConfigError(file, lc[0], lc[1],
-                                                      f"duplicate key '{key}'{where}"))
+                        doc.errors.append(
+                            ConfigError(file, lc[0], lc[1], f"duplicate key '{key}'{where}")
+                        )
                         key = _Discard()
                     else:
                         doc.key_positions[(*top.path, key)] = lc
@@ -384,13 +411,19 @@ def _build(text: str, file: str) -> Document:
                 raise fatal(lc, "an alias cannot be used as a mapping key")
             target = anchors.get(event.anchor)
             if target is None:
-                raise fatal(lc, f"alias *{event.anchor} refers to no anchor defined before it "
-                            "(or to the node that contains it)")
+                raise fatal(
+                    lc,
+                    f"alias *{event.anchor} refers to no anchor defined before it "
+                    "(or to the node that contains it)",
+                )
             value, nodes, depth = target
             total += nodes
             if total > MAX_NODES:
-                raise fatal(lc, f"aliases expand to more than {MAX_NODES} YAML nodes; "
-                            "refusing to read the file")
+                raise fatal(
+                    lc,
+                    f"aliases expand to more than {MAX_NODES} YAML nodes; "
+                    "refusing to read the file",
+                )
             if len(stack) + depth >= MAX_DEPTH + 1:
                 raise fatal(lc, f"file is nested more than {MAX_DEPTH} levels deep")
             path = child_path() if stack else ()
@@ -399,14 +432,17 @@ def _build(text: str, file: str) -> Document:
         elif cls is ev.DocumentStartEvent:
             documents += 1
             if documents > 1:
-                raise fatal(_lc(event.start_mark), "the file holds several YAML documents ('---'); "
-                            "a .ployd.yml holds one")
+                raise fatal(
+                    _lc(event.start_mark),
+                    "the file holds several YAML documents ('---'); a .ployd.yml holds one",
+                )
             anchors.clear()
         elif cls is ev.StreamEndEvent:
             break
     if not have_result or result is None:
-        raise YamlFatal(ConfigError(file, 1, 1, "file is empty; it needs at least "
-                                    "'version: 1' and 'jobs:'"))
+        raise YamlFatal(
+            ConfigError(file, 1, 1, "file is empty; it needs at least 'version: 1' and 'jobs:'")
+        )
     doc.data = result
     return doc
 

@@ -64,7 +64,7 @@ def bigger_hardware(spec: str, catalog: Catalog) -> str | None:
         ladder = gpu_ladder(catalog)
         if asked.cls not in ladder:
             return None
-        for cls in ladder[ladder.index(asked.cls) + 1:]:
+        for cls in ladder[ladder.index(asked.cls) + 1 :]:
             count = _fit(catalog, cls, asked.count)
             if count is not None:
                 return str(HardwareSpec(cls, count))

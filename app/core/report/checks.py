@@ -44,8 +44,9 @@ _CONCLUSION = {
     JobState.SKIPPED: "skipped",
     JobState.INTERRUPTED: "failure",
 }
-RETRYABLE = frozenset({JobState.FAILED, JobState.CANCELLED, JobState.TIMED_OUT,
-                       JobState.INTERRUPTED})
+RETRYABLE = frozenset(
+    {JobState.FAILED, JobState.CANCELLED, JobState.TIMED_OUT, JobState.INTERRUPTED}
+)
 FAILED = frozenset({JobState.FAILED, JobState.TIMED_OUT, JobState.INTERRUPTED})
 
 
@@ -169,8 +170,10 @@ def _waiting_line(view: JobView, now: datetime) -> str | None:
     if view.state.final or view.state is JobState.RUNNING:
         return None
     if view.fork_gated:
-        reason = ("this pull request comes from a fork: its jobs run once someone with write "
-                  "access comments `/ployd ok-to-test`")
+        reason = (
+            "this pull request comes from a fork: its jobs run once someone with write "
+            "access comments `/ployd ok-to-test`"
+        )
     elif view.state is JobState.MANUAL:
         reason = f"a manual job: comment {code_span('/ployd run ' + view.name)} to start it"
     elif view.waiting_reason:
@@ -225,8 +228,10 @@ def failure_text(view: JobView, limit: int = MAX_OUTPUT) -> str:
     stripped, trimmed from the top to fit ``limit``, in a fence the log cannot close."""
     step = view.failed_step.splitlines()[0] if view.failed_step else "unknown step"
     code = f" (exit code {view.exit_code})" if view.exit_code is not None else ""
-    what = {JobState.TIMED_OUT: "Timed out in step",
-            JobState.INTERRUPTED: "Interrupted in step"}.get(view.state, "Failed step")
+    what = {
+        JobState.TIMED_OUT: "Timed out in step",
+        JobState.INTERRUPTED: "Interrupted in step",
+    }.get(view.state, "Failed step")
     head = f"### {what}: {code_span(step)}{code}\n\n"
     log = strip_ansi(view.log_tail).strip("\n")
     if not log:
@@ -246,7 +251,7 @@ def failure_text(view: JobView, limit: int = MAX_OUTPUT) -> str:
         if size + len(line) + 1 > budget:
             if not kept:  # one enormous line: keep its end
                 keep = max(0, budget - 2)
-                kept.append(line[len(line) - keep:])
+                kept.append(line[len(line) - keep :])
             break
         kept.append(line)
         size += len(line) + 1

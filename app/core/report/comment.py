@@ -78,8 +78,10 @@ def _row(view: JobView, now: datetime | None) -> str:
         state = "awaiting ok-to-test"
     elif view.state in FAILED and view.allow_failure:
         state += ", allowed"
-    return (f"| {job_emoji(view)} | {escape_md(view.name)} | {state} | {hw} "
-            f"| {_duration(view, now)} | {log} |")
+    return (
+        f"| {job_emoji(view)} | {escape_md(view.name)} | {state} | {hw} "
+        f"| {_duration(view, now)} | {log} |"
+    )
 
 
 def _notes(jobs: Sequence[JobView], now: datetime | None) -> list[str]:
@@ -128,8 +130,10 @@ def summary_comment(
     if not jobs:
         lines.append("No jobs in this pipeline.")
     else:
-        lines += ["| | job | state | hardware | duration | log |",
-                  "| --- | --- | --- | --- | --- | --- |"]
+        lines += [
+            "| | job | state | hardware | duration | log |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
         size = sum(len(x) for x in lines)
         for i, v in enumerate(jobs):
             row = _row(v, now)
@@ -146,8 +150,10 @@ def summary_comment(
     failed = any(v.state in RETRYABLE for v in jobs)
     hints: list[str] = []
     if failed:
-        hints += [f"retry the failed jobs: {code_span('/ployd retry')}",
-                  f"on bigger hardware: {code_span(_failed_example(jobs, catalog))}"]
+        hints += [
+            f"retry the failed jobs: {code_span('/ployd retry')}",
+            f"on bigger hardware: {code_span(_failed_example(jobs, catalog))}",
+        ]
     hints.append(f"every command: {code_span('/ployd help')}")
     lines += ["", "<sub>" + " · ".join(hints) + "</sub>"]
     return clip("\n".join(lines) + "\n", MAX_COMMENT)

@@ -16,7 +16,6 @@ MAX_ANNOTATION_TITLE = 255
 CONFIG_CHECK = "ployd / config"
 
 
-
 def _annotation(e: ConfigError) -> dict[str, Any]:
     line = max(1, e.line)
     note: dict[str, Any] = {
@@ -37,7 +36,7 @@ def annotation_batches(errors: Sequence[ConfigError]) -> list[list[dict[str, Any
     """Every error as an annotation, in batches of 50: the first goes with the check run,
     each further one in an update (GitHub appends them)."""
     notes = [_annotation(e) for e in errors]
-    return [notes[i:i + MAX_ANNOTATIONS] for i in range(0, len(notes), MAX_ANNOTATIONS)]
+    return [notes[i : i + MAX_ANNOTATIONS] for i in range(0, len(notes), MAX_ANNOTATIONS)]
 
 
 def config_error_report(errors: Sequence[ConfigError], sha: str) -> dict[str, Any]:
@@ -47,7 +46,9 @@ def config_error_report(errors: Sequence[ConfigError], sha: str) -> dict[str, An
     where = files[0] if len(files) == 1 else ".ployd.yml"
     if not errors:
         return {
-            "name": CONFIG_CHECK, "head_sha": sha, "status": "completed",
+            "name": CONFIG_CHECK,
+            "head_sha": sha,
+            "status": "completed",
             "conclusion": "success",
             "output": {"title": f"{where} is valid", "summary": "No errors."},
         }

@@ -50,8 +50,9 @@ def strip_ansi(text: str) -> str:
     with carriage returns (progress bars) only what was written last."""
     text = _ANSI.sub("", text).replace("\r\n", "\n")
     if "\r" in text:
-        text = "\n".join(line.rsplit("\r", 1)[-1] if "\r" in line else line
-                         for line in text.split("\n"))
+        text = "\n".join(
+            line.rsplit("\r", 1)[-1] if "\r" in line else line for line in text.split("\n")
+        )
     return _CONTROL.sub("", text)
 
 

@@ -4,5 +4,6 @@
 * ``events``: push, pull_request, check_suite, merge_group start and stop pipelines.
 * ``commands``: `/ployd ...` in PR comments, and the check run buttons.
 
-``worker`` feeds them the inbox, one delivery at a time, after the webhook answered.
+``app.handlers.inbox_worker`` feeds them the inbox, one delivery at a time, after the
+webhook answered.
 """

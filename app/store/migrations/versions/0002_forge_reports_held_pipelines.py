@@ -26,9 +26,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("forge", "key"),
     )
-    op.add_column(
-        "attempts", sa.Column("hardware", sa.JSON(), nullable=False, server_default="[]")
-    )
+    op.add_column("attempts", sa.Column("hardware", sa.JSON(), nullable=False, server_default="[]"))
     op.add_column(
         "pipelines", sa.Column("held", sa.Boolean(), nullable=False, server_default=sa.false())
     )

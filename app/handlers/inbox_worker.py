@@ -1,6 +1,7 @@
-"""Feeds inbox deliveries to the GitHub handlers, in order, after the webhook answered.
+"""Feeds one forge's inbox deliveries to its handlers, in order, after the webhook answered.
 
-Deliveries left unprocessed when the server stopped are picked up again at start.
+Deliveries left unprocessed when the server stopped are picked up again at start. A
+delivery whose handler fails is marked failed with the error, and the next one goes on.
 """
 
 from __future__ import annotations
@@ -8,19 +9,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 
-from gidgethub import routing, sansio
-
-from app.handlers.github.context import GitHubContext
 from app.store import inbox
+from app.store.db import Database
+from app.store.models import InboxEvent
 
-log = logging.getLogger("ployd.github")
+log = logging.getLogger("ployd.inbox")
+
+Dispatch = Callable[[InboxEvent], Awaitable[None]]
 
 
-class GitHubWorker:
-    def __init__(self, ctx: GitHubContext, router: routing.Router) -> None:
-        self.ctx = ctx
-        self.router = router
+class InboxWorker:
+    def __init__(self, db: Database, forge: str, dispatch: Dispatch) -> None:
+        self.db = db
+        self.forge = forge
+        self.dispatch = dispatch
         self._queue: asyncio.Queue[int] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self.processed = 0
@@ -29,9 +33,9 @@ class GitHubWorker:
         self._queue.put_nowait(inbox_id)
 
     async def start(self) -> None:
-        for inbox_id in inbox.pending(self.ctx.services.db, "github"):
+        for inbox_id in inbox.pending(self.db, self.forge):
             self.submit(inbox_id)
-        self._task = asyncio.create_task(self._loop(), name="github-worker")
+        self._task = asyncio.create_task(self._loop(), name=f"{self.forge}-inbox")
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -52,16 +56,14 @@ class GitHubWorker:
                 self._queue.task_done()
 
     async def handle(self, inbox_id: int) -> None:
-        db = self.ctx.services.db
-        row = inbox.load(db, inbox_id)
+        row = inbox.load(self.db, inbox_id)
         if row is None or row.status != "received":
             return
-        event = sansio.Event(row.payload, event=row.event, delivery_id=row.delivery_id)
         try:
-            await self.router.dispatch(event, ctx=self.ctx, inbox_id=inbox_id)
+            await self.dispatch(row)
         except Exception as e:
-            log.exception("delivery %s (%s) failed", row.delivery_id, row.event)
-            inbox.mark(db, inbox_id, "failed", f"{type(e).__name__}: {e}")
+            log.exception("%s delivery %s (%s) failed", self.forge, row.delivery_id, row.event)
+            inbox.mark(self.db, inbox_id, "failed", f"{type(e).__name__}: {e}")
         else:
-            inbox.mark(db, inbox_id, "processed")
+            inbox.mark(self.db, inbox_id, "processed")
         self.processed += 1
