@@ -29,8 +29,8 @@ import itertools
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,7 @@ from tests.fakes.github_model import (
     utc_iso,
 )
 from tests.fakes.github_openapi import Operation, load_spec
+from tests.fakes.serving import maybe_json, serve
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "github" / "webhooks"
 DOCS = "https://docs.github.com/rest"
@@ -442,7 +443,7 @@ class FakeGitHub:
             method=request.method,
             path=request.path[len(self.prefix) :] if self.prefix else request.path,
             query=dict(request.query),
-            json=_maybe_json(body),
+            json=maybe_json(body),
             headers={k.lower(): v for k, v in request.headers.items()},
         )
         self.requests.append(rec)
@@ -613,37 +614,12 @@ def _template(rec: RecordedRequest) -> str | None:
     return rec.operation.split(" ", 1)[1] if rec.operation else None
 
 
-def _maybe_json(body: bytes) -> Any:
-    if not body:
-        return None
-    try:
-        return json.loads(body)
-    except ValueError:
-        return body.decode("utf-8", "replace")
-
-
-@asynccontextmanager
-async def serve_fake_github(
+def serve_fake_github(
     *, assert_clean: bool = True, **options: Any
-) -> AsyncIterator[FakeGitHub]:
-    """Serve a ``FakeGitHub(**options)`` on 127.0.0.1 (random port) for the block.
-
-    On a clean exit, fails if requests GitHub would reject were recorded (unless
-    ``assert_clean=False``); call ``fake.take_violations()`` after provoking them.
-    """
-    fake = FakeGitHub(**options)
-    runner = web.AppRunner(fake.make_app(), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    fake.base_url = f"http://{host}:{port}"
-    try:
-        yield fake
-    finally:
-        await runner.cleanup()
-    if assert_clean:
-        fake.assert_no_violations()
+) -> AbstractAsyncContextManager[FakeGitHub]:
+    """Serve a ``FakeGitHub(**options)`` on 127.0.0.1 (random port) for the block; fails on
+    exit if requests the real service would reject were recorded (``assert_clean``)."""
+    return serve(FakeGitHub(**options), assert_clean=assert_clean)
 
 
 __all__ = [

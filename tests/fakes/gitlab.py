@@ -25,8 +25,7 @@ from __future__ import annotations
 import itertools
 import json
 import zlib
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from aiohttp import web
@@ -44,6 +43,7 @@ from tests.fakes.gitlab_model import (
     now_iso,
 )
 from tests.fakes.gitlab_webhooks import delivery_headers, fixture_event, load_fixture
+from tests.fakes.serving import serve
 
 API_PREFIX = "/api/v4"
 ProjectRef = FakeProject | int | str
@@ -429,28 +429,12 @@ def _parse_body(data: bytes, content_type: str) -> Any:
         return data.decode("utf-8", "replace")
 
 
-@asynccontextmanager
-async def serve_fake_gitlab(
+def serve_fake_gitlab(
     *, assert_clean: bool = True, **options: Any
-) -> AsyncIterator[FakeGitLab]:
-    """Serve a ``FakeGitLab(**options)`` on 127.0.0.1 (random port) for the block.
-
-    On a clean exit, fails if requests GitLab would reject were recorded (unless
-    ``assert_clean=False``); call ``fake.take_violations()`` after provoking them.
-    """
-    fake = FakeGitLab(**options)
-    runner = web.AppRunner(fake.make_app(), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    fake.base_url = f"http://{host}:{port}"
-    try:
-        yield fake
-    finally:
-        await runner.cleanup()
-    if assert_clean:
-        fake.assert_no_violations()
+) -> AbstractAsyncContextManager[FakeGitLab]:
+    """Serve a ``FakeGitLab(**options)`` on 127.0.0.1 (random port) for the block; fails on
+    exit if requests the real service would reject were recorded (``assert_clean``)."""
+    return serve(FakeGitLab(**options), assert_clean=assert_clean)
 
 
 __all__ = [
