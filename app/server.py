@@ -14,6 +14,7 @@ from aiohttp import web
 from app.core.hardware import Catalog
 from app.engine.engine import Engine
 from app.handlers.github.setup import GitHubParts, start_github
+from app.handlers.gitlab.setup import GitLabParts, start_gitlab
 from app.logs.store import LogStore
 from app.settings import Settings
 from app.store.db import Database
@@ -44,11 +45,13 @@ class Server:
     executor: object | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     github: GitHubParts | None = None
+    gitlab: GitLabParts | None = None
 
     async def stop(self) -> None:
         self.services.engine.close()
-        if self.github is not None:
-            await self.github.stop()
+        for forge in (self.github, self.gitlab):
+            if forge is not None:
+                await forge.stop()
         for t in self.tasks:
             t.cancel()
         for t in self.tasks:
@@ -78,6 +81,7 @@ async def start_server(settings: Settings, services: Services | None = None) -> 
             log.warning("%d attempt(s) were running when PloyD stopped: interrupted", recovered)
     app = make_app(services)
     github = await start_github(services, app)
+    gitlab = await start_gitlab(services, app)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port)
@@ -85,7 +89,7 @@ async def start_server(settings: Settings, services: Services | None = None) -> 
     sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
     port = sockets[0].getsockname()[1] if sockets else settings.port
     url = f"http://{settings.host}:{port}"
-    server = Server(services=services, runner=runner, url=url, github=github)
+    server = Server(services=services, runner=runner, url=url, github=github, gitlab=gitlab)
     server.tasks.append(asyncio.create_task(_sweeper(services)))
     if settings.executor == "local" and settings.local_agents > 0:
         from app.executors.local import LocalExecutor

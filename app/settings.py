@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from app.adapters.github.config import GitHubAppConfig
+    from app.adapters.gitlab.config import GitLabConfig
 
 
 class SettingsError(ValueError):
@@ -61,6 +62,9 @@ class Settings:
     heartbeat_timeout_s: int = 60
     github: GitHubAppConfig | None = None
     github_git_url: str = "https://github.com"
+    gitlab: GitLabConfig | None = None
+    gitlab_git_url: str = ""  # default: each project's own http URL
+    gitlab_clone_token: str = field(default="", repr=False)
     max_webhook_bytes: int = 25 << 20
     extra: Mapping[str, str] = field(default_factory=dict)
 
@@ -87,6 +91,9 @@ class Settings:
             heartbeat_timeout_s=_int(env, "PLOYD_HEARTBEAT_TIMEOUT", 60, minimum=5),
             github=_github(env),
             github_git_url=(env.get("PLOYD_GITHUB_GIT_URL") or "https://github.com").rstrip("/"),
+            gitlab=_gitlab(env),
+            gitlab_git_url=(env.get("PLOYD_GITLAB_GIT_URL") or "").rstrip("/"),
+            gitlab_clone_token=env.get("PLOYD_GITLAB_CLONE_TOKEN") or "",
         )
         return s
 
@@ -146,4 +153,19 @@ def _github(env: Mapping[str, str]) -> GitHubAppConfig | None:
         raise SettingsError(str(e)) from None
     if not config.webhook_secret:
         raise SettingsError("PLOYD_GITHUB_WEBHOOK_SECRET must be set with PLOYD_GITHUB_APP_ID")
+    return config
+
+
+def _gitlab(env: Mapping[str, str]) -> GitLabConfig | None:
+    """GitLab's settings when PLOYD_GITLAB_TOKEN is set."""
+    if not env.get("PLOYD_GITLAB_TOKEN"):
+        return None
+    from app.adapters.gitlab.config import GitLabConfig, GitLabConfigError
+
+    try:
+        config = GitLabConfig.from_env(env)
+    except GitLabConfigError as e:
+        raise SettingsError(str(e)) from None
+    if not config.webhook_secret:
+        raise SettingsError("PLOYD_GITLAB_WEBHOOK_SECRET must be set with PLOYD_GITLAB_TOKEN")
     return config

@@ -62,6 +62,22 @@ class Permission(StrEnum):
         return _RANK[self]
 
 
+def gitlab_permission(access_level: int) -> Permission:
+    """A GitLab role number (members API) as a Permission: Owner (50) and above admin,
+    Maintainer (40) maintain, Developer (30) write, Reporter (20) triage, Guest and
+    Planner (10, 15) read, anything lower none."""
+    for floor, permission in (
+        (50, Permission.ADMIN),
+        (40, Permission.MAINTAIN),
+        (30, Permission.WRITE),
+        (20, Permission.TRIAGE),
+        (10, Permission.READ),
+    ):
+        if access_level >= floor:
+            return permission
+    return Permission.NONE
+
+
 _RANK = {
     Permission.NONE: 0,
     Permission.READ: 1,

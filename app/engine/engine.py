@@ -325,7 +325,9 @@ class Engine:
 
     # ---- agents: one attempt ----------------------------------------------------------
 
-    def _attempt(self, s: Session, attempt_id: int, token: str) -> Attempt:
+    def _attempt(
+        self, s: Session, attempt_id: int, token: str, changes: Changes | None = None
+    ) -> Attempt:
         attempt = s.scalar(select(Attempt).where(Attempt.token_hash == _hash(token)))
         if attempt is None:
             raise AgentAuthError(401, "unknown job token")
@@ -338,12 +340,14 @@ class Engine:
         if attempt.state == AttemptState.DISPATCHING:
             progress.set_attempt_state(attempt, AttemptState.RUNNING, now)
             progress.set_job_state(attempt.job, JobState.RUNNING, now)
+            if changes is not None:
+                changes.pipelines.add(attempt.job.pipeline_id)
         return attempt
 
     def record_log(self, attempt_id: int, token: str, seq: int, data: str) -> bool:
         """Append a chunk; a chunk already stored is ignored. Returns the cancel flag."""
-        with self.db.session() as s:
-            attempt = self._attempt(s, attempt_id, token)
+        with self._work() as (s, changes):
+            attempt = self._attempt(s, attempt_id, token, changes)
             if seq > attempt.log_seq:
                 raise OutOfOrder(attempt.log_seq)
             if seq == attempt.log_seq and attempt.log_path:
@@ -356,8 +360,8 @@ class Engine:
     def record_step(
         self, attempt_id: int, token: str, index: int, state: str, exit_code: int | None
     ) -> bool:
-        with self.db.session() as s:
-            attempt = self._attempt(s, attempt_id, token)
+        with self._work() as (s, changes):
+            attempt = self._attempt(s, attempt_id, token, changes)
             steps = [dict(x) for x in attempt.steps]
             while len(steps) <= index:
                 steps.append({"index": len(steps), "state": "pending"})
@@ -378,8 +382,8 @@ class Engine:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + min(max(wait, 0.0), MAX_HEARTBEAT_WAIT)
         while True:
-            with self.db.session() as s:
-                cancel = self._attempt(s, attempt_id, token).cancel_requested
+            with self._work() as (s, changes):
+                cancel = self._attempt(s, attempt_id, token, changes).cancel_requested
             left = deadline - loop.time()
             if cancel or left <= 0 or self.closing:
                 return cancel

@@ -9,6 +9,7 @@ receives secrets.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -140,3 +141,43 @@ def rerun_finished(engine: Engine, pipeline_id: int, actor: str) -> int:
     for job_id in finished:
         engine.retry_job(job_id, actor)
     return len(finished)
+
+
+async def start_forge_pipeline(
+    engine: Engine,
+    catalog: Catalog,
+    *,
+    read_config: Callable[[], Awaitable[str | None]],
+    on_invalid: Callable[[list[ConfigError]], Awaitable[None]],
+    event: Event,
+    repo: RepoRef,
+    trigger: str,
+    actor: str,
+    inbox_id: int | None = None,
+    pr_number: int | None = None,
+    fork: bool = False,
+    held: bool = False,
+    pr_author: str | None = None,
+) -> int | None:
+    """Read `.ployd.yml` at the event's commit (``read_config``), plan, store. An invalid
+    config goes to ``on_invalid`` with every error; no config file: PloyD is not used."""
+    try:
+        plans = plan(await read_config(), event, catalog)
+    except ConfigInvalid as e:
+        await on_invalid(e.errors)
+        return None
+    if plans is None:
+        return None
+    return engine.create_pipeline(
+        repo,
+        plans,
+        ref=event.ref,
+        sha=event.sha,
+        trigger=trigger,
+        actor=actor,
+        pr_number=pr_number,
+        fork=fork,
+        held=held,
+        pr_author=pr_author,
+        event_id=inbox_id,
+    )

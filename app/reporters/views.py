@@ -23,7 +23,12 @@ def aware(dt: datetime | None) -> datetime | None:
 
 
 def log_url(base_url: str, key: bytes, job: Job, tenant_id: int) -> str:
-    return f"{base_url}/runs/{job.id}?t={sign_job(key, job.id, tenant_id)}"
+    """The job's signed log link. It expires a fixed time after the job was created, so
+    the link (and so the report that carries it) stays the same on every update."""
+    created = aware(job.created_at)
+    assert created is not None
+    token = sign_job(key, job.id, tenant_id, now=created.timestamp())
+    return f"{base_url}/runs/{job.id}?t={token}"
 
 
 def _count_lines(logs: LogStore, path: str, upto: int) -> int:

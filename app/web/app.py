@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from app import __version__
-from app.web import agent_api, api, logs_page, webhooks_github
+from app.web import agent_api, api, logs_page, webhooks_github, webhooks_gitlab
 from app.web.common import SERVICES, Services
 
 routes = web.RouteTableDef()
@@ -32,4 +32,5 @@ def make_app(services: Services) -> web.Application:
     app.add_routes(agent_api.routes)
     app.add_routes(logs_page.routes)
     app.add_routes(webhooks_github.routes)
+    app.add_routes(webhooks_gitlab.routes)
     return app

@@ -33,6 +33,7 @@ class Submitter(Protocol):
 
 
 GITHUB_WORKER = web.AppKey("github_worker", Submitter)
+GITLAB_WORKER = web.AppKey("gitlab_worker", Submitter)
 
 
 def services(request: web.Request) -> Services:
@@ -65,6 +66,14 @@ async def json_body(request: web.Request, max_bytes: int = 1 << 20) -> dict[str,
             content_type="application/json",
         )
     return body
+
+
+async def read_capped(request: web.Request, limit: int) -> bytes | None:
+    """The raw body, or None when it is larger than ``limit``."""
+    if request.content_length is not None and request.content_length > limit:
+        return None
+    body = await request.content.read(limit + 1)
+    return None if len(body) > limit else body
 
 
 def bearer(request: web.Request) -> str:

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from app.core.webhooks import verify_github
 from app.store import inbox
-from app.web.common import GITHUB_WORKER, error, services
+from app.web.common import GITHUB_WORKER, error, read_capped, services
 
 routes = web.RouteTableDef()
 
@@ -31,14 +31,6 @@ HANDLED: dict[str, frozenset[str] | None] = {
     "installation": None,
     "installation_repositories": None,
 }
-
-
-async def read_capped(request: web.Request, limit: int) -> bytes | None:
-    """The raw body, or None when it is larger than ``limit``."""
-    if request.content_length is not None and request.content_length > limit:
-        return None
-    body = await request.content.read(limit + 1)
-    return None if len(body) > limit else body
 
 
 @routes.post("/webhooks/github")

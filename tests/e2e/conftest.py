@@ -142,3 +142,29 @@ def github_world(
                     await server.stop()
 
     return run
+
+
+@pytest.fixture
+def gitlab_world(
+    tmp_path: Path, db_url: str, make_repo: Callable[..., tuple[Path, str]]
+) -> Callable[..., Any]:
+    """``async with gitlab_world() as w``: the fake GitLab, mirrored git repos, and PloyD
+    serving as the GitLab bot (w.h is the Harness)."""
+    from contextlib import asynccontextmanager
+
+    from tests.e2e.gitlab_world import GitLabWorld
+    from tests.fakes.gitlab import serve_fake_gitlab
+
+    @asynccontextmanager
+    async def run(agents: int = 1) -> AsyncIterator[Any]:
+        async with serve_fake_gitlab() as fake:
+            world = GitLabWorld(fake, tmp_path / "git", make_repo)
+            server = await start_server(world.settings(tmp_path / "data", db_url, agents))
+            async with aiohttp.ClientSession() as http:
+                try:
+                    world.h = Harness(server, http)
+                    yield world
+                finally:
+                    await server.stop()
+
+    return run

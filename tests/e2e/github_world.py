@@ -25,6 +25,21 @@ from tests.fakes.github import FakeGitHub, delivery_headers, load_fixture
 SECRET = "webhook-secret-for-tests"
 
 
+def commit_on(
+    path: Path, files: dict[str, str], branch: str, make_repo: Callable[..., Any]
+) -> tuple[str, str]:
+    """Commit ``files`` on ``branch`` of the git repository at ``path`` (the branch starts
+    from main when new); returns (the parent's sha, the new sha). main stays checked out."""
+    current = git(path, "rev-parse", "--abbrev-ref", "HEAD")
+    if branch != current:
+        exists = git(path, "branch", "--list", branch)
+        git(path, "checkout", "-q", *([] if exists else ["-b"]), branch)
+    base = git(path, "rev-parse", "HEAD")
+    _, sha = make_repo(files, path=path)
+    git(path, "checkout", "-q", "main")
+    return base, sha
+
+
 class GitHubWorld:
     def __init__(self, fake: FakeGitHub, git_root: Path, make_repo: Callable[..., Any]) -> None:
         self.fake = fake
@@ -63,15 +78,8 @@ class GitHubWorld:
 
     def commit(self, full_name: str, files: dict[str, str], branch: str = "main") -> str:
         """A new commit on ``branch`` (created from main when new), in both places."""
-        path = self.git_root / full_name
-        current = git(path, "rev-parse", "--abbrev-ref", "HEAD")
-        if branch != current:
-            exists = git(path, "branch", "--list", branch)
-            git(path, "checkout", "-q", *([] if exists else ["-b"]), branch)
-        base = git(path, "rev-parse", "HEAD")
-        _, sha = self.make_repo(files, path=path)
+        base, sha = commit_on(self.git_root / full_name, files, branch, self.make_repo)
         self.fake.add_commit(full_name, dict(files), sha=sha, branch=branch, base=base)
-        git(path, "checkout", "-q", "main")
         return sha
 
     def installation(self, full_name: str) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from app.core.report.checks import (
     job_summary,
 )
 from app.core.report.comment import MARKER, summary_comment
-from app.core.report.config import annotation_batches, config_error_report
+from app.core.report.config import annotation_batches, config_error_note, config_error_report
 from app.core.report.status import status_for
 from app.core.report.views import JobView, PipelineView
 
@@ -29,6 +29,7 @@ __all__ = [
     "bigger_hardware",
     "check_name",
     "check_run",
+    "config_error_note",
     "config_error_report",
     "failure_text",
     "gpu_ladder",

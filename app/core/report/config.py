@@ -8,12 +8,13 @@ from typing import Any
 
 from app.core.config.errors import ConfigError
 from app.core.report.checks import MAX_OUTPUT
-from app.core.report.markdown import clip, code_span, fence_for
+from app.core.report.markdown import clip, code_span, escape_md, fence_for
 
 MAX_ANNOTATIONS = 50  # per request
 MAX_ANNOTATION_MESSAGE = 64 * 1024
 MAX_ANNOTATION_TITLE = 255
 CONFIG_CHECK = "ployd / config"
+MAX_NOTE = 1_000_000  # a GitLab note body
 
 
 def _annotation(e: ConfigError) -> dict[str, Any]:
@@ -78,3 +79,18 @@ def config_error_report(errors: Sequence[ConfigError], sha: str) -> dict[str, An
             "annotations": annotation_batches(errors)[0],
         },
     }
+
+
+def config_error_note(errors: Sequence[ConfigError], sha: str) -> str:
+    """A merge request note listing every error of an invalid `.ployd.yml` with its line
+    (GitLab has no annotations)."""
+    n = len(errors)
+    head = f"**PloyD cannot run `{sha[:8]}`**: {n} error{'s' if n != 1 else ''} in `.ployd.yml`"
+    listing = "\n".join(
+        f"- {code_span(f'{e.file}:{e.line}:{e.column}')} {escape_md(e.message)}" for e in errors
+    )
+    return clip(
+        f"{head}\n\n{listing}\n\nFix them and push again; `ployd validate` checks "
+        "the file locally.",
+        MAX_NOTE,
+    )

@@ -10,7 +10,7 @@ from gidgethub import routing, sansio
 from app.adapters.github.client import Repo
 from app.adapters.github.errors import GitHubError
 from app.core.commands import Permission
-from app.core.config.errors import ConfigInvalid
+from app.core.config.errors import ConfigError
 from app.core.triggers import Event, EventKind
 from app.handlers.github.context import FORGE, GitHubContext
 from app.handlers.pipelines import (
@@ -18,8 +18,8 @@ from app.handlers.pipelines import (
     already_started,
     cancel_request,
     latest_pipeline,
-    plan,
     rerun_finished,
+    start_forge_pipeline,
     supersede,
 )
 from app.reporters.github import report_config_errors
@@ -47,26 +47,27 @@ async def start_pipeline(
     """Read `.ployd.yml` at the event's sha, plan, store. An invalid config becomes one
     failed `ployd / config` check run; no config file means PloyD is not used here."""
     repo = ctx.repo(payload)
-    text = await ctx.client.get_file(repo, CONFIG_FILE, event.sha)
-    try:
-        plans = plan(text, event, ctx.services.catalog)
-    except ConfigInvalid as e:
-        await report_config_errors(ctx.client, repo, event.sha, e.errors)
-        return None
-    if plans is None:
-        return None
-    return ctx.services.engine.create_pipeline(
-        ctx.repo_ref(payload),
-        plans,
-        ref=event.ref,
-        sha=event.sha,
+
+    async def read_config() -> str | None:
+        return await ctx.client.get_file(repo, CONFIG_FILE, event.sha)
+
+    async def on_invalid(errors: list[ConfigError]) -> None:
+        await report_config_errors(ctx.client, repo, event.sha, errors)
+
+    return await start_forge_pipeline(
+        ctx.services.engine,
+        ctx.services.catalog,
+        read_config=read_config,
+        on_invalid=on_invalid,
+        event=event,
+        repo=ctx.repo_ref(payload),
         trigger=trigger,
         actor=actor,
+        inbox_id=inbox_id,
         pr_number=pr_number,
         fork=fork,
         held=held,
         pr_author=pr_author,
-        event_id=inbox_id,
     )
 
 

@@ -1,0 +1,142 @@
+"""Pipelines from GitLab: Push Hook, Tag Push Hook, Merge Request Hook."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from app.adapters.gitlab.errors import GitLabError
+from app.core.commands import Permission
+from app.core.config.errors import ConfigError
+from app.core.report import config_error_note
+from app.core.triggers import Event, EventKind
+from app.handlers.gitlab.context import FORGE, GitLabContext
+from app.handlers.pipelines import (
+    CONFIG_FILE,
+    already_started,
+    cancel_request,
+    start_forge_pipeline,
+    supersede,
+)
+
+log = logging.getLogger("ployd.gitlab")
+
+ZERO_SHA = "0" * 40
+WRITERS = {Permission.ADMIN, Permission.MAINTAIN, Permission.WRITE}
+PR_ACTIONS = {"open": "opened", "reopen": "reopened", "update": "synchronize"}
+
+
+async def start_pipeline(
+    ctx: GitLabContext,
+    payload: dict[str, Any],
+    event: Event,
+    *,
+    trigger: str,
+    actor: str,
+    inbox_id: int,
+    mr: int | None = None,
+    **meta: Any,
+) -> int | None:
+    """Read `.ployd.yml` at the commit, plan, store. An invalid config is a failed
+    `ployd/config` status, and on a merge request a note with every error and its line."""
+    project = ctx.path(payload)
+
+    async def read_config() -> str | None:
+        return await ctx.client.get_file(project, CONFIG_FILE, event.sha)
+
+    async def on_invalid(errors: list[ConfigError]) -> None:
+        n = len(errors)
+        await ctx.client.set_status(
+            project,
+            event.sha,
+            "failed",
+            "ployd/config",
+            description=f"{n} error{'s' if n != 1 else ''} in {CONFIG_FILE}",
+        )
+        if mr is not None:
+            await ctx.client.create_note(project, mr, config_error_note(errors, event.sha))
+
+    return await start_forge_pipeline(
+        ctx.services.engine,
+        ctx.services.catalog,
+        read_config=read_config,
+        on_invalid=on_invalid,
+        event=event,
+        repo=ctx.repo_ref(payload),
+        trigger=trigger,
+        actor=actor,
+        inbox_id=inbox_id,
+        pr_number=mr,
+        **meta,
+    )
+
+
+async def on_push(payload: dict[str, Any], ctx: GitLabContext, inbox_id: int) -> None:
+    after, ref = payload.get("after") or ZERO_SHA, payload["ref"]
+    if after == ZERO_SHA:
+        return  # a deleted branch or tag
+    project = ctx.path(payload)
+    if already_started(ctx.services.db, FORGE, project, after, ref):
+        return
+    before = payload.get("before") or ZERO_SHA
+    changed: tuple[str, ...] | None = None
+    if before != ZERO_SHA:
+        try:
+            changed = tuple(await ctx.client.compare_files(project, before, after))
+        except GitLabError as e:
+            log.warning(
+                "compare %s...%s failed (%s): path filters see every file", before, after, e
+            )
+    ev = Event(
+        EventKind.PUSH,
+        ref=ref,
+        sha=after,
+        default_branch=payload["project"].get("default_branch") or "main",
+        changed_files=changed,
+    )
+    actor = str(payload.get("user_username") or payload.get("user_name") or "")
+    trigger = "tag_push" if ref.startswith("refs/tags/") else "push"
+    await start_pipeline(ctx, payload, ev, trigger=trigger, actor=actor, inbox_id=inbox_id)
+
+
+async def on_merge_request(payload: dict[str, Any], ctx: GitLabContext, inbox_id: int) -> None:
+    attrs = payload["object_attributes"]
+    action, iid, project = attrs.get("action"), int(attrs["iid"]), ctx.path(payload)
+    who = (payload.get("user") or {}).get("username", "gitlab")
+    if action in ("close", "merge"):
+        cancel_request(ctx.services.engine, FORGE, project, iid, f"{who} ({action}d)")
+        return
+    mr = await ctx.client.get_mr(project, iid)
+    sha = (attrs.get("last_commit") or {}).get("id") or mr["sha"]
+    author = str(mr["author"])
+    fork = bool(mr["is_fork"])
+    # A fork's merge request from someone without Developer access waits for a
+    # Developer's `/ployd ok-to-test`.
+    held = fork and await ctx.permission(project, author) not in WRITERS
+    try:
+        changed: tuple[str, ...] | None = tuple(await ctx.client.mr_changed_files(project, iid))
+    except GitLabError as e:
+        log.warning("changes of !%s failed (%s): path filters see every file", iid, e)
+        changed = None
+    ev = Event(
+        EventKind.PULL_REQUEST,
+        ref=f"refs/merge-requests/{iid}/head",
+        sha=sha,
+        default_branch=payload["project"].get("default_branch") or "main",
+        base_branch=attrs["target_branch"],
+        action=PR_ACTIONS.get(str(action), str(action)),
+        changed_files=changed,
+    )
+    supersede(ctx.services.engine, FORGE, project, iid, sha)
+    await start_pipeline(
+        ctx,
+        payload,
+        ev,
+        trigger="merge_request",
+        actor=who,
+        inbox_id=inbox_id,
+        mr=iid,
+        fork=fork,
+        held=held,
+        pr_author=author,
+    )

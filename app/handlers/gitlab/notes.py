@@ -1,0 +1,44 @@
+"""`/ployd ...` in merge request notes: the same commands and rules as on GitHub (shared in
+``app.handlers.commands``); acknowledged with an award emoji, refusals answered in a note."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.core.commands import Permission, parse_comment
+from app.core.report import MARKER
+from app.handlers.commands import reaction_for, run_commands
+from app.handlers.gitlab.context import FORGE, GitLabContext
+from app.handlers.pipelines import latest_pipeline
+
+EMOJI = {"+1": "thumbsup", "confused": "confused", "eyes": "eyes"}
+
+
+async def on_note(payload: dict[str, Any], ctx: GitLabContext, inbox_id: int) -> None:
+    attrs = payload["object_attributes"]
+    body = str(attrs.get("note") or "")
+    if attrs.get("system") or MARKER in body:
+        return  # GitLab's own notes, and PloyD's summary
+    commands = parse_comment(body)
+    if not commands:
+        return
+    project, iid = ctx.path(payload), int(payload["merge_request"]["iid"])
+    user = payload["user"]
+    username = str(user["username"])
+
+    async def permission() -> Permission:
+        return await ctx.permission(project, int(user.get("id") or 0) or username)
+
+    replies = await run_commands(
+        ctx.services,
+        forge=FORGE,
+        pipeline_id=latest_pipeline(ctx.services.db, FORGE, project, pr=iid),
+        commands=commands,
+        user=username,
+        permission=permission,
+    )
+    await ctx.client.award_emoji(
+        project, iid, int(attrs["id"]), EMOJI[reaction_for(commands, replies)]
+    )
+    if replies:
+        await ctx.client.create_note(project, iid, f"@{username}\n\n" + "\n\n".join(replies))

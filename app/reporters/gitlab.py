@@ -1,0 +1,58 @@
+"""Keeps GitLab in step with the engine: a commit status per job (`ployd/JOB`: pending,
+running, success, failed, canceled), and one summary note per merge request, edited in
+place."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from app.adapters.gitlab.client import GitLabClient
+from app.core.report import status_for, summary_comment
+from app.reporters.base import PipelineReporter, digest
+from app.reporters.views import pipeline_view
+from app.web.common import Services
+
+
+class GitLabReporter(PipelineReporter):
+    forge = "gitlab"
+
+    def __init__(self, services: Services, client: GitLabClient) -> None:
+        super().__init__(services)
+        self.client = client
+
+    async def sync(self, pid: int) -> None:
+        loaded = self.load_views(pid)
+        if loaded is None:
+            return
+        pipeline, views, _group = loaded
+        project = pipeline.repository.full_name
+        for view in views:
+            state, description = status_for(view)
+            body = {"state": state, "description": description, "target_url": view.log_url}
+            key = f"status:job:{view.job_id}"
+            known = self.known(key)
+            if known is not None and known.digest == digest(body):
+                continue
+            name = f"ployd/{view.name}"
+            await self.client.set_status(
+                project,
+                pipeline.sha,
+                state,
+                name,
+                target_url=view.log_url,
+                description=description,
+            )
+            self.remember(key, name, digest(body))
+        if pipeline.pr_number is None or self.newer_exists(pipeline):
+            return
+        note = summary_comment(
+            pipeline_view(pipeline), views, now=datetime.now(UTC), catalog=self.services.catalog
+        )
+        key = f"note:{project}:mr:{pipeline.pr_number}"
+        known = self.known(key)
+        if known is None:
+            note_id = await self.client.create_note(project, pipeline.pr_number, note)
+            self.remember(key, str(note_id), digest(note))
+        elif known.digest != digest(note):
+            await self.client.edit_note(project, pipeline.pr_number, int(known.remote_id), note)
+            self.remember(key, known.remote_id, digest(note))

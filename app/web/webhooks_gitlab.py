@@ -1,0 +1,75 @@
+"""`POST /webhooks/gitlab`: check the token, record in the inbox, answer; work after.
+
+GitLab disables a hook that fails or times out repeatedly, so this answers within
+milliseconds and never with a 5xx for a delivery it took. Refused without storing
+anything: a missing or wrong ``X-Gitlab-Token`` (401), a body over the cap (413), a body
+that is not a JSON object (400). Events PloyD does not act on get 202 and are not stored.
+A repeated ``Idempotency-Key`` (or, from GitLab before 17.4, ``X-Gitlab-Event-UUID``) is
+acknowledged and does nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from aiohttp import web
+
+from app.core.webhooks import verify_token
+from app.store import inbox
+from app.web.common import GITLAB_WORKER, error, read_capped, services
+
+routes = web.RouteTableDef()
+
+MR_ACTIONS = frozenset({"open", "reopen", "update", "close", "merge"})
+
+
+def wanted(event: str, payload: dict[str, Any]) -> bool:
+    """Whether PloyD acts on this delivery."""
+    if event in ("Push Hook", "Tag Push Hook"):
+        return True
+    attrs = payload.get("object_attributes") or {}
+    if event == "Merge Request Hook":
+        action = attrs.get("action")
+        if action == "update":
+            return bool(attrs.get("oldrev"))  # new commits; not a title edit
+        return action in MR_ACTIONS
+    if event == "Note Hook":
+        return attrs.get("noteable_type") == "MergeRequest" and attrs.get("action") in (
+            None,
+            "create",
+        )
+    return False
+
+
+@routes.post("/webhooks/gitlab")
+async def gitlab_webhook(request: web.Request) -> web.Response:
+    svc = services(request)
+    config = svc.settings.gitlab
+    if config is None:
+        return error(404, "GitLab is not configured on this PloyD (set PLOYD_GITLAB_TOKEN)")
+    body = await read_capped(request, svc.settings.max_webhook_bytes)
+    if body is None:
+        return error(413, f"the body is larger than {svc.settings.max_webhook_bytes} bytes")
+    if not verify_token(request.headers.get("X-Gitlab-Token"), config.webhook_secret):
+        return error(401, "missing or wrong X-Gitlab-Token")
+    event = request.headers.get("X-Gitlab-Event", "")
+    try:
+        payload: Any = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return error(400, "the body is not JSON (is a custom payload template set on the hook?)")
+    if not isinstance(payload, dict):
+        return error(400, "the body must be a JSON object")
+    if not wanted(event, payload):
+        return web.json_response({"ignored": event or "no X-Gitlab-Event"}, status=202)
+    delivery = (
+        request.headers.get("Idempotency-Key")
+        or request.headers.get("X-Gitlab-Event-UUID")
+        or f"no-id-{uuid.uuid4()}"
+    )[:128]
+    inbox_id, new = inbox.record(svc.db, "gitlab", delivery, event, payload)
+    if not new:
+        return web.json_response({"duplicate": delivery}, status=200)
+    request.app[GITLAB_WORKER].submit(inbox_id)
+    return web.json_response({"accepted": delivery}, status=202)
