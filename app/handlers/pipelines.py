@@ -9,6 +9,7 @@ receives secrets.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,8 @@ from pathlib import Path
 from sqlalchemy import Select, select
 
 from app.adapters import local_git
+from app.adapters.errors import ForgeError
+from app.core.commands import Permission
 from app.core.config.errors import ConfigError, ConfigInvalid
 from app.core.config.loader import load_config
 from app.core.expand import expand
@@ -28,6 +31,7 @@ from app.store.db import Database
 from app.store.models import Pipeline, Repository
 
 CONFIG_FILE = ".ployd.yml"
+log = logging.getLogger("ployd.pipelines")
 
 
 @dataclass(frozen=True)
@@ -181,3 +185,45 @@ async def start_forge_pipeline(
         pr_author=pr_author,
         event_id=inbox_id,
     )
+
+
+WRITERS = frozenset({Permission.ADMIN, Permission.MAINTAIN, Permission.WRITE})
+
+
+async def changed_or_none(fetch: Awaitable[list[str]], what: str) -> tuple[str, ...] | None:
+    """The changed files, or None (path filters then see every file) when the forge
+    could not say."""
+    try:
+        return tuple(await fetch)
+    except ForgeError as e:
+        log.warning("%s failed (%s): path filters see every file", what, e)
+        return None
+
+
+async def held_for_approval(fork: bool, permission: Callable[[], Awaitable[Permission]]) -> bool:
+    """A fork's request from someone who cannot write to the repository runs nothing until
+    a writer says `/ployd ok-to-test`."""
+    return fork and await permission() not in WRITERS
+
+
+@dataclass(frozen=True)
+class Request:
+    """A pull or merge request's new head, as any forge tells it."""
+
+    number: int
+    ref: str  # refs/pull/N/head, refs/merge-requests/N/head
+    sha: str
+    base_branch: str
+    action: str  # opened, synchronize, reopened
+    default_branch: str
+
+    def event(self, changed: tuple[str, ...] | None) -> Event:
+        return Event(
+            EventKind.PULL_REQUEST,
+            ref=self.ref,
+            sha=self.sha,
+            default_branch=self.default_branch,
+            base_branch=self.base_branch,
+            action=self.action,
+            changed_files=changed,
+        )

@@ -82,6 +82,9 @@ class Harness:
         return self.engine.logs.read(a.log_path).decode() if a.log_path else ""
 
     async def log_contains(self, pid: int, name: str, text: str) -> None:
+        """Wait for ``text`` in the job's log. Steps print their script as a header, so
+        a marker should be something only running the script prints (`$((6*7))`)."""
+
         def check() -> bool:
             job = self.job(pid, name)
             return bool(job.attempts) and text in self.log(pid, name)

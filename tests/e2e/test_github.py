@@ -215,7 +215,7 @@ async def test_commands_retry_run_cancel_help_and_refusals(
 
 
 async def test_cancel_command_and_closed_pull_request(github_world: Callable[..., Any]) -> None:
-    slow = "version: 1\njobs:\n  slow:\n    steps:\n      - run: echo started; sleep 300\n"
+    slow = "version: 1\njobs:\n  slow:\n    steps:\n      - run: echo READY-$((6*7)); sleep 300\n"
     async with github_world() as w:
         w.repo(REPO, {".ployd.yml": slow})
         head = w.commit(REPO, {"a.py": "1"}, branch="pr-4")
@@ -229,7 +229,7 @@ async def test_cancel_command_and_closed_pull_request(github_world: Callable[...
             from app.store.models import Pipeline
 
             pid = s.query(Pipeline).one().id
-        await w.h.log_contains(pid, "slow", "started")
+        await w.h.log_contains(pid, "slow", "READY-42")
         await w.deliver("issue_comment", w.comment(REPO, 4, "/ployd cancel", "bob"))
         await w.settle()
         assert w.check_runs()["ployd / slow"]["conclusion"] == "cancelled"
@@ -239,7 +239,7 @@ async def test_cancel_command_and_closed_pull_request(github_world: Callable[...
             "pull_request", w.pull_request(REPO, 4, head2, author="bob", action="synchronize")
         )
         await gh.worker.drain()
-        await w.h.log_contains(pid + 1, "slow", "started")
+        await w.h.log_contains(pid + 1, "slow", "READY-42")
         closed = w.pull_request(REPO, 4, head2, author="bob", action="closed")
         await w.deliver("pull_request", closed)
         await w.settle()

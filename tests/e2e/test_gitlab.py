@@ -150,7 +150,7 @@ async def test_tokens_duplicates_and_invalid_config(gitlab_world: Callable[..., 
 
 
 async def test_closing_the_merge_request_cancels_it(gitlab_world: Callable[..., Any]) -> None:
-    slow = "version: 1\njobs:\n  slow:\n    steps:\n      - run: echo started; sleep 300\n"
+    slow = "version: 1\njobs:\n  slow:\n    steps:\n      - run: echo READY-$((6*7)); sleep 300\n"
     async with gitlab_world() as w:
         w.project(PROJECT, {".ployd.yml": slow})
         sha = await open_mr(w, 9, {"a.py": "1"})
@@ -160,7 +160,7 @@ async def test_closing_the_merge_request_cancels_it(gitlab_world: Callable[..., 
 
         with w.h.engine.db.session() as s:
             pid = s.query(Pipeline).one().id
-        await w.h.log_contains(pid, "slow", "started")
+        await w.h.log_contains(pid, "slow", "READY-42")
         await w.h.server.gitlab.reporter.idle()
         assert w.statuses(PROJECT)["ployd/slow"]["status"] == "running"
         await w.deliver("Merge Request Hook", w.merge_request(PROJECT, 9, sha, action="close"))

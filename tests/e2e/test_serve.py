@@ -112,12 +112,12 @@ async def test_cancel_mid_step_kills_the_process_group(
     pidfile = tmp_path / "sleeper.pid"
     config = (
         "version: 1\njobs:\n  long:\n    steps:\n"
-        f"      - run: sleep 300 & echo $! > {pidfile}; echo started; wait\n"
+        f"      - run: sleep 300 & echo $! > {pidfile}; echo READY-$((6*7)); wait\n"
     )
     repo, _ = make_repo({".ployd.yml": config})
     async with serve(agents=1) as h:
         pid = await h.start(repo)
-        await h.log_contains(pid, "long", "started")
+        await h.log_contains(pid, "long", "READY-42")
         sleeper = int(pidfile.read_text())
         status, _ = await h.post(f"/api/v1/pipelines/{pid}/cancel")
         assert status == 200
@@ -150,14 +150,14 @@ async def test_killed_agent_interrupts_and_the_job_is_retried(
         "version: 1\njobs:\n  t:\n    steps:\n"
         "      - run: |\n"
         '          if [ "$PLOYD_ATTEMPT" = 1 ]; then\n'
-        f"            echo $$ > {pidfile}; echo waiting; sleep 300\n"
+        f"            echo $$ > {pidfile}; echo WAITING-$((6*7)); sleep 300\n"
         "          fi\n"
         "          echo second attempt\n"
     )
     repo, _ = make_repo({".ployd.yml": config})
     async with serve(agents=1) as h:
         pid = await h.start(repo)
-        await h.log_contains(pid, "t", "waiting")
+        await h.log_contains(pid, "t", "WAITING-42")
         executor = h.server.executor
         assert executor is not None
         (agent_pid,) = executor.agents.values()  # type: ignore[attr-defined]

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from app.adapters.errors import ForgeError
 
-class GitHubError(Exception):
+
+class GitHubError(ForgeError):
     """GitHub answered with an error (or could not be reached).
 
     ``status`` is the HTTP status (0 when GitHub could not be reached), ``message`` GitHub's
     ``message`` field, ``retry_after`` the seconds GitHub asked to wait, if it did.
     """
+
+    forge = "GitHub"
 
     def __init__(
         self,
@@ -19,13 +23,10 @@ class GitHubError(Exception):
         url: str = "",
         retry_after: float | None = None,
     ) -> None:
-        self.status = status
-        self.message = message
         self.method = method
         self.url = url
-        self.retry_after = retry_after
         where = f" ({method} {url})" if method else ""
-        super().__init__(f"GitHub {status or 'unreachable'}: {message}{where}")
+        super().__init__(status, message, where=where, retry_after=retry_after)
 
 
 class GitHubRateLimited(GitHubError):

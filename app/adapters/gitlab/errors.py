@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from app.adapters.errors import ForgeError
+
 
 class GitLabConfigError(ValueError):
     """A PLOYD_GITLAB_* variable is missing or unusable."""
 
 
-class GitLabError(Exception):
+class GitLabError(ForgeError):
     """GitLab refused a call, or could not be reached.
 
     ``status`` is the HTTP status (0: no answer: connection refused, reset, timed out),
@@ -15,17 +17,11 @@ class GitLabError(Exception):
     asked to wait (429), if it said.
     """
 
+    forge = "GitLab"
+
     def __init__(
         self, status: int, message: str, *, operation: str = "", retry_after: float | None = None
     ) -> None:
-        self.status = status
-        self.message = message
         self.operation = operation
-        self.retry_after = retry_after
         origin = f" [{operation}]" if operation else ""
-        super().__init__(f"GitLab {status or 'unreachable'}: {message}{origin}")
-
-    @property
-    def transient(self) -> bool:
-        """Worth another try: no answer, a 5xx, or a rate limit."""
-        return self.status == 0 or self.status == 429 or self.status >= 500
+        super().__init__(status, message, where=origin, retry_after=retry_after)

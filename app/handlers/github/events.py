@@ -15,8 +15,11 @@ from app.core.triggers import Event, EventKind
 from app.handlers.github.context import FORGE, GitHubContext
 from app.handlers.pipelines import (
     CONFIG_FILE,
+    Request,
     already_started,
     cancel_request,
+    changed_or_none,
+    held_for_approval,
     latest_pipeline,
     rerun_finished,
     start_forge_pipeline,
@@ -27,7 +30,6 @@ from app.reporters.github import report_config_errors
 log = logging.getLogger("ployd.github")
 router = routing.Router()
 
-WRITERS = {Permission.ADMIN, Permission.MAINTAIN, Permission.WRITE}
 ZERO_SHA = "0" * 40
 
 
@@ -77,11 +79,8 @@ async def _changed(
     """Files changed by a push, or None when unknown (a new branch): filters then pass."""
     if not before or before == ZERO_SHA:
         return None
-    try:
-        return tuple(await ctx.client.changed_files_compare(repo, before, after))
-    except GitHubError as e:
-        log.warning("compare %s...%s failed (%s): path filters see every file", before, after, e)
-        return None
+    fetch = ctx.client.changed_files_compare(repo, before, after)
+    return await changed_or_none(fetch, f"compare {before}...{after}")
 
 
 @router.register("push")
@@ -123,25 +122,21 @@ async def on_pull_request(event: sansio.Event, ctx: GitHubContext, inbox_id: int
     p = event.data
     pr = p["pull_request"]
     repo = ctx.repo(p)
-    number, sha, author = int(pr["number"]), pr["head"]["sha"], pr["user"]["login"]
+    number, author = int(pr["number"]), pr["user"]["login"]
     fork = _is_fork(pr)
-    # A fork's pull request from someone who cannot write here runs nothing until a
-    # maintainer says `/ployd ok-to-test`.
-    held = fork and await permission_of(ctx, repo, author) not in WRITERS
-    try:
-        changed: tuple[str, ...] | None = tuple(await ctx.client.changed_files_pr(repo, number))
-    except GitHubError as e:
-        log.warning("files of PR #%s failed (%s): path filters see every file", number, e)
-        changed = None
-    ev = Event(
-        EventKind.PULL_REQUEST,
+    req = Request(
+        number=number,
         ref=f"refs/pull/{number}/head",
-        sha=sha,
-        default_branch=p["repository"].get("default_branch") or "main",
+        sha=pr["head"]["sha"],
         base_branch=pr["base"]["ref"],
         action=p["action"],
-        changed_files=changed,
+        default_branch=p["repository"].get("default_branch") or "main",
     )
+    held = await held_for_approval(fork, lambda: permission_of(ctx, repo, author))
+    changed = await changed_or_none(
+        ctx.client.changed_files_pr(repo, number), f"files of PR #{number}"
+    )
+    ev, sha = req.event(changed), req.sha
     supersede(ctx.services.engine, FORGE, p["repository"]["full_name"], number, sha)
     await start_pipeline(
         ctx,

@@ -5,16 +5,17 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from app.adapters.gitlab.errors import GitLabError
-from app.core.commands import Permission
 from app.core.config.errors import ConfigError
 from app.core.report import config_error_note
 from app.core.triggers import Event, EventKind
 from app.handlers.gitlab.context import FORGE, GitLabContext
 from app.handlers.pipelines import (
     CONFIG_FILE,
+    Request,
     already_started,
     cancel_request,
+    changed_or_none,
+    held_for_approval,
     start_forge_pipeline,
     supersede,
 )
@@ -22,7 +23,6 @@ from app.handlers.pipelines import (
 log = logging.getLogger("ployd.gitlab")
 
 ZERO_SHA = "0" * 40
-WRITERS = {Permission.ADMIN, Permission.MAINTAIN, Permission.WRITE}
 PR_ACTIONS = {"open": "opened", "reopen": "reopened", "update": "synchronize"}
 
 
@@ -79,14 +79,10 @@ async def on_push(payload: dict[str, Any], ctx: GitLabContext, inbox_id: int) ->
     if already_started(ctx.services.db, FORGE, project, after, ref):
         return
     before = payload.get("before") or ZERO_SHA
-    changed: tuple[str, ...] | None = None
+    changed = None
     if before != ZERO_SHA:
-        try:
-            changed = tuple(await ctx.client.compare_files(project, before, after))
-        except GitLabError as e:
-            log.warning(
-                "compare %s...%s failed (%s): path filters see every file", before, after, e
-            )
+        fetch = ctx.client.compare_files(project, before, after)
+        changed = await changed_or_none(fetch, f"compare {before}...{after}")
     ev = Event(
         EventKind.PUSH,
         ref=ref,
@@ -107,26 +103,19 @@ async def on_merge_request(payload: dict[str, Any], ctx: GitLabContext, inbox_id
         cancel_request(ctx.services.engine, FORGE, project, iid, f"{who} ({action}d)")
         return
     mr = await ctx.client.get_mr(project, iid)
-    sha = (attrs.get("last_commit") or {}).get("id") or mr["sha"]
     author = str(mr["author"])
-    fork = bool(mr["is_fork"])
-    # A fork's merge request from someone without Developer access waits for a
-    # Developer's `/ployd ok-to-test`.
-    held = fork and await ctx.permission(project, author) not in WRITERS
-    try:
-        changed: tuple[str, ...] | None = tuple(await ctx.client.mr_changed_files(project, iid))
-    except GitLabError as e:
-        log.warning("changes of !%s failed (%s): path filters see every file", iid, e)
-        changed = None
-    ev = Event(
-        EventKind.PULL_REQUEST,
+    req = Request(
+        number=iid,
         ref=f"refs/merge-requests/{iid}/head",
-        sha=sha,
-        default_branch=payload["project"].get("default_branch") or "main",
+        sha=(attrs.get("last_commit") or {}).get("id") or mr["sha"],
         base_branch=attrs["target_branch"],
         action=PR_ACTIONS.get(str(action), str(action)),
-        changed_files=changed,
+        default_branch=payload["project"].get("default_branch") or "main",
     )
+    fork = bool(mr["is_fork"])
+    held = await held_for_approval(fork, lambda: ctx.permission(project, author))
+    changed = await changed_or_none(ctx.client.mr_changed_files(project, iid), f"changes of !{iid}")
+    ev, sha = req.event(changed), req.sha
     supersede(ctx.services.engine, FORGE, project, iid, sha)
     await start_pipeline(
         ctx,
