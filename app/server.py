@@ -64,10 +64,13 @@ class Server:
 
 
 async def _sweeper(services: Services) -> None:
+    """Every few seconds: end attempts whose agents went silent, and checkpoint SQLite's
+    write-ahead log off the event loop."""
     while True:
         await asyncio.sleep(SWEEP_EVERY_S)
         try:
             services.engine.sweep()
+            await asyncio.to_thread(services.db.checkpoint)
         except Exception:  # keep sweeping; report it
             log.exception("sweep failed")
 

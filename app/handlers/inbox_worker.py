@@ -54,6 +54,8 @@ class InboxWorker:
                 await self.handle(inbox_id)
             finally:
                 self._queue.task_done()
+            # Let waiting webhook requests be answered before the next delivery's work.
+            await asyncio.sleep(0)
 
     async def handle(self, inbox_id: int) -> None:
         row = inbox.load(self.db, inbox_id)

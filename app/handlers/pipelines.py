@@ -94,8 +94,8 @@ def latest_pipeline(
         q = q.where(Pipeline.pr_number == pr)
     if sha is not None:
         q = q.where(Pipeline.sha == sha)
-    with db.session() as s:
-        return s.scalar(q.order_by(Pipeline.id.desc()).limit(1))
+    with db.engine.connect() as conn:
+        return conn.execute(q.order_by(Pipeline.id.desc()).limit(1)).scalar()
 
 
 def already_started(db: Database, forge: str, full_name: str, sha: str, ref: str) -> bool:
@@ -103,8 +103,8 @@ def already_started(db: Database, forge: str, full_name: str, sha: str, ref: str
     q = _repo_pipelines(forge, full_name).where(
         Pipeline.sha == sha, Pipeline.ref == ref, Pipeline.pr_number.is_(None)
     )
-    with db.session() as s:
-        return s.scalar(q.limit(1)) is not None
+    with db.engine.connect() as conn:
+        return conn.execute(q.limit(1)).scalar() is not None
 
 
 def running_for_request(db: Database, forge: str, full_name: str, pr: int) -> list[tuple[int, str]]:
@@ -119,8 +119,8 @@ def running_for_request(db: Database, forge: str, full_name: str, pr: int) -> li
             Pipeline.state == "running",
         )
     )
-    with db.session() as s:
-        return [(r[0], r[1]) for r in s.execute(q).all()]
+    with db.engine.connect() as conn:
+        return [(r[0], r[1]) for r in conn.execute(q).all()]
 
 
 def supersede(engine: Engine, forge: str, full_name: str, pr: int, new_sha: str) -> None:

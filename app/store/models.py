@@ -59,6 +59,10 @@ class Repository(Base):
 
 class Pipeline(Base):
     __tablename__ = "pipelines"
+    __table_args__ = (
+        Index("ix_pipelines_repo_pr", "repository_id", "pr_number"),
+        Index("ix_pipelines_repo_sha", "repository_id", "sha"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     repository_id: Mapped[int] = mapped_column(ForeignKey("repositories.id"), index=True)
