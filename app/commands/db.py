@@ -7,7 +7,7 @@ import argparse
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("action", choices=["upgrade"], help="upgrade: migrate to the latest schema")
-    parser.add_argument("--revision", default="head", help="target revision (default head)")
+    parser.add_argument("--revision", default="heads", help="target revision (default: all heads)")
 
 
 def main(args: argparse.Namespace) -> int:

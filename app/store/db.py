@@ -37,8 +37,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     return create_engine(url, pool_pre_ping=True, **kwargs)
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Run the Alembic migrations up to ``revision`` on ``engine``."""
+def upgrade(engine: Engine, revision: str = "heads") -> None:
+    """Run the Alembic migrations up to ``revision`` (default: every head, so that
+    independently added migration branches all apply) on ``engine``."""
     from alembic import command
     from alembic.config import Config
 
