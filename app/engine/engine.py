@@ -80,15 +80,40 @@ def _hash(token: str) -> str:
 
 AGENT_RESULTS: dict[str, tuple[AttemptState, RetryReason | None]] = {
     "succeeded": (AttemptState.SUCCEEDED, None),
+    "interrupted": (AttemptState.INTERRUPTED, RetryReason.INFRASTRUCTURE),
     "failed": (AttemptState.FAILED, RetryReason.SCRIPT_FAILURE),
     "timed_out": (AttemptState.TIMED_OUT, RetryReason.TIMEOUT),
     "cancelled": (AttemptState.CANCELLED, None),
 }
 AGENT_REASONS = {
+    "spot_interruption": RetryReason.SPOT_INTERRUPTION,
     "script_failure": RetryReason.SCRIPT_FAILURE,
     "timeout": RetryReason.TIMEOUT,
     "infrastructure": RetryReason.INFRASTRUCTURE,
 }
+
+
+@dataclass(frozen=True)
+class AgentIdentity:
+    """Who claims a job: the agent, the machine it runs on, and which jobs it may run."""
+
+    agent_id: str
+    instance_type: str = "local"
+    spot: bool = False
+    price_hourly: float = 0.0
+    accepts: Callable[[Job, Pipeline], bool] | None = None
+    prefer_attempt: int | None = None  # the attempt this machine was started for
+
+
+# (token, the agent id the agent gave) -> its identity, or None when the token is not
+# this authenticator's.
+Authenticator = Callable[[str, str], AgentIdentity | None]
+# (agent id, attempt id) when a machine starts a job; (agent id, attempt id, final
+# state, fork) when an attempt ends: executors keep their machines' states with these.
+ClaimListener = Callable[[str, int], None]
+EndListener = Callable[[str, int, str, bool], None]
+
+CLAIM_SCAN = 50  # queued attempts looked at per claim, oldest first
 
 
 class Engine:
@@ -109,6 +134,9 @@ class Engine:
         self.log_appended = Broadcast()
         self.listeners: list[Listener] = []
         self.payload_hooks: dict[str, PayloadHook] = {}  # forge -> hook
+        self.authenticators: list[Authenticator] = [self._local_agent]
+        self.claim_listeners: list[ClaimListener] = []
+        self.end_listeners: list[EndListener] = []
         self._agent_tokens: set[str] = set()
         self._postgres = db.engine.dialect.name == "postgresql"
         self.closing = False
@@ -134,6 +162,9 @@ class Engine:
             self.queued.notify()
         if changes.cancelled_attempts:
             self.cancels.notify()
+        for agent_id, attempt_id, state, fork in changes.ended:
+            for end_listener in self.end_listeners:
+                end_listener(agent_id, attempt_id, state, fork)
         if changes.pipelines:
             for listener in self.listeners:
                 listener(set(changes.pipelines))
@@ -260,24 +291,46 @@ class Engine:
         self._agent_tokens.add(_hash(token))
         return token
 
-    def check_agent_token(self, token: str) -> None:
+    def _local_agent(self, token: str, agent_id: str) -> AgentIdentity | None:
         digest = _hash(token)
-        if not any(hmac.compare_digest(digest, t) for t in self._agent_tokens):
-            raise AgentAuthError(401, "unknown agent token")
+        if any(hmac.compare_digest(digest, t) for t in self._agent_tokens):
+            return AgentIdentity(agent_id=agent_id)
+        return None
 
-    def _claim_now(self, agent_id: str) -> dict[str, Any] | None:
+    def authenticate(self, token: str, agent_id: str) -> AgentIdentity:
+        """The identity behind an agent token; ``AgentAuthError`` (401) when none."""
+        for authenticator in self.authenticators:
+            identity = authenticator(token, agent_id)
+            if identity is not None:
+                return identity
+        raise AgentAuthError(401, "unknown agent token")
+
+    def check_agent_token(self, token: str) -> None:
+        self.authenticate(token, "-")
+
+    def _pick(self, s: Session, who: AgentIdentity) -> Attempt | None:
+        """The oldest queued attempt this agent may run (its own first, if it has one)."""
+        q = (
+            select(Attempt)
+            .join(Attempt.job)
+            .join(Job.pipeline)
+            .where(Attempt.state == AttemptState.QUEUED.value, Pipeline.held.is_(False))
+            .order_by(Attempt.id)
+            .limit(CLAIM_SCAN)
+        )
+        if self._postgres:
+            q = q.with_for_update(skip_locked=True, of=Attempt)
+        queued = list(s.scalars(q))
+        queued.sort(key=lambda a: a.id != who.prefer_attempt)
+        for attempt in queued:
+            if who.accepts is None or who.accepts(attempt.job, attempt.job.pipeline):
+                return attempt
+        return None
+
+    def _claim_now(self, who: AgentIdentity) -> dict[str, Any] | None:
+        agent_id = who.agent_id
         with self._work() as (s, changes):
-            q = (
-                select(Attempt)
-                .join(Attempt.job)
-                .join(Job.pipeline)
-                .where(Attempt.state == AttemptState.QUEUED.value, Pipeline.held.is_(False))
-                .order_by(Attempt.id)
-                .limit(1)
-            )
-            if self._postgres:
-                q = q.with_for_update(skip_locked=True, of=Attempt)
-            attempt = s.scalar(q)
+            attempt = self._pick(s, who)
             if attempt is None:
                 return None
             job = attempt.job
@@ -289,7 +342,9 @@ class Engine:
             attempt.token_hash = _hash(token)
             attempt.agent_id = agent_id
             attempt.machine = agent_id
-            attempt.instance_type = "local"
+            attempt.instance_type = who.instance_type
+            attempt.spot = who.spot
+            attempt.price_hourly = who.price_hourly
             attempt.claimed_at = now
             attempt.heartbeat_at = now
             attempt.log_path = self.logs.path_for(pipeline.id, job.id, attempt.id)
@@ -299,14 +354,18 @@ class Engine:
             payload = agent_payload(pipeline, job, attempt, secrets)
             changes.pipelines.add(pipeline.id)
             result = {"attempt_id": attempt.id, "job_token": token, "job": payload}
+        for listener in self.claim_listeners:
+            listener(agent_id, result["attempt_id"])
         return result
 
-    async def claim(self, agent_id: str, wait: float) -> dict[str, Any] | None:
+    async def claim(self, who: AgentIdentity | str, wait: float) -> dict[str, Any] | None:
         """A queued attempt for this agent, waiting up to ``wait`` seconds for one."""
+        if isinstance(who, str):
+            who = AgentIdentity(agent_id=who)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + min(max(wait, 0.0), MAX_CLAIM_WAIT)
         while True:
-            found = self._claim_now(agent_id)
+            found = self._claim_now(who)
             if found is not None:
                 hook = self.payload_hooks.get(found["job"]["forge"])
                 if hook is not None:
@@ -408,7 +467,6 @@ class Engine:
         with self._work() as (s, changes):
             attempt = self._attempt(s, attempt_id, token)
             attempt.failed_step = failed_step
-            attempt.cost = 0.0
             progress.end_attempt(
                 s, attempt, final, retry_reason, changes, exit_code=exit_code, error=error
             )

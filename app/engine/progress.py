@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from app.core.config.model import RetryReason, When
 from app.core.dag import Node, pipeline_result, settle
+from app.core.instances import cost_usd
 from app.core.states import (
     AttemptState,
     JobState,
@@ -30,11 +31,13 @@ class Changes:
         self.queued = 0
         self.pipelines: set[int] = set()
         self.cancelled_attempts: set[int] = set()
+        self.ended: list[tuple[str, int, str, bool]] = []  # (agent, attempt, state, fork)
 
     def merge(self, other: Changes) -> None:
         self.queued += other.queued
         self.pipelines |= other.pipelines
         self.cancelled_attempts |= other.cancelled_attempts
+        self.ended.extend(other.ended)
 
 
 def set_job_state(job: Job, target: JobState, now: datetime | None = None) -> None:
@@ -122,6 +125,14 @@ def end_attempt(
     set_attempt_state(attempt, final, now)
     attempt.end_reason = reason.value if reason else final.value
     attempt.exit_code = exit_code
+    if attempt.price_hourly and attempt.claimed_at is not None:
+        claimed = attempt.claimed_at
+        claimed = claimed if claimed.tzinfo else claimed.replace(tzinfo=now.tzinfo)
+        attempt.cost = cost_usd(attempt.price_hourly, (now - claimed).total_seconds())
+    elif attempt.claimed_at is not None:
+        attempt.cost = 0.0
+    if attempt.agent_id:
+        changes.ended.append((attempt.agent_id, attempt.id, final.value, job.pipeline.fork))
     if error:
         attempt.error = error[:4000]
     if job.state == JobState.DISPATCHING and final is not AttemptState.INTERRUPTED:
@@ -130,6 +141,8 @@ def end_attempt(
     retryable = final not in (AttemptState.SUCCEEDED, AttemptState.CANCELLED) and reason is not None
     if retryable and policy.allows(reason, attempt.number, exit_code):  # type: ignore[arg-type]
         words = RETRY_WORDS.get(reason, reason.value)  # type: ignore[union-attr,arg-type]
+        if reason is RetryReason.SPOT_INTERRUPTION and job.spec.get("spot", "auto") == "auto":
+            words += ", retrying on on-demand"
         queue_job(s, job, f"retry {attempt.number} of {policy.max}: {words}", changes)
     else:
         set_job_state(job, job_state_for_attempt(final), now)

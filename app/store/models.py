@@ -106,6 +106,9 @@ class Job(Base):
     spec: Mapped[dict[str, Any]] = mapped_column(default=dict)  # steps, env, timeout, retry, ...
     state: Mapped[str] = mapped_column(String(16))
     skip_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Why a queued job has not started, and since when ("waiting for capacity: tried ...").
+    waiting_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    waiting_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     queued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
@@ -201,3 +204,32 @@ class ForgeReport(Base):
     remote_id: Mapped[str] = mapped_column(String(64))
     digest: Mapped[str] = mapped_column(String(64), default="")
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Instance(Base):
+    """A cloud machine PloyD started (``app.core.instances`` has its state machine)."""
+
+    __tablename__ = "instances"
+    __table_args__ = (Index("ix_instances_state", "state"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    instance_id: Mapped[str | None] = mapped_column(String(32), nullable=True, unique=True)
+    pool: Mapped[str] = mapped_column(String(128))  # tenant:instance_type
+    tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenants.id"), nullable=True)
+    instance_type: Mapped[str] = mapped_column(String(64))
+    hardware: Mapped[str] = mapped_column(String(64))
+    market: Mapped[str] = mapped_column(String(16))  # spot | on-demand
+    az: Mapped[str] = mapped_column(String(32), default="")
+    subnet_id: Mapped[str] = mapped_column(String(64), default="")
+    price_hourly: Mapped[float] = mapped_column(Float, default=0.0)
+    state: Mapped[str] = mapped_column(String(16), default="requested")
+    agent_id: Mapped[str] = mapped_column(String(128), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    launched_for: Mapped[int | None] = mapped_column(Integer, nullable=True)  # attempt id
+    attempt_id: Mapped[int | None] = mapped_column(Integer, nullable=True)  # running now
+    clean_after: Mapped[bool] = mapped_column(Boolean, default=False)  # never reuse
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    launched_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    registered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    idle_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    terminated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

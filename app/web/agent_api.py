@@ -26,15 +26,15 @@ def _num(body: dict[str, Any], key: str, default: float | None = None) -> float:
 @routes.post("/api/v1/agent/claim")
 async def claim(request: web.Request) -> web.StreamResponse:
     svc = services(request)
-    try:
-        svc.engine.check_agent_token(bearer(request))
-    except AgentAuthError as e:
-        return error(e.status, str(e))
     body = await json_body(request)
     agent_id = body.get("agent_id")
     if not isinstance(agent_id, str) or not agent_id or len(agent_id) > 128:
         return error(400, "agent_id must be a non-empty string of at most 128 characters")
-    found = await svc.engine.claim(agent_id, _num(body, "wait", 0))
+    try:
+        who = svc.engine.authenticate(bearer(request), agent_id)
+    except AgentAuthError as e:
+        return error(e.status, str(e))
+    found = await svc.engine.claim(who, _num(body, "wait", 0))
     if found is None:
         return web.Response(status=204)
     return web.json_response(found)
@@ -99,8 +99,8 @@ async def finish(request: web.Request) -> web.StreamResponse:
     svc, attempt_id = services(request), int_param(request, "attempt_id")
     body = await json_body(request)
     result = body.get("result")
-    if result not in ("succeeded", "failed", "timed_out", "cancelled"):
-        return error(400, "result must be succeeded, failed, timed_out or cancelled")
+    if result not in ("succeeded", "failed", "timed_out", "cancelled", "interrupted"):
+        return error(400, "result must be succeeded, failed, timed_out, cancelled or interrupted")
     for key in ("exit_code", "failed_step"):
         if body.get(key) is not None and not isinstance(body.get(key), int):
             return error(400, f"{key} must be an integer or null")

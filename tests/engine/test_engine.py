@@ -387,3 +387,45 @@ async def test_held_fork_pipeline_runs_only_after_approval_and_gets_no_secrets(
     got = await engine.claim("a", 0)
     assert got is not None
     assert got["job"]["secrets"] == {}  # a fork's pull request never receives secrets
+
+
+async def test_spot_interruption_is_retried_on_demand_and_costed(
+    driver: Driver, engine: Engine
+) -> None:
+    from app.engine.engine import AgentIdentity
+
+    ended: list[tuple[str, int, str, bool]] = []
+    engine.end_listeners.append(lambda *a: ended.append(a))
+    pid = driver.start("version: 1\njobs:\n  train: {workload: batch, steps: [{run: 'true'}]}\n")
+    spot = AgentIdentity("i-spot", instance_type="g6.xlarge", spot=True, price_hourly=360.0)
+    got = await engine.claim(spot, 0)
+    assert got is not None
+    engine.record_step(got["attempt_id"], got["job_token"], 0, "running", None)
+    engine.finish(got["attempt_id"], got["job_token"], "interrupted", reason="spot_interruption")
+    job = driver.job(pid, "train")
+    first, second = job.attempts
+    assert first.state == "interrupted" and first.end_reason == "spot_interruption"
+    assert first.instance_type == "g6.xlarge" and first.spot
+    assert first.cost is not None and first.cost >= 0.0
+    assert second.reason == ("retry 1 of 2: the spot instance was reclaimed, retrying on on-demand")
+    assert ended == [("i-spot", first.id, "interrupted", False)]
+
+
+async def test_an_agent_only_claims_jobs_its_machine_may_run(
+    driver: Driver, engine: Engine
+) -> None:
+    from app.engine.engine import AgentIdentity
+
+    driver.start(
+        "version: 1\njobs:\n  small: {steps: [{run: 'true'}]}\n"
+        "  big: {hardware: h100, steps: [{run: 'true'}]}\n"
+    )
+    claimed: list[tuple[str, int]] = []
+    engine.claim_listeners.append(lambda a, i: claimed.append((a, i)))
+    gpu = AgentIdentity(
+        "i-gpu", instance_type="p5.4xlarge", accepts=lambda job, _p: "p5.4xlarge" in job.candidates
+    )
+    got = await engine.claim(gpu, 0)
+    assert got is not None and got["job"]["name"] == "big"
+    assert await engine.claim(gpu, 0) is None  # `small` does not want an H100
+    assert claimed == [("i-gpu", got["attempt_id"])]
