@@ -40,6 +40,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=3.0,
         help="seconds between SIGTERM and SIGKILL of a step's process group",
     )
+    p.add_argument(
+        "--imds-url",
+        default=os.environ.get("PLOYD_IMDS_URL"),
+        help="on EC2: the instance metadata service to watch for spot interruptions "
+        "(http://169.254.169.254); default $PLOYD_IMDS_URL, unset: not watched",
+    )
     args = p.parse_args(argv)
     if not args.token:
         p.error("no agent token: pass --token or set PLOYD_AGENT_TOKEN")
@@ -59,6 +65,7 @@ async def amain(args: argparse.Namespace) -> int:
             args.work_dir,
             claim_wait=args.claim_wait,
             kill_grace_s=args.kill_grace,
+            imds_url=args.imds_url,
         )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -24,8 +24,12 @@ class Agent:
         claim_wait: float = 25,
         heartbeat_wait: float = 10,
         kill_grace_s: float = 3.0,
+        imds_url: str | None = None,
+        imds_interval: float = 2.0,
     ) -> None:
         self.client = client
+        self.imds_url = imds_url  # set on EC2: watch for the spot interruption notice
+        self.imds_interval = imds_interval
         self.agent_id = agent_id
         self.work_dir = Path(work_dir)
         self.claim_wait = claim_wait
@@ -83,8 +87,18 @@ class Agent:
             cancel.set()
         job_run = _JobRun(self.client, attempt_id, token, cancel)
         heartbeat = asyncio.create_task(job_run.heartbeats(self.heartbeat_wait))
+        interrupted = asyncio.Event()
+        watcher = self._watch_spot(job_run, cancel, interrupted)
         try:
             finish = await self._run(job, job_run, cancel)
+            if interrupted.is_set():
+                finish = {
+                    "result": "interrupted",
+                    "reason": "spot_interruption",
+                    "exit_code": finish.get("exit_code"),
+                    "failed_step": finish.get("failed_step"),
+                    "error": "spot instance interruption notice",
+                }
             if job_run.gone:
                 log.warning("attempt %s is no longer ours; not finishing it", attempt_id)
             elif self.stopping:
@@ -94,10 +108,38 @@ class Agent:
         except (AttemptGone, Unavailable) as e:
             log.error("attempt %s: could not report: %s", attempt_id, e)
         finally:
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
+            for task in (heartbeat, watcher):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             self._job_cancel = None
+
+    def _watch_spot(
+        self, job_run: _JobRun, cancel: asyncio.Event, interrupted: asyncio.Event
+    ) -> asyncio.Task[None] | None:
+        """On EC2, a spot interruption notice stops the steps and ends the attempt
+        `interrupted`: the machine is going away, it is not the job's fault."""
+        if self.imds_url is None:
+            return None
+        from app.agent.imds import SpotWatcher
+
+        async def notice(text: str) -> None:
+            await job_run.send_log(f"\n⚠ spot interruption notice: {text.strip()}\n")
+            interrupted.set()
+            cancel.set()
+
+        async def rebalance(text: str) -> None:
+            await job_run.send_log(f"\n⚠ EC2 rebalance recommendation: {text.strip()}\n")
+
+        watcher = SpotWatcher(
+            self.client.session,
+            self.imds_url,
+            interval=self.imds_interval,
+            on_notice=notice,
+            on_rebalance=rebalance,
+        )
+        return asyncio.create_task(watcher.run())
 
     async def _run(
         self, job: dict[str, Any], job_run: _JobRun, cancel: asyncio.Event

@@ -17,6 +17,7 @@ Legal job transitions::
     waiting     -> queued (needs met) | skipped (a need failed) | cancelled
     manual      -> queued (a command ran it) | cancelled | skipped (pipeline ended)
     queued      -> dispatching | cancelled | timed_out (waited past its timeout)
+                 | queued (its machine never came up; retried) | interrupted (not retried)
     dispatching -> running | queued (machine lost before start, retried) | cancelled
                  | timed_out | interrupted (machine lost, not retried)
     running     -> succeeded | failed | timed_out | cancelled | interrupted
@@ -27,7 +28,8 @@ Legal job transitions::
 
 Attempt states::
 
-    queued -> dispatching | cancelled
+    queued -> dispatching | cancelled | interrupted (the machine started for it never
+              registered: boot timeout)
     dispatching -> running | interrupted (machine lost) | cancelled | queued (machine gave it back)
     running -> succeeded | failed | timed_out | cancelled | interrupted
     (the last five are final)
@@ -105,7 +107,7 @@ JOB_FINAL = frozenset({J.SUCCEEDED, J.FAILED, J.CANCELLED, J.TIMED_OUT, J.SKIPPE
 JOB_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     J.WAITING: frozenset({J.QUEUED, J.SKIPPED, J.CANCELLED}),
     J.MANUAL: frozenset({J.QUEUED, J.CANCELLED, J.SKIPPED}),
-    J.QUEUED: frozenset({J.DISPATCHING, J.CANCELLED, J.TIMED_OUT}),
+    J.QUEUED: frozenset({J.DISPATCHING, J.CANCELLED, J.TIMED_OUT, J.QUEUED, J.INTERRUPTED}),
     J.DISPATCHING: frozenset({J.RUNNING, J.QUEUED, J.CANCELLED, J.TIMED_OUT, J.INTERRUPTED}),
     J.RUNNING: frozenset(
         {J.SUCCEEDED, J.FAILED, J.TIMED_OUT, J.CANCELLED, J.INTERRUPTED, J.QUEUED}
@@ -117,7 +119,7 @@ A = AttemptState
 ATTEMPT_FINAL = frozenset({A.SUCCEEDED, A.FAILED, A.CANCELLED, A.TIMED_OUT, A.INTERRUPTED})
 
 ATTEMPT_TRANSITIONS: dict[AttemptState, frozenset[AttemptState]] = {
-    A.QUEUED: frozenset({A.DISPATCHING, A.CANCELLED}),
+    A.QUEUED: frozenset({A.DISPATCHING, A.CANCELLED, A.INTERRUPTED}),
     A.DISPATCHING: frozenset({A.RUNNING, A.INTERRUPTED, A.CANCELLED, A.QUEUED}),
     A.RUNNING: frozenset({A.SUCCEEDED, A.FAILED, A.TIMED_OUT, A.CANCELLED, A.INTERRUPTED}),
     **{s: frozenset() for s in ATTEMPT_FINAL},

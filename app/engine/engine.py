@@ -497,9 +497,34 @@ class Engine:
         if attempt.cancel_requested:
             progress.end_attempt(s, attempt, AttemptState.CANCELLED, None, changes, error=why)
             return
-        progress.end_attempt(
-            s, attempt, AttemptState.INTERRUPTED, RetryReason.INFRASTRUCTURE, changes, error=why
-        )
+        # A spot machine that vanishes was most likely reclaimed by EC2.
+        reason = RetryReason.SPOT_INTERRUPTION if attempt.spot else RetryReason.INFRASTRUCTURE
+        progress.end_attempt(s, attempt, AttemptState.INTERRUPTED, reason, changes, error=why)
+
+    def machine_never_came(self, attempt_id: int, why: str) -> None:
+        """The machine started for a queued attempt did not register in time: the attempt
+        ends `interrupted` (infrastructure) and its job's retry policy decides."""
+        with self._work() as (s, changes):
+            attempt = s.get(Attempt, attempt_id)
+            if attempt is not None and attempt.state == AttemptState.QUEUED:
+                progress.end_attempt(
+                    s,
+                    attempt,
+                    AttemptState.INTERRUPTED,
+                    RetryReason.INFRASTRUCTURE,
+                    changes,
+                    error=why,
+                )
+
+    def set_waiting(self, job_id: int, reason: str | None) -> None:
+        """Say why a queued job has not started (shown on its check run or status)."""
+        with self._work() as (s, changes):
+            job = s.get(Job, job_id)
+            if job is None or job.waiting_reason == reason:
+                return
+            job.waiting_reason = reason
+            job.waiting_since = (job.waiting_since or utcnow()) if reason else None
+            changes.pipelines.add(job.pipeline_id)
 
     # ---- people -----------------------------------------------------------------------
 

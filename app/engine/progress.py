@@ -63,8 +63,10 @@ def set_attempt_state(attempt: Attempt, target: AttemptState, now: datetime | No
 def queue_job(s: Session, job: Job, reason: str, changes: Changes) -> Attempt:
     """Move ``job`` to queued with a new attempt that says why it exists."""
     now = utcnow()
+    still_queued = job.state == JobState.QUEUED  # its machine never came: keep its place
     set_job_state(job, JobState.QUEUED, now)
-    job.queued_at = now
+    if not (still_queued and job.queued_at):
+        job.queued_at = now
     job.finished_at = None
     job.skip_reason = None
     attempt = Attempt(job=job, number=len(job.attempts) + 1, state="queued", reason=reason)

@@ -1,0 +1,89 @@
+"""Watching EC2's instance metadata (IMDSv2) for the end of a spot instance.
+
+Two signals: the *interruption notice* (`spot/instance-action`: EC2 will stop or
+terminate the machine in about two minutes) and the *rebalance recommendation*
+(`events/recommendations/rebalance`: the machine is at elevated risk). The notice ends
+the running attempt as `interrupted` (reason `spot_interruption`), so the retry policy,
+not a test failure, decides what follows; a rebalance recommendation is reported in the
+log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+import aiohttp
+
+log = logging.getLogger("ployd.agent.imds")
+
+DEFAULT_URL = "http://169.254.169.254"
+TOKEN_TTL_S = 21600
+
+
+class SpotWatcher:
+    """Polls IMDSv2 every ``interval`` seconds; ``on_notice`` is called once when the
+    interruption notice appears, ``on_rebalance`` once for a rebalance recommendation."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        base_url: str = DEFAULT_URL,
+        *,
+        interval: float = 2.0,
+        on_notice: Callable[[str], Awaitable[None]],
+        on_rebalance: Callable[[str], Awaitable[None]] | None = None,
+    ) -> None:
+        self.session = session
+        self.base_url = base_url.rstrip("/")
+        self.interval = interval
+        self.on_notice = on_notice
+        self.on_rebalance = on_rebalance
+        self._token: str | None = None
+        self.noticed = False
+        self.rebalance = False
+
+    async def _get(self, path: str) -> str | None:
+        """The metadata at ``path`` (None: 404, not there)."""
+        for _ in range(2):
+            if self._token is None:
+                async with self.session.put(
+                    f"{self.base_url}/latest/api/token",
+                    headers={"X-aws-ec2-metadata-token-ttl-seconds": str(TOKEN_TTL_S)},
+                ) as r:
+                    r.raise_for_status()
+                    self._token = await r.text()
+            async with self.session.get(
+                f"{self.base_url}/latest/meta-data/{path}",
+                headers={"X-aws-ec2-metadata-token": self._token},
+            ) as r:
+                if r.status == 401:  # the token expired: get a new one
+                    self._token = None
+                    continue
+                if r.status == 404:
+                    return None
+                r.raise_for_status()
+                return await r.text()
+        return None
+
+    async def check(self) -> None:
+        """One look at the metadata."""
+        if not self.noticed:
+            notice = await self._get("spot/instance-action")
+            if notice is not None:
+                self.noticed = True
+                await self.on_notice(notice)
+        if not self.rebalance and self.on_rebalance is not None:
+            advice = await self._get("events/recommendations/rebalance")
+            if advice is not None:
+                self.rebalance = True
+                await self.on_rebalance(advice)
+
+    async def run(self) -> None:
+        while not self.noticed:
+            try:
+                await self.check()
+            except (aiohttp.ClientError, TimeoutError) as e:
+                log.warning("instance metadata not reachable: %s", e)
+            await asyncio.sleep(self.interval)  # the polling period, not a wait on an event
