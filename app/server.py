@@ -13,6 +13,7 @@ from aiohttp import web
 
 from app.core.hardware import Catalog
 from app.engine.engine import Engine
+from app.executors.base import Executor
 from app.handlers.github.setup import GitHubParts, start_github
 from app.handlers.gitlab.setup import GitLabParts, start_gitlab
 from app.logs.store import LogStore
@@ -42,7 +43,7 @@ class Server:
     services: Services
     runner: web.AppRunner
     url: str
-    executor: object | None = None
+    executor: Executor | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     github: GitHubParts | None = None
     gitlab: GitLabParts | None = None
@@ -58,7 +59,7 @@ class Server:
             with contextlib.suppress(asyncio.CancelledError):
                 await t
         if self.executor is not None:
-            await self.executor.stop()  # type: ignore[attr-defined]
+            await self.executor.stop()
         await self.runner.cleanup()
         self.services.db.dispose()
 
@@ -94,24 +95,51 @@ async def start_server(settings: Settings, services: Services | None = None) -> 
     url = f"http://{settings.host}:{port}"
     server = Server(services=services, runner=runner, url=url, github=github, gitlab=gitlab)
     server.tasks.append(asyncio.create_task(_sweeper(services)))
-    if settings.executor == "local" and settings.local_agents > 0:
-        from app.executors.local import LocalExecutor
-
-        engine = services.engine
-
-        async def on_exit(agent_id: str, code: int | None) -> None:
-            engine.agent_lost(agent_id, f"the agent process exited (code {code})")
-
-        executor = LocalExecutor(
-            server_url=url,
-            agent_token=engine.new_agent_token(),
-            work_dir=settings.workspaces_dir,
-            concurrency=settings.local_agents,
-            on_agent_exit=on_exit,
-        )
-        await executor.start()
-        server.executor = executor
+    if settings.executor == "ec2":
+        server.executor = await start_ec2(services)
+    elif settings.local_agents > 0:
+        server.executor = await start_local(services, url)
     return server
+
+
+async def start_local(services: Services, url: str) -> Executor:
+    """Warm agent processes on this machine (the embedded default)."""
+    from app.executors.local import LocalExecutor
+
+    engine, settings = services.engine, services.settings
+
+    async def on_exit(agent_id: str, code: int | None) -> None:
+        engine.agent_lost(agent_id, f"the agent process exited (code {code})")
+
+    executor = LocalExecutor(
+        server_url=url,
+        agent_token=engine.new_agent_token(),
+        work_dir=settings.workspaces_dir,
+        concurrency=settings.local_agents,
+        on_agent_exit=on_exit,
+    )
+    await executor.start()
+    return executor
+
+
+async def start_ec2(services: Services) -> Executor:
+    """Machines on EC2 (PLOYD_EXECUTOR=ec2): the right instance for each job."""
+    from app.adapters.ec2.client import EC2Client
+    from app.adapters.ec2.config import EC2Config
+    from app.executors.ec2 import EC2Executor
+    from app.executors.ec2_policy import EC2Policy
+
+    policy = EC2Policy.from_env()
+    config = EC2Config.from_env()
+    executor = EC2Executor(
+        services,
+        await EC2Client.open(config),
+        config,
+        policy,
+        server_url=policy.agent_url or services.settings.base_url,
+    )
+    await executor.start()
+    return executor
 
 
 async def serve_forever(settings: Settings) -> None:

@@ -75,8 +75,8 @@ class Settings:
         host = env.get("PLOYD_HOST") or "127.0.0.1"
         port = _int(env, "PLOYD_PORT", 8080)
         executor = env.get("PLOYD_EXECUTOR") or "local"
-        if executor not in ("local",):
-            raise SettingsError(f"PLOYD_EXECUTOR={executor!r}: known executors: local")
+        if executor not in ("local", "ec2"):
+            raise SettingsError(f"PLOYD_EXECUTOR={executor!r}: known executors: local, ec2")
         s = cls(
             host=host,
             port=port,

@@ -29,7 +29,7 @@ Legal job transitions::
 Attempt states::
 
     queued -> dispatching | cancelled | interrupted (the machine started for it never
-              registered: boot timeout)
+              registered: boot timeout) | timed_out (no machine within the job's timeout)
     dispatching -> running | interrupted (machine lost) | cancelled | queued (machine gave it back)
     running -> succeeded | failed | timed_out | cancelled | interrupted
     (the last five are final)
@@ -119,7 +119,7 @@ A = AttemptState
 ATTEMPT_FINAL = frozenset({A.SUCCEEDED, A.FAILED, A.CANCELLED, A.TIMED_OUT, A.INTERRUPTED})
 
 ATTEMPT_TRANSITIONS: dict[AttemptState, frozenset[AttemptState]] = {
-    A.QUEUED: frozenset({A.DISPATCHING, A.CANCELLED, A.INTERRUPTED}),
+    A.QUEUED: frozenset({A.DISPATCHING, A.CANCELLED, A.INTERRUPTED, A.TIMED_OUT}),
     A.DISPATCHING: frozenset({A.RUNNING, A.INTERRUPTED, A.CANCELLED, A.QUEUED}),
     A.RUNNING: frozenset({A.SUCCEEDED, A.FAILED, A.TIMED_OUT, A.CANCELLED, A.INTERRUPTED}),
     **{s: frozenset() for s in ATTEMPT_FINAL},

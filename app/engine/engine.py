@@ -614,6 +614,25 @@ class Engine:
                 elif now - beat > self.heartbeat_timeout:
                     self._interrupt(s, a, "lost the agent's heartbeat", changes)
                     ended += 1
+            # A job that cannot get a machine does not wait forever: its own timeout.
+            waiting = s.scalars(
+                select(Attempt).where(Attempt.state == AttemptState.QUEUED.value)
+            ).all()
+            for a in waiting:
+                job = a.job
+                queued = _aware(job.queued_at or a.created_at)
+                limit = timedelta(seconds=int(job.spec.get("timeout_s", 1800)))
+                if now - queued > limit and not job.pipeline.held:
+                    why = job.waiting_reason or "no machine became free"
+                    progress.end_attempt(
+                        s,
+                        a,
+                        AttemptState.TIMED_OUT,
+                        None,
+                        changes,
+                        error=f"waited longer than its timeout ({limit}) for a machine: {why}",
+                    )
+                    ended += 1
         return ended
 
     def recover(self) -> int:

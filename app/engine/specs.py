@@ -33,7 +33,16 @@ def job_spec(job: PlannedJob) -> dict[str, Any]:
         "workload": s.workload.value,
         "spot": s.spot.value,
         "image": s.image,
+        "disk_gb": _disk_gb(job),
     }
+
+
+def _disk_gb(job: PlannedJob) -> int | None:
+    """The root volume a job asks for (``resources.disk``), in whole GB."""
+    resources = job.resources or job.spec.resources
+    if resources is None or not resources.disk_gb:
+        return None
+    return int(-(-resources.disk_gb // 1))
 
 
 def retry_policy(spec: dict[str, Any]) -> RetryPolicy:

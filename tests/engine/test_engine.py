@@ -429,3 +429,15 @@ async def test_an_agent_only_claims_jobs_its_machine_may_run(
     assert got is not None and got["job"]["name"] == "big"
     assert await engine.claim(gpu, 0) is None  # `small` does not want an H100
     assert claimed == [("i-gpu", got["attempt_id"])]
+
+
+async def test_a_job_waiting_for_a_machine_times_out(driver: Driver, engine: Engine) -> None:
+    pid = driver.start("version: 1\njobs:\n  t: {timeout: 5m, steps: [{run: 'true'}]}\n")
+    job = driver.job(pid, "t")
+    engine.set_waiting(job.id, "waiting for capacity: tried p5.4xlarge spot us-east-1a")
+    assert engine.sweep(utcnow() + timedelta(minutes=4)) == 0
+    assert engine.sweep(utcnow() + timedelta(minutes=6)) == 1
+    job = driver.job(pid, "t")
+    assert job.state == "timed_out"
+    assert "waited longer than its timeout" in (job.attempts[0].error or "")
+    assert "tried p5.4xlarge" in (job.attempts[0].error or "")

@@ -1,0 +1,434 @@
+"""The EC2 executor: the right machine for each queued job, warm pools, and no leaked spend.
+
+Each pass (woken by the engine, or by its own timer):
+
+1. machines that did not register within the boot timeout are terminated, and the attempt
+   they were started for ends ``interrupted`` (infrastructure: its retry policy decides,
+   and the next launch skips that candidate);
+2. every queued attempt without a machine on its way, and without an idle machine of its
+   pool to take it, gets one: the scheduler's candidates are tried in order, moving on at
+   once on a capacity error; when all fail, the job says "waiting for capacity: tried ..."
+   and waits with backoff (its own timeout still applies: the engine's sweep);
+3. warm pools: idle machines past their TTL or above the pool's maximum go; pools below
+   their minimum get new ones.
+
+A reaper pass (every minute) terminates PloyD-tagged instances nobody owns, machines past
+their maximum lifetime, and retries terminations that failed. Agents on the machines
+register with the one-time token in their user data; a machine runs one tenant's jobs
+over its life, goes back to its pool after a job, and is terminated after a fork's job or
+a lost attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+
+from app.adapters.ec2.client import EC2Client
+from app.adapters.ec2.config import EC2Config
+from app.adapters.ec2.errors import CapacityError, CloudError
+from app.adapters.ec2.userdata import user_data
+from app.core.hardware import parse_spec
+from app.core.instances import InstanceState
+from app.core.scheduler import (
+    Candidate,
+    Fleet,
+    Placement,
+    Requirements,
+    Scheduler,
+    SpotPrices,
+    backoff,
+    waiting_message,
+    why_none,
+)
+from app.core.states import AttemptState
+from app.executors.ec2_machines import Machines, aware, token_hash
+from app.executors.ec2_policy import EC2Policy
+from app.store.models import Attempt, Instance, Job, Pipeline, utcnow
+from app.web.common import Services
+
+log = logging.getLogger("ployd.ec2")
+S = InstanceState
+
+Launched = Callable[[Instance, str], Awaitable[None]]  # (row, user data)
+
+
+@dataclass
+class _Waiting:
+    rounds: int = 0
+    next_try: datetime | None = None
+    since: datetime | None = None
+    tried: list[Candidate] = field(default_factory=list)
+    avoid: set[str] = field(default_factory=set)  # candidates whose machine never came
+
+
+@dataclass(frozen=True)
+class _Queued:
+    attempt_id: int
+    job_id: int
+    tenant_id: int
+    fork: bool
+    req: Requirements
+    candidates: tuple[str, ...]
+    disk_gb: int | None
+
+
+class EC2Executor:
+    def __init__(
+        self,
+        services: Services,
+        ec2: EC2Client,
+        config: EC2Config,
+        policy: EC2Policy,
+        *,
+        server_url: str,
+        tick_s: float = 5.0,
+    ) -> None:
+        self.services = services
+        self.engine = services.engine
+        self.ec2 = ec2
+        self.config = config
+        self.policy = policy
+        self.server_url = server_url
+        self.tick_s = tick_s
+        self.machines = Machines(services.db)
+        self.spot_prices = SpotPrices()
+        self.scheduler: Scheduler | None = None
+        self.on_launched: list[Launched] = []  # tests boot a simulated machine here
+        self._waiting: dict[int, _Waiting] = {}
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.passes = 0
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        azs = await self.ec2.subnet_azs(self.config.subnets)
+        fleet = Fleet(
+            tuple(Placement(self.config.region, azs[s], s) for s in self.config.subnets),
+            allowed_classes=self.policy.allowed_classes,
+        )
+        self.scheduler = Scheduler(self.services.catalog, fleet, self.spot_prices)
+        self.engine.authenticators.insert(0, lambda token, _agent: self.machines.identity(token))
+        self.engine.claim_listeners.append(self._claimed)
+        self.engine.end_listeners.append(self._ended)
+        self.engine.listeners.append(lambda _ids: self.notify_queued(1))
+        self._tasks = [
+            asyncio.create_task(self._loop(), name="ec2-executor"),
+            asyncio.create_task(self._reaper(), name="ec2-reaper"),
+        ]
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+
+    def notify_queued(self, count: int) -> None:
+        self._wake.set()
+
+    async def _loop(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                await self.reconcile()
+            except Exception:  # keep going; the next pass retries
+                log.exception("EC2 executor pass failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.tick_s)
+
+    async def _reaper(self) -> None:
+        while True:
+            try:
+                await self.reap()
+            except Exception:
+                log.exception("reaper pass failed")
+            await asyncio.sleep(self.policy.reap_every_s)
+
+    # -- one pass --------------------------------------------------------------------
+
+    async def reconcile(self, now: datetime | None = None) -> None:
+        now = now or utcnow()
+        self.passes += 1
+        live = self.machines.live()
+        await self._boot_timeouts(live, now)
+        live = self.machines.live()
+        coming = {m.launched_for for m in live if m.state in (S.REQUESTED, S.BOOTING)}
+        idle = [m for m in live if m.state == S.IDLE]
+        for q in self._queued():
+            if q.attempt_id in coming:
+                continue
+            taker = next((m for m in idle if _fits(m, q)), None)
+            if taker is not None:  # its agent is long-polling: it takes the job now
+                idle.remove(taker)
+                continue
+            await self._start_machine(q, now)
+        await self._tend_pools(self.machines.live(), now)
+
+    def _queued(self) -> list[_Queued]:
+        out: list[_Queued] = []
+        with self.services.db.session() as s:
+            rows = s.scalars(
+                select(Attempt)
+                .join(Attempt.job)
+                .join(Job.pipeline)
+                .where(Attempt.state == AttemptState.QUEUED.value, Pipeline.held.is_(False))
+                .order_by(Attempt.id)
+                .limit(500)
+            )
+            for a in rows:
+                job = a.job
+                spot_lost = any(x.end_reason == "spot_interruption" for x in job.attempts)
+                try:
+                    req = Requirements.from_row(job.spec, job.hardware, job.candidates, spot_lost)
+                except ValueError:
+                    continue
+                out.append(
+                    _Queued(
+                        attempt_id=a.id,
+                        job_id=job.id,
+                        tenant_id=job.pipeline.repository.tenant_id,
+                        fork=job.pipeline.fork,
+                        req=req,
+                        candidates=tuple(job.candidates or ()),
+                        disk_gb=job.spec.get("disk_gb"),
+                    )
+                )
+        return out
+
+    async def _start_machine(self, q: _Queued, now: datetime) -> None:
+        assert self.scheduler is not None
+        w = self._waiting.setdefault(q.job_id, _Waiting())
+        if w.next_try is not None and now < w.next_try:
+            return
+        options = [
+            c
+            for c in self.scheduler.candidates(q.req)
+            if (not q.candidates or c.instance_type in q.candidates) and c.key not in w.avoid
+        ]
+        if not options:
+            why = why_none(q.req, self.services.catalog, self.scheduler.fleet)
+            self.engine.set_waiting(q.job_id, f"no machine can run this job: {why}")
+            return
+        tried: list[Candidate] = []
+        for c in options:
+            try:
+                await self._launch(c, q)
+            except CapacityError as e:
+                log.info("no capacity for %s: %s", c.key, e)
+                tried.append(c)
+                continue
+            except CloudError as e:
+                log.warning("launching %s failed: %s", c.key, e)
+                tried.append(c)
+                continue
+            self._waiting.pop(q.job_id, None)
+            self.engine.set_waiting(
+                q.job_id, f"starting a {c.instance_type} ({c.market}, {c.placement.az})"
+            )
+            return
+        w.rounds += 1
+        w.since = w.since or now
+        w.tried = tried
+        w.next_try = now + timedelta(seconds=backoff(w.rounds))
+        self.engine.set_waiting(q.job_id, waiting_message(tried, w.since, now))
+
+    async def _launch(self, c: Candidate, q: _Queued | None) -> Instance:
+        token = secrets.token_urlsafe(32)
+        agent_id = f"ec2-{uuid.uuid4().hex[:16]}"
+        row = Instance(
+            pool=c.hardware,
+            tenant_id=None,
+            instance_type=c.instance_type,
+            hardware=c.hardware,
+            market=c.market,
+            az=c.placement.az,
+            subnet_id=c.placement.subnet_id,
+            price_hourly=c.price_usd_hour,
+            state=S.REQUESTED.value,
+            agent_id=agent_id,
+            token_hash=token_hash(token),
+            launched_for=q.attempt_id if q else None,
+            clean_after=bool(q and q.fork),
+        )
+        row.id = self.machines.add(row)
+        script = user_data(self.server_url or self.services.settings.base_url, token, agent_id)
+        cls = parse_spec(c.hardware).cls
+        image = self.config.amis.get(cls) or self.config.amis.get("default")
+        template = self.config.launch_templates.get(cls) or self.config.launch_templates.get(
+            "default"
+        )
+        tags = {"ployd:pool": c.hardware, "ployd:agent": agent_id}
+        if q is not None:
+            tags |= {"ployd:job": str(q.job_id), "ployd:tenant": str(q.tenant_id)}
+        try:
+            instance_id = await self.ec2.launch(
+                c.instance_type,
+                c.placement.subnet_id,
+                c.market,
+                user_data=script,
+                tags=tags,
+                root_gb=max(self.config.root_gb, int((q.disk_gb if q else None) or 0)),
+                client_token=agent_id,
+                ami=None if template else image,
+                launch_template=template,
+                instance_profile=self.config.instance_profile or None,
+                security_group=self.config.security_group or None,
+                key_name=self.config.key_name,
+            )
+        except Exception as e:
+            self.machines.move(row.id, S.TERMINATED, error=str(e)[:2000])
+            raise
+        self.machines.set(row.id, instance_id=instance_id)
+        row.instance_id = instance_id
+        for hook in self.on_launched:
+            await hook(row, script)
+        return row
+
+    async def _boot_timeouts(self, live: list[Instance], now: datetime) -> None:
+        limit = timedelta(seconds=self.policy.boot_timeout_s)
+        for m in live:
+            launched = aware(m.launched_at)
+            if m.state not in (S.REQUESTED, S.BOOTING) or launched is None:
+                continue
+            if now - launched <= limit:
+                continue
+            await self.terminate(m, f"its agent did not register within {limit}")
+            if m.launched_for is not None:
+                job_id = self._job_of(m.launched_for)
+                if job_id is not None:
+                    key = f"{m.instance_type} {m.market} {m.az}"
+                    self._waiting.setdefault(job_id, _Waiting()).avoid.add(key)
+                self.engine.machine_never_came(
+                    m.launched_for,
+                    f"the {m.instance_type} machine did not register within {limit}",
+                )
+
+    def _job_of(self, attempt_id: int) -> int | None:
+        with self.services.db.session() as s:
+            a = s.get(Attempt, attempt_id)
+            return a.job_id if a is not None else None
+
+    async def _tend_pools(self, live: list[Instance], now: datetime) -> None:
+        """Idle machines past their TTL or above the pool's maximum go; pools below their
+        minimum get new machines."""
+        by_pool: dict[str, list[Instance]] = {}
+        for m in live:
+            by_pool.setdefault(m.hardware, []).append(m)
+        for spec in set(by_pool) | set(self.policy.pools):
+            machines = by_pool.get(spec, [])
+            pool = self.policy.pool(spec)
+            idle = sorted(
+                (m for m in machines if m.state == S.IDLE),
+                key=lambda m: aware(m.idle_since) or now,
+            )
+            keep = len(idle)
+            for m in idle:  # the longest idle first
+                since = aware(m.idle_since) or now
+                expired = now - since > timedelta(seconds=pool.idle_ttl_s)
+                if keep > pool.max_idle or (expired and keep > pool.min_idle):
+                    await self.terminate(m, "idle machine retired from its pool")
+                    keep -= 1
+            starting = sum(
+                1 for m in machines if m.state in (S.REQUESTED, S.BOOTING) and not m.launched_for
+            )
+            for _ in range(pool.min_idle - keep - starting):
+                await self._prewarm(spec)
+
+    async def _prewarm(self, spec: str) -> None:
+        assert self.scheduler is not None
+        from app.core.config.model import SpotPolicy, Workload
+
+        req = Requirements((parse_spec(spec),), None, Workload.TEST, SpotPolicy.NEVER)
+        for c in self.scheduler.candidates(req):
+            with contextlib.suppress(CapacityError, CloudError):
+                await self._launch(c, None)
+                return
+
+    # -- engine events (sync: called from the engine) ----------------------------------
+
+    def _claimed(self, agent_id: str, attempt_id: int) -> None:
+        row = self.machines.by_agent(agent_id)
+        if row is None:
+            return
+        with self.services.db.session() as s:
+            a = s.get(Attempt, attempt_id)
+            tenant = a.job.pipeline.repository.tenant_id if a else None
+            fork = bool(a and a.job.pipeline.fork)
+        self.machines.move(
+            row.id,
+            S.BUSY,
+            attempt_id=attempt_id,
+            tenant_id=tenant,
+            clean_after=row.clean_after or fork,
+        )
+
+    def _ended(self, agent_id: str, attempt_id: int, state: str, fork: bool) -> None:
+        row = self.machines.by_agent(agent_id)
+        if row is None or row.state != S.BUSY:
+            return
+        if fork or row.clean_after or state == AttemptState.INTERRUPTED.value:
+            self.machines.move(row.id, S.DRAINING, attempt_id=None)
+            why = "a fork's job ran on it" if fork or row.clean_after else f"its job {state}"
+            task = asyncio.get_running_loop().create_task(self.terminate(row, why))
+            self._tasks.append(task)
+        else:
+            self.machines.move(row.id, S.IDLE, attempt_id=None, idle_since=utcnow())
+        self._wake.set()
+
+    # -- ending machines ---------------------------------------------------------------
+
+    async def terminate(self, m: Instance, why: str) -> None:
+        """Terminate a machine. A failed call leaves it ``terminating``: leaked money that
+        the reaper retries until EC2 confirms."""
+        if self.machines.move(m.id, S.TERMINATING, error=why) is None:
+            return
+        if m.instance_id is None:
+            self.machines.move(m.id, S.TERMINATED)
+            return
+        try:
+            await self.ec2.terminate([m.instance_id])
+        except CloudError as e:
+            log.warning("terminating %s failed (%s): the reaper retries", m.instance_id, e)
+            return
+        self.machines.move(m.id, S.TERMINATED)
+        log.info("terminated %s: %s", m.instance_id, why)
+
+    async def reap(self, now: datetime | None = None) -> int:
+        """Terminate what PloyD started and nobody owns; returns how many went."""
+        now = now or utcnow()
+        running = {i.instance_id: i for i in await self.ec2.describe_managed()}
+        live = {m.instance_id: m for m in self.machines.live() if m.instance_id}
+        ended = 0
+        orphans = [iid for iid in running if iid not in live]
+        if orphans:
+            log.warning("terminating %d orphan instance(s): %s", len(orphans), orphans)
+            await self.ec2.terminate(orphans)
+            ended += len(orphans)
+        lifetime = timedelta(seconds=self.policy.max_lifetime_s)
+        for iid, m in live.items():
+            launched = aware(m.launched_at) or now
+            if iid not in running and now - launched > timedelta(minutes=2):
+                # gone behind PloyD's back (a reclaimed spot machine, a manual terminate)
+                if m.state == S.BUSY:
+                    self.engine.agent_lost(m.agent_id, "its EC2 instance is gone")
+                self.machines.move(m.id, S.TERMINATED, error="the instance is gone")
+            elif m.state == S.TERMINATING or now - launched > lifetime:
+                await self.terminate(m, m.error or "past its maximum lifetime")
+                ended += 1
+        return ended
+
+
+def _fits(m: Instance, q: _Queued) -> bool:
+    if q.candidates and m.instance_type not in q.candidates:
+        return False
+    return m.tenant_id is None or m.tenant_id == q.tenant_id
