@@ -108,3 +108,21 @@ def _wait_gone(pid: int, deadline_s: float = 5.0) -> bool:
 def wait_gone() -> Callable[[int], bool]:
     """``wait_gone(pid)``: True once the process is gone (within a 5 s deadline)."""
     return _wait_gone
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[str]:
+    """moto in server mode on 127.0.0.1 (a random free port), for the whole session: its
+    endpoint URL. Clients reach it through ``endpoint_url`` like a real AWS endpoint, with
+    dummy keys, so nothing can talk to real AWS. State is shared by every test of the
+    session: use your own VPC, region or tags, and terminate what you launch."""
+    import logging
+
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()

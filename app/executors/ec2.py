@@ -105,6 +105,7 @@ class EC2Executor:
         self.on_launched: list[Launched] = []  # tests boot a simulated machine here
         self._waiting: dict[int, _Waiting] = {}
         self._wake = asyncio.Event()
+        self._pass = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
         self.passes = 0
 
@@ -157,7 +158,11 @@ class EC2Executor:
     # -- one pass --------------------------------------------------------------------
 
     async def reconcile(self, now: datetime | None = None) -> None:
-        now = now or utcnow()
+        """One pass; passes never overlap (a pass awaits EC2 calls)."""
+        async with self._pass:
+            await self._reconcile(now or utcnow())
+
+    async def _reconcile(self, now: datetime) -> None:
         self.passes += 1
         live = self.machines.live()
         await self._boot_timeouts(live, now)
@@ -220,17 +225,19 @@ class EC2Executor:
             self.engine.set_waiting(q.job_id, f"no machine can run this job: {why}")
             return
         tried: list[Candidate] = []
+        failure: CloudError | None = None
         for c in options:
             try:
                 await self._launch(c, q)
-            except CapacityError as e:
+            except CapacityError as e:  # this candidate has none: the next one, at once
                 log.info("no capacity for %s: %s", c.key, e)
                 tried.append(c)
                 continue
-            except CloudError as e:
+            except CloudError as e:  # not about this candidate (permissions, a bad AMI...)
                 log.warning("launching %s failed: %s", c.key, e)
                 tried.append(c)
-                continue
+                failure = e
+                break
             self._waiting.pop(q.job_id, None)
             self.engine.set_waiting(
                 q.job_id, f"starting a {c.instance_type} ({c.market}, {c.placement.az})"
@@ -240,7 +247,10 @@ class EC2Executor:
         w.since = w.since or now
         w.tried = tried
         w.next_try = now + timedelta(seconds=backoff(w.rounds))
-        self.engine.set_waiting(q.job_id, waiting_message(tried, w.since, now))
+        message = waiting_message(tried, w.since, now)
+        if failure is not None:
+            message = f"could not start a machine ({failure}); {message}"
+        self.engine.set_waiting(q.job_id, message)
 
     async def _launch(self, c: Candidate, q: _Queued | None) -> Instance:
         token = secrets.token_urlsafe(32)
@@ -402,6 +412,13 @@ class EC2Executor:
             return
         self.machines.move(m.id, S.TERMINATED)
         log.info("terminated %s: %s", m.instance_id, why)
+
+    async def retire_all(self, why: str) -> int:
+        """Terminate every machine PloyD runs (operator's drain, tests' clean-up)."""
+        live = self.machines.live()
+        for m in live:
+            await self.terminate(m, why)
+        return len(live)
 
     async def reap(self, now: datetime | None = None) -> int:
         """Terminate what PloyD started and nobody owns; returns how many went."""

@@ -4,6 +4,7 @@ git repositories and real bash steps. Waits are event-driven with a deadline."""
 from __future__ import annotations
 
 import asyncio
+import zlib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -169,5 +170,60 @@ def gitlab_world(
                     yield world
                 finally:
                     await server.stop()
+
+    return run
+
+
+@pytest.fixture
+def ec2_world(
+    tmp_path: Path, db_url: str, moto_server: str, request: pytest.FixtureRequest
+) -> Callable[..., Any]:
+    """``async with ec2_world(policy) as w``: PloyD serving with the EC2 executor on
+    moto (its own region per test), machines simulated by local agents."""
+    from contextlib import asynccontextmanager
+
+    from app.executors.ec2_policy import EC2Policy
+    from tests.e2e.ec2_world import EC2World
+
+    regions = [
+        "us-east-2",
+        "us-west-2",
+        "eu-west-1",
+        "eu-west-2",
+        "eu-west-3",
+        "eu-central-1",
+        "eu-north-1",
+        "ap-south-1",
+        "ap-southeast-1",
+        "ap-southeast-2",
+        "sa-east-1",
+    ]
+    region = regions[zlib.crc32(request.node.nodeid.encode()) % len(regions)]
+
+    @asynccontextmanager
+    async def run(policy: EC2Policy | None = None) -> AsyncIterator[Any]:
+        world = EC2World(moto_server, region, tmp_path)
+        config = world.network()
+        settings = Settings(
+            host="127.0.0.1",
+            port=0,
+            data_dir=tmp_path / "data",
+            database_url=db_url,
+            local_agents=0,
+            secret_key="k",
+        )
+        server = await start_server(settings)
+        async with aiohttp.ClientSession() as http:
+            world.h = Harness(server, http)
+            try:
+                await world.start_executor(policy or EC2Policy(), config)
+                yield world
+            finally:
+                await world.stop()
+                await server.stop()
+                leftover = [i["InstanceId"] for i in world.running_managed()]
+                if leftover:  # clean up for the next test, then fail this one
+                    world.boto.terminate_instances(InstanceIds=leftover)
+                assert leftover == [], f"instances left running: {leftover}"
 
     return run

@@ -1,0 +1,322 @@
+"""``EC2Client``: the EC2 calls PloyD makes, async, with boto3 kept off the event loop.
+
+Each call goes through ``transport.call``: a worker thread, retries of throttling and
+outages. Retrying RunInstances is safe: it carries a ``ClientToken``, so EC2 answers a
+repeat with the instance it already started. Capacity refusals are never retried:
+``CapacityError`` goes straight back to the caller, who tries its next candidate.
+
+Leaks, as the reaper sees them: ``launch`` tags every instance and its root volume
+``ployd:managed=true`` (always, whatever the caller's tags); ``terminate`` is idempotent;
+anything ``describe_managed`` lists that no job owns is a leak to terminate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from app.adapters.ec2.config import EC2Config
+from app.adapters.ec2.errors import NOT_FOUND_CODES, CapacityError, EC2Error
+from app.adapters.ec2.transport import EC2Metrics, RetryPolicy, Sleep, call, make_boto_client
+from app.adapters.ec2.userdata import MAX_USER_DATA_BYTES
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+Market = Literal["spot", "on-demand"]
+
+MANAGED_TAG = "ployd:managed"
+LIVE_STATES = ("pending", "running", "shutting-down", "stopping", "stopped")
+TERMINATE_BATCH = 100
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class InstanceInfo:
+    """One instance, as the reaper needs it."""
+
+    instance_id: str
+    state: str
+    instance_type: str
+    tags: Mapping[str, str]
+    launch_time: datetime
+    market: Market
+    az: str
+    subnet_id: str | None = None
+
+
+def _instance_info(raw: Mapping[str, Any]) -> InstanceInfo:
+    tags = {t["Key"]: t.get("Value", "") for t in raw.get("Tags", [])}
+    launch_time = raw.get("LaunchTime")
+    if not isinstance(launch_time, datetime):
+        launch_time = datetime.fromtimestamp(0, UTC)
+    return InstanceInfo(
+        instance_id=raw["InstanceId"],
+        state=raw.get("State", {}).get("Name", "unknown"),
+        instance_type=raw.get("InstanceType", ""),
+        tags=tags,
+        launch_time=launch_time,
+        market="spot" if raw.get("InstanceLifecycle") == "spot" else "on-demand",
+        az=raw.get("Placement", {}).get("AvailabilityZone", ""),
+        subnet_id=raw.get("SubnetId"),
+    )
+
+
+class EC2Client:
+    """PloyD's EC2: one per process and region. ``boto`` is the botocore client (tests
+    hook its ``meta.events`` to inject faults)."""
+
+    def __init__(
+        self,
+        boto: Any,
+        *,
+        retry: RetryPolicy | None = None,
+        sleep: Sleep = asyncio.sleep,
+        clock: Clock = _utcnow,
+        metrics: EC2Metrics | None = None,
+    ) -> None:
+        self.boto = boto
+        self.retry = retry or RetryPolicy()
+        self._sleep = sleep
+        self._clock = clock
+        self.metrics = metrics or EC2Metrics()
+        self._root_devices: dict[str, str] = {}
+
+    @classmethod
+    async def open(cls, config: EC2Config, **kwargs: Any) -> EC2Client:
+        """Build the boto3 client in a worker thread; ``kwargs`` go to ``EC2Client``,
+        except ``session`` (a dict for ``boto3.session.Session``)."""
+        session_kwargs: dict[str, Any] = kwargs.pop("session", {})
+        boto = await asyncio.to_thread(make_boto_client, config, **session_kwargs)
+        return cls(boto, **kwargs)
+
+    async def _call(self, operation: str, **params: Any) -> dict[str, Any]:
+        return await call(self.boto, operation, params, self.retry, self._sleep, self.metrics)
+
+    async def _root_device(self, ami: str | None, launch_template: str | None) -> str:
+        """The root device name of the image (``/dev/xvda``, ``/dev/sda1``): resizing the
+        root volume needs it; another name would add a second volume instead."""
+        if ami is None:  # the template's default version may change: resolve it each time
+            assert launch_template is not None
+            out = await self._call(
+                "DescribeLaunchTemplateVersions",
+                **_template_ref(launch_template),
+                Versions=["$Default"],
+            )
+            versions = out.get("LaunchTemplateVersions", [])
+            ami = versions[0].get("LaunchTemplateData", {}).get("ImageId") if versions else None
+            if not ami or not ami.startswith("ami-"):
+                raise EC2Error(
+                    "RootDeviceUnknown",
+                    f"launch template {launch_template}: its "
+                    f"default version names no AMI id ({ami!r})",
+                    operation="launch",
+                )
+        if ami in self._root_devices:  # an AMI never changes: cached
+            return self._root_devices[ami]
+        images = (await self._call("DescribeImages", ImageIds=[ami])).get("Images", [])
+        if not images or not images[0].get("RootDeviceName"):
+            raise EC2Error("InvalidAMIID.NotFound", f"{ami}: no such image", operation="launch")
+        self._root_devices[ami] = images[0]["RootDeviceName"]
+        return self._root_devices[ami]
+
+    async def launch(
+        self,
+        instance_type: str,
+        subnet_id: str,
+        market: Market,
+        *,
+        user_data: str,
+        tags: Mapping[str, str],
+        root_gb: int,
+        client_token: str,
+        ami: str | None = None,
+        launch_template: str | None = None,
+        spot_max_price: str | float | None = None,
+        instance_profile: str | None = None,
+        security_group: str | None = None,
+        key_name: str | None = None,
+    ) -> str:
+        """Start one instance; its id. Raises ``CapacityError`` (try the next candidate),
+        ``EC2Error``, or ValueError for arguments EC2 would refuse anyway."""
+        if (ami is None) == (launch_template is None):
+            raise ValueError("pass exactly one of ami= and launch_template=")
+        if market not in ("spot", "on-demand"):
+            raise ValueError(f"market={market!r}: expected 'spot' or 'on-demand'")
+        if not 1 <= len(client_token) <= 64 or not client_token.isascii():
+            raise ValueError("client_token: 1 to 64 ASCII characters")
+        if len(user_data.encode()) > MAX_USER_DATA_BYTES:
+            raise ValueError("user_data exceeds EC2's 16 KiB")
+        tag_list = [{"Key": k, "Value": v} for k, v in {**tags, MANAGED_TAG: "true"}.items()]
+        params: dict[str, Any] = {
+            "InstanceType": instance_type,
+            "SubnetId": subnet_id,
+            "MinCount": 1,
+            "MaxCount": 1,
+            "ClientToken": client_token,
+            "UserData": user_data,  # botocore base64-encodes it
+            "InstanceInitiatedShutdownBehavior": "terminate",
+            "MetadataOptions": {
+                "HttpTokens": "required",
+                "HttpEndpoint": "enabled",
+                "HttpPutResponseHopLimit": 1,
+            },
+            "BlockDeviceMappings": [
+                {
+                    "DeviceName": await self._root_device(ami, launch_template),
+                    "Ebs": {
+                        "VolumeSize": int(root_gb),
+                        "VolumeType": "gp3",
+                        "Encrypted": True,
+                        "DeleteOnTermination": True,
+                    },
+                }
+            ],
+            "TagSpecifications": [
+                {"ResourceType": "instance", "Tags": tag_list},
+                {"ResourceType": "volume", "Tags": tag_list},
+            ],
+        }
+        if ami is not None:
+            params["ImageId"] = ami
+        else:
+            assert launch_template is not None
+            params["LaunchTemplate"] = _template_ref(launch_template)
+        if market == "spot":
+            spot: dict[str, Any] = {
+                "SpotInstanceType": "one-time",
+                "InstanceInterruptionBehavior": "terminate",
+            }
+            if spot_max_price is not None:
+                spot["MaxPrice"] = str(spot_max_price)
+            params["InstanceMarketOptions"] = {"MarketType": "spot", "SpotOptions": spot}
+        if instance_profile:
+            arn = instance_profile.startswith("arn:")
+            params["IamInstanceProfile"] = {"Arn" if arn else "Name": instance_profile}
+        if security_group:
+            params["SecurityGroupIds"] = [security_group]
+        if key_name:
+            params["KeyName"] = key_name
+        try:
+            out = await self._call("RunInstances", **params)
+        except CapacityError as exc:
+            self.metrics.fallbacks[exc.kind] += 1
+            raise
+        instance_id: str = out["Instances"][0]["InstanceId"]
+        self.metrics.launches[market] += 1
+        log.info("launched %s (%s, %s) in %s", instance_id, instance_type, market, subnet_id)
+        return instance_id
+
+    async def terminate(self, instance_ids: Sequence[str]) -> None:
+        """Terminate; an id EC2 does not know (already gone, or never was) is skipped.
+
+        A just-launched instance can be briefly unknown (eventual consistency): the
+        reaper's ``describe_managed`` catches any such survivor.
+        """
+        ids = list(dict.fromkeys(instance_ids))
+        for start in range(0, len(ids), TERMINATE_BATCH):
+            batch = ids[start : start + TERMINATE_BATCH]
+            try:
+                await self._call("TerminateInstances", InstanceIds=batch)
+                continue
+            except EC2Error as exc:
+                if exc.code not in NOT_FOUND_CODES:
+                    raise
+            for one in batch:  # someone is unknown: one by one, skipping the unknown
+                try:
+                    await self._call("TerminateInstances", InstanceIds=[one])
+                except EC2Error as exc:
+                    if exc.code not in NOT_FOUND_CODES:
+                        raise
+                    log.warning("terminate %s: EC2 does not know it (%s)", one, exc.message)
+
+    async def describe_managed(self, *, include_terminated: bool = False) -> list[InstanceInfo]:
+        """Every instance tagged ``ployd:managed=true`` (not yet terminated, by default)."""
+        filters: list[dict[str, Any]] = [{"Name": f"tag:{MANAGED_TAG}", "Values": ["true"]}]
+        if not include_terminated:
+            filters.append({"Name": "instance-state-name", "Values": list(LIVE_STATES)})
+        found: list[InstanceInfo] = []
+        token: str | None = None
+        while True:
+            page = await self._call(
+                "DescribeInstances",
+                Filters=filters,
+                MaxResults=500,
+                **({"NextToken": token} if token else {}),
+            )
+            for reservation in page.get("Reservations", []):
+                found.extend(_instance_info(i) for i in reservation.get("Instances", []))
+            token = page.get("NextToken")
+            if not token:
+                return found
+
+    async def state(self, instance_id: str) -> str:
+        """EC2's state name (``pending``, ``running``, ... ``terminated``), or ``unknown``
+        when EC2 does not know the id (long gone, or launched a moment ago)."""
+        try:
+            page = await self._call("DescribeInstances", InstanceIds=[instance_id])
+        except EC2Error as exc:
+            if exc.code in NOT_FOUND_CODES:
+                return "unknown"
+            raise
+        for reservation in page.get("Reservations", []):
+            for raw in reservation.get("Instances", []):
+                return _instance_info(raw).state
+        return "unknown"
+
+    async def spot_price_history(
+        self, instance_types: Sequence[str], azs: Sequence[str], *, product: str = "Linux/UNIX"
+    ) -> list[dict[str, Any]]:
+        """The current spot price per (type, AZ): records ``{"InstanceType",
+        "AvailabilityZone", "SpotPrice" (text), "Timestamp" (datetime),
+        "ProductDescription"}``, newest per pair, for ``core.scheduler.prices``."""
+        if not instance_types:
+            return []
+        params: dict[str, Any] = {
+            "InstanceTypes": list(instance_types),
+            "ProductDescriptions": [product],
+            "StartTime": self._clock(),  # now: EC2 answers with the price in effect
+        }
+        if azs:
+            params["Filters"] = [{"Name": "availability-zone", "Values": list(azs)}]
+        newest: dict[tuple[str, str], dict[str, Any]] = {}
+        while True:
+            page = await self._call("DescribeSpotPriceHistory", **params)
+            for r in page.get("SpotPriceHistory", []):
+                key = (r.get("InstanceType", ""), r.get("AvailabilityZone", ""))
+                if not all(key) or (azs and key[1] not in azs):
+                    continue
+                old = newest.get(key)
+                if old is None or r.get("Timestamp", _EPOCH) > old["Timestamp"]:
+                    newest[key] = {
+                        "InstanceType": key[0],
+                        "AvailabilityZone": key[1],
+                        "SpotPrice": str(r.get("SpotPrice", "")),
+                        "Timestamp": r.get("Timestamp", _EPOCH),
+                        "ProductDescription": r.get("ProductDescription", product),
+                    }
+            params["NextToken"] = page.get("NextToken")
+            if not params["NextToken"]:
+                return list(newest.values())
+
+    async def subnet_azs(self, subnet_ids: Sequence[str]) -> dict[str, str]:
+        """Subnet id -> availability zone name; an unknown subnet raises ``EC2Error``."""
+        if not subnet_ids:
+            return {}
+        out = await self._call("DescribeSubnets", SubnetIds=list(subnet_ids))
+        return {s["SubnetId"]: s["AvailabilityZone"] for s in out.get("Subnets", [])}
+
+
+_EPOCH = datetime.fromtimestamp(0, UTC)
+
+
+def _template_ref(template: str) -> dict[str, str]:
+    """``lt-...`` is a launch template id; anything else its name."""
+    return {"LaunchTemplateId" if template.startswith("lt-") else "LaunchTemplateName": template}

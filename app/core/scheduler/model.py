@@ -1,0 +1,146 @@
+"""The scheduler's values: where machines can start (``Placement``, ``Fleet``), what a job
+asks for (``Requirements``) and one way to start it (``Candidate``). All immutable and
+hashable, so the scheduler can cache on them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from app.core.config.model import HardwareSpec, PlannedJob, Resources, SpotPolicy, Workload
+from app.core.hardware import parse_spec
+
+Market = Literal["spot", "on-demand"]
+SPOT: Market = "spot"
+ON_DEMAND: Market = "on-demand"
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """One place a machine can start: a subnet in an availability zone of a region."""
+
+    region: str
+    az: str
+    subnet_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Fleet:
+    """The operator's settings for the scheduler.
+
+    * ``placements``: where machines may start, in preference order (ties between equally
+      good candidates go to the placement listed first).
+    * ``allowed_classes``: the hardware classes this PloyD may start; ``None`` = all.
+    * ``max_spot_fraction``: spot is skipped where its price is above this fraction of the
+      on-demand price (1.0: never pay more than on-demand); ``class_max_spot_fraction``
+      overrides it per hardware class, e.g. ``(("h100", 0.6),)``.
+    * ``offerings``: the ``(instance type, AZ)`` pairs that exist (from
+      ``describe_instance_type_offerings``); ``None`` = every type in every AZ.
+    * ``train_spot_fallback``: ``workload: train`` with ``spot: auto`` runs on-demand only
+      (the documented rule); ``True`` adds spot after every on-demand candidate.
+    """
+
+    placements: tuple[Placement, ...]
+    allowed_classes: frozenset[str] | None = None
+    max_spot_fraction: float = 1.0
+    class_max_spot_fraction: tuple[tuple[str, float], ...] = ()
+    offerings: frozenset[tuple[str, str]] | None = None
+    train_spot_fallback: bool = False
+
+    def __post_init__(self) -> None:
+        for cls, f in (("*", self.max_spot_fraction), *self.class_max_spot_fraction):
+            if not f > 0:
+                raise ValueError(f"max spot fraction for {cls} must be above 0, not {f}")
+
+    def allows(self, cls: str) -> bool:
+        return self.allowed_classes is None or cls in self.allowed_classes
+
+    def spot_cap(self, cls: str) -> float:
+        """The highest spot price, as a fraction of on-demand, for hardware class ``cls``."""
+        for c, f in self.class_max_spot_fraction:
+            if c == cls:
+                return f
+        return self.max_spot_fraction
+
+    def offered(self, instance_type: str, az: str) -> bool:
+        return self.offerings is None or (instance_type, az) in self.offerings
+
+
+@dataclass(frozen=True, slots=True)
+class Requirements:
+    """What one job needs from the scheduler.
+
+    ``hardware`` (specs in preference order) or ``resources``; ``instance_types`` is the
+    fallback when neither is known: the candidate names stored on a job row planned from
+    ``resources`` (the row does not keep the resources themselves).
+    ``after_interruption``: the previous attempt lost its spot machine; with
+    ``spot: auto`` the retry runs on-demand.
+    """
+
+    hardware: tuple[HardwareSpec, ...]
+    resources: Resources | None
+    workload: Workload = Workload.TEST
+    spot: SpotPolicy = SpotPolicy.AUTO
+    after_interruption: bool = False
+    instance_types: tuple[str, ...] = ()
+
+    @classmethod
+    def from_planned(cls, job: PlannedJob, after_interruption: bool = False) -> Requirements:
+        return cls(
+            hardware=tuple(job.hardware),
+            resources=job.resources if not job.hardware else None,
+            workload=job.spec.workload,
+            spot=job.spec.spot,
+            after_interruption=after_interruption,
+            instance_types=() if job.hardware or job.resources else tuple(job.candidates),
+        )
+
+    @classmethod
+    def from_row(
+        cls,
+        spec: Mapping[str, Any],
+        hardware: Sequence[str],
+        candidates: Sequence[str] = (),
+        after_interruption: bool = False,
+    ) -> Requirements:
+        """From a stored job: ``jobs.spec`` (its ``workload`` and ``spot`` keys),
+        ``jobs.hardware`` (``["l4:1", ...]``) and ``jobs.candidates`` (instance type names,
+        used only when ``hardware`` is empty). Raises ``ValueError`` on a bad value."""
+        specs = tuple(parse_spec(str(h)) for h in hardware)
+        return cls(
+            hardware=specs,
+            resources=None,
+            workload=Workload(str(spec.get("workload") or Workload.TEST.value)),
+            spot=SpotPolicy(str(spec.get("spot") or SpotPolicy.AUTO.value)),
+            after_interruption=after_interruption,
+            instance_types=() if specs else tuple(str(c) for c in candidates),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One way to start a job: an instance type in a placement, on a market, at a price.
+
+    ``hardware`` is what the instance type provides, as a spec: ``"l4:4"`` for
+    ``g6.12xlarge``, ``"cpu:8"`` for ``c7i.2xlarge``. ``price_usd_hour`` is the spot price
+    for spot (``estimated``: no spot price known, on-demand x ``SPOT_ESTIMATE``), else the
+    on-demand price.
+    """
+
+    instance_type: str
+    hardware: str
+    placement: Placement
+    market: Market
+    price_usd_hour: float
+    on_demand_usd_hour: float
+    estimated: bool = False
+
+    @property
+    def spot(self) -> bool:
+        return self.market == SPOT
+
+    @property
+    def key(self) -> str:
+        """For "tried ..." messages: ``g6.xlarge spot us-east-1a``."""
+        return f"{self.instance_type} {self.market} {self.placement.az}"

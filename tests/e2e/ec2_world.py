@@ -1,0 +1,169 @@
+"""A world for EC2 end-to-end tests: moto's server on loopback reached through its
+endpoint URL like real EC2, PloyD's EC2 executor, and "instances" simulated by starting
+the real agent locally with the registration token from the user data moto recorded,
+each with its own fake instance metadata service (to deliver spot interruption notices).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import boto3
+from aiohttp import web
+
+from app.adapters.ec2.client import EC2Client
+from app.adapters.ec2.config import EC2Config
+from app.adapters.ec2.userdata import parse_registration
+from app.executors.ec2 import EC2Executor
+from app.executors.ec2_policy import EC2Policy
+from app.store.models import Instance
+from tests.e2e.conftest import Harness
+
+KEYS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+
+
+class FakeIMDS:
+    """IMDSv2 for every simulated instance: /AGENT/latest/... ."""
+
+    def __init__(self) -> None:
+        self.notices: dict[str, str] = {}
+        self.url = ""
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_put("/{agent}/latest/api/token", self._token)
+        app.router.add_get("/{agent}/latest/meta-data/{path:.*}", self._meta)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.url = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _token(self, request: web.Request) -> web.Response:
+        if "X-aws-ec2-metadata-token-ttl-seconds" not in request.headers:
+            return web.Response(status=400)
+        return web.Response(text="imds-token")
+
+    async def _meta(self, request: web.Request) -> web.Response:
+        if request.headers.get("X-aws-ec2-metadata-token") != "imds-token":
+            return web.Response(status=401)
+        agent, path = request.match_info["agent"], request.match_info["path"]
+        if path == "spot/instance-action" and agent in self.notices:
+            return web.Response(text=self.notices[agent])
+        return web.Response(status=404)
+
+
+class EC2World:
+    def __init__(self, moto_url: str, region: str, tmp: Path) -> None:
+        self.moto_url = moto_url
+        self.region = region
+        self.tmp = tmp
+        self.boto: Any = boto3.client("ec2", region_name=region, endpoint_url=moto_url, **KEYS)
+        self.imds = FakeIMDS()
+        self.h: Harness | None = None
+        self.executor: EC2Executor | None = None
+        self.agents: dict[str, asyncio.subprocess.Process] = {}
+        self.boot = True  # simulated instances boot (set False to test boot timeouts)
+        self.launched: list[Instance] = []
+
+    def network(self) -> EC2Config:
+        vpc = self.boto.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
+        subnets = [
+            self.boto.create_subnet(
+                VpcId=vpc, CidrBlock=f"10.9.{i}.0/24", AvailabilityZone=f"{self.region}{az}"
+            )["Subnet"]["SubnetId"]
+            for i, az in enumerate("ab")
+        ]
+        sg = self.boto.create_security_group(GroupName="ployd-runners", Description="r", VpcId=vpc)[
+            "GroupId"
+        ]
+        ami = self.boto.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+        iam = boto3.client("iam", region_name=self.region, endpoint_url=self.moto_url, **KEYS)
+        with contextlib.suppress(iam.exceptions.EntityAlreadyExistsException):
+            iam.create_instance_profile(InstanceProfileName="ployd-runner")
+        return EC2Config(
+            region=self.region,
+            subnets=tuple(subnets),
+            security_group=sg,
+            instance_profile="ployd-runner",
+            amis={"default": ami},
+            endpoint_url=self.moto_url,
+        )
+
+    async def start_executor(self, policy: EC2Policy, config: EC2Config) -> EC2Executor:
+        assert self.h is not None
+        await self.imds.start()
+        client = await EC2Client.open(config, session=dict(KEYS))
+        executor = EC2Executor(
+            self.h.server.services, client, config, policy, server_url=self.h.url, tick_s=0.2
+        )
+        executor.on_launched.append(self._boot)
+        await executor.start()
+        self.executor = executor
+        return executor
+
+    async def _boot(self, row: Instance, _script: str) -> None:
+        """Boot the "instance": the real agent, with the token from the user data that
+        EC2 (moto) recorded for it."""
+        self.launched.append(row)
+        if not self.boot:
+            return
+        raw = self.boto.describe_instance_attribute(
+            InstanceId=row.instance_id, Attribute="userData"
+        )
+        script = base64.b64decode(raw["UserData"]["Value"]).decode()
+        server, token, agent_id = parse_registration(script)
+        env = {**os.environ, "PLOYD_AGENT_TOKEN": token}
+        self.agents[agent_id] = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "app.agent",
+            "--server",
+            server,
+            "--agent-id",
+            agent_id,
+            "--work-dir",
+            str(self.tmp / "machines" / agent_id),
+            "--imds-url",
+            f"{self.imds.url}/{agent_id}",
+            "--kill-grace",
+            "1",
+            env=env,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+
+    def interrupt(self, agent_id: str) -> None:
+        self.imds.notices[agent_id] = '{"action": "terminate", "time": "2026-11-26T23:59:59Z"}'
+
+    def running_managed(self) -> list[dict[str, Any]]:
+        found = self.boto.describe_instances(
+            Filters=[
+                {"Name": "tag:ployd:managed", "Values": ["true"]},
+                {"Name": "instance-state-name", "Values": ["pending", "running"]},
+            ]
+        )
+        return [i for r in found["Reservations"] for i in r["Instances"]]
+
+    async def stop(self) -> None:
+        if self.executor is not None:
+            await self.executor.retire_all("the test is over")
+        for proc in self.agents.values():
+            if proc.returncode is None:
+                proc.terminate()
+        for proc in self.agents.values():
+            await proc.wait()
+        if self.executor is not None:
+            await self.executor.stop()
+        await self.imds.stop()
