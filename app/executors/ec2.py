@@ -164,6 +164,7 @@ class EC2Executor:
 
     async def _reconcile(self, now: datetime) -> None:
         self.passes += 1
+        await self._refresh_prices()
         live = self.machines.live()
         await self._boot_timeouts(live, now)
         live = self.machines.live()
@@ -178,6 +179,23 @@ class EC2Executor:
                 continue
             await self._start_machine(q, now)
         await self._tend_pools(self.machines.live(), now)
+
+    async def _refresh_prices(self) -> None:
+        """Spot prices from `describe_spot_price_history`, cached (refreshed when stale);
+        without them the scheduler estimates from on-demand prices."""
+        assert self.scheduler is not None
+        fleet = self.scheduler.fleet
+        names = [t.name for t in self.services.catalog.types() if fleet.allows(t.cls)]
+        types, azs = self.spot_prices.needs(names, [p.az for p in fleet.placements])
+        if not types:
+            return
+        try:
+            records = await self.ec2.spot_price_history(types, azs)
+        except CloudError as e:
+            log.warning("spot prices unavailable (%s): estimating from on-demand", e)
+            return
+        self.spot_prices.update(records, checked=[(t, az) for t in types for az in azs])
+        self.scheduler.prepare()
 
     def _queued(self) -> list[_Queued]:
         out: list[_Queued] = []

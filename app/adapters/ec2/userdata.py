@@ -28,6 +28,8 @@ import re
 import shlex
 from collections.abc import Sequence
 
+IMDS_URL = "http://169.254.169.254"
+
 # Exit codes of ``python -m app.agent`` after which the machine retires itself:
 # 0: the agent finished (``--once``, or told to stop); 2: the server refused its token
 # (or its arguments were wrong), which no restart can fix. Other codes: systemd restarts
@@ -84,6 +86,8 @@ def user_data(
             q(agent_id),
             "--work-dir",
             q(work_dir),
+            "--imds-url",  # watch for spot interruption notices
+            IMDS_URL,
         ]
     )
     script = f"""#!/bin/bash
