@@ -27,16 +27,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _spot(workload: str, spot: str) -> str:
-    if spot == "always":
-        return "spot"
-    if spot == "never":
-        return "on-demand"
-    if workload == "train":
-        return "on-demand"  # auto: training is not interruptible by default
-    return "spot→on-demand"
-
-
 def main(args: argparse.Namespace) -> int:
     import os
     import sys
@@ -62,13 +52,23 @@ def main(args: argparse.Namespace) -> int:
         for e in exc.errors:
             print(e, file=sys.stderr)
         return 1
-    header = ("JOB", "NEEDS", "WHEN", "HARDWARE", "CANDIDATES", "SPOT", "WORKLOAD", "$/HOUR")
+    from app.core.scheduler import Fleet, Placement, Requirements, Scheduler
+
+    # The scheduler's order in one placement, with list prices (spot prices are estimated
+    # here: the server reads them from EC2).
+    scheduler = Scheduler(catalog, Fleet((Placement("us-east-1", "us-east-1a", "-"),)))
+    header = ("JOB", "NEEDS", "WHEN", "HARDWARE", "SCHEDULER WOULD TRY", "WORKLOAD", "$/HOUR")
     rows: list[tuple[str, ...]] = [header]
     total = 0.0
     for j in expand(config, catalog):
         spec = j.spec
         n = max(args.candidates, 1)
-        cands = ", ".join(j.candidates[:n]) + (", ..." if len(j.candidates) > n else "")
+        tries = scheduler.candidates(Requirements.from_planned(j))
+        shown = [
+            f"{c.instance_type} {c.market} ${c.price_usd_hour:.2f}{'*' if c.estimated else ''}"
+            for c in tries[:n]
+        ]
+        cands = ", ".join(shown) + (f", +{len(tries) - n}" if len(tries) > n else "")
         if j.hardware:
             hw = " | ".join(str(s) for s in j.hardware)
         elif j.resources is not None:
@@ -78,8 +78,8 @@ def main(args: argparse.Namespace) -> int:
         else:
             hw = "-"
         price = "-"
-        if j.candidates:
-            p = catalog.get(j.candidates[0]).price_usd_hour
+        if tries:
+            p = tries[0].price_usd_hour
             price = f"{p:.2f}"
             if spec.when.value != "manual":
                 total += p
@@ -91,7 +91,6 @@ def main(args: argparse.Namespace) -> int:
                 spec.when.value,
                 hw,
                 cands or "(none)",
-                _spot(spec.workload.value, spec.spot.value),
                 spec.workload.value,
                 price,
             )
@@ -100,7 +99,7 @@ def main(args: argparse.Namespace) -> int:
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
     print(
-        f"\n{len(rows) - 1} jobs; on-demand estimate of one run's machines: "
-        f"${total:.2f}/hour (manual jobs excluded; spot is usually 60-70% cheaper)"
+        f"\n{len(rows) - 1} jobs; one run's first-choice machines: ${total:.2f}/hour "
+        "(manual jobs excluded; * spot price estimated: the server reads EC2's)"
     )
     return 0
