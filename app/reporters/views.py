@@ -75,8 +75,8 @@ def job_view(
     if last is not None and state in (JobState.FAILED, JobState.TIMED_OUT, JobState.INTERRUPTED):
         failed_step, log_tail, err_line = failure_details(logs, last)
     waiting = None
-    if state is JobState.QUEUED:
-        waiting = "waiting for a free machine"
+    if state is JobState.QUEUED:  # the executor says why ("waiting for capacity: ...")
+        waiting = job.waiting_reason or "waiting for a free machine"
     return JobView(
         job_id=job.id,
         name=job.name,
@@ -98,7 +98,7 @@ def job_view(
         first_error_line=err_line,
         log_url=log_url(base_url, key, job, tenant_id),
         waiting_reason=waiting,
-        waiting_since=aware(job.queued_at) if waiting else None,
+        waiting_since=aware(job.waiting_since or job.queued_at) if waiting else None,
         skip_reason=job.skip_reason,
         fork_gated=held and not state.final,
         manual=job.when == "manual",
