@@ -17,6 +17,7 @@ from app.executors.base import Executor
 from app.handlers.github.setup import GitHubParts, start_github
 from app.handlers.gitlab.setup import GitLabParts, start_gitlab
 from app.logs.store import LogStore
+from app.metrics import Metrics
 from app.settings import Settings
 from app.store.db import Database
 from app.web.app import make_app
@@ -33,7 +34,12 @@ def build_services(settings: Settings) -> Services:
     logs = LogStore(settings.logs_dir)
     engine = Engine(db, logs, heartbeat_timeout_s=settings.heartbeat_timeout_s)
     catalog = Catalog.load(settings.catalog_file or None)
-    return Services(settings=settings, db=db, engine=engine, logs=logs, catalog=catalog)
+    metrics = Metrics(db)
+    engine.claim_listeners.append(metrics.on_claim)
+    engine.end_listeners.append(metrics.on_end)
+    return Services(
+        settings=settings, db=db, engine=engine, logs=logs, catalog=catalog, metrics=metrics
+    )
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from app import __version__
-from app.web import agent_api, api, logs_page, webhooks_github, webhooks_gitlab
+from app.web import agent_api, api, dashboard, logs_page, webhooks_github, webhooks_gitlab
 from app.web.common import SERVICES, Services
 
 routes = web.RouteTableDef()
@@ -24,6 +24,18 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok", "version": __version__})
 
 
+@routes.get("/metrics")
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus exposition (behind PLOYD_ADMIN_TOKEN when that is set)."""
+    from prometheus_client import CONTENT_TYPE_LATEST
+
+    from app.web.common import require_admin
+
+    require_admin(request)
+    body = request.app[SERVICES].metrics.exposition()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
 def make_app(services: Services) -> web.Application:
     app = web.Application(client_max_size=8 << 20)
     app[SERVICES] = services
@@ -33,4 +45,5 @@ def make_app(services: Services) -> web.Application:
     app.add_routes(logs_page.routes)
     app.add_routes(webhooks_github.routes)
     app.add_routes(webhooks_gitlab.routes)
+    app.add_routes(dashboard.routes)
     return app

@@ -12,6 +12,7 @@ from aiohttp import web
 from app.core.hardware import Catalog
 from app.engine.engine import Engine
 from app.logs.store import LogStore
+from app.metrics import Metrics
 from app.settings import Settings
 from app.store.db import Database
 
@@ -23,6 +24,7 @@ class Services:
     engine: Engine
     logs: LogStore
     catalog: Catalog
+    metrics: Metrics
 
 
 SERVICES = web.AppKey("services", Services)
@@ -74,6 +76,14 @@ async def read_capped(request: web.Request, limit: int) -> bytes | None:
         return None
     body = await request.content.read(limit + 1)
     return None if len(body) > limit else body
+
+
+def refuse(
+    request: web.Request, forge: str, reason: str, status: int, message: str
+) -> web.Response:
+    """Refuse a webhook delivery: counted in ``ployd_webhooks_rejected`` by reason."""
+    services(request).metrics.rejected.labels(forge, reason).inc()
+    return error(status, message)
 
 
 def bearer(request: web.Request) -> str:

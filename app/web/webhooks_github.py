@@ -16,7 +16,7 @@ from aiohttp import web
 
 from app.core.webhooks import verify_github
 from app.store import inbox
-from app.web.common import GITHUB_WORKER, error, read_capped, services
+from app.web.common import GITHUB_WORKER, error, read_capped, refuse, services
 
 routes = web.RouteTableDef()
 
@@ -41,19 +41,27 @@ async def github_webhook(request: web.Request) -> web.Response:
         return error(404, "GitHub is not configured on this PloyD (set PLOYD_GITHUB_APP_ID)")
     body = await read_capped(request, svc.settings.max_webhook_bytes)
     if body is None:
-        return error(413, f"the body is larger than {svc.settings.max_webhook_bytes} bytes")
+        return refuse(
+            request,
+            "github",
+            "too_large",
+            413,
+            f"the body is larger than {svc.settings.max_webhook_bytes} bytes",
+        )
     if not verify_github(body, request.headers.get("X-Hub-Signature-256"), config.webhook_secret):
-        return error(401, "missing or bad X-Hub-Signature-256")
+        return refuse(request, "github", "bad_signature", 401, "missing or bad X-Hub-Signature-256")
     event = request.headers.get("X-GitHub-Event", "")
     delivery = request.headers.get("X-GitHub-Delivery", "")
     if not event or not delivery or len(delivery) > 128:
-        return error(400, "X-GitHub-Event and X-GitHub-Delivery are required")
+        return refuse(
+            request, "github", "malformed", 400, "X-GitHub-Event and X-GitHub-Delivery are required"
+        )
     try:
         payload: Any = json.loads(body)
     except (ValueError, UnicodeDecodeError):
-        return error(400, "the body is not JSON")
+        return refuse(request, "github", "malformed", 400, "the body is not JSON")
     if not isinstance(payload, dict):
-        return error(400, "the body must be a JSON object")
+        return refuse(request, "github", "malformed", 400, "the body must be a JSON object")
     if event == "ping":
         return web.json_response({"ok": True, "zen": payload.get("zen", "")})
     actions = HANDLED.get(event, frozenset())
@@ -63,11 +71,15 @@ async def github_webhook(request: web.Request) -> web.Response:
             status=202,
         )
     if not isinstance(payload.get("installation"), dict):
-        return error(
+        return refuse(
+            request,
+            "github",
+            "no_installation",
             400,
             "this delivery has no 'installation': PloyD must be installed as a GitHub App "
             "(a plain repository webhook is not enough); see README, 'Connect GitHub'",
         )
+    svc.metrics.webhooks.labels("github").inc()
     inbox_id, new = inbox.record(svc.db, "github", delivery, event, payload)
     if not new:
         return web.json_response({"duplicate": delivery}, status=200)

@@ -18,7 +18,7 @@ from aiohttp import web
 
 from app.core.webhooks import verify_token
 from app.store import inbox
-from app.web.common import GITLAB_WORKER, error, read_capped, services
+from app.web.common import GITLAB_WORKER, error, read_capped, refuse, services
 
 routes = web.RouteTableDef()
 
@@ -51,16 +51,28 @@ async def gitlab_webhook(request: web.Request) -> web.Response:
         return error(404, "GitLab is not configured on this PloyD (set PLOYD_GITLAB_TOKEN)")
     body = await read_capped(request, svc.settings.max_webhook_bytes)
     if body is None:
-        return error(413, f"the body is larger than {svc.settings.max_webhook_bytes} bytes")
+        return refuse(
+            request,
+            "gitlab",
+            "too_large",
+            413,
+            f"the body is larger than {svc.settings.max_webhook_bytes} bytes",
+        )
     if not verify_token(request.headers.get("X-Gitlab-Token"), config.webhook_secret):
-        return error(401, "missing or wrong X-Gitlab-Token")
+        return refuse(request, "gitlab", "bad_token", 401, "missing or wrong X-Gitlab-Token")
     event = request.headers.get("X-Gitlab-Event", "")
     try:
         payload: Any = json.loads(body)
     except (ValueError, UnicodeDecodeError):
-        return error(400, "the body is not JSON (is a custom payload template set on the hook?)")
+        return refuse(
+            request,
+            "gitlab",
+            "malformed",
+            400,
+            "the body is not JSON (is a custom payload template set on the hook?)",
+        )
     if not isinstance(payload, dict):
-        return error(400, "the body must be a JSON object")
+        return refuse(request, "gitlab", "malformed", 400, "the body must be a JSON object")
     if not wanted(event, payload):
         return web.json_response({"ignored": event or "no X-Gitlab-Event"}, status=202)
     delivery = (
@@ -68,6 +80,7 @@ async def gitlab_webhook(request: web.Request) -> web.Response:
         or request.headers.get("X-Gitlab-Event-UUID")
         or f"no-id-{uuid.uuid4()}"
     )[:128]
+    svc.metrics.webhooks.labels("gitlab").inc()
     inbox_id, new = inbox.record(svc.db, "gitlab", delivery, event, payload)
     if not new:
         return web.json_response({"duplicate": delivery}, status=200)

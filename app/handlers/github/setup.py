@@ -68,6 +68,11 @@ async def start_github(services: Services, app: web.Application) -> GitHubParts 
         job["mask"].append(token)
 
     services.engine.payload_hooks["github"] = clone_token
+    services.metrics.forge_clients["github"] = lambda: {
+        "calls": client.metrics.calls,
+        "errors": client.metrics.errors,
+        "rate_limit_remaining": client.metrics.rate_limit_remaining,
+    }
     app[GITHUB_WORKER] = worker
     await worker.start()
     return GitHubParts(session=session, client=client, worker=worker, reporter=reporter)

@@ -66,6 +66,11 @@ async def start_gitlab(services: Services, app: web.Application) -> GitLabParts 
             job["mask"].append(clone_token)
 
     services.engine.payload_hooks["gitlab"] = with_token
+    services.metrics.forge_clients["gitlab"] = lambda: {
+        "calls": sum(client.stats.calls.values()),
+        "errors": sum(client.stats.errors.values()),
+        "rate_limit_remaining": None,
+    }
     app[GITLAB_WORKER] = worker
     await worker.start()
     return GitLabParts(client=client, worker=worker, reporter=reporter)
