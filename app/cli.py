@@ -20,6 +20,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("serve", "run the PloyD service (webhooks, API, dispatcher, executor)"),
     "db": ("db", "database migrations (ployd db upgrade)"),
     "github-manifest": ("github_manifest", "print the GitHub App manifest to register PloyD"),
+    "secrets": ("secrets", "a repository's secrets: set (value from stdin), list, delete"),
+    "audit": ("audit", "the audit trail: verify its hash chain, export it as JSON lines"),
 }
 
 

@@ -16,11 +16,15 @@ from app.engine.engine import Engine
 from app.executors.base import Executor
 from app.handlers.github.setup import GitHubParts, start_github
 from app.handlers.gitlab.setup import GitLabParts, start_gitlab
-from app.logs.store import LogStore
+from app.logs.lifecycle import attach_logs, drain_logs
+from app.logs.store import make_log_store
 from app.metrics import Metrics
+from app.policy.setup import security_of
+from app.policy.setup import wire as wire_security
 from app.settings import Settings
 from app.store.db import Database
 from app.web.app import make_app
+from app.web.artifacts_api import TRANSFERS, expire_forever
 from app.web.common import Services
 
 log = logging.getLogger("ployd")
@@ -31,9 +35,11 @@ SWEEP_EVERY_S = 5.0
 def build_services(settings: Settings) -> Services:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     db = Database.connect(settings.db_url, migrate=True)
-    logs = LogStore(settings.logs_dir)
+    logs = make_log_store(settings, db)
     engine = Engine(db, logs, heartbeat_timeout_s=settings.heartbeat_timeout_s)
+    attach_logs(engine, logs)
     catalog = Catalog.load(settings.catalog_file or None)
+    wire_security(settings, db, engine, catalog)  # secrets, quotas, budgets
     metrics = Metrics(db)
     engine.claim_listeners.append(metrics.on_claim)
     engine.end_listeners.append(metrics.on_end)
@@ -67,6 +73,7 @@ class Server:
         if self.executor is not None:
             await self.executor.stop()
         await self.runner.cleanup()
+        await drain_logs(self.services.engine)
         self.services.db.dispose()
 
 
@@ -89,6 +96,7 @@ async def start_server(settings: Settings, services: Services | None = None) -> 
         recovered = services.engine.recover()
         if recovered:
             log.warning("%d attempt(s) were running when PloyD stopped: interrupted", recovered)
+    attach_logs(services.engine, services.logs).recover()  # logs a stopped replica left
     app = make_app(services)
     github = await start_github(services, app)
     gitlab = await start_gitlab(services, app)
@@ -101,6 +109,7 @@ async def start_server(settings: Settings, services: Services | None = None) -> 
     url = f"http://{settings.host}:{port}"
     server = Server(services=services, runner=runner, url=url, github=github, gitlab=gitlab)
     server.tasks.append(asyncio.create_task(_sweeper(services)))
+    server.tasks.append(asyncio.create_task(expire_forever(app[TRANSFERS])))
     if settings.executor == "ec2":
         server.executor = await start_ec2(services)
     elif settings.local_agents > 0:
@@ -160,6 +169,9 @@ async def serve_forever(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    security = security_of(server.services.engine)
+    if security is not None:  # SIGHUP: read PLOYD_POLICY_FILE again
+        loop.add_signal_handler(signal.SIGHUP, security.policy.reload)
     try:
         await stop.wait()
     finally:

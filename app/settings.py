@@ -45,6 +45,32 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise SettingsError(f"{name}={raw!r}: expected true or false")
 
 
+def _size(env: Mapping[str, str], name: str, default: int) -> int:
+    """Bytes in a size like ``5GB`` or ``512MB`` (1 GB = 1024 MB)."""
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    from app.core.durations import parse_size_gb
+
+    try:
+        return int(parse_size_gb(raw) * (1 << 30))
+    except ValueError as e:
+        raise SettingsError(f"{name}: {e}") from None
+
+
+def _duration(env: Mapping[str, str], name: str, default: int) -> int:
+    """Seconds in a duration like ``7d`` or ``12h``."""
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    from app.core.durations import parse_duration
+
+    try:
+        return parse_duration(raw)
+    except ValueError as e:
+        raise SettingsError(f"{name}: {e}") from None
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every setting PloyD reads, with defaults that work on a laptop."""
@@ -66,6 +92,17 @@ class Settings:
     gitlab_git_url: str = ""  # default: each project's own http URL
     gitlab_clone_token: str = field(default="", repr=False)
     max_webhook_bytes: int = 25 << 20
+    # Logs in S3 (PLOYD_S3_BUCKET) instead of PLOYD_DATA_DIR/logs; the AWS endpoint is
+    # shared with EC2 (PLOYD_AWS_REGION, PLOYD_AWS_ENDPOINT_URL).
+    s3_bucket: str = ""
+    s3_prefix: str = ""
+    aws_region: str = ""
+    aws_endpoint_url: str = ""
+    cache_max_bytes: int = 5 << 30  # PLOYD_CACHE_MAX_SIZE: one cache archive at most
+    cache_unused_ttl_s: int = 7 * 24 * 3600  # PLOYD_CACHE_TTL: drop entries unused this long
+    artifact_expire_s: int = 30 * 24 * 3600  # PLOYD_ARTIFACT_EXPIRE_IN: without expire_in
+    kms_key_id: str = ""  # PLOYD_KMS_KEY_ID: seal secrets with KMS data keys (envelope)
+    policy_file: str = ""  # PLOYD_POLICY_FILE: tenants' quotas and budgets (app.policy)
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -94,6 +131,15 @@ class Settings:
             gitlab=_gitlab(env),
             gitlab_git_url=(env.get("PLOYD_GITLAB_GIT_URL") or "").rstrip("/"),
             gitlab_clone_token=env.get("PLOYD_GITLAB_CLONE_TOKEN") or "",
+            s3_bucket=env.get("PLOYD_S3_BUCKET") or "",
+            s3_prefix=env.get("PLOYD_S3_PREFIX") or "",
+            aws_region=env.get("PLOYD_AWS_REGION") or "",
+            aws_endpoint_url=env.get("PLOYD_AWS_ENDPOINT_URL") or "",
+            cache_max_bytes=_size(env, "PLOYD_CACHE_MAX_SIZE", 5 << 30),
+            cache_unused_ttl_s=_duration(env, "PLOYD_CACHE_TTL", 7 * 24 * 3600),
+            artifact_expire_s=_duration(env, "PLOYD_ARTIFACT_EXPIRE_IN", 30 * 24 * 3600),
+            kms_key_id=env.get("PLOYD_KMS_KEY_ID") or "",
+            policy_file=env.get("PLOYD_POLICY_FILE") or "",
         )
         return s
 

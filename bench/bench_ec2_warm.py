@@ -51,7 +51,12 @@ async def run(n: int) -> int:
             repo, stamps = stamped_repo(root, CONFIG)
             world = EC2World(f"http://{host}:{port}", "us-east-2", root)
             config = world.network()
-            settings = Settings(port=0, data_dir=root / "data", local_agents=0, secret_key="k")
+            settings = Settings(
+                port=0,
+                data_dir=root / "data",
+                local_agents=0,
+                secret_key="test-secret-key-0123456789abcdef",
+            )
             server = await start_server(settings)
             async with aiohttp.ClientSession() as http:
                 world.h = Harness(server, http)

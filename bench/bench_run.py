@@ -53,7 +53,9 @@ def time_bash(cwd: Path) -> float:
     for cmd in COMMANDS:
         subprocess.run(
             ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", cmd],
-            cwd=cwd, check=True, stdout=subprocess.DEVNULL,
+            cwd=cwd,
+            check=True,
+            stdout=subprocess.DEVNULL,
         )
     return time.perf_counter() - t0
 
@@ -83,8 +85,10 @@ def main() -> int:
     print(f"ployd run, 3-job echo pipeline a -> b -> c  (n={args.n})")
     print(f"  ployd run median:    {p * 1000:8.1f} ms  (min {min(ployd) * 1000:.1f} ms)")
     print(f"  plain bash median:   {b * 1000:8.1f} ms  (3 x bash -c)")
-    print(f"  overhead:            {overhead * 1000:8.1f} ms  "
-          f"(target < {TARGET_OVERHEAD_S * 1000:.0f} ms)")
+    print(
+        f"  overhead:            {overhead * 1000:8.1f} ms  "
+        f"(target < {TARGET_OVERHEAD_S * 1000:.0f} ms)"
+    )
     print(f"  ratio:               {p / b:8.1f} x")
     if overhead >= TARGET_OVERHEAD_S:
         print("  FAIL: overhead above target")

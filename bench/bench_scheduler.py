@@ -58,12 +58,30 @@ TARGET_P99_S = 0.005
 N_TYPES = 200
 
 CPU_FAMILIES = {  # family -> (GB per vCPU, USD per vCPU hour)
-    "c5": (2, 0.0425), "c6i": (2, 0.0425), "c7i": (2, 0.0446), "c7a": (2, 0.0513),
-    "m5": (4, 0.048), "m6i": (4, 0.048), "m7i": (4, 0.0504), "m7a": (4, 0.0580),
-    "r5": (8, 0.063), "r6i": (8, 0.063), "r7i": (8, 0.0662), "r7a": (8, 0.0761),
+    "c5": (2, 0.0425),
+    "c6i": (2, 0.0425),
+    "c7i": (2, 0.0446),
+    "c7a": (2, 0.0513),
+    "m5": (4, 0.048),
+    "m6i": (4, 0.048),
+    "m7i": (4, 0.0504),
+    "m7a": (4, 0.0580),
+    "r5": (8, 0.063),
+    "r6i": (8, 0.063),
+    "r7i": (8, 0.0662),
+    "r7a": (8, 0.0761),
 }
-CPU_SIZES = {"large": 2, "xlarge": 4, "2xlarge": 8, "4xlarge": 16, "8xlarge": 32,
-             "12xlarge": 48, "16xlarge": 64, "24xlarge": 96, "48xlarge": 192}
+CPU_SIZES = {
+    "large": 2,
+    "xlarge": 4,
+    "2xlarge": 8,
+    "4xlarge": 16,
+    "8xlarge": 32,
+    "12xlarge": 48,
+    "16xlarge": 64,
+    "24xlarge": 96,
+    "48xlarge": 192,
+}
 ACCEL = {  # class -> (GB per accelerator, USD per accelerator hour, counts by size)
     "t4": (16, 0.53, [1, 1, 1, 1, 4, 8, 1, 4, 8]),
     "l4": (24, 0.80, [1, 1, 1, 1, 4, 4, 8, 1, 8]),
@@ -77,19 +95,34 @@ ACCEL = {  # class -> (GB per accelerator, USD per accelerator hour, counts by s
     "trainium": (32, 1.34, [1, 16, 1, 16, 4, 8, 2, 16, 1]),
     "inferentia": (32, 0.76, [1, 1, 6, 12, 1, 6, 12, 2, 4]),
 }
-AZS = [("us-east-1", "us-east-1a"), ("us-east-1", "us-east-1b"), ("us-east-1", "us-east-1c"),
-       ("us-west-2", "us-west-2a"), ("us-west-2", "us-west-2b"), ("us-west-2", "us-west-2c")]
+AZS = [
+    ("us-east-1", "us-east-1a"),
+    ("us-east-1", "us-east-1b"),
+    ("us-east-1", "us-east-1c"),
+    ("us-west-2", "us-west-2a"),
+    ("us-west-2", "us-west-2b"),
+    ("us-west-2", "us-west-2c"),
+]
 
 
 def build_catalog() -> Catalog:
     base = Catalog.default()
-    classes = {c: {"kind": base.hardware_class(c).kind, "tier": base.hardware_class(c).tier}
-               for c in base.classes()}
+    classes = {
+        c: {"kind": base.hardware_class(c).kind, "tier": base.hardware_class(c).tier}
+        for c in base.classes()
+    }
     rows: list[dict[str, Any]] = []
     for fam, (gb, usd) in CPU_FAMILIES.items():
         for size, vcpus in CPU_SIZES.items():
-            rows.append({"name": f"{fam}.{size}", "class": "cpu", "vcpus": vcpus,
-                         "memory_gb": vcpus * gb, "price_usd_hour": round(vcpus * usd, 4)})
+            rows.append(
+                {
+                    "name": f"{fam}.{size}",
+                    "class": "cpu",
+                    "vcpus": vcpus,
+                    "memory_gb": vcpus * gb,
+                    "price_usd_hour": round(vcpus * usd, 4),
+                }
+            )
     i = 0
     while len(rows) < N_TYPES:
         cls = list(ACCEL)[i % len(ACCEL)]
@@ -97,9 +130,17 @@ def build_catalog() -> Catalog:
         gb, usd, counts = ACCEL[cls]
         n = counts[size % len(counts)]
         vcpus = 8 * n + 4 * (size % 3)
-        rows.append({"name": f"{cls}-g{size}.{n}x", "class": cls, "accelerators": n,
-                     "accelerator_memory_gb": gb, "vcpus": vcpus, "memory_gb": 8 * vcpus,
-                     "price_usd_hour": round(n * usd * (1 + 0.07 * size), 4)})
+        rows.append(
+            {
+                "name": f"{cls}-g{size}.{n}x",
+                "class": cls,
+                "accelerators": n,
+                "accelerator_memory_gb": gb,
+                "vcpus": vcpus,
+                "memory_gb": 8 * vcpus,
+                "price_usd_hour": round(n * usd * (1 + 0.07 * size), 4),
+            }
+        )
         i += 1
     return Catalog.from_data({"classes": classes, "instance_types": rows}, where="synthetic")
 
@@ -113,9 +154,15 @@ def build_prices(catalog: Catalog, rng: random.Random, clock: list[float]) -> Sp
 def refresh_prices(sp: SpotPrices, catalog: Catalog, rng: random.Random) -> None:
     ts = datetime.now(UTC)
     records = [
-        {"InstanceType": t.name, "AvailabilityZone": az, "Timestamp": ts,
-         "SpotPrice": f"{t.price_usd_hour * rng.uniform(0.2, 1.1):.4f}"}
-        for t in catalog.types() for _, az in AZS if rng.random() < 0.7
+        {
+            "InstanceType": t.name,
+            "AvailabilityZone": az,
+            "Timestamp": ts,
+            "SpotPrice": f"{t.price_usd_hour * rng.uniform(0.2, 1.1):.4f}",
+        }
+        for t in catalog.types()
+        for _, az in AZS
+        if rng.random() < 0.7
     ]
     sp.update(records, checked=[(t.name, az) for t in catalog.types() for _, az in AZS])
 
@@ -152,8 +199,9 @@ def build_jobs(catalog: Catalog, n: int, rng: random.Random) -> list[Requirement
                     memory_gb=rng.choice([None, 32, 64, 256]),
                 )
             else:
-                resources = Resources(cpu=rng.choice([2, 4, 8, 16, 64]),
-                                      memory_gb=rng.choice([None, 8, 32, 128]))
+                resources = Resources(
+                    cpu=rng.choice([2, 4, 8, 16, 64]), memory_gb=rng.choice([None, 8, 32, 128])
+                )
         else:  # a job row planned from resources: the candidate names only
             pool = [t.name for t in catalog.types()]
             names = tuple(rng.sample(pool, rng.randint(1, 30)))
@@ -224,26 +272,36 @@ def main() -> int:
 
     base = baseline(catalog)
     ms = 1000.0
-    print(f"catalog: {N_TYPES} instance types, {len(fleet.placements)} placements; "
-          f"{len(jobs)} jobs, {shapes} distinct requirement shapes")
-    print(f"candidates per job: mean {statistics.mean(sizes):.0f}, max {max(sizes)}, "
-          f"{empty} jobs with none")
+    print(
+        f"catalog: {N_TYPES} instance types, {len(fleet.placements)} placements; "
+        f"{len(jobs)} jobs, {shapes} distinct requirement shapes"
+    )
+    print(
+        f"candidates per job: mean {statistics.mean(sizes):.0f}, max {max(sizes)}, "
+        f"{empty} jobs with none"
+    )
     print(f"baseline: sorted(200 types by price) once: {base * 1e6:.1f} us")
-    print(f"prepare() (shared candidate table, {len(prepares)} times: start + each price "
-          f"refresh): median {statistics.median(prepares) * ms:.2f} ms, "
-          f"max {max(prepares) * ms:.2f} ms")
+    print(
+        f"prepare() (shared candidate table, {len(prepares)} times: start + each price "
+        f"refresh): median {statistics.median(prepares) * ms:.2f} ms, "
+        f"max {max(prepares) * ms:.2f} ms"
+    )
     ok = True
-    for label, times in (("queue (in order, per-shape caches warm as they go)", queue),
-                         ("first sight (no per-shape cache, every 5th job)", first)):
+    for label, times in (
+        ("queue (in order, per-shape caches warm as they go)", queue),
+        ("first sight (no per-shape cache, every 5th job)", first),
+    ):
         wall = [w for w, _ in times]
         cpu = [c for _, c in times]
         p50, p99, worst = pct(wall, 50), pct(wall, 99), max(wall)
         met = p99 < TARGET_P99_S
         ok = ok and met
-        print(f"{label}: p50 {p50 * ms:.3f} ms, p99 {p99 * ms:.3f} ms, max {worst * ms:.2f} ms "
-              f"(cpu p50 {pct(cpu, 50) * ms:.3f} ms, p99 {pct(cpu, 99) * ms:.3f} ms); "
-              f"p99 = {p99 / base:.1f}x baseline -> "
-              f"{'meets' if met else 'MISSES'} p99 < {TARGET_P99_S * ms:.0f} ms")
+        print(
+            f"{label}: p50 {p50 * ms:.3f} ms, p99 {p99 * ms:.3f} ms, max {worst * ms:.2f} ms "
+            f"(cpu p50 {pct(cpu, 50) * ms:.3f} ms, p99 {pct(cpu, 99) * ms:.3f} ms); "
+            f"p99 = {p99 / base:.1f}x baseline -> "
+            f"{'meets' if met else 'MISSES'} p99 < {TARGET_P99_S * ms:.0f} ms"
+        )
     return 0 if ok else 1
 
 

@@ -55,11 +55,14 @@ def job_text(i: int, total: int) -> str:
     if i % 7 == 0:
         lines += ["    workload: train", "    spot: never", "    timeout: 2h"]
     if i % 11 == 0:
-        lines += ["    cache:", f"      key: pip-{i}-${{{{ hashFiles('requirements.txt') }}}}",
-                  "      paths: [~/.cache/pip]"]
+        lines += [
+            "    cache:",
+            f"      key: pip-{i}-${{{{ hashFiles('requirements.txt') }}}}",
+            "      paths: [~/.cache/pip]",
+        ]
     lines += [
         "    env:",
-        f"      JOB: \"{i}\"",
+        f'      JOB: "{i}"',
         "    retry:",
         "      max: 1",
         "      when: [spot_interruption, no_capacity]",

@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from app.agent import runner, workspace
+from app.agent import runner, transfer, workspace
 from app.agent.client import AgentClient, AttemptGone, ProtocolError, Unavailable
 
 log = logging.getLogger("ployd.agent")
@@ -171,6 +171,15 @@ class Agent:
                 "reason": "infrastructure",
                 "error": error,
             }
+        xfer = transfer.JobTransfers(
+            self.client,
+            job_run.attempt_id,
+            job_run.token,
+            job_run.send_log,
+            workspace=path,
+            scratch=self.work_dir,
+        )
+        cached = await xfer.restore_cache(job.get("cache"))
         steps = [runner.StepSpec.from_json(s) for s in job.get("steps", [])]
         result = await runner.run_steps(
             steps,
@@ -184,6 +193,9 @@ class Agent:
             cancel=cancel,
             kill_grace_s=self.kill_grace_s,
         )
+        if result.result != runner.CANCELLED and not job_run.gone:  # also after a failure
+            await xfer.upload_artifacts(job.get("artifacts"))
+            await xfer.save_cache(job.get("cache"), cached, result.result == runner.SUCCEEDED)
         return {
             "result": result.result,
             "exit_code": result.exit_code,

@@ -32,6 +32,11 @@ from app.store.db import Database
 from app.store.models import Attempt, AuditRecord, Job, Pipeline, Repository, Tenant, utcnow
 
 SecretsProvider = Callable[[Pipeline, Job], dict[str, str]]
+# (session, queued attempt) -> why its job may not run at all (it fails with that
+# message before any machine starts: a missing secret, a policy refusal), or None.
+Gate = Callable[[Session, Attempt], str | None]
+# (session, queued attempt) -> why it must wait (a tenant's quota), or None: admitted.
+Admission = Callable[[Session, Attempt], str | None]
 Listener = Callable[[set[int]], None]
 # Called with a claim's answer before it goes to the agent: a forge adapter adds what
 # only it can (a short-lived clone token), in place.
@@ -137,6 +142,8 @@ class Engine:
         self.authenticators: list[Authenticator] = [self._local_agent]
         self.claim_listeners: list[ClaimListener] = []
         self.end_listeners: list[EndListener] = []
+        self.gates: list[Gate] = []
+        self.admission: Admission | None = None
         self._agent_tokens: set[str] = set()
         self._postgres = db.engine.dialect.name == "postgresql"
         self.closing = False
@@ -146,6 +153,7 @@ class Engine:
         self.closing = True
         self.queued.notify()
         self.cancels.notify()
+        self.log_appended.notify()  # live log tails (SSE) end too
 
     # ---- bookkeeping ------------------------------------------------------------------
 
@@ -155,7 +163,53 @@ class Engine:
         changes = Changes()
         with self.db.session() as s:
             yield s, changes
+            if changes.queued and self.gates:
+                self._gate(s, changes)
         self._after(changes)
+
+    def _gate(self, s: Session, changes: Changes) -> None:
+        """Jobs queued in this unit of work that may not run end ``failed`` now, before
+        any machine is started or claims them (a refusal can queue other jobs: again)."""
+        seen: set[int] = set()
+        while True:
+            s.flush()
+            queued = s.scalars(
+                select(Attempt)
+                .join(Attempt.job)
+                .where(
+                    Attempt.state == AttemptState.QUEUED.value,
+                    Job.pipeline_id.in_(changes.pipelines),
+                )
+                .order_by(Attempt.id)
+            ).all()
+            fresh = [a for a in queued if a.id not in seen]
+            if not fresh:
+                return
+            for attempt in fresh:
+                seen.add(attempt.id)
+                why = next((w for g in self.gates if (w := g(s, attempt)) is not None), None)
+                if why is not None:
+                    self._refuse(s, attempt, why, changes)
+
+    def _refuse(self, s: Session, attempt: Attempt, why: str, changes: Changes) -> None:
+        """End a queued attempt (and its job) ``failed`` without running it. The state
+        machines have no queued -> failed edge: walk the legal path, then clear the
+        start times that no machine ever set."""
+        job = attempt.job
+        job_started = job.started_at
+        now = utcnow()
+        for a_state, j_state in (
+            (AttemptState.DISPATCHING, JobState.DISPATCHING),
+            (AttemptState.RUNNING, JobState.RUNNING),
+        ):
+            progress.set_attempt_state(attempt, a_state, now)
+            progress.set_job_state(job, j_state, now)
+        attempt.started_at = None
+        job.started_at = job_started
+        job.waiting_reason = None
+        job.waiting_since = None
+        progress.end_attempt(s, attempt, AttemptState.FAILED, None, changes, error=why)
+        attempt.end_reason = "refused"
 
     def _after(self, changes: Changes) -> None:
         if changes.queued:
@@ -172,7 +226,11 @@ class Engine:
     def audit(
         self, s: Session, actor: str, action: str, target: str, forge: str = "local", **details: Any
     ) -> None:
-        s.add(AuditRecord(actor=actor, forge=forge, action=action, target=target, details=details))
+        from app.audit.chain import append
+
+        append(
+            s, AuditRecord(actor=actor, forge=forge, action=action, target=target, details=details)
+        )
 
     # ---- pipelines --------------------------------------------------------------------
 
@@ -280,6 +338,7 @@ class Engine:
                 ref=ref,
                 sha=sha,
                 repo=repo.full_name,
+                event_id=event_id,
             )
             pipeline_id = pipeline.id
         return pipeline_id
@@ -308,8 +367,11 @@ class Engine:
     def check_agent_token(self, token: str) -> None:
         self.authenticate(token, "-")
 
-    def _pick(self, s: Session, who: AgentIdentity) -> Attempt | None:
-        """The oldest queued attempt this agent may run (its own first, if it has one)."""
+    def _pick(
+        self, s: Session, who: AgentIdentity, changes: Changes | None = None
+    ) -> Attempt | None:
+        """The oldest queued attempt this agent may run (its own first, if it has one)
+        and that its tenant's quotas admit (one that waits says why)."""
         q = (
             select(Attempt)
             .join(Attempt.job)
@@ -323,18 +385,60 @@ class Engine:
         queued = list(s.scalars(q))
         queued.sort(key=lambda a: a.id != who.prefer_attempt)
         for attempt in queued:
-            if who.accepts is None or who.accepts(attempt.job, attempt.job.pipeline):
+            accepted = who.accepts is None or who.accepts(attempt.job, attempt.job.pipeline)
+            if accepted and self._admit(s, attempt, changes) is None:
                 return attempt
         return None
+
+    def _admit(self, s: Session, attempt: Attempt, changes: Changes | None) -> str | None:
+        """Why a queued attempt must wait (recorded on its job), or None: admitted."""
+        if self.admission is None:
+            return None
+        why = self.admission(s, attempt)
+        job = attempt.job
+        if why is not None and job.waiting_reason != why:
+            job.waiting_reason = why
+            job.waiting_since = job.waiting_since or utcnow()
+            if changes is not None:
+                changes.pipelines.add(job.pipeline_id)
+        return why
+
+    def admitted(self, attempt_id: int) -> bool:
+        """Whether a queued attempt may start now under its tenant's quotas: executors
+        ask before starting a machine for it (a waiting one says why on its job)."""
+        if self.admission is None:
+            return True
+        with self._work() as (s, changes):
+            attempt = s.get(Attempt, attempt_id)
+            if attempt is None or attempt.state != AttemptState.QUEUED:
+                return False
+            return self._admit(s, attempt, changes) is None
 
     def _claim_now(self, who: AgentIdentity) -> dict[str, Any] | None:
         agent_id = who.agent_id
         with self._work() as (s, changes):
-            attempt = self._pick(s, who)
+            attempt = self._pick(s, who, changes)
             if attempt is None:
                 return None
             job = attempt.job
             pipeline = job.pipeline
+            # A fork's pull request never receives secrets.
+            try:
+                secrets = {} if pipeline.fork else self.secrets(pipeline, job)
+            except Exception as e:  # a reference that cannot be resolved: the job fails
+                self._refuse(s, attempt, f"its secrets could not be read: {e}", changes)
+                return None
+            if secrets:  # names only, never values
+                self.audit(
+                    s,
+                    agent_id,
+                    "secret.read",
+                    f"job:{job.id}",
+                    forge=pipeline.forge,
+                    names=sorted(secrets),
+                    attempt=attempt.id,
+                    repo=pipeline.repository.full_name,
+                )
             now = utcnow()
             progress.set_attempt_state(attempt, AttemptState.DISPATCHING, now)
             progress.set_job_state(job, JobState.DISPATCHING, now)
@@ -349,8 +453,6 @@ class Engine:
             attempt.heartbeat_at = now
             attempt.log_path = self.logs.path_for(pipeline.id, job.id, attempt.id)
             attempt.hardware = list(job.hardware)
-            # A fork's pull request never receives secrets.
-            secrets = {} if pipeline.fork else self.secrets(pipeline, job)
             payload = agent_payload(pipeline, job, attempt, secrets)
             changes.pipelines.add(pipeline.id)
             result = {"attempt_id": attempt.id, "job_token": token, "job": payload}
@@ -410,7 +512,9 @@ class Engine:
             if seq > attempt.log_seq:
                 raise OutOfOrder(attempt.log_seq)
             if seq == attempt.log_seq and attempt.log_path:
-                attempt.log_size = self.logs.append(attempt.log_path, data.encode())
+                attempt.log_size = self.logs.append(
+                    attempt.log_path, data.encode(), seq=seq, session=s
+                )
                 attempt.log_seq = seq + 1
             cancel = attempt.cancel_requested
         self.log_appended.notify()

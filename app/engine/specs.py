@@ -34,7 +34,21 @@ def job_spec(job: PlannedJob) -> dict[str, Any]:
         "spot": s.spot.value,
         "image": s.image,
         "disk_gb": _disk_gb(job),
+        "cache": _cache_spec(job),
+        "artifacts": (
+            {"paths": list(s.artifacts.paths), "expire_in_s": s.artifacts.expire_in_s}
+            if s.artifacts is not None and s.artifacts.paths
+            else None
+        ),
     }
+
+
+def _cache_spec(job: PlannedJob) -> dict[str, Any] | None:
+    """``cache`` with ``${{ matrix.K }}`` expanded; ``hashFiles`` is left to the agent."""
+    cache = job.cache if job.cache is not None else job.spec.cache
+    if cache is None or not cache.key or not cache.paths:
+        return None
+    return {"key": cache.key, "paths": list(cache.paths), "restore_keys": list(cache.restore_keys)}
 
 
 def _disk_gb(job: PlannedJob) -> int | None:
@@ -91,4 +105,11 @@ def agent_payload(
         "secrets": secrets,
         "mask": [],  # more values to mask in the log (a forge adapter's clone token)
         "steps": [{"index": i, **step} for i, step in enumerate(spec.get("steps", []))],
+        # Forks' pipelines neither read nor write caches (docs/agent-protocol.md).
+        "cache": (
+            {**spec["cache"], "read": not pipeline.fork, "write": not pipeline.fork}
+            if spec.get("cache")
+            else None
+        ),
+        "artifacts": spec.get("artifacts"),
     }

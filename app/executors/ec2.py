@@ -209,6 +209,8 @@ class EC2Executor:
                 .limit(500)
             )
             for a in rows:
+                if not self.engine.admitted(a.id):  # over its tenant's quota: it waits
+                    continue
                 job = a.job
                 spot_lost = any(x.end_reason == "spot_interruption" for x in job.attempts)
                 try:

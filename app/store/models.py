@@ -7,12 +7,14 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -187,6 +189,10 @@ class AuditRecord(Base):
     action: Mapped[str] = mapped_column(String(64))
     target: Mapped[str] = mapped_column(Text, default="")
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # The chain (``app.audit.chain``): the previous record's hash, and this one's over
+    # its fields and ``prev_hash``; a changed or deleted record breaks it.
+    prev_hash: Mapped[str] = mapped_column(String(64), default="")
+    hash: Mapped[str] = mapped_column(String(64), default="")
 
 
 class ForgeReport(Base):
@@ -233,3 +239,100 @@ class Instance(Base):
     registered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     idle_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     terminated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class Artifact(Base):
+    """A file a job kept (``artifacts.paths``), uploaded by the agent after its steps.
+    ``storage_key`` names the blob in the artifact store (S3 or the data directory);
+    ``state`` is ``pending`` until the upload is confirmed, then ``ready``."""
+
+    __tablename__ = "artifacts"
+    __table_args__ = (
+        UniqueConstraint("attempt_id", "path"),
+        Index("ix_artifacts_expires_at", "expires_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    attempt_id: Mapped[int] = mapped_column(ForeignKey("attempts.id"), index=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), index=True)
+    path: Mapped[str] = mapped_column(String(1024))
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    storage_key: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class CacheEntry(Base):
+    """A saved cache (``cache.key``) of one repository: never shared across repositories,
+    so never across tenants. ``state`` is ``pending`` while it uploads, then ``ready``."""
+
+    __tablename__ = "cache_entries"
+    __table_args__ = (UniqueConstraint("repository_id", "key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    repository_id: Mapped[int] = mapped_column(ForeignKey("repositories.id"), index=True)
+    key: Mapped[str] = mapped_column(String(512))
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    storage_key: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    attempt_id: Mapped[int | None] = mapped_column(Integer, nullable=True)  # who saved it
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_used_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Secret(Base):
+    """A repository's secret: a value encrypted at rest (``app.secrets.crypto``) or a
+    reference (``aws-sm:...``, ``aws-ssm:...``) resolved when a job is dispatched.
+    ``branch`` is a branch pattern ("" = every branch)."""
+
+    __tablename__ = "secrets"
+    __table_args__ = (UniqueConstraint("repository_id", "name", "branch"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
+    repository_id: Mapped[int] = mapped_column(ForeignKey("repositories.id"), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    branch: Mapped[str] = mapped_column(String(255), default="")
+    kind: Mapped[str] = mapped_column(String(16), default="value")  # value | reference
+    reference: Mapped[str | None] = mapped_column(Text, nullable=True)
+    ciphertext: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    key_id: Mapped[str] = mapped_column(String(255), default="")  # which key sealed it
+    wrapped_key: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)  # KMS
+    updated_by: Mapped[str] = mapped_column(String(255), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    repository: Mapped[Repository] = relationship()
+
+
+class TenantPolicy(Base):
+    """A tenant's policy as set through the admin API (it overrides the policy file)."""
+
+    __tablename__ = "tenant_policies"
+
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
+    policy: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    updated_by: Mapped[str] = mapped_column(String(255), default="")
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class LogChunk(Base):
+    """A running attempt's log chunk, kept here when logs live in S3 (several replicas may
+    receive one attempt's chunks); when the attempt ends its chunks become one S3 object
+    and these rows are deleted. ``offset`` and ``lines`` (newlines before the chunk) let
+    a byte range and a line number be found without reading the log from its start."""
+
+    __tablename__ = "log_chunks"
+    __table_args__ = (UniqueConstraint("attempt_id", "seq"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    attempt_id: Mapped[int] = mapped_column(ForeignKey("attempts.id"))
+    seq: Mapped[int] = mapped_column(Integer)
+    offset: Mapped[int] = mapped_column(BigInteger)
+    size: Mapped[int] = mapped_column(Integer)
+    lines: Mapped[int] = mapped_column(BigInteger)
+    newlines: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = mapped_column(LargeBinary)

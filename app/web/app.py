@@ -5,7 +5,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from app import __version__
-from app.web import agent_api, api, dashboard, logs_page, webhooks_github, webhooks_gitlab
+from app.web import agent_api, api, dashboard, logs, webhooks_github, webhooks_gitlab
+from app.web.admin_api import install as install_admin
+from app.web.artifacts_api import install as install_artifacts
 from app.web.common import SERVICES, Services
 
 routes = web.RouteTableDef()
@@ -42,8 +44,10 @@ def make_app(services: Services) -> web.Application:
     app.add_routes(routes)
     app.add_routes(api.routes)
     app.add_routes(agent_api.routes)
-    app.add_routes(logs_page.routes)
+    app.add_routes(logs.routes)
     app.add_routes(webhooks_github.routes)
     app.add_routes(webhooks_gitlab.routes)
     app.add_routes(dashboard.routes)
+    install_artifacts(app, services)
+    install_admin(app, services)  # secrets, tenants' policies and spend
     return app

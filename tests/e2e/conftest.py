@@ -210,7 +210,7 @@ def ec2_world(
             data_dir=tmp_path / "data",
             database_url=db_url,
             local_agents=0,
-            secret_key="k",
+            secret_key="test-secret-key-0123456789abcdef",
         )
         server = await start_server(settings)
         async with aiohttp.ClientSession() as http:

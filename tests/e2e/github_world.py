@@ -55,7 +55,7 @@ class GitHubWorld:
             database_url=db_url,
             local_agents=agents,
             public_url="http://ployd.test",
-            secret_key="test-secret-key",
+            secret_key="test-secret-key-0123456789abcdef",
             github=GitHubAppConfig(
                 app_id=self.fake.app_id,
                 private_key_pem=self.fake.private_key_pem,

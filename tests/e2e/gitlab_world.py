@@ -36,7 +36,7 @@ class GitLabWorld:
             database_url=db_url,
             local_agents=agents,
             public_url="http://ployd.test",
-            secret_key="k",
+            secret_key="test-secret-key-0123456789abcdef",
             gitlab=GitLabConfig(url=self.fake.url, token=self.fake.token, webhook_secret=SECRET),
             gitlab_git_url=self.git_root.as_uri(),
         )

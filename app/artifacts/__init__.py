@@ -1,0 +1,1 @@
+"""Artifacts: files a job keeps, uploaded by the agent, listed on the log page, expired."""

@@ -1,0 +1,280 @@
+"""Where tenants' policy is enforced.
+
+- At queue time (the engine's gates, ``PolicyBook.gate``): a job asking for a hardware
+  class the tenant may not use, a timeout above its maximum, or whose estimated cost
+  (the hourly price of its first candidate x its timeout) would take the month's spend
+  past the budget, fails before any machine starts, with the figures.
+- At claim time and before an executor starts a machine (the engine's admission hook,
+  ``PolicyBook.admission``): a job over a concurrency quota waits, first come first
+  served, and its check run or status says which limit and how many jobs are ahead.
+
+The effective policy of a tenant is the admin API's (``tenant_policies``) over the
+file's entry for it, over the file's defaults; a field unset everywhere is no limit.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
+
+from app.audit.chain import append
+from app.core.durations import format_duration
+from app.core.hardware import Catalog, parse_spec
+from app.core.states import AttemptState
+from app.policy.model import Policy, PolicyError, PolicyFile, load_file, parse_policy
+from app.store.models import (
+    Attempt,
+    AuditRecord,
+    Job,
+    Pipeline,
+    Repository,
+    Tenant,
+    TenantPolicy,
+    utcnow,
+)
+
+log = logging.getLogger("ployd.policy")
+
+LIVE = (AttemptState.DISPATCHING.value, AttemptState.RUNNING.value)
+QUOTA_LOCK = 0x504C4F59  # "PLOY": pg_advisory_xact_lock(QUOTA_LOCK, tenant id), int4 each
+
+
+def job_class(hardware: list[Any] | None) -> str:
+    """The hardware class a job counts against: that of its first preference."""
+    if not hardware:
+        return "cpu"
+    try:
+        return parse_spec(str(hardware[0])).cls
+    except ValueError:
+        return "cpu"
+
+
+def month_start(now: datetime | None = None) -> datetime:
+    now = (now or utcnow()).astimezone(UTC)
+    return now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+@dataclass(frozen=True)
+class Spend:
+    tenant_id: int
+    month: str  # 2026-11
+    spent_usd: float  # costs of this month's ended attempts
+    running_usd: float  # accrued so far by attempts still running (not yet in spent)
+    budget: float | None
+    warn_at: float | None
+
+    @property
+    def warning(self) -> bool:
+        if self.budget is None or self.warn_at is None:
+            return False
+        return self.spent_usd + self.running_usd >= self.budget * self.warn_at
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "tenant_id": self.tenant_id,
+            "month": self.month,
+            "spent_usd": round(self.spent_usd, 4),
+            "running_usd": round(self.running_usd, 4),
+            "budget_usd": self.budget,
+            "warn_at": self.warn_at,
+            "warning": self.warning,
+            "over_budget": self.budget is not None and self.spent_usd >= self.budget,
+        }
+
+
+class PolicyBook:
+    """The policies in force: the operator's file, and the admin API's overrides."""
+
+    def __init__(self, catalog: Catalog, path: str = "", file: PolicyFile | None = None) -> None:
+        self.catalog = catalog
+        self.path = path
+        self.file = file or (load_file(path, catalog.classes()) if path else PolicyFile())
+
+    def reload(self) -> bool:
+        """Read the policy file again (SIGHUP); a bad file is reported, the old one kept."""
+        if not self.path:
+            return False
+        try:
+            self.file = load_file(self.path, self.catalog.classes())
+        except PolicyError as e:
+            log.error("policy file not reloaded, the previous one stays in force: %s", e)
+            return False
+        log.info("policy file %s reloaded", self.path)
+        return True
+
+    # ---- policies ---------------------------------------------------------------------
+
+    def policy_for(self, s: Session, tenant: Tenant) -> tuple[Policy, str]:
+        """The tenant's effective policy and where it comes from."""
+        base, source = self.file.for_tenant(tenant.forge, tenant.external_id, tenant.name)
+        row = s.get(TenantPolicy, tenant.id)
+        if row is None:
+            return base, source
+        stored = parse_policy(row.policy, f"tenant {tenant.id}", self.catalog.classes())
+        return stored.over(base), f"api (over {source})"
+
+    def set_policy(self, s: Session, tenant: Tenant, data: Any, actor: str) -> Policy:
+        """Store a tenant's policy (the admin API); PolicyError when invalid. Audited."""
+        policy = parse_policy(data, "policy", self.catalog.classes())
+        row = s.get(TenantPolicy, tenant.id)
+        if row is None:
+            row = TenantPolicy(tenant_id=tenant.id)
+            s.add(row)
+        before = dict(row.policy or {})
+        row.policy = policy.as_json()
+        row.updated_by = actor
+        row.updated_at = utcnow()
+        s.flush()
+        append(
+            s,
+            AuditRecord(
+                actor=actor,
+                forge=tenant.forge,
+                action="policy.set",
+                target=f"tenant:{tenant.id}",
+                details={"before": before, "after": row.policy},
+            ),
+        )
+        return policy
+
+    # ---- spend ------------------------------------------------------------------------
+
+    def spend(self, s: Session, tenant: Tenant, now: datetime | None = None) -> Spend:
+        now = now or utcnow()
+        start = month_start(now)
+        base = (
+            select(Attempt)
+            .join(Attempt.job)
+            .join(Job.pipeline)
+            .join(Pipeline.repository)
+            .where(Repository.tenant_id == tenant.id, Attempt.claimed_at >= start)
+        )
+        spent = s.scalar(
+            select(func.coalesce(func.sum(Attempt.cost), 0.0))
+            .join(Attempt.job)
+            .join(Job.pipeline)
+            .join(Pipeline.repository)
+            .where(Repository.tenant_id == tenant.id, Attempt.claimed_at >= start)
+        )
+        running = 0.0
+        for a in s.scalars(base.where(Attempt.state.in_(LIVE))):
+            if a.price_hourly and a.claimed_at is not None:
+                claimed = a.claimed_at if a.claimed_at.tzinfo else a.claimed_at.replace(tzinfo=UTC)
+                running += a.price_hourly * max(0.0, (now - claimed).total_seconds()) / 3600
+        policy, _ = self.policy_for(s, tenant)
+        return Spend(
+            tenant_id=tenant.id,
+            month=start.strftime("%Y-%m"),
+            spent_usd=float(spent or 0.0),
+            running_usd=running,
+            budget=policy.budget.monthly_usd if policy.budget else None,
+            warn_at=policy.budget.warn_at if policy.budget else None,
+        )
+
+    def estimate(self, job: Job) -> tuple[float, str]:
+        """A job's estimated cost: its first candidate's hourly price x its timeout."""
+        timeout = int(job.spec.get("timeout_s", 1800))
+        name = str(job.candidates[0]) if job.candidates else ""
+        try:
+            price = self.catalog.get(name).price_usd_hour if name else 0.0
+        except (KeyError, ValueError):
+            price = 0.0
+        what = (
+            f"{name} at ${price:.4f}/h x {format_duration(timeout)} timeout"
+            if name
+            else f"no priced machine x {format_duration(timeout)} timeout"
+        )
+        return price * timeout / 3600, what
+
+    # ---- the engine's hooks -----------------------------------------------------------
+
+    def gate(self, s: Session, attempt: Attempt) -> str | None:
+        """Refusals at queue time: disallowed hardware, a timeout above the maximum, a
+        job that would pass the month's budget."""
+        job = attempt.job
+        tenant = job.pipeline.repository.tenant
+        policy, source = self.policy_for(s, tenant)
+        who = f"tenant {tenant.name} ({tenant.forge}:{tenant.external_id})"
+        if policy.allowed_hardware is not None:
+            for h in job.hardware or ["cpu"]:
+                cls = job_class([h])
+                if cls not in policy.allowed_hardware:
+                    allowed = ", ".join(sorted(policy.allowed_hardware)) or "none"
+                    return (
+                        f"refused: hardware class {cls} is not allowed for {who} "
+                        f"(allowed: {allowed}; policy from {source})"
+                    )
+        timeout = int(job.spec.get("timeout_s", 1800))
+        if policy.max_timeout_s is not None and timeout > policy.max_timeout_s:
+            return (
+                f"refused: the job's timeout {format_duration(timeout)} is above the maximum "
+                f"of {format_duration(policy.max_timeout_s)} for {who} (policy from {source})"
+            )
+        if policy.budget is not None:
+            spend = self.spend(s, tenant)
+            cost, what = self.estimate(job)
+            budget = policy.budget.monthly_usd
+            if spend.spent_usd + cost > budget:
+                return (
+                    f"refused: the monthly budget of {who} would be passed: "
+                    f"${spend.spent_usd:.2f} spent so far in {spend.month} + this job's "
+                    f"estimated ${cost:.2f} ({what}) > budget ${budget:.2f}"
+                )
+            if spend.spent_usd + cost >= budget * policy.budget.warn_at:
+                log.warning(
+                    "%s is at %.0f%% of its monthly budget ($%.2f + $%.2f of $%.2f)",
+                    who,
+                    100 * (spend.spent_usd + cost) / budget if budget else 100,
+                    spend.spent_usd,
+                    cost,
+                    budget,
+                )
+        return None
+
+    def admission(self, s: Session, attempt: Attempt) -> str | None:
+        """Quotas at claim time: a job beyond its tenant's concurrency limit for its
+        hardware class waits (first come, first served), saying why."""
+        job = attempt.job
+        tenant = job.pipeline.repository.tenant
+        policy, source = self.policy_for(s, tenant)
+        cls = job_class(job.hardware)
+        limit = (policy.max_concurrent or {}).get(cls)
+        if limit is None:
+            return None
+        if s.get_bind().dialect.name == "postgresql":  # one admission per tenant at a time
+            s.execute(
+                text("SELECT pg_advisory_xact_lock(CAST(:a AS integer), CAST(:b AS integer))"),
+                {"a": QUOTA_LOCK, "b": tenant.id},
+            )
+        rows = s.execute(
+            select(Attempt.id, Attempt.state, Job.hardware)
+            .join(Attempt.job)
+            .join(Job.pipeline)
+            .join(Pipeline.repository)
+            .where(
+                Repository.tenant_id == tenant.id,
+                Pipeline.held.is_(False),
+                (Attempt.state.in_(LIVE))
+                | ((Attempt.state == AttemptState.QUEUED.value) & (Attempt.id < attempt.id)),
+            )
+        ).all()
+        same = [r for r in rows if job_class(r.hardware) == cls]
+        running = sum(1 for r in same if r.state in LIVE)
+        ahead = len(same) - running
+        if running + ahead < limit:
+            return None
+        return (
+            f"waiting for the {cls} quota: {tenant.name} may run "
+            f"{_plural(limit, f'{cls} job')} at once (max_concurrent.{cls}, policy from "
+            f"{source}); {_plural(running + ahead, 'job')} ahead ({running} running, "
+            f"{ahead} queued before it)"
+        )

@@ -1,0 +1,181 @@
+"""The admin API (``Authorization: Bearer <PLOYD_ADMIN_TOKEN>``): secrets, tenants'
+policies and their spend.
+
+- ``GET /api/v1/secrets?repo=OWNER/NAME[&forge=github]``: names, scopes, when set; never values
+- ``PUT /api/v1/secrets``: ``{"repo", "name", "value" | "reference", "branch"?, "forge"?}``
+- ``DELETE /api/v1/secrets?repo=...&name=...[&branch=...][&forge=...]``
+- ``GET /api/v1/tenants``; ``GET|PUT /api/v1/tenants/{id}/policy``;
+  ``GET /api/v1/tenants/{id}/spend``
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy import select
+
+from app.policy.model import PolicyError
+from app.policy.setup import Security, security_of, wire
+from app.secrets.references import ReferenceError
+from app.secrets.store import SecretError, SecretNotFound
+from app.store.models import Tenant, TenantPolicy
+from app.web.common import Services, error, int_param, json_body, require_admin, services
+
+routes = web.RouteTableDef()
+SECURITY = web.AppKey("security", Security)
+ACTOR = "admin-api"
+
+
+def install(app: web.Application, svc: Services) -> None:
+    """Register the routes, with the engine's secret store and policy book."""
+    app[SECURITY] = security_of(svc.engine) or wire(svc.settings, svc.db, svc.engine, svc.catalog)
+    app.add_routes(routes)
+
+
+def _security(request: web.Request) -> Security:
+    return request.app[SECURITY]
+
+
+def _str(body: dict[str, Any], key: str, required: bool = True) -> str:
+    value = body.get(key)
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str) or (required and not value):
+        raise web.HTTPBadRequest(
+            text=f'{{"error": "{key} must be a non-empty string"}}',
+            content_type="application/json",
+        )
+    return value
+
+
+# ---- secrets ---------------------------------------------------------------------------
+
+
+@routes.get("/api/v1/secrets")
+async def list_secrets(request: web.Request) -> web.Response:
+    require_admin(request)
+    repo = request.query.get("repo", "")
+    if not repo:
+        return error(400, "say which repository: ?repo=OWNER/NAME")
+    try:
+        infos = _security(request).secrets.list(repo, forge=request.query.get("forge") or None)
+    except SecretError as e:
+        return error(404, str(e))
+    return web.json_response({"secrets": [i.as_json() for i in infos]})
+
+
+@routes.put("/api/v1/secrets")
+async def put_secret(request: web.Request) -> web.Response:
+    require_admin(request)
+    body = await json_body(request)
+    repo, name = _str(body, "repo"), _str(body, "name")
+    value, ref = body.get("value"), body.get("reference")
+    if (value is None) == (ref is None):
+        return error(400, 'give exactly one of "value" and "reference" (aws-sm:..., aws-ssm:...)')
+    text = value if value is not None else ref
+    if not isinstance(text, str) or not text:
+        return error(400, "the value or reference must be a non-empty string")
+    store = _security(request).secrets
+    try:
+        info = await asyncio.to_thread(
+            store.set,
+            repo,
+            name,
+            text,
+            forge=_str(body, "forge", required=False) or None,
+            branch=_str(body, "branch", required=False),
+            actor=ACTOR,
+            reference=ref is not None,
+        )
+    except (SecretError, ReferenceError) as e:
+        return error(400, str(e))
+    return web.json_response(info.as_json())
+
+
+@routes.delete("/api/v1/secrets")
+async def delete_secret(request: web.Request) -> web.Response:
+    require_admin(request)
+    q = request.query
+    if not q.get("repo") or not q.get("name"):
+        return error(400, "say which secret: ?repo=OWNER/NAME&name=NAME[&branch=PATTERN]")
+    try:
+        _security(request).secrets.delete(
+            q["repo"],
+            q["name"],
+            forge=q.get("forge") or None,
+            branch=q.get("branch", ""),
+            actor=ACTOR,
+        )
+    except SecretNotFound as e:
+        return error(404, str(e))
+    except SecretError as e:
+        return error(400, str(e))
+    return web.json_response({"deleted": q["name"]})
+
+
+# ---- tenants ---------------------------------------------------------------------------
+
+
+def _tenant_json(t: Tenant) -> dict[str, Any]:
+    return {"id": t.id, "forge": t.forge, "external_id": t.external_id, "name": t.name}
+
+
+@routes.get("/api/v1/tenants")
+async def list_tenants(request: web.Request) -> web.Response:
+    require_admin(request)
+    with services(request).db.session() as s:
+        tenants = [_tenant_json(t) for t in s.scalars(select(Tenant).order_by(Tenant.id))]
+    return web.json_response({"tenants": tenants})
+
+
+def _tenant(s: Any, request: web.Request) -> Tenant:
+    tenant = s.get(Tenant, int_param(request, "tenant_id"))
+    if tenant is None:
+        raise web.HTTPNotFound(text='{"error": "no such tenant"}', content_type="application/json")
+    return tenant  # type: ignore[no-any-return]
+
+
+@routes.get("/api/v1/tenants/{tenant_id}/policy")
+async def get_policy(request: web.Request) -> web.Response:
+    require_admin(request)
+    book = _security(request).policy
+    with services(request).db.session() as s:
+        tenant = _tenant(s, request)
+        policy, source = book.policy_for(s, tenant)
+        row = s.get(TenantPolicy, tenant.id)
+        return web.json_response(
+            {
+                "tenant": _tenant_json(tenant),
+                "effective": policy.as_json(),
+                "source": source,
+                "stored": row.policy if row is not None else None,
+            }
+        )
+
+
+@routes.put("/api/v1/tenants/{tenant_id}/policy")
+async def put_policy(request: web.Request) -> web.Response:
+    require_admin(request)
+    body = await json_body(request)
+    book = _security(request).policy
+    with services(request).db.session() as s:
+        tenant = _tenant(s, request)
+        try:
+            book.set_policy(s, tenant, body, ACTOR)
+        except PolicyError as e:
+            return error(400, str(e))
+        policy, source = book.policy_for(s, tenant)
+        return web.json_response(
+            {"tenant": _tenant_json(tenant), "effective": policy.as_json(), "source": source}
+        )
+
+
+@routes.get("/api/v1/tenants/{tenant_id}/spend")
+async def get_spend(request: web.Request) -> web.Response:
+    require_admin(request)
+    book = _security(request).policy
+    with services(request).db.session() as s:
+        tenant = _tenant(s, request)
+        return web.json_response(book.spend(s, tenant).as_json())

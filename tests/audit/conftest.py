@@ -1,0 +1,1 @@
+from tests.engine.conftest import driver, engine  # noqa: F401
