@@ -140,12 +140,16 @@ async def start_local(services: Services, url: str) -> Executor:
 async def start_ec2(services: Services) -> Executor:
     """Machines on EC2 (PLOYD_EXECUTOR=ec2): the right instance for each job."""
     from app.adapters.ec2.client import EC2Client
-    from app.adapters.ec2.config import EC2Config
+    from app.adapters.ec2.config import EC2Config, EC2ConfigError
     from app.executors.ec2 import EC2Executor
-    from app.executors.ec2_policy import EC2Policy
+    from app.executors.ec2_policy import EC2Policy, PolicyError
+    from app.settings import SettingsError
 
-    policy = EC2Policy.from_env()
-    config = EC2Config.from_env()
+    try:
+        policy = EC2Policy.from_env()
+        config = EC2Config.from_env()
+    except (EC2ConfigError, PolicyError) as e:
+        raise SettingsError(str(e)) from None
     executor = EC2Executor(
         services,
         await EC2Client.open(config),

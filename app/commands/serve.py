@@ -44,6 +44,9 @@ def main(args: argparse.Namespace) -> int:
 
     try:
         asyncio.run(serve_forever(settings))
+    except SettingsError as e:  # found while starting: a bad policy file, EC2 settings...
+        print(f"ployd serve: {e}", file=sys.stderr)
+        return 2
     except OSError as e:
         print(
             f"ployd serve: cannot listen on {settings.host}:{settings.port}: {e}", file=sys.stderr

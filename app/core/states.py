@@ -18,6 +18,7 @@ Legal job transitions::
     manual      -> queued (a command ran it) | cancelled | skipped (pipeline ended)
     queued      -> dispatching | cancelled | timed_out (waited past its timeout)
                  | queued (its machine never came up; retried) | interrupted (not retried)
+                 | failed (refused before any machine: policy, budget, a missing secret)
     dispatching -> running | queued (machine lost before start, retried) | cancelled
                  | timed_out | interrupted (machine lost, not retried)
     running     -> succeeded | failed | timed_out | cancelled | interrupted
@@ -30,6 +31,7 @@ Attempt states::
 
     queued -> dispatching | cancelled | interrupted (the machine started for it never
               registered: boot timeout) | timed_out (no machine within the job's timeout)
+              | failed (refused before any machine: policy, budget, a missing secret)
     dispatching -> running | interrupted (machine lost) | cancelled | queued (machine gave it back)
     running -> succeeded | failed | timed_out | cancelled | interrupted
     (the last five are final)
@@ -107,7 +109,9 @@ JOB_FINAL = frozenset({J.SUCCEEDED, J.FAILED, J.CANCELLED, J.TIMED_OUT, J.SKIPPE
 JOB_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     J.WAITING: frozenset({J.QUEUED, J.SKIPPED, J.CANCELLED}),
     J.MANUAL: frozenset({J.QUEUED, J.CANCELLED, J.SKIPPED}),
-    J.QUEUED: frozenset({J.DISPATCHING, J.CANCELLED, J.TIMED_OUT, J.QUEUED, J.INTERRUPTED}),
+    J.QUEUED: frozenset(
+        {J.DISPATCHING, J.CANCELLED, J.TIMED_OUT, J.QUEUED, J.INTERRUPTED, J.FAILED}
+    ),
     J.DISPATCHING: frozenset({J.RUNNING, J.QUEUED, J.CANCELLED, J.TIMED_OUT, J.INTERRUPTED}),
     J.RUNNING: frozenset(
         {J.SUCCEEDED, J.FAILED, J.TIMED_OUT, J.CANCELLED, J.INTERRUPTED, J.QUEUED}
@@ -119,7 +123,7 @@ A = AttemptState
 ATTEMPT_FINAL = frozenset({A.SUCCEEDED, A.FAILED, A.CANCELLED, A.TIMED_OUT, A.INTERRUPTED})
 
 ATTEMPT_TRANSITIONS: dict[AttemptState, frozenset[AttemptState]] = {
-    A.QUEUED: frozenset({A.DISPATCHING, A.CANCELLED, A.INTERRUPTED, A.TIMED_OUT}),
+    A.QUEUED: frozenset({A.DISPATCHING, A.CANCELLED, A.INTERRUPTED, A.TIMED_OUT, A.FAILED}),
     A.DISPATCHING: frozenset({A.RUNNING, A.INTERRUPTED, A.CANCELLED, A.QUEUED}),
     A.RUNNING: frozenset({A.SUCCEEDED, A.FAILED, A.TIMED_OUT, A.CANCELLED, A.INTERRUPTED}),
     **{s: frozenset() for s in ATTEMPT_FINAL},

@@ -192,20 +192,9 @@ class Engine:
                     self._refuse(s, attempt, why, changes)
 
     def _refuse(self, s: Session, attempt: Attempt, why: str, changes: Changes) -> None:
-        """End a queued attempt (and its job) ``failed`` without running it. The state
-        machines have no queued -> failed edge: walk the legal path, then clear the
-        start times that no machine ever set."""
+        """End a queued attempt (and its job) ``failed`` without running it: refused by
+        policy, budget or a missing secret, before any machine starts."""
         job = attempt.job
-        job_started = job.started_at
-        now = utcnow()
-        for a_state, j_state in (
-            (AttemptState.DISPATCHING, JobState.DISPATCHING),
-            (AttemptState.RUNNING, JobState.RUNNING),
-        ):
-            progress.set_attempt_state(attempt, a_state, now)
-            progress.set_job_state(job, j_state, now)
-        attempt.started_at = None
-        job.started_at = job_started
         job.waiting_reason = None
         job.waiting_since = None
         progress.end_attempt(s, attempt, AttemptState.FAILED, None, changes, error=why)
