@@ -50,6 +50,34 @@ class Overview:
     durations: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
     cost: list[tuple[str, float]] = field(default_factory=list)
     per_hour: list[int] = field(default_factory=list)
+    spend: list[tuple[str, str, str, str]] = field(default_factory=list)
+
+
+def tenant_spend(request: web.Request, now: datetime) -> list[tuple[str, str, str, str]]:
+    """Each tenant's spend this month against its budget (the policy's figures)."""
+    from app.store.models import Tenant
+    from app.web.admin_api import SECURITY
+
+    book = request.app[SECURITY].policy
+    rows = []
+    with services(request).db.session() as s:
+        for tenant in s.scalars(select(Tenant).order_by(Tenant.name)):
+            sp = book.spend(s, tenant, now)
+            budget = "-" if sp.budget is None else f"${sp.budget:,.2f}"
+            flag = (
+                "over budget"
+                if sp.budget is not None and sp.spent_usd > sp.budget
+                else ("warning" if sp.warning else "")
+            )
+            rows.append(
+                (
+                    f"{tenant.forge}:{tenant.name}",
+                    f"${sp.spent_usd + sp.running_usd:,.2f}",
+                    budget,
+                    flag,
+                )
+            )
+    return rows
 
 
 def overview(db: Database, now: datetime) -> Overview:
@@ -197,6 +225,9 @@ section {{ margin-bottom: 1.5em; }}
     }
 <p>jobs started per hour</p>{_bars([float(v) for v in o.per_hour], hours)}
 </section>
+<section><h2>Spend this month, by tenant</h2>
+{_table(("tenant", "spent", "budget", ""), o.spend, "no tenants yet")}
+</section>
 <section><h2>Cost this month, by repository</h2>
 {_table(("repository", "cost"), cost_rows, "no cost yet")}
 {_bars([c for _, c in o.cost], [r for r, _ in o.cost], " $")}
@@ -215,7 +246,10 @@ SIGN_IN = """<!doctype html><html><head><meta charset="utf-8"><title>PloyD: sign
 async def dashboard(request: web.Request) -> web.Response:
     if not signed_in(request):
         return web.Response(text=SIGN_IN.format(error=""), content_type="text/html", status=401)
-    page = render(overview(services(request).db, datetime.now(UTC)))
+    now = datetime.now(UTC)
+    o = overview(services(request).db, now)
+    o.spend = tenant_spend(request, now)
+    page = render(o)
     return web.Response(text=page, content_type="text/html")
 
 

@@ -78,6 +78,7 @@ async def test_dashboard_needs_the_admin_token(
         assert "Last 24 hours" in page and "Machines" in page
         assert "queue p50" in page and "<svg" in page
         assert "$0.00" in page  # local machines cost nothing
+        assert "Spend this month, by tenant" in page and "local:local" in page
 
 
 async def test_dashboard_shows_why_a_job_waits(
