@@ -3,6 +3,7 @@ pull request, updated in order per pipeline, each sent only when it changed."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -42,7 +43,7 @@ class GitHubReporter(PipelineReporter):
         self.client = client
 
     async def sync(self, pid: int) -> None:
-        loaded = self.load_views(pid)
+        loaded = await asyncio.to_thread(self.load_views, pid)  # log reads may be S3
         if loaded is None:
             return
         pipeline, views, installation = loaded

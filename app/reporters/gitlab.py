@@ -4,6 +4,7 @@ place."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 from app.adapters.gitlab.client import GitLabClient
@@ -21,7 +22,7 @@ class GitLabReporter(PipelineReporter):
         self.client = client
 
     async def sync(self, pid: int) -> None:
-        loaded = self.load_views(pid)
+        loaded = await asyncio.to_thread(self.load_views, pid)  # log reads may be S3
         if loaded is None:
             return
         pipeline, views, _group = loaded

@@ -31,18 +31,6 @@ def log_url(base_url: str, key: bytes, job: Job, tenant_id: int) -> str:
     return f"{base_url}/runs/{job.id}?t={token}"
 
 
-def _count_lines(logs: LogStore, path: str, upto: int) -> int:
-    """Newlines in the log before byte ``upto``: the 1-based line number there, minus 1."""
-    count, offset, chunk = 0, 0, 1 << 20
-    while offset < upto:
-        data = logs.read(path, offset, min(chunk, upto - offset))
-        if not data:
-            break
-        count += data.count(b"\n")
-        offset += len(data)
-    return count
-
-
 def failure_details(logs: LogStore, attempt: Attempt) -> tuple[str | None, str, int | None]:
     """(failing step's title, the last lines of its log, the 1-based line number in the
     whole log of its first error-looking line)."""
@@ -54,10 +42,12 @@ def failure_details(logs: LogStore, attempt: Attempt) -> tuple[str | None, str, 
     start = int(step.get("log_offset", 0)) if step else max(attempt.log_size - TAIL_BYTES, 0)
     start = max(start, attempt.log_size - TAIL_BYTES)
     text = logs.read(attempt.log_path, start).decode("utf-8", errors="replace")
-    lines = text.splitlines()
+    lines = text.split("\n")  # as the log page numbers them (not splitlines: \r)
+    if lines and lines[-1] == "":
+        lines.pop()
     if start > 0 and lines and not (step and start == int(step.get("log_offset", 0))):
         lines = lines[1:]  # a partial first line
-    first_line = _count_lines(logs, attempt.log_path, start) + 1
+    first_line = logs.lines_before(attempt.log_path, start) + 1
     err = first_error_line(lines)
     anchor = first_line + (err if err is not None else max(len(lines) - 1, 0))
     title = (step.get("title") if step else None) or (

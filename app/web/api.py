@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import Any
 
@@ -155,7 +156,7 @@ async def get_attempts(request: web.Request) -> web.Response:
         return web.json_response({"attempts": [attempt_json(a) for a in j.attempts]})
 
 
-def _log_response(request: web.Request, a: Attempt | None) -> web.Response:
+async def _log_response(request: web.Request, a: Attempt | None) -> web.Response:
     if a is None:
         return error(404, "no such attempt")
     try:
@@ -163,7 +164,9 @@ def _log_response(request: web.Request, a: Attempt | None) -> web.Response:
         limit = min(max(int(request.query.get("limit", str(8 << 20))), 0), 64 << 20)
     except ValueError:
         return error(400, "offset and limit must be numbers")
-    data = services(request).logs.read(a.log_path, offset, limit) if a.log_path else b""
+    logs = services(request).logs
+    # off the event loop: with S3 a read is a network call
+    data = await asyncio.to_thread(logs.read, a.log_path, offset, limit) if a.log_path else b""
     return web.Response(
         body=data,
         content_type="text/plain",
@@ -176,7 +179,8 @@ def _log_response(request: web.Request, a: Attempt | None) -> web.Response:
 async def attempt_log(request: web.Request) -> web.Response:
     require_admin(request)
     with services(request).db.session() as s:
-        return _log_response(request, s.get(Attempt, int_param(request, "id")))
+        attempt = s.get(Attempt, int_param(request, "id"))
+    return await _log_response(request, attempt)
 
 
 @routes.get("/api/v1/jobs/{id}/log")
@@ -187,7 +191,8 @@ async def job_log(request: web.Request) -> web.Response:
         j = s.get(Job, int_param(request, "id"))
         if j is None:
             return error(404, "no such job")
-        return _log_response(request, j.attempts[-1] if j.attempts else None)
+        attempt = j.attempts[-1] if j.attempts else None
+    return await _log_response(request, attempt)
 
 
 @routes.post("/api/v1/pipelines/{id}/cancel")
