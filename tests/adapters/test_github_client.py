@@ -339,7 +339,7 @@ async def test_network_errors_are_retried_then_raised() -> None:
             private_key_pem=key,
             api_url=url,
             sleep=sleep,
-            policy=RetryPolicy(max_attempts=3),
+            policy=RetryPolicy(attempts=3),
         )
         with pytest.raises(GitHubUnavailable) as caught:
             await gh.get_file(Repo("o", "r", 1), "x", "main")

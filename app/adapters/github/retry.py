@@ -15,21 +15,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from app.adapters.backoff import Backoff
+
 SECONDARY_LIMIT_DEFAULT_WAIT = 60.0
 
 
 @dataclass(frozen=True)
-class RetryPolicy:
-    """Bounds: at most ``max_attempts`` tries and ``max_total`` seconds of waiting."""
+class RetryPolicy(Backoff):
+    """GitHub's retries: 1, 2, 4 ... s between tries (rate limits wait as GitHub says)."""
 
-    max_attempts: int = 5
-    base_delay: float = 1.0
-    max_delay: float = 30.0
-    max_total: float = 120.0
-
-    def backoff(self, attempt: int) -> float:
-        """The wait after failed attempt number ``attempt`` (1-based): 1, 2, 4, ... s."""
-        return float(min(self.max_delay, self.base_delay * 2 ** (attempt - 1)))
+    first: float = 1.0
 
 
 def rate_limit_wait(
@@ -78,9 +73,9 @@ def retry_delay(
     """
     delay = rate_limit_wait(status, headers, body, now)
     if delay is None and is_transient(status):
-        delay = policy.backoff(attempt)
+        delay = policy.pause(attempt)
     if delay is None:
         return None
-    if attempt >= policy.max_attempts or waited + delay > policy.max_total:
+    if policy.exhausted(attempt, waited, delay):
         return None
     return delay

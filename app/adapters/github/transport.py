@@ -83,8 +83,8 @@ class RetryingGitHubAPI(gidgethub.aiohttp.GitHubAPI):
                 status, resp_headers, data = await super()._request(method, url, headers, body)
             except (aiohttp.ClientError, TimeoutError) as exc:
                 self.metrics.errors += 1
-                delay = self.policy.backoff(attempt)
-                if attempt >= self.policy.max_attempts or waited + delay > self.policy.max_total:
+                delay = self.policy.pause(attempt)
+                if self.policy.exhausted(attempt, waited, delay):
                     raise GitHubUnavailable(
                         0, f"{type(exc).__name__}: {exc}", method=method, url=where
                     ) from exc

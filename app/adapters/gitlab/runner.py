@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 import gitlab
 import requests
 
+from app.adapters.backoff import Backoff
 from app.adapters.gitlab.errors import GitLabError
 
 log = logging.getLogger(__name__)
@@ -35,18 +36,6 @@ Sleep = Callable[[float], Awaitable[None]]
 NO_ANSWER = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
 
 
-@dataclass(frozen=True)
-class Backoff:
-    """At most ``attempts`` tries per call and ``budget`` seconds of waiting in total."""
-
-    attempts: int = 5
-    first: float = 0.5
-    ceiling: float = 30.0
-    budget: float = 120.0
-
-    def pause(self, failures: int) -> float:
-        """The wait after the ``failures``-th consecutive failure: 0.5, 1, 2, 4 ... s."""
-        return min(self.ceiling, self.first * (2.0 ** (failures - 1)))
 
 
 @dataclass
@@ -149,7 +138,7 @@ class CallRunner:
                 pause = err.retry_after
                 if pause is None:
                     pause = self.backoff.pause(failures)
-                if failures >= self.backoff.attempts or waited + pause > self.backoff.budget:
+                if self.backoff.exhausted(failures, waited, pause):
                     raise
                 log.warning(
                     "GitLab %s: %s; try %d again in %.1fs", operation, err, failures + 1, pause
