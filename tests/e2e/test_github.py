@@ -367,3 +367,50 @@ async def test_installations_become_tenants(github_world: Callable[..., Any]) ->
         await w.h.server.github.worker.drain()  # type: ignore[union-attr]
         with w.h.engine.db.session() as s:
             assert not s.query(Tenant).filter(Tenant.external_id == "4242").one().active
+
+
+async def test_more_commands_run_all_retry_job_retry_on_and_cancel_job(
+    github_world: Callable[..., Any],
+) -> None:
+    config = (
+        "version: 1\njobs:\n"
+        "  unit: {retry: {max: 0}, steps: [{run: 'false'}]}\n"
+        "  lint: {steps: [{run: 'true'}]}\n"
+        "  slow: {when: manual, steps: [{run: 'echo SLOW-$((6*7)); sleep 300'}]}\n"
+    )
+    async with github_world() as w:
+        w.repo(REPO, {".ployd.yml": config})
+        head = w.commit(REPO, {"a.py": "1"}, branch="pr-11")
+        w.fake.add_pull(REPO, 11, head_sha=head, user={"login": "bob"})
+        w.fake.set_permission(REPO, "bob", "write")
+        await w.deliver("pull_request", w.pull_request(REPO, 11, head, author="bob"))
+        await w.settle()
+
+        def job(name: str) -> Any:
+            from app.store.models import Job
+
+            with w.h.engine.db.session() as s:
+                j = s.query(Job).filter(Job.name == name).one()
+                _ = [a.reason for a in j.attempts]
+                return j
+
+        async def say(text: str) -> None:
+            await w.deliver("issue_comment", w.comment(REPO, 11, text, "bob"))
+            await w.h.server.github.worker.drain()  # type: ignore[union-attr]
+
+        await say("/ployd retry lint")  # a job that passed, by name
+        await w.settle()
+        assert len(job("lint").attempts) == 2
+        await say("/ployd retry on cpu:4")  # the failed jobs, on other hardware
+        await w.settle()
+        unit = job("unit")
+        assert len(unit.attempts) == 2 and unit.hardware == ["cpu:4"]
+        assert unit.attempts[1].reason == "retried by bob on cpu:4"
+        await say("/ployd run all")  # manual ones too
+        pid = unit.pipeline_id
+        await w.h.log_contains(pid, "slow", "SLOW-42")
+        await say("/ployd cancel slow")
+        await w.settle()
+        assert job("slow").state == "cancelled"
+        assert w.check_runs()["ployd / slow"]["conclusion"] == "cancelled"
+        assert {r["content"] for r in w.fake.reactions} == {"+1"}
