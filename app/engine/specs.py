@@ -33,6 +33,7 @@ def job_spec(job: PlannedJob) -> dict[str, Any]:
         "workload": s.workload.value,
         "spot": s.spot.value,
         "image": s.image,
+        "clean_machine": s.clean_machine,
         "disk_gb": _disk_gb(job),
         "cache": _cache_spec(job),
         "artifacts": (

@@ -79,6 +79,7 @@ class _Queued:
     req: Requirements
     candidates: tuple[str, ...]
     disk_gb: int | None
+    clean: bool = False  # `clean_machine: true`: a fresh machine, retired after
 
 
 class EC2Executor:
@@ -106,6 +107,7 @@ class EC2Executor:
         self._waiting: dict[int, _Waiting] = {}
         self._wake = asyncio.Event()
         self._pass = asyncio.Lock()
+        self._retiring: set[asyncio.Task[None]] = set()  # terminations under way
         self._tasks: list[asyncio.Task[None]] = []
         self.passes = 0
 
@@ -127,7 +129,13 @@ class EC2Executor:
             asyncio.create_task(self._reaper(), name="ec2-reaper"),
         ]
 
+    async def retired(self) -> None:
+        """Wait for the terminations under way (machines leaving after their job)."""
+        while self._retiring:
+            await asyncio.gather(*self._retiring, return_exceptions=True)
+
     async def stop(self) -> None:
+        await self.retired()
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:
@@ -226,6 +234,7 @@ class EC2Executor:
                         req=req,
                         candidates=tuple(job.candidates or ()),
                         disk_gb=job.spec.get("disk_gb"),
+                        clean=bool(job.spec.get("clean_machine")),
                     )
                 )
         return out
@@ -288,7 +297,7 @@ class EC2Executor:
             agent_id=agent_id,
             token_hash=token_hash(token),
             launched_for=q.attempt_id if q else None,
-            clean_after=bool(q and q.fork),
+            clean_after=bool(q and (q.fork or q.clean)),
         )
         row.id = self.machines.add(row)
         script = user_data(self.server_url or self.services.settings.base_url, token, agent_id)
@@ -393,7 +402,7 @@ class EC2Executor:
         with self.services.db.session() as s:
             a = s.get(Attempt, attempt_id)
             tenant = a.job.pipeline.repository.tenant_id if a else None
-            fork = bool(a and a.job.pipeline.fork)
+            fork = bool(a and (a.job.pipeline.fork or a.job.spec.get("clean_machine")))
         self.machines.move(
             row.id,
             S.BUSY,
@@ -410,7 +419,8 @@ class EC2Executor:
             self.machines.move(row.id, S.DRAINING, attempt_id=None)
             why = "a fork's job ran on it" if fork or row.clean_after else f"its job {state}"
             task = asyncio.get_running_loop().create_task(self.terminate(row, why))
-            self._tasks.append(task)
+            self._retiring.add(task)
+            task.add_done_callback(self._retiring.discard)
         else:
             self.machines.move(row.id, S.IDLE, attempt_id=None, idle_since=utcnow())
         self._wake.set()
@@ -466,6 +476,8 @@ class EC2Executor:
 
 
 def _fits(m: Instance, q: _Queued) -> bool:
+    if q.clean:  # a warm machine never serves a job that asked for a clean one
+        return False
     if q.candidates and m.instance_type not in q.candidates:
         return False
     return m.tenant_id is None or m.tenant_id == q.tenant_id

@@ -89,7 +89,8 @@ class Machines:
                 row.state = InstanceState.IDLE.value
                 row.registered_at = row.idle_since = utcnow()
             taking = row.state == InstanceState.IDLE.value
-            accepts = _accepts(row.instance_type, row.tenant_id) if taking else _nothing
+            fresh = row.tenant_id is None  # has not run a job yet
+            accepts = _accepts(row.instance_type, row.tenant_id, fresh) if taking else _nothing
             return AgentIdentity(
                 agent_id=row.agent_id,
                 instance_type=row.instance_type,
@@ -104,12 +105,17 @@ def _nothing(_job: Job, _pipeline: Pipeline) -> bool:
     return False
 
 
-def _accepts(instance_type: str, tenant_id: int | None) -> Callable[[Job, Pipeline], bool]:
+def _accepts(
+    instance_type: str, tenant_id: int | None, fresh: bool
+) -> Callable[[Job, Pipeline], bool]:
     """A machine runs jobs that list its instance type among their candidates, and only
-    one tenant's jobs over its life (workspaces and caches stay on the disk)."""
+    one tenant's jobs over its life (workspaces and caches stay on the disk); a job that
+    asked for a clean machine only a machine that has run nothing yet."""
 
     def accepts(job: Job, pipeline: Pipeline) -> bool:
         if instance_type not in (job.candidates or []):
+            return False
+        if job.spec.get("clean_machine") and not fresh:
             return False
         return tenant_id is None or pipeline.repository.tenant_id == tenant_id
 

@@ -133,6 +133,7 @@ def test_every_feature_is_modelled() -> None:
     assert lint.workload is Workload.BATCH and lint.spot is SpotPolicy.ALWAYS
     assert lint.retry.max == 3 and lint.retry.when == DEFAULT_RETRY.when
     assert lint.image == "python:3.12" and lint.allow_failure is True
+    assert lint.clean_machine is False
     assert lint.secrets == ("TOKEN",)
     assert dict(lint.env) == {"A": "1", "B": "true", "C": "x"}
     assert lint.steps[0].run == "ruff check ." and lint.steps[0].title == "ruff check ."
@@ -315,6 +316,7 @@ def test_example_file_validates() -> None:
     assert any(j.when is When.ALWAYS for j in c.jobs.values())
     assert {j.workload for j in c.jobs.values()} == set(Workload)
     assert {j.spot for j in c.jobs.values()} == set(SpotPolicy)
+    assert c.jobs["train-smoke"].clean_machine and not c.jobs["lint"].clean_machine
 
 
 def _rejected_fast(text: str, fragment: str) -> None:
@@ -362,3 +364,11 @@ def test_binary_file(tmp_path: Path) -> None:
         load_config_file(p)
     e = info.value.errors[0]
     assert (e.line, e.column) == (2, 1) and "not UTF-8" in e.message
+
+
+def test_clean_machine_from_defaults_and_overridden() -> None:
+    c = load_config(
+        "version: 1\ndefaults:\n  clean_machine: true\njobs:\n"
+        "  a: {steps: [{run: x}]}\n  b: {clean_machine: false, steps: [{run: x}]}\n"
+    )
+    assert c.jobs["a"].clean_machine is True and c.jobs["b"].clean_machine is False

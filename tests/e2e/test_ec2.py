@@ -122,6 +122,8 @@ async def test_spot_interruption_retries_on_demand(
         assert a1.state == "interrupted" and a1.end_reason == "spot_interruption" and a1.spot
         assert a2.state == "succeeded" and not a2.spot
         assert "retrying on on-demand" in a2.reason
+        assert w.executor is not None
+        await w.executor.retired()
         machines = {m.agent_id: m for m in instances(w)}
         assert machines[first.agent_id].state == "terminated"  # interrupted: never reused
 
@@ -176,3 +178,26 @@ async def test_orphans_and_leaks_are_reaped(ec2_world: Callable[..., Any]) -> No
         assert state[orphan] == "terminated"
         assert state[stranger] == "running"  # not PloyD's: never touched
         w.boto.terminate_instances(InstanceIds=[stranger])
+
+
+async def test_a_clean_machine_job_never_takes_a_warm_machine(
+    ec2_world: Callable[..., Any], make_repo: Callable[..., tuple[Path, str]]
+) -> None:
+    warm = "version: 1\njobs:\n  t:\n    hardware: t4\n    steps: [{run: 'echo warm'}]\n"
+    clean = warm.replace("    steps:", "    clean_machine: true\n    steps:")
+    async with ec2_world() as w:
+        pid = await w.h.start(repo_with(make_repo, warm))
+        assert (await w.h.finished(pid)).state == "succeeded"
+        (first,) = instances(w)
+        assert first.state == "idle"
+        pid2 = await w.h.start(repo_with(make_repo, clean))
+        assert (await w.h.finished(pid2)).state == "succeeded"
+        assert len(w.launched) == 2  # a fresh machine, not the warm one
+        machines = {m.agent_id: m for m in instances(w)}
+        second = next(m for a, m in machines.items() if a != first.agent_id)
+        assert w.h.job(pid2, "t").attempts[0].machine == second.agent_id
+        assert w.executor is not None
+        await w.executor.retired()
+        machines = {m.agent_id: m for m in instances(w)}
+        assert machines[second.agent_id].state == "terminated"  # retired after its job
+        assert machines[first.agent_id].state == "idle"

@@ -220,6 +220,7 @@ class JobSpec:
     artifacts: Artifacts | None = None
     allow_failure: bool = False
     image: str | None = None
+    clean_machine: bool = False  # a fresh machine, never a warm one; retired after
     mark: Mark = NO_MARK
 
 

@@ -446,6 +446,7 @@ class Builder:
         secrets = pick("secrets")
         image = pick("image")
         allow_failure = pick("allow_failure")
+        clean_machine = pick("clean_machine")
         cache = data.get("cache")
         artifacts = data.get("artifacts")
         needs = data.get("needs")
@@ -484,6 +485,7 @@ class Builder:
             if isinstance(artifacts, dict)
             else None,
             allow_failure=allow_failure is not None and allow_failure[0] is True,
+            clean_machine=clean_machine is not None and clean_machine[0] is True,
             image=image[0] if image and isinstance(image[0], str) else None,
             mark=self.doc.key_mark(jp),
         )
