@@ -126,34 +126,29 @@ async def create_pipeline(request: web.Request) -> web.Response:
     )
 
 
-@routes.get("/api/v1/pipelines/{id}")
-async def get_pipeline(request: web.Request) -> web.Response:
+def _show(request: web.Request, model: type[Any], what: str, show: Any) -> web.Response:
+    """``show(row)`` as JSON for the row named by the path's id, or 404."""
     require_admin(request)
     with services(request).db.session() as s:
-        p = s.get(Pipeline, int_param(request, "id"))
-        if p is None:
-            return error(404, "no such pipeline")
-        return web.json_response(pipeline_json(p, with_jobs=True))
+        row = s.get(model, int_param(request, "id"))
+        if row is None:
+            return error(404, f"no such {what}")
+        return web.json_response(show(row))
+
+
+@routes.get("/api/v1/pipelines/{id}")
+async def get_pipeline(request: web.Request) -> web.Response:
+    return _show(request, Pipeline, "pipeline", lambda p: pipeline_json(p, with_jobs=True))
 
 
 @routes.get("/api/v1/jobs/{id}")
 async def get_job(request: web.Request) -> web.Response:
-    require_admin(request)
-    with services(request).db.session() as s:
-        j = s.get(Job, int_param(request, "id"))
-        if j is None:
-            return error(404, "no such job")
-        return web.json_response(job_json(j, with_attempts=True))
+    return _show(request, Job, "job", lambda j: job_json(j, with_attempts=True))
 
 
 @routes.get("/api/v1/jobs/{id}/attempts")
 async def get_attempts(request: web.Request) -> web.Response:
-    require_admin(request)
-    with services(request).db.session() as s:
-        j = s.get(Job, int_param(request, "id"))
-        if j is None:
-            return error(404, "no such job")
-        return web.json_response({"attempts": [attempt_json(a) for a in j.attempts]})
+    return _show(request, Job, "job", lambda j: {"attempts": [attempt_json(a) for a in j.attempts]})
 
 
 async def _log_response(request: web.Request, a: Attempt | None) -> web.Response:

@@ -51,7 +51,7 @@ from tests.fakes.github_model import (
     utc_iso,
 )
 from tests.fakes.github_openapi import Operation, load_spec
-from tests.fakes.serving import maybe_json, serve
+from tests.fakes.serving import ViolationLog, maybe_json, serve
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "github" / "webhooks"
 DOCS = "https://docs.github.com/rest"
@@ -125,8 +125,10 @@ def _test_key() -> str:
 # --------------------------------------------------------------------------- the fake
 
 
-class FakeGitHub:
+class FakeGitHub(ViolationLog):
     """In-memory GitHub. State is plain attributes; tests may read and change them."""
+
+    service = "GitHub"
 
     def __init__(
         self,
@@ -418,15 +420,6 @@ class FakeGitHub:
         probe = Fault(method, path_pattern, 0, 0)
         return [r for r in self.requests if probe.matches(r.method, r.path, _template(r))]
 
-    def take_violations(self) -> list[Violation]:
-        """The violations so far, forgotten (for tests that provoke them on purpose)."""
-        taken, self.violations = self.violations, []
-        return taken
-
-    def assert_no_violations(self) -> None:
-        if self.violations:
-            lines = "\n  ".join(str(v) for v in self.violations)
-            raise AssertionError(f"requests GitHub would reject:\n  {lines}")
 
     # ---------------------------------------------------------------- serving
 

@@ -43,7 +43,7 @@ from tests.fakes.gitlab_model import (
     now_iso,
 )
 from tests.fakes.gitlab_webhooks import delivery_headers, fixture_event, load_fixture
-from tests.fakes.serving import serve
+from tests.fakes.serving import ViolationLog, serve
 
 API_PREFIX = "/api/v4"
 ProjectRef = FakeProject | int | str
@@ -52,8 +52,10 @@ ProjectRef = FakeProject | int | str
 # --------------------------------------------------------------------------- the fake
 
 
-class FakeGitLab:
+class FakeGitLab(ViolationLog):
     """In-memory GitLab. State is plain attributes; tests may read and change them."""
+
+    service = "GitLab"
 
     def __init__(
         self,
@@ -316,15 +318,6 @@ class FakeGitLab:
             if probe.matches(r.method, r.path, r.endpoint.split(" ", 1)[1] if r.endpoint else None)
         ]
 
-    def take_violations(self) -> list[Violation]:
-        """The violations so far, forgotten (for tests that provoke them on purpose)."""
-        taken, self.violations = self.violations, []
-        return taken
-
-    def assert_no_violations(self) -> None:
-        if self.violations:
-            lines = "\n  ".join(str(v) for v in self.violations)
-            raise AssertionError(f"requests GitLab would reject:\n  {lines}")
 
     # ---------------------------------------------------------------- serving
 

@@ -42,6 +42,23 @@ async def serve(fake: F, *, assert_clean: bool = True) -> AsyncIterator[F]:
         fake.assert_no_violations()
 
 
+class ViolationLog:
+    """What a fake records of requests the real service would reject."""
+
+    service = "the service"
+    violations: list[Any]
+
+    def take_violations(self) -> list[Any]:
+        """The violations so far, forgotten (for tests that provoke them on purpose)."""
+        taken, self.violations = self.violations, []
+        return taken
+
+    def assert_no_violations(self) -> None:
+        if self.violations:
+            lines = "\n  ".join(str(v) for v in self.violations)
+            raise AssertionError(f"requests {self.service} would reject:\n  {lines}")
+
+
 def maybe_json(body: bytes) -> Any:
     """A request body as JSON when it is, else as text (None when empty)."""
     if not body:
