@@ -254,12 +254,6 @@ async def test_comments_reactions_permissions_statuses_pulls(env: Env) -> None:
         assert await gh.permission(repo, user) == role
     assert await gh.permission(repo, "stranger") == "none"
 
-    await gh.create_status(
-        repo, pull.head_sha, "pending", "ployd/train", "x" * 200, "https://ployd.example/runs/1"
-    )
-    [status] = fake.statuses
-    assert status["state"] == "pending" and len(status["description"]) == 140
-
     data = await gh.get_pull(repo, 5)
     assert data["head"]["sha"] == pull.head_sha and data["number"] == 5
 

@@ -24,7 +24,7 @@ import gidgethub
 from app.adapters.github.auth import AppAuth, Clock
 from app.adapters.github.config import DEFAULT_API_URL, GitHubAppConfig
 from app.adapters.github.errors import GitHubError
-from app.adapters.github.limits import MAX_STATUS_DESCRIPTION, split_check_run, truncate
+from app.adapters.github.limits import split_check_run
 from app.adapters.github.retry import RetryPolicy
 from app.adapters.github.transport import ClientMetrics, RetryingGitHubAPI, Sleep
 
@@ -168,23 +168,6 @@ class GitHubClient:
     async def get_pull(self, repo: Repo, number: int) -> dict[str, Any]:
         data: dict[str, Any] = await self._call("GET", f"{repo.path}/pulls/{number}", repo)
         return data
-
-    async def create_status(
-        self,
-        repo: Repo,
-        sha: str,
-        state: str,
-        context: str,
-        description: str | None = None,
-        target_url: str | None = None,
-    ) -> None:
-        """A commit status: ``state`` is error, failure, pending or success."""
-        body: dict[str, Any] = {"state": state, "context": context}
-        if description is not None:
-            body["description"] = truncate(description, MAX_STATUS_DESCRIPTION)
-        if target_url is not None:
-            body["target_url"] = target_url
-        await self._call("POST", f"{repo.path}/statuses/{quote(sha, safe='')}", repo, data=body)
 
     # ------------------------------------------------------------------ plumbing
 
