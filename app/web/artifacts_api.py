@@ -10,6 +10,7 @@ import posixpath
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
+from typing import Any
 
 from aiohttp import web
 
@@ -71,6 +72,29 @@ async def _guard(fn: Callable[[], Awaitable[web.StreamResponse]]) -> web.StreamR
         return error(422, str(e))
 
 
+# (transfers, attempt id, job token, the JSON body) -> the JSON answer
+JsonCall = Callable[[Transfers, int, str, dict[str, Any]], Any]
+
+
+async def _json_call(
+    request: web.Request, call: JsonCall, *, thread: bool = False, max_bytes: int = 1 << 20
+) -> web.StreamResponse:
+    """An agent call with a JSON body and a JSON answer, authenticated by the job token;
+    ``thread``: the call does blocking I/O (the object store), so it runs off the loop."""
+    attempt_id, token = int_param(request, "attempt_id"), bearer(request)
+    body = await json_body(request, max_bytes=max_bytes)
+
+    async def run() -> web.StreamResponse:
+        t = transfers(request)
+        if thread:
+            answer = await asyncio.to_thread(call, t, attempt_id, token, body)
+        else:
+            answer = call(t, attempt_id, token, body)
+        return web.json_response(answer)
+
+    return await _guard(run)
+
+
 async def _chunks(request: web.Request) -> AsyncIterator[bytes]:
     async for chunk in request.content.iter_chunked(1 << 20):
         yield chunk
@@ -88,14 +112,11 @@ def _local(request: web.Request) -> LocalStore:
 
 @routes.post(AGENT + "/artifacts")
 async def announce_artifacts(request: web.Request) -> web.StreamResponse:
-    attempt_id, token = int_param(request, "attempt_id"), bearer(request)
-    body = await json_body(request, max_bytes=4 << 20)
-
-    async def run() -> web.StreamResponse:
-        uploads = transfers(request).artifacts.register(attempt_id, token, body.get("files"))
-        return web.json_response({"uploads": uploads})
-
-    return await _guard(run)
+    return await _json_call(
+        request,
+        lambda t, a, tok, b: {"uploads": t.artifacts.register(a, tok, b.get("files"))},
+        max_bytes=4 << 20,
+    )
 
 
 @routes.put(AGENT + "/artifacts/{artifact_id}/blob")
@@ -114,15 +135,9 @@ async def upload_artifact(request: web.Request) -> web.StreamResponse:
 
 @routes.post(AGENT + "/artifacts/done")
 async def artifacts_done(request: web.Request) -> web.StreamResponse:
-    attempt_id, token = int_param(request, "attempt_id"), bearer(request)
-    body = await json_body(request)
-
-    async def run() -> web.StreamResponse:
-        t = transfers(request)
-        answer = await asyncio.to_thread(t.artifacts.confirm, attempt_id, token, body.get("ids"))
-        return web.json_response(answer)
-
-    return await _guard(run)
+    return await _json_call(
+        request, lambda t, a, tok, b: t.artifacts.confirm(a, tok, b.get("ids")), thread=True
+    )
 
 
 # ---- caches: the agent ---------------------------------------------------------------
@@ -130,43 +145,25 @@ async def artifacts_done(request: web.Request) -> web.StreamResponse:
 
 @routes.post(AGENT + "/caches/restore")
 async def cache_restore(request: web.Request) -> web.StreamResponse:
-    attempt_id, token = int_param(request, "attempt_id"), bearer(request)
-    body = await json_body(request)
-
-    async def run() -> web.StreamResponse:
-        answer = transfers(request).caches.restore(
-            attempt_id, token, body.get("key"), body.get("restore_keys", [])
-        )
-        return web.json_response(answer)
-
-    return await _guard(run)
+    return await _json_call(
+        request,
+        lambda t, a, tok, b: t.caches.restore(a, tok, b.get("key"), b.get("restore_keys", [])),
+    )
 
 
 @routes.post(AGENT + "/caches/save")
 async def cache_save(request: web.Request) -> web.StreamResponse:
-    attempt_id, token = int_param(request, "attempt_id"), bearer(request)
-    body = await json_body(request)
-
-    async def run() -> web.StreamResponse:
-        answer = transfers(request).caches.reserve(
-            attempt_id, token, body.get("key"), body.get("size"), body.get("sha256")
-        )
-        return web.json_response(answer)
-
-    return await _guard(run)
+    return await _json_call(
+        request,
+        lambda t, a, tok, b: t.caches.reserve(a, tok, b.get("key"), b.get("size"), b.get("sha256")),
+    )
 
 
 @routes.post(AGENT + "/caches/done")
 async def cache_done(request: web.Request) -> web.StreamResponse:
-    attempt_id, token = int_param(request, "attempt_id"), bearer(request)
-    body = await json_body(request)
-
-    async def run() -> web.StreamResponse:
-        t = transfers(request)
-        answer = await asyncio.to_thread(t.caches.commit, attempt_id, token, body.get("entry_id"))
-        return web.json_response(answer)
-
-    return await _guard(run)
+    return await _json_call(
+        request, lambda t, a, tok, b: t.caches.commit(a, tok, b.get("entry_id")), thread=True
+    )
 
 
 @routes.put(AGENT + "/caches/{entry_id}/blob")
