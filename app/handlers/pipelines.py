@@ -18,12 +18,12 @@ from sqlalchemy import Select, select
 
 from app.adapters import local_git
 from app.adapters.errors import ForgeError
-from app.core.commands import Permission
 from app.core.config.errors import ConfigError, ConfigInvalid
 from app.core.config.loader import load_config
 from app.core.expand import expand
 from app.core.hardware import Catalog
 from app.core.planner import JobPlan, plan_jobs
+from app.core.slash import Permission
 from app.core.states import JobState
 from app.core.triggers import Event, EventKind
 from app.engine.engine import Engine, RepoRef

@@ -1,6 +1,6 @@
 import pytest
 
-from app.core.commands import Permission, gitlab_permission
+from app.core.slash import Permission, gitlab_permission
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 
-from app.core.commands import parse_comment
 from app.core.config.errors import ConfigError
 from app.core.hardware import Catalog
 from app.core.report import (
@@ -40,6 +39,7 @@ from app.core.report.markdown import (
     human_money,
     strip_ansi,
 )
+from app.core.slash import parse_comment
 from app.core.states import JobState, PipelineState
 from tests.fakes.github_openapi import load_spec, schema_errors
 

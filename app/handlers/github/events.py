@@ -9,8 +9,8 @@ from gidgethub import routing, sansio
 
 from app.adapters.github.client import Repo
 from app.adapters.github.errors import GitHubError
-from app.core.commands import Permission
 from app.core.config.errors import ConfigError
+from app.core.slash import Permission
 from app.core.triggers import Event, EventKind
 from app.handlers.github.context import FORGE, GitHubContext
 from app.handlers.pipelines import (

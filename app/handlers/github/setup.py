@@ -11,7 +11,7 @@ from aiohttp import web
 from gidgethub import routing, sansio
 
 from app.adapters.github.client import GitHubClient, Repo
-from app.handlers.github import commands, events, installations
+from app.handlers.github import events, installations, slash
 from app.handlers.github.context import GitHubContext
 from app.handlers.inbox_worker import InboxWorker
 from app.reporters.github import GitHubReporter
@@ -47,7 +47,7 @@ async def start_github(services: Services, app: web.Application) -> GitHubParts 
         api_url=config.api_url,
     )
     ctx = GitHubContext(services=services, client=client)
-    router = routing.Router(installations.router, events.router, commands.router)
+    router = routing.Router(installations.router, events.router, slash.router)
 
     async def dispatch(row: InboxEvent) -> None:
         event = sansio.Event(row.payload, event=row.event, delivery_id=row.delivery_id)

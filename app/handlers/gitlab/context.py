@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.adapters.gitlab.client import GitLabClient
-from app.core.commands import Permission, gitlab_permission
+from app.core.slash import Permission, gitlab_permission
 from app.engine.engine import RepoRef
 from app.web.common import Services
 

@@ -1,15 +1,15 @@
 """`/ployd ...` in merge request notes: the same commands and rules as on GitHub (shared in
-``app.handlers.commands``); acknowledged with an award emoji, refusals answered in a note."""
+``app.handlers.slash``); acknowledged with an award emoji, refusals answered in a note."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from app.core.commands import Permission, parse_comment
 from app.core.report import MARKER
-from app.handlers.commands import reaction_for, run_commands
+from app.core.slash import Permission, parse_comment
 from app.handlers.gitlab.context import FORGE, GitLabContext
 from app.handlers.pipelines import latest_pipeline
+from app.handlers.slash import reaction_for, run_commands
 
 EMOJI = {"+1": "thumbsup", "confused": "confused", "eyes": "eyes"}
 

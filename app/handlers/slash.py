@@ -1,6 +1,6 @@
 """Forge-neutral command handling: the same for GitHub comments and GitLab notes.
 
-Parsing, resolving and the permission rules are the core's (``app.core.commands``); this
+Parsing, resolving and the permission rules are the core's (``app.core.slash``); this
 module runs resolved commands against the engine, in the pull/merge request's latest
 pipeline, and says what to answer. The forge handlers only look things up and reply.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from app.core.commands import (
+from app.core.slash import (
     Command,
     CommandError,
     JobRef,

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from app.core.commands import (
+from app.core.config.model import HardwareSpec
+from app.core.hardware import Catalog
+from app.core.slash import (
     COMMANDS,
     Command,
     CommandError,
@@ -19,8 +21,6 @@ from app.core.commands import (
     parse_comment,
     resolve,
 )
-from app.core.config.model import HardwareSpec
-from app.core.hardware import Catalog
 from app.core.states import JobState
 
 CAT = Catalog.default()

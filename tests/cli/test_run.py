@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from app.commands import run as run_cmd
+from app.cli import run as run_cmd
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """`/ployd ...` in pull request comments, and the check runs' buttons (GitHub side).
 
-What commands do is forge-neutral (``app.handlers.commands``); this module finds the pull
+What commands do is forge-neutral (``app.handlers.slash``); this module finds the pull
 request's latest pipeline and the commenter's permission, and answers on GitHub: a
 reaction when it worked, a reply that says why when not.
 """
@@ -13,7 +13,7 @@ from typing import Any
 from gidgethub import routing, sansio
 
 from app.adapters.github.client import Repo
-from app.core.commands import (
+from app.core.slash import (
     Command,
     Permission,
     Resolution,
@@ -23,10 +23,10 @@ from app.core.commands import (
     parse_comment,
     resolve,
 )
-from app.handlers.commands import execute, job_refs, reaction_for, run_commands
 from app.handlers.github.context import FORGE, GitHubContext
 from app.handlers.github.events import permission_of
 from app.handlers.pipelines import latest_pipeline
+from app.handlers.slash import execute, job_refs, reaction_for, run_commands
 from app.store.models import Job
 
 log = logging.getLogger("ployd.github")

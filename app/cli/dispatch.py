@@ -1,6 +1,6 @@
 """`ployd`: the command line.
 
-Each subcommand lives in its own module under ``app.commands`` and is imported only when
+Each subcommand lives in its own module under ``app.cli`` and is imported only when
 it runs, so that quick commands (`ployd validate`, `ployd run`) do not pay for the
 service's imports (aiohttp, SQLAlchemy, boto3).
 """
@@ -12,7 +12,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-# name -> (module under app.commands, one-line help)
+# name -> (module under app.cli, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("validate", "check a .ployd.yml and print a one-line summary"),
     "plan": ("plan", "print the expanded jobs with their hardware candidates and prices"),
@@ -32,14 +32,14 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.set_defaults(_module=module)
-        mod = importlib.import_module(f"app.commands.{module}")
+        mod = importlib.import_module(f"app.cli.{module}")
         mod.add_arguments(p)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    mod = importlib.import_module(f"app.commands.{args._module}")
+    mod = importlib.import_module(f"app.cli.{args._module}")
     rc: int = mod.main(args)
     return rc
 
