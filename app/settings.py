@@ -206,7 +206,8 @@ def _gitlab(env: Mapping[str, str]) -> GitLabConfig | None:
     """GitLab's settings when PLOYD_GITLAB_TOKEN is set."""
     if not env.get("PLOYD_GITLAB_TOKEN"):
         return None
-    from app.adapters.gitlab.config import GitLabConfig, GitLabConfigError
+    from app.adapters.gitlab.config import GitLabConfig
+    from app.adapters.gitlab.errors import GitLabConfigError
 
     try:
         config = GitLabConfig.from_env(env)

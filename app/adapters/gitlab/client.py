@@ -18,10 +18,10 @@ import requests
 from gitlab.utils import EncodedId
 from gitlab.v4.objects import Project
 
+from app.adapters.backoff import Backoff
 from app.adapters.gitlab.config import DEFAULT_URL, GitLabConfig
 from app.adapters.gitlab.errors import GitLabError
 from app.adapters.gitlab.runner import (
-    Backoff,
     CallRunner,
     CallStats,
     NoRetryGitlab,
