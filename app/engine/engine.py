@@ -444,9 +444,10 @@ class Engine:
             attempt.hardware = list(job.hardware)
             payload = agent_payload(pipeline, job, attempt, secrets)
             changes.pipelines.add(pipeline.id)
-            result = {"attempt_id": attempt.id, "job_token": token, "job": payload}
+            attempt_id = attempt.id
+            result = {"attempt_id": attempt_id, "job_token": token, "job": payload}
         for listener in self.claim_listeners:
-            listener(agent_id, result["attempt_id"])
+            listener(agent_id, attempt_id)
         return result
 
     async def claim(self, who: AgentIdentity | str, wait: float) -> dict[str, Any] | None:

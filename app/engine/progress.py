@@ -142,7 +142,8 @@ def end_attempt(
     policy = retry_policy(job.spec)
     retryable = final not in (AttemptState.SUCCEEDED, AttemptState.CANCELLED) and reason is not None
     if retryable and policy.allows(reason, attempt.number, exit_code):  # type: ignore[arg-type]
-        words = RETRY_WORDS.get(reason, reason.value)  # type: ignore[union-attr,arg-type]
+        assert reason is not None  # retryable
+        words = RETRY_WORDS.get(reason, reason.value)
         if reason is RetryReason.SPOT_INTERRUPTION and job.spec.get("spot", "auto") == "auto":
             words += ", retrying on on-demand"
         queue_job(s, job, f"retry {attempt.number} of {policy.max}: {words}", changes)
