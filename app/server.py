@@ -21,11 +21,11 @@ from app.logs.store import make_log_store
 from app.metrics import Metrics
 from app.policy.setup import security_of
 from app.policy.setup import wire as wire_security
+from app.services import Services
 from app.settings import Settings
 from app.store.db import Database
 from app.web.app import make_app
 from app.web.artifacts_api import TRANSFERS, expire_forever
-from app.web.common import Services
 
 log = logging.getLogger("ployd")
 

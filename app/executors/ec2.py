@@ -52,8 +52,8 @@ from app.core.scheduler import (
 from app.core.states import AttemptState
 from app.executors.ec2_machines import Machines, aware, token_hash
 from app.executors.ec2_policy import EC2Policy
+from app.services import Services
 from app.store.models import Attempt, Instance, Job, Pipeline, utcnow
-from app.web.common import Services
 
 log = logging.getLogger("ployd.ec2")
 S = InstanceState

@@ -22,8 +22,8 @@ from app.core.slash import (
 )
 from app.core.states import JobState
 from app.engine.engine import NotAllowed
+from app.services import Services
 from app.store.models import Pipeline
-from app.web.common import Services
 
 
 def job_refs(services: Services, pipeline_id: int) -> tuple[list[JobRef], dict[str, int]]:

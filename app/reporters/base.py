@@ -12,8 +12,8 @@ from typing import Any
 
 from sqlalchemy import select
 
+from app.services import Services
 from app.store.models import ForgeReport, Pipeline, utcnow
-from app.web.common import Services
 
 log = logging.getLogger("ployd.reporter")
 

@@ -19,8 +19,8 @@ from app.core.report import (
 )
 from app.reporters.base import PipelineReporter, digest
 from app.reporters.views import pipeline_view
+from app.services import Services
 from app.store.models import Pipeline
-from app.web.common import Services
 
 
 async def report_config_errors(

@@ -11,7 +11,7 @@ from app.adapters.gitlab.client import GitLabClient
 from app.core.report import status_for, summary_comment
 from app.reporters.base import PipelineReporter, digest
 from app.reporters.views import pipeline_view
-from app.web.common import Services
+from app.services import Services
 
 
 class GitLabReporter(PipelineReporter):

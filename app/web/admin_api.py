@@ -20,8 +20,9 @@ from app.policy.model import PolicyError
 from app.policy.setup import Security, security_of, wire
 from app.secrets.references import ReferenceError
 from app.secrets.store import SecretError, SecretNotFound
+from app.services import Services
 from app.store.models import Tenant, TenantPolicy
-from app.web.common import Services, error, int_param, json_body, require_admin, services
+from app.web.common import error, int_param, json_body, require_admin, services
 
 routes = web.RouteTableDef()
 SECURITY = web.AppKey("security", Security)

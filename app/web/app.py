@@ -5,10 +5,11 @@ from __future__ import annotations
 from aiohttp import web
 
 from app import __version__
+from app.services import Services
 from app.web import agent_api, api, dashboard, logs, webhooks_github, webhooks_gitlab
 from app.web.admin_api import install as install_admin
 from app.web.artifacts_api import install as install_artifacts
-from app.web.common import SERVICES, Services
+from app.web.common import SERVICES
 
 routes = web.RouteTableDef()
 

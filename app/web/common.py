@@ -4,28 +4,11 @@ from __future__ import annotations
 
 import hmac
 import json
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from aiohttp import web
 
-from app.core.hardware import Catalog
-from app.engine.engine import Engine
-from app.logs.store import LogStore
-from app.metrics import Metrics
-from app.settings import Settings
-from app.store.db import Database
-
-
-@dataclass
-class Services:
-    settings: Settings
-    db: Database
-    engine: Engine
-    logs: LogStore
-    catalog: Catalog
-    metrics: Metrics
-
+from app.services import Services
 
 SERVICES = web.AppKey("services", Services)
 

@@ -9,8 +9,8 @@ from sqlalchemy import select
 
 from app.adapters.github.client import GitHubClient, Repo
 from app.engine.engine import RepoRef
+from app.services import Services
 from app.store.models import Pipeline, Repository, Tenant
-from app.web.common import Services
 
 FORGE = "github"
 

@@ -15,8 +15,9 @@ from app.handlers.github import events, installations, slash
 from app.handlers.github.context import GitHubContext
 from app.handlers.inbox_worker import InboxWorker
 from app.reporters.github import GitHubReporter
+from app.services import Services
 from app.store.models import InboxEvent
-from app.web.common import GITHUB_WORKER, Services
+from app.web.common import GITHUB_WORKER
 
 
 @dataclass

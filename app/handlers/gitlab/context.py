@@ -8,7 +8,7 @@ from typing import Any
 from app.adapters.gitlab.client import GitLabClient
 from app.core.slash import Permission, gitlab_permission
 from app.engine.engine import RepoRef
-from app.web.common import Services
+from app.services import Services
 
 FORGE = "gitlab"
 

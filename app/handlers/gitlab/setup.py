@@ -14,8 +14,9 @@ from app.handlers.gitlab import events, notes
 from app.handlers.gitlab.context import GitLabContext
 from app.handlers.inbox_worker import InboxWorker
 from app.reporters.gitlab import GitLabReporter
+from app.services import Services
 from app.store.models import InboxEvent
-from app.web.common import GITLAB_WORKER, Services
+from app.web.common import GITLAB_WORKER
 
 Handler = Callable[[dict[str, Any], GitLabContext, int], Awaitable[None]]
 HANDLERS: dict[str, Handler] = {

@@ -1,0 +1,26 @@
+"""The running service's shared parts, as one typed bundle.
+
+Built in one place only, the composition root (``app.wiring``); lower layers receive it
+(or, better, only the parts they use) and never build or look up their own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from app.core.hardware import Catalog
+from app.engine.engine import Engine
+from app.logs.store import LogStore
+from app.metrics import Metrics
+from app.settings import Settings
+from app.store.db import Database
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    engine: Engine
+    logs: LogStore
+    catalog: Catalog
+    metrics: Metrics
