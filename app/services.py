@@ -10,8 +10,10 @@ from dataclasses import dataclass
 
 from app.core.hardware import Catalog
 from app.engine.engine import Engine
+from app.engine.logfinisher import LogFinisher
 from app.logs.store import LogStore
 from app.metrics import Metrics
+from app.policy.setup import Security
 from app.settings import Settings
 from app.store.db import Database
 
@@ -24,3 +26,5 @@ class Services:
     logs: LogStore
     catalog: Catalog
     metrics: Metrics
+    security: Security  # the secret store and the policy book behind the engine's hooks
+    finisher: LogFinisher  # finishes logs as attempts end

@@ -10,11 +10,13 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from app.adapters.ec2.config import EC2Config
     from app.adapters.github.config import GitHubAppConfig
     from app.adapters.gitlab.config import GitLabConfig
+    from app.core.ec2_policy import EC2Policy
 
 
 class SettingsError(ValueError):
@@ -103,11 +105,20 @@ class Settings:
     artifact_expire_s: int = 30 * 24 * 3600  # PLOYD_ARTIFACT_EXPIRE_IN: without expire_in
     kms_key_id: str = ""  # PLOYD_KMS_KEY_ID: seal secrets with KMS data keys (envelope)
     policy_file: str = ""  # PLOYD_POLICY_FILE: tenants' quotas and budgets (app.policy)
+    log_level: str = "INFO"  # PLOYD_LOG_LEVEL
+    # PLOYD_EXECUTOR=ec2: the AWS side (PLOYD_AWS_*, PLOYD_EC2_*) and the executor's own
+    # (pools, timeouts, PLOYD_AGENT_URL), read with the rest.
+    ec2: EC2Config | None = None
+    ec2_policy: EC2Policy | None = None
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if environ is None else environ
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, *, overrides: Mapping[str, str] = {}
+    ) -> Settings:
+        """From ``environ`` (default: the process environment), with ``overrides`` (the
+        command line's flags) on top."""
+        env = {**(os.environ if environ is None else environ), **overrides}
         data_dir = Path(env.get("PLOYD_DATA_DIR") or ".ployd-data").expanduser()
         host = env.get("PLOYD_HOST") or "127.0.0.1"
         port = _int(env, "PLOYD_PORT", 8080)
@@ -140,6 +151,8 @@ class Settings:
             artifact_expire_s=_duration(env, "PLOYD_ARTIFACT_EXPIRE_IN", 30 * 24 * 3600),
             kms_key_id=env.get("PLOYD_KMS_KEY_ID") or "",
             policy_file=env.get("PLOYD_POLICY_FILE") or "",
+            log_level=env.get("PLOYD_LOG_LEVEL") or "INFO",
+            **_ec2(env, executor),
         )
         return s
 
@@ -185,6 +198,25 @@ class Settings:
                 f"PLOYD_HOST={self.host} listens beyond this machine: set PLOYD_ADMIN_TOKEN "
                 "so that only you can use the API"
             )
+
+
+def env_setting(name: str) -> str:
+    """One PLOYD_* variable for a command that needs only it (``ployd validate`` reads
+    PLOYD_CATALOG_FILE without caring whether the server's settings are complete)."""
+    return os.environ.get(name, "")
+
+
+def _ec2(env: Mapping[str, str], executor: str) -> dict[str, Any]:
+    """The EC2 executor's settings when PLOYD_EXECUTOR=ec2."""
+    if executor != "ec2":
+        return {}
+    from app.adapters.ec2.config import EC2Config, EC2ConfigError
+    from app.core.ec2_policy import EC2Policy, PolicyError
+
+    try:
+        return {"ec2_policy": EC2Policy.from_env(env), "ec2": EC2Config.from_env(env)}
+    except (EC2ConfigError, PolicyError) as e:
+        raise SettingsError(str(e)) from None
 
 
 def _github(env: Mapping[str, str]) -> GitHubAppConfig | None:

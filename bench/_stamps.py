@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from app.engine.events import PipelinesChanged
+
 STEP = 'date +%s.%N > "$STAMP_DIR/$PLOYD_PIPELINE_ID"'
 
 
@@ -47,7 +49,7 @@ class Trigger:
         self.server, self.http, self.repo, self.stamps = server, http, repo, stamps
         self.engine = server.services.engine
         self._news = asyncio.Event()
-        self.engine.listeners.append(lambda _ids: self._news.set())
+        self.engine.events.subscribe(PipelinesChanged, lambda _e: self._news.set())
 
     async def once(self) -> float:
         from app.store.models import Pipeline

@@ -35,7 +35,7 @@ async def run(n: int) -> int:
     import aiohttp
     from moto.server import ThreadedMotoServer
 
-    from app.executors.ec2_policy import EC2Policy
+    from app.core.ec2_policy import EC2Policy
     from app.server import start_server
     from app.settings import Settings
     from tests.e2e.conftest import Harness

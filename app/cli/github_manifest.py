@@ -14,12 +14,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     import json
-    import os
     import sys
 
     from app.adapters.github.manifest import manifest
+    from app.settings import env_setting
 
-    url = args.url or os.environ.get("PLOYD_PUBLIC_URL", "")
+    url = args.url or env_setting("PLOYD_PUBLIC_URL")
     if not url.startswith(("https://", "http://")):
         print(
             "ployd github-manifest: give --url https://ployd.example.com (or set "

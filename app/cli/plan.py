@@ -28,16 +28,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    import os
     import sys
 
     from app.core.config.errors import ConfigInvalid
     from app.core.config.loader import load_config_file
     from app.core.expand import expand
     from app.core.hardware import Catalog, CatalogError
+    from app.settings import env_setting
 
     try:
-        catalog = Catalog.load(args.catalog or os.environ.get("PLOYD_CATALOG_FILE") or None)
+        catalog = Catalog.load(args.catalog or env_setting("PLOYD_CATALOG_FILE") or None)
         config = load_config_file(args.path, catalog=catalog)
     except CatalogError as exc:
         print(f"ployd plan: {exc}", file=sys.stderr)

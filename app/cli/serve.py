@@ -17,27 +17,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     import asyncio
     import logging
-    import os
     import sys
 
     from app.settings import Settings, SettingsError
 
-    env = dict(os.environ)
-    for flag, name in (
-        ("host", "PLOYD_HOST"),
-        ("port", "PLOYD_PORT"),
-        ("data_dir", "PLOYD_DATA_DIR"),
-    ):
-        if getattr(args, flag, None) is not None:
-            env[name] = str(getattr(args, flag))
+    names = {"host": "PLOYD_HOST", "port": "PLOYD_PORT", "data_dir": "PLOYD_DATA_DIR"}
+    flags = {
+        name: str(getattr(args, flag))
+        for flag, name in names.items()
+        if getattr(args, flag, None) is not None
+    }
     try:
-        settings = Settings.from_env(env)
+        settings = Settings.from_env(overrides=flags)
         settings.check_exposure()
     except SettingsError as e:
         print(f"ployd serve: {e}", file=sys.stderr)
         return 2
     logging.basicConfig(
-        level=os.environ.get("PLOYD_LOG_LEVEL", "INFO"),
+        level=settings.log_level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     from app.server import serve_forever

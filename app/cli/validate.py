@@ -29,16 +29,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     import json
-    import os
     import sys
 
     from app.core.config.errors import ConfigInvalid
     from app.core.config.loader import load_config_file
     from app.core.expand import expand
     from app.core.hardware import Catalog, CatalogError
+    from app.settings import env_setting
 
     try:
-        catalog = Catalog.load(args.catalog or os.environ.get("PLOYD_CATALOG_FILE") or None)
+        catalog = Catalog.load(args.catalog or env_setting("PLOYD_CATALOG_FILE") or None)
     except CatalogError as exc:
         print(f"ployd validate: {exc}", file=sys.stderr)
         return 2

@@ -11,7 +11,7 @@ import asyncio
 import hashlib
 import hmac
 import secrets as pysecrets
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -24,23 +24,14 @@ from app.core.config.model import RetryReason
 from app.core.planner import JobPlan
 from app.core.states import AttemptState, JobState, PipelineState
 from app.engine import progress
+from app.engine.events import AttemptClaimed, AttemptEnded, EventBus, PipelinesChanged
+from app.engine.hooks import AgentIdentity, Authenticator, EngineHooks
 from app.engine.notify import Broadcast
 from app.engine.progress import Changes
 from app.engine.specs import agent_payload, job_spec
 from app.logs.store import LogStore
 from app.store.db import Database
 from app.store.models import Attempt, AuditRecord, Job, Pipeline, Repository, Tenant, utcnow
-
-SecretsProvider = Callable[[Pipeline, Job], dict[str, str]]
-# (session, queued attempt) -> why its job may not run at all (it fails with that
-# message before any machine starts: a missing secret, a policy refusal), or None.
-Gate = Callable[[Session, Attempt], str | None]
-# (session, queued attempt) -> why it must wait (a tenant's quota), or None: admitted.
-Admission = Callable[[Session, Attempt], str | None]
-Listener = Callable[[set[int]], None]
-# Called with a claim's answer before it goes to the agent: a forge adapter adds what
-# only it can (a short-lived clone token), in place.
-PayloadHook = Callable[[dict[str, Any]], Awaitable[None]]
 
 T = TypeVar("T")
 
@@ -98,52 +89,38 @@ AGENT_REASONS = {
 }
 
 
-@dataclass(frozen=True)
-class AgentIdentity:
-    """Who claims a job: the agent, the machine it runs on, and which jobs it may run."""
-
-    agent_id: str
-    instance_type: str = "local"
-    spot: bool = False
-    price_hourly: float = 0.0
-    accepts: Callable[[Job, Pipeline], bool] | None = None
-    prefer_attempt: int | None = None  # the attempt this machine was started for
-
-
-# (token, the agent id the agent gave) -> its identity, or None when the token is not
-# this authenticator's.
-Authenticator = Callable[[str, str], AgentIdentity | None]
-# (agent id, attempt id) when a machine starts a job; (agent id, attempt id, final
-# state, fork) when an attempt ends: executors keep their machines' states with these.
-ClaimListener = Callable[[str, int], None]
-EndListener = Callable[[str, int, str, bool], None]
+__all__ = ["AgentAuthError", "AgentIdentity", "Engine", "NotAllowed", "OutOfOrder", "RepoRef"]
 
 CLAIM_SCAN = 50  # queued attempts looked at per claim, oldest first
 
 
 class Engine:
+    """Pipelines in, attempts out to agents, results back.
+
+    ``hooks`` change its decisions (``app.engine.hooks``); what happened is published on
+    ``events`` (``app.engine.events``) after each transaction commits."""
+
     def __init__(
         self,
         db: Database,
         logs: LogStore,
         *,
-        secrets: SecretsProvider | None = None,
+        hooks: EngineHooks | None = None,
+        events: EventBus | None = None,
         heartbeat_timeout_s: float = 60.0,
     ) -> None:
         self.db = db
         self.logs = logs
-        self.secrets = secrets or (lambda _p, _j: {})
+        self.hooks = hooks or EngineHooks()
+        self.events = events or EventBus()
         self.heartbeat_timeout = timedelta(seconds=heartbeat_timeout_s)
         self.queued = Broadcast()
         self.cancels = Broadcast()
         self.log_appended = Broadcast()
-        self.listeners: list[Listener] = []
-        self.payload_hooks: dict[str, PayloadHook] = {}  # forge -> hook
-        self.authenticators: list[Authenticator] = [self._local_agent]
-        self.claim_listeners: list[ClaimListener] = []
-        self.end_listeners: list[EndListener] = []
-        self.gates: list[Gate] = []
-        self.admission: Admission | None = None
+        self._authenticators: tuple[Authenticator, ...] = (
+            *self.hooks.authenticators,
+            self._local_agent,
+        )
         self._agent_tokens: set[str] = set()
         self._postgres = db.engine.dialect.name == "postgresql"
         self.closing = False
@@ -163,7 +140,7 @@ class Engine:
         changes = Changes()
         with self.db.session() as s:
             yield s, changes
-            if changes.queued and self.gates:
+            if changes.queued and self.hooks.gates:
                 self._gate(s, changes)
         self._after(changes)
 
@@ -187,7 +164,8 @@ class Engine:
                 return
             for attempt in fresh:
                 seen.add(attempt.id)
-                why = next((w for g in self.gates if (w := g(s, attempt)) is not None), None)
+                gates = self.hooks.gates
+                why = next((w for g in gates if (w := g(s, attempt)) is not None), None)
                 if why is not None:
                     self._refuse(s, attempt, why, changes)
 
@@ -206,11 +184,9 @@ class Engine:
         if changes.cancelled_attempts:
             self.cancels.notify()
         for agent_id, attempt_id, state, fork in changes.ended:
-            for end_listener in self.end_listeners:
-                end_listener(agent_id, attempt_id, state, fork)
+            self.events.publish(AttemptEnded(agent_id, attempt_id, state, fork))
         if changes.pipelines:
-            for listener in self.listeners:
-                listener(set(changes.pipelines))
+            self.events.publish(PipelinesChanged(frozenset(changes.pipelines)))
 
     def audit(
         self, s: Session, actor: str, action: str, target: str, forge: str = "local", **details: Any
@@ -347,7 +323,7 @@ class Engine:
 
     def authenticate(self, token: str, agent_id: str) -> AgentIdentity:
         """The identity behind an agent token; ``AgentAuthError`` (401) when none."""
-        for authenticator in self.authenticators:
+        for authenticator in self._authenticators:
             identity = authenticator(token, agent_id)
             if identity is not None:
                 return identity
@@ -381,9 +357,9 @@ class Engine:
 
     def _admit(self, s: Session, attempt: Attempt, changes: Changes | None) -> str | None:
         """Why a queued attempt must wait (recorded on its job), or None: admitted."""
-        if self.admission is None:
+        if self.hooks.admission is None:
             return None
-        why = self.admission(s, attempt)
+        why = self.hooks.admission(s, attempt)
         job = attempt.job
         if why is not None and job.waiting_reason != why:
             job.waiting_reason = why
@@ -395,7 +371,7 @@ class Engine:
     def admitted(self, attempt_id: int) -> bool:
         """Whether a queued attempt may start now under its tenant's quotas: executors
         ask before starting a machine for it (a waiting one says why on its job)."""
-        if self.admission is None:
+        if self.hooks.admission is None:
             return True
         with self._work() as (s, changes):
             attempt = s.get(Attempt, attempt_id)
@@ -413,7 +389,7 @@ class Engine:
             pipeline = job.pipeline
             # A fork's pull request never receives secrets.
             try:
-                secrets = {} if pipeline.fork else self.secrets(pipeline, job)
+                secrets = {} if pipeline.fork else self.hooks.secrets(pipeline, job)
             except Exception as e:  # a reference that cannot be resolved: the job fails
                 self._refuse(s, attempt, f"its secrets could not be read: {e}", changes)
                 return None
@@ -446,8 +422,7 @@ class Engine:
             changes.pipelines.add(pipeline.id)
             attempt_id = attempt.id
             result = {"attempt_id": attempt_id, "job_token": token, "job": payload}
-        for listener in self.claim_listeners:
-            listener(agent_id, attempt_id)
+        self.events.publish(AttemptClaimed(agent_id, attempt_id))
         return result
 
     async def claim(self, who: AgentIdentity | str, wait: float) -> dict[str, Any] | None:
@@ -459,7 +434,7 @@ class Engine:
         while True:
             found = self._claim_now(who)
             if found is not None:
-                hook = self.payload_hooks.get(found["job"]["forge"])
+                hook = self.hooks.payload_hooks.get(found["job"]["forge"])
                 if hook is not None:
                     try:
                         await hook(found)

@@ -36,6 +36,7 @@ from app.adapters.ec2.client import EC2Client
 from app.adapters.ec2.config import EC2Config
 from app.adapters.ec2.errors import CapacityError, CloudError
 from app.adapters.ec2.userdata import user_data
+from app.core.ec2_policy import EC2Policy
 from app.core.hardware import parse_spec
 from app.core.instances import InstanceState
 from app.core.scheduler import (
@@ -50,8 +51,8 @@ from app.core.scheduler import (
     why_none,
 )
 from app.core.states import AttemptState
+from app.engine.events import AttemptClaimed, AttemptEnded, PipelinesChanged
 from app.executors.ec2_machines import Machines, aware, token_hash
-from app.executors.ec2_policy import EC2Policy
 from app.services import Services
 from app.store.models import Attempt, Instance, Job, Pipeline, utcnow
 
@@ -109,6 +110,7 @@ class EC2Executor:
         self._pass = asyncio.Lock()
         self._retiring: set[asyncio.Task[None]] = set()  # terminations under way
         self._tasks: list[asyncio.Task[None]] = []
+        self._subscriptions: list[Callable[[], None]] = []
         self.passes = 0
 
     # -- lifecycle -------------------------------------------------------------------
@@ -120,10 +122,16 @@ class EC2Executor:
             allowed_classes=self.policy.allowed_classes,
         )
         self.scheduler = Scheduler(self.services.catalog, fleet, self.spot_prices)
-        self.engine.authenticators.insert(0, lambda token, _agent: self.machines.identity(token))
-        self.engine.claim_listeners.append(self._claimed)
-        self.engine.end_listeners.append(self._ended)
-        self.engine.listeners.append(lambda _ids: self.notify_queued(1))
+        # Agents on its machines authenticate through the composition root's
+        # ``machine_authenticator`` (the same rows); it follows the engine's events:
+        events = self.engine.events
+        self._subscriptions = [
+            events.subscribe(AttemptClaimed, lambda e: self._claimed(e.agent_id, e.attempt_id)),
+            events.subscribe(
+                AttemptEnded, lambda e: self._ended(e.agent_id, e.attempt_id, e.state, e.fork)
+            ),
+            events.subscribe(PipelinesChanged, lambda _e: self.notify_queued(1)),
+        ]
         self._tasks = [
             asyncio.create_task(self._loop(), name="ec2-executor"),
             asyncio.create_task(self._reaper(), name="ec2-reaper"),
@@ -136,6 +144,8 @@ class EC2Executor:
 
     async def stop(self) -> None:
         await self.retired()
+        for unsubscribe in self._subscriptions:
+            unsubscribe()
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:

@@ -1,62 +1,54 @@
-"""Wiring secrets and policy into an engine (``ployd serve`` does it at start)."""
+"""Secrets and policy as the engine's decision hooks (the composition root builds them)."""
 
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass
 
-from sqlalchemy.orm import Session
-
 from app.core.hardware import Catalog
-from app.engine.engine import Engine, Gate
+from app.engine.hooks import Authenticator, EngineHooks, PayloadHook, SecretsProvider
 from app.policy.enforce import PolicyBook
 from app.policy.model import PolicyError
 from app.secrets.setup import store_from
 from app.secrets.store import SecretStore
 from app.settings import Settings, SettingsError
 from app.store.db import Database
-from app.store.models import Attempt
 
 
-@dataclass
+@dataclass(frozen=True)
 class Security:
+    """The secret store and the policy book in force."""
+
     secrets: SecretStore
     policy: PolicyBook
-    gates: tuple[Gate, ...] = ()
+
+    def hooks(
+        self,
+        *,
+        secrets: SecretsProvider | None = None,
+        authenticators: tuple[Authenticator, ...] = (),
+        payload_hooks: dict[str, PayloadHook] | None = None,
+    ) -> EngineHooks:
+        """The engine's hooks that deliver these secrets and enforce this policy: the
+        queue-time gates (policy refusals, then missing secrets), the admission hook and
+        the secrets provider. With another ``secrets`` provider (an embedder's), the
+        store's missing-secrets gate is left out: that provider answers for itself."""
+        gates = (self.policy.gate,) if secrets is not None else (
+            self.policy.gate,
+            self.secrets.gate,
+        )
+        return EngineHooks(
+            gates=gates,
+            admission=self.policy.admission,
+            secrets=secrets or self.secrets.provide,
+            authenticators=authenticators,
+            payload_hooks=payload_hooks or {},
+        )
 
 
-_WIRED: weakref.WeakKeyDictionary[Engine, Security] = weakref.WeakKeyDictionary()
-
-
-def attach(engine: Engine, secrets: SecretStore, policy: PolicyBook) -> Security:
-    """Make ``engine`` deliver ``secrets`` and enforce ``policy``: the secrets provider,
-    the queue-time gates (policy refusals, then missing secrets) and the admission hook."""
-    old = _WIRED.get(engine)
-    if old is not None:  # wired again: the previous gates go
-        engine.gates[:] = [g for g in engine.gates if g not in old.gates]
-
-    def missing_secrets(s: Session, attempt: Attempt) -> str | None:
-        # Only while this store provides the secrets (an embedder may install another).
-        if engine.secrets != secrets.provide:
-            return None
-        return secrets.gate(s, attempt)
-
-    engine.secrets = secrets.provide
-    security = Security(secrets, policy, (policy.gate, missing_secrets))
-    engine.gates.extend(security.gates)
-    engine.admission = policy.admission
-    _WIRED[engine] = security
-    return security
-
-
-def wire(settings: Settings, db: Database, engine: Engine, catalog: Catalog) -> Security:
-    """Build the secret store and the policy book from ``settings`` and attach them."""
+def security_from(settings: Settings, db: Database, catalog: Catalog) -> Security:
+    """The secret store and the policy book as ``settings`` configure them."""
     try:
         policy = PolicyBook(catalog, settings.policy_file)
     except PolicyError as e:
         raise SettingsError(f"PLOYD_POLICY_FILE: {e}") from None
-    return attach(engine, store_from(settings, db), policy)
-
-
-def security_of(engine: Engine) -> Security | None:
-    return _WIRED.get(engine)
+    return Security(store_from(settings, db), policy)

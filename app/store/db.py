@@ -11,6 +11,9 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+# A unit of work, as code outside the store names it (it never imports SQLAlchemy).
+Tx = Session
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 

@@ -17,7 +17,7 @@ from aiohttp import web
 from sqlalchemy import select
 
 from app.policy.model import PolicyError
-from app.policy.setup import Security, security_of, wire
+from app.policy.setup import Security
 from app.secrets.references import ReferenceError
 from app.secrets.store import SecretError, SecretNotFound
 from app.services import Services
@@ -31,7 +31,7 @@ ACTOR = "admin-api"
 
 def install(app: web.Application, svc: Services) -> None:
     """Register the routes, with the engine's secret store and policy book."""
-    app[SECURITY] = security_of(svc.engine) or wire(svc.settings, svc.db, svc.engine, svc.catalog)
+    app[SECURITY] = svc.security
     app.add_routes(routes)
 
 

@@ -1,1 +1,1 @@
-from tests.engine.conftest import driver, engine  # noqa: F401
+from tests.engine.conftest import driver, engine, engine_db, engine_hooks  # noqa: F401

@@ -12,7 +12,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from app.server import Server, build_services, start_server
+from app.engine.events import PipelinesChanged
+from app.server import Server, start_server
 from app.settings import Settings
 from app.store.models import Job, Pipeline
 
@@ -25,7 +26,7 @@ class Harness:
         self.http = http
         self.engine = server.services.engine
         self._changed = asyncio.Event()
-        self.engine.listeners.append(lambda _ids: self._changed.set())
+        self.engine.events.subscribe(PipelinesChanged, lambda _e: self._changed.set())
 
     @property
     def url(self) -> str:
@@ -108,10 +109,7 @@ def serve(tmp_path: Path, db_url: str) -> Callable[..., Any]:
             local_agents=agents,
             **extra,
         )
-        services = build_services(settings)
-        if secrets is not None:
-            services.engine.secrets = secrets
-        server = await start_server(settings, services)
+        server = await start_server(settings, secrets=secrets)
         async with aiohttp.ClientSession() as http:
             try:
                 yield Harness(server, http)
@@ -182,7 +180,7 @@ def ec2_world(
     moto (its own region per test), machines simulated by local agents."""
     from contextlib import asynccontextmanager
 
-    from app.executors.ec2_policy import EC2Policy
+    from app.core.ec2_policy import EC2Policy
     from tests.e2e.ec2_world import EC2World
 
     regions = [

@@ -20,8 +20,8 @@ from aiohttp import web
 from app.adapters.ec2.client import EC2Client
 from app.adapters.ec2.config import EC2Config
 from app.adapters.ec2.userdata import parse_registration
+from app.core.ec2_policy import EC2Policy
 from app.executors.ec2 import EC2Executor
-from app.executors.ec2_policy import EC2Policy
 from app.store.models import Instance
 from tests.e2e.conftest import Harness
 

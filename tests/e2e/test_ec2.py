@@ -12,7 +12,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from app.executors.ec2_policy import EC2Policy
+from app.core.ec2_policy import EC2Policy
 from app.store.models import Instance, utcnow
 from tests.e2e.ec2_world import EC2World
 

@@ -11,6 +11,7 @@ import pytest
 
 from app.core.hardware import Catalog
 from app.engine.engine import Engine
+from app.engine.hooks import EngineHooks
 from app.handlers.pipelines import start_local
 from app.logs.store import LogStore
 from app.store.db import Database
@@ -18,10 +19,21 @@ from app.store.models import Job, Pipeline
 
 
 @pytest.fixture
-def engine(db_url: str, tmp_path: Path) -> Iterator[Engine]:
+def engine_db(db_url: str) -> Iterator[Database]:
     db = Database.connect(db_url)
-    yield Engine(db, LogStore(tmp_path / "logs"))
+    yield db
     db.dispose()
+
+
+@pytest.fixture
+def engine_hooks() -> EngineHooks:
+    """The engine's decision hooks (a conftest overrides this to add secrets, policy)."""
+    return EngineHooks()
+
+
+@pytest.fixture
+def engine(engine_db: Database, engine_hooks: EngineHooks, tmp_path: Path) -> Engine:
+    return Engine(engine_db, LogStore(tmp_path / "logs"), hooks=engine_hooks)
 
 
 @dataclass

@@ -11,6 +11,7 @@ import pytest
 
 from app.core.states import IllegalTransition, JobState, job_transition
 from app.engine.engine import AgentAuthError, Engine, NotAllowed, OutOfOrder
+from app.engine.events import AttemptClaimed, AttemptEnded
 from app.logs.store import LogStore
 from app.store.db import Database
 from app.store.models import AuditRecord, utcnow
@@ -395,7 +396,9 @@ async def test_spot_interruption_is_retried_on_demand_and_costed(
     from app.engine.engine import AgentIdentity
 
     ended: list[tuple[str, int, str, bool]] = []
-    engine.end_listeners.append(lambda *a: ended.append(a))
+    engine.events.subscribe(
+        AttemptEnded, lambda e: ended.append((e.agent_id, e.attempt_id, e.state, e.fork))
+    )
     pid = driver.start("version: 1\njobs:\n  train: {workload: batch, steps: [{run: 'true'}]}\n")
     spot = AgentIdentity("i-spot", instance_type="g6.xlarge", spot=True, price_hourly=360.0)
     got = await engine.claim(spot, 0)
@@ -421,7 +424,7 @@ async def test_an_agent_only_claims_jobs_its_machine_may_run(
         "  big: {hardware: h100, steps: [{run: 'true'}]}\n"
     )
     claimed: list[tuple[str, int]] = []
-    engine.claim_listeners.append(lambda a, i: claimed.append((a, i)))
+    engine.events.subscribe(AttemptClaimed, lambda e: claimed.append((e.agent_id, e.attempt_id)))
     gpu = AgentIdentity(
         "i-gpu", instance_type="p5.4xlarge", accepts=lambda job, _p: "p5.4xlarge" in job.candidates
     )

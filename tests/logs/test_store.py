@@ -117,13 +117,13 @@ async def test_s3_logs_left_unfinished_are_finished_at_start(
         w.pipeline()
         c = await w.claim()
         w.log(c, "before the crash\n")
-        w.engine.end_listeners.clear()  # as if the replica stopped before compacting
+        w.services.finisher.detach()  # as if the replica stopped before compacting
         w.finish(c, "failed")
         assert chunk_rows(w, c.attempt_id) == 1
         store = w.store
         assert isinstance(store, S3LogStore)
         assert store.unfinished() == [c.attempt_id]
-        from app.logs.lifecycle import LogFinisher
+        from app.engine.logfinisher import LogFinisher
 
         finisher = LogFinisher(w.engine, store)
         finisher.recover()

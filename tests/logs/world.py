@@ -16,8 +16,7 @@ from app.core.links import sign_job
 from app.core.triggers import Event, EventKind
 from app.engine.engine import AgentIdentity, RepoRef
 from app.handlers.pipelines import plan
-from app.logs.lifecycle import drain_logs
-from app.server import Server, build_services, start_server
+from app.server import Server, start_server
 from app.settings import Settings
 from app.store.models import Job, Pipeline
 
@@ -112,7 +111,7 @@ class LogWorld:
 
     async def settled(self) -> None:
         """The logs of ended attempts are finished (compacted, for S3)."""
-        await drain_logs(self.engine)
+        await self.services.finisher.drain()
 
     def tenant_of(self, job_id: int) -> int:
         with self.engine.db.session() as s:
@@ -166,8 +165,7 @@ async def running(
         secret_key=SECRET,
         **extra,
     )
-    services = build_services(settings)
-    server = await start_server(settings, services)
+    server = await start_server(settings)
     async with aiohttp.ClientSession() as http:
         try:
             yield LogWorld(server, http)

@@ -11,11 +11,13 @@ from sqlalchemy import select, update
 
 from app.core.hardware import Catalog
 from app.engine.engine import Engine
+from app.engine.hooks import EngineHooks
 from app.policy.enforce import PolicyBook
-from app.policy.setup import attach
+from app.policy.setup import Security
 from app.secrets.crypto import Cipher, DecryptError, KmsKey, LocalKey
 from app.secrets.references import ReferenceError, Resolver, boto_clients, parse
 from app.secrets.store import SecretStore
+from app.store.db import Database
 from app.store.models import Secret
 from tests.engine.conftest import Driver
 
@@ -67,8 +69,19 @@ def test_reference_syntax() -> None:
             parse(bad)
 
 
+@pytest.fixture
+def store(aws: Any, engine_db: Database) -> SecretStore:
+    """A store that resolves references in moto's Secrets Manager and SSM."""
+    return SecretStore(engine_db, Cipher(LocalKey(b"k" * 32)), Resolver(aws))
+
+
+@pytest.fixture
+def engine_hooks(store: SecretStore) -> EngineHooks:
+    return Security(store, PolicyBook(Catalog.default())).hooks()
+
+
 async def test_references_resolve_at_dispatch(
-    aws: Any, engine: Engine, driver: Driver, make_repo: Any
+    aws: Any, store: SecretStore, engine: Engine, driver: Driver, make_repo: Any
 ) -> None:
     tag = uuid.uuid4().hex[:8]
     aws("secretsmanager").create_secret(
@@ -78,8 +91,6 @@ async def test_references_resolve_at_dispatch(
     aws("ssm").put_parameter(
         Name=f"/ployd/{tag}/hf", Value="hf-from-ssm", Type="SecureString", Overwrite=True
     )
-    store = SecretStore(engine.db, Cipher(LocalKey(b"k" * 32)), Resolver(aws))
-    attach(engine, store, PolicyBook(Catalog.default()))
     config = (
         "version: 1\njobs:\n  t:\n    secrets: [WANDB_API_KEY, PLAIN, HF_TOKEN]\n"
         "    steps: [{run: 'true'}]\n"

@@ -16,7 +16,6 @@ Credentials are not settings: boto3 finds them (instance role, SSO, env, profile
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -83,8 +82,7 @@ class EC2Config:
         object.__setattr__(self, "launch_templates", MappingProxyType(dict(self.launch_templates)))
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> EC2Config:
-        env = os.environ if environ is None else environ
+    def from_env(cls, env: Mapping[str, str]) -> EC2Config:
         region = env.get("PLOYD_AWS_REGION", "").strip()
         if not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d", region):
             raise EC2ConfigError(

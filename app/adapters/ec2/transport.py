@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 # botocore and boto3 ship no type information: the boundary is typed ``Any``.
-import botocore  # type: ignore[import-untyped]
-import botocore.exceptions  # type: ignore[import-untyped]
-from botocore.config import Config as BotoConfig  # type: ignore[import-untyped]
+import botocore
+import botocore.exceptions
+from botocore.config import Config as BotoConfig
 
 from app.adapters.ec2.config import EC2Config
 from app.adapters.ec2.errors import EC2Error, classify
@@ -58,7 +58,7 @@ def make_boto_client(config: EC2Config, **session_kwargs: Any) -> Any:
 
     ``session_kwargs`` go to ``boto3.session.Session`` (e.g. explicit keys for tests).
     """
-    import boto3  # type: ignore[import-untyped]
+    import boto3
 
     session = boto3.session.Session(region_name=config.region, **session_kwargs)
     return session.client(

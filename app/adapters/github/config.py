@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,10 +23,9 @@ class GitHubAppConfig:
     webhook_secret: str = field(default="", repr=False)
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> GitHubAppConfig:
+    def from_env(cls, env: Mapping[str, str]) -> GitHubAppConfig:
         """From PLOYD_GITHUB_APP_ID, PLOYD_GITHUB_PRIVATE_KEY (PEM text) or
         PLOYD_GITHUB_PRIVATE_KEY_FILE, PLOYD_GITHUB_API_URL, PLOYD_GITHUB_WEBHOOK_SECRET."""
-        env = os.environ if environ is None else environ
         raw_id = env.get("PLOYD_GITHUB_APP_ID", "")
         if not raw_id.isdigit():
             raise GitHubConfigError(f"PLOYD_GITHUB_APP_ID={raw_id!r}: expected the app's number")

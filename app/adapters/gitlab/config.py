@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -23,10 +22,9 @@ class GitLabConfig:
     webhook_secret: str = field(default="", repr=False)
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> GitLabConfig:
+    def from_env(cls, env: Mapping[str, str]) -> GitLabConfig:
         """From PLOYD_GITLAB_URL (default https://gitlab.com), PLOYD_GITLAB_TOKEN and
         PLOYD_GITLAB_WEBHOOK_SECRET."""
-        env = os.environ if environ is None else environ
         url = (env.get("PLOYD_GITLAB_URL") or DEFAULT_URL).strip().rstrip("/")
         if not url.startswith(("https://", "http://")) or not urlsplit(url).netloc:
             raise GitLabConfigError(

@@ -5,12 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
-
 from app.adapters.github.client import GitHubClient, Repo
 from app.engine.engine import RepoRef
 from app.services import Services
-from app.store.models import Pipeline, Repository, Tenant
+from app.store.lookups import repo_installation
 
 FORGE = "github"
 
@@ -41,11 +39,4 @@ class GitHubContext:
 
     def installation_of(self, pipeline_id: int) -> tuple[str, int]:
         """(repository full name, installation id) of a pipeline."""
-        with self.services.db.session() as s:
-            row = s.execute(
-                select(Repository.full_name, Tenant.external_id)
-                .join(Pipeline, Pipeline.repository_id == Repository.id)
-                .join(Tenant, Tenant.id == Repository.tenant_id)
-                .where(Pipeline.id == pipeline_id)
-            ).one()
-            return row[0], int(row[1])
+        return repo_installation(self.services.db, pipeline_id)

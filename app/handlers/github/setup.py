@@ -1,45 +1,43 @@
-"""Wiring the GitHub App into a running PloyD: client, inbox worker, reporter, and the
-hook that gives each agent a clone token for its one repository."""
+"""The GitHub App's parts, for the composition root (``app.wiring``): the client (opened
+before the engine, whose claims it gives a clone token for their one repository), then
+the inbox worker and the reporter."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-from aiohttp import web
 from gidgethub import routing, sansio
 
 from app.adapters.github.client import GitHubClient, Repo
+from app.adapters.github.config import GitHubAppConfig
+from app.engine.events import PipelinesChanged
+from app.engine.hooks import PayloadHook
 from app.handlers.github import events, installations, slash
 from app.handlers.github.context import GitHubContext
 from app.handlers.inbox_worker import InboxWorker
 from app.reporters.github import GitHubReporter
 from app.services import Services
+from app.store.db import Database
+from app.store.lookups import repo_installation
 from app.store.models import InboxEvent
-from app.web.common import GITHUB_WORKER
 
 
 @dataclass
-class GitHubParts:
-    """The GitHub App's moving parts: client, inbox worker, reporter."""
+class GitHubClientParts:
+    """The GitHub App's client and its HTTP session (opened before the engine)."""
 
     session: aiohttp.ClientSession
     client: GitHubClient
-    worker: InboxWorker
-    reporter: GitHubReporter
 
-    async def stop(self) -> None:
-        await self.worker.stop()
-        await self.reporter.idle()
+    async def close(self) -> None:
         await self.session.close()
 
 
-async def start_github(services: Services, app: web.Application) -> GitHubParts | None:
-    """Start the GitHub side when PLOYD_GITHUB_APP_ID is configured."""
-    config = services.settings.github
-    if config is None:
-        return None
+def open_github(config: GitHubAppConfig) -> GitHubClientParts:
+    """The App's client (call with the event loop running)."""
     session = aiohttp.ClientSession()
     client = GitHubClient(
         session,
@@ -47,6 +45,48 @@ async def start_github(services: Services, app: web.Application) -> GitHubParts 
         private_key_pem=config.private_key_pem,
         api_url=config.api_url,
     )
+    return GitHubClientParts(session, client)
+
+
+def clone_token_hook(client: GitHubClient, db: Database) -> PayloadHook:
+    """Each claim of a GitHub pipeline gets an installation token for its repository."""
+
+    async def clone_token(claim: dict[str, Any]) -> None:
+        job = claim["job"]
+        url = str(job["clone_url"])
+        if not url.startswith("https://"):
+            return
+        full_name, installation = repo_installation(db, int(job["pipeline_id"]))
+        token = await client.clone_token(Repo.parse(full_name, installation))
+        job["clone_url"] = url.replace("https://", f"https://x-access-token:{token}@", 1)
+        job["mask"].append(token)
+
+    return clone_token
+
+
+@dataclass
+class GitHubParts:
+    """The GitHub App's moving parts: client, inbox worker, reporter."""
+
+    opened: GitHubClientParts
+    worker: InboxWorker
+    reporter: GitHubReporter
+    unsubscribe: Callable[[], None]
+
+    @property
+    def client(self) -> GitHubClient:
+        return self.opened.client
+
+    async def stop(self) -> None:
+        self.unsubscribe()
+        await self.worker.stop()
+        await self.reporter.idle()
+        await self.opened.close()
+
+
+async def start_github(services: Services, opened: GitHubClientParts) -> GitHubParts:
+    """Start the GitHub side: the inbox worker and the reporter."""
+    client = opened.client
     ctx = GitHubContext(services=services, client=client)
     router = routing.Router(installations.router, events.router, slash.router)
 
@@ -56,24 +96,13 @@ async def start_github(services: Services, app: web.Application) -> GitHubParts 
 
     worker = InboxWorker(services.db, "github", dispatch)
     reporter = GitHubReporter(services, client)
-    services.engine.listeners.append(reporter.on_change)
-
-    async def clone_token(claim: dict[str, Any]) -> None:
-        job = claim["job"]
-        url = str(job["clone_url"])
-        if not url.startswith("https://"):
-            return
-        full_name, installation = ctx.installation_of(int(job["pipeline_id"]))
-        token = await client.clone_token(Repo.parse(full_name, installation))
-        job["clone_url"] = url.replace("https://", f"https://x-access-token:{token}@", 1)
-        job["mask"].append(token)
-
-    services.engine.payload_hooks["github"] = clone_token
+    unsubscribe = services.engine.events.subscribe(
+        PipelinesChanged, lambda e: reporter.on_change(set(e.pipeline_ids))
+    )
     services.metrics.forge_clients["github"] = lambda: {
         "calls": client.metrics.calls,
         "errors": client.metrics.errors,
         "rate_limit_remaining": client.metrics.rate_limit_remaining,
     }
-    app[GITHUB_WORKER] = worker
     await worker.start()
-    return GitHubParts(session=session, client=client, worker=worker, reporter=reporter)
+    return GitHubParts(opened=opened, worker=worker, reporter=reporter, unsubscribe=unsubscribe)

@@ -1,5 +1,5 @@
-"""Wiring the GitLab bot into a running PloyD: client, inbox worker, reporter, and the
-hook that lets agents fetch the code."""
+"""The GitLab bot's parts, for the composition root (``app.wiring``): the hook that lets
+agents fetch the code (given to the engine), then the inbox worker and the reporter."""
 
 from __future__ import annotations
 
@@ -7,16 +7,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from aiohttp import web
-
 from app.adapters.gitlab.client import GitLabClient
+from app.engine.events import PipelinesChanged
+from app.engine.hooks import PayloadHook
 from app.handlers.gitlab import events, notes
 from app.handlers.gitlab.context import GitLabContext
 from app.handlers.inbox_worker import InboxWorker
 from app.reporters.gitlab import GitLabReporter
 from app.services import Services
 from app.store.models import InboxEvent
-from app.web.common import GITLAB_WORKER
 
 Handler = Callable[[dict[str, Any], GitLabContext, int], Awaitable[None]]
 HANDLERS: dict[str, Handler] = {
@@ -27,24 +26,36 @@ HANDLERS: dict[str, Handler] = {
 }
 
 
+def clone_token_hook(token: str) -> PayloadHook:
+    """Agents fetch over HTTPS with ``token`` (PLOYD_GITLAB_CLONE_TOKEN, read_repository
+    only, when set; else the bot's token). It is masked in the job's log."""
+
+    async def with_token(claim: dict[str, Any]) -> None:
+        job = claim["job"]
+        url = str(job["clone_url"])
+        if url.startswith("https://"):
+            job["clone_url"] = url.replace("https://", f"https://oauth2:{token}@", 1)
+            job["mask"].append(token)
+
+    return with_token
+
+
 @dataclass
 class GitLabParts:
     client: GitLabClient
     worker: InboxWorker
     reporter: GitLabReporter
+    unsubscribe: Callable[[], None]
 
     async def stop(self) -> None:
+        self.unsubscribe()
         await self.worker.stop()
         await self.reporter.idle()
         self.client.close()
 
 
-async def start_gitlab(services: Services, app: web.Application) -> GitLabParts | None:
-    """Start the GitLab side when PLOYD_GITLAB_TOKEN is configured."""
-    config = services.settings.gitlab
-    if config is None:
-        return None
-    client = GitLabClient.from_config(config)
+async def start_gitlab(services: Services, client: GitLabClient) -> GitLabParts:
+    """Start the GitLab side: the inbox worker and the reporter."""
     ctx = GitLabContext(services=services, client=client)
 
     async def dispatch(row: InboxEvent) -> None:
@@ -54,24 +65,13 @@ async def start_gitlab(services: Services, app: web.Application) -> GitLabParts 
 
     worker = InboxWorker(services.db, "gitlab", dispatch)
     reporter = GitLabReporter(services, client)
-    services.engine.listeners.append(reporter.on_change)
-    # Agents fetch over HTTPS with a token: PLOYD_GITLAB_CLONE_TOKEN (read_repository
-    # only) when set, else the bot's token. It is masked in the job's log.
-    clone_token = services.settings.gitlab_clone_token or config.token
-
-    async def with_token(claim: dict[str, Any]) -> None:
-        job = claim["job"]
-        url = str(job["clone_url"])
-        if url.startswith("https://"):
-            job["clone_url"] = url.replace("https://", f"https://oauth2:{clone_token}@", 1)
-            job["mask"].append(clone_token)
-
-    services.engine.payload_hooks["gitlab"] = with_token
+    unsubscribe = services.engine.events.subscribe(
+        PipelinesChanged, lambda e: reporter.on_change(set(e.pipeline_ids))
+    )
     services.metrics.forge_clients["gitlab"] = lambda: {
         "calls": sum(client.stats.calls.values()),
         "errors": sum(client.stats.errors.values()),
         "rate_limit_remaining": None,
     }
-    app[GITLAB_WORKER] = worker
     await worker.start()
-    return GitLabParts(client=client, worker=worker, reporter=reporter)
+    return GitLabParts(client=client, worker=worker, reporter=reporter, unsubscribe=unsubscribe)

@@ -5,7 +5,6 @@ the server, and which hardware classes this PloyD may start."""
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -40,8 +39,7 @@ class EC2Policy:
         return self.pools.get(spec, self.default_pool)
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> EC2Policy:
-        env = os.environ if environ is None else environ
+    def from_env(cls, env: Mapping[str, str]) -> EC2Policy:
         pools: dict[str, PoolPolicy] = {}
         default = PoolPolicy()
         raw = env.get("PLOYD_EC2_POOLS", "").strip()

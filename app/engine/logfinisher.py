@@ -1,21 +1,22 @@
-"""Wiring the log store to the engine: finishing logs when attempts end, and waking
-live tails.
+"""The log store, driven by the engine's events: finishing logs when attempts end, and
+waking live tails.
 
-* An attempt ends (``engine.end_listeners``): its store's ``finish`` runs in a worker
-  thread (the S3 store compacts the chunks into one object), and ``log_appended`` is
-  notified so live tails (SSE) see the end at once.
-* A pipeline changes (``engine.listeners``): ``log_appended`` too, so a page waiting for
+* An attempt ends (``AttemptEnded``): its store's ``finish`` runs in a worker thread (the
+  S3 store compacts the chunks into one object), and ``log_appended`` is notified so
+  live tails (SSE) see the end at once.
+* A pipeline changes (``PipelinesChanged``): ``log_appended`` too, so a page waiting for
   a queued job's first line learns that it started, was cancelled, or was retried.
-* At start, logs left unfinished by a stopped replica are finished.
+* At start, logs left unfinished by a stopped replica are finished (``recover``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import weakref
+from collections.abc import Callable
 
 from app.engine.engine import Engine
+from app.engine.events import AttemptEnded, PipelinesChanged
 from app.logs.store import LogStore
 from app.store.models import Attempt
 
@@ -27,16 +28,27 @@ class LogFinisher:
         self.engine = engine
         self.store = store
         self.pending: set[asyncio.Future[None]] = set()
+        self._subscriptions: list[Callable[[], None]] = []
 
     def attach(self) -> LogFinisher:
-        self.engine.end_listeners.append(self._ended)
-        self.engine.listeners.append(lambda _ids: self.engine.log_appended.notify())
-        _FINISHERS[self.engine] = self
+        """Subscribe to the engine's events (once)."""
+        if not self._subscriptions:
+            events = self.engine.events
+            self._subscriptions = [
+                events.subscribe(AttemptEnded, self._ended),
+                events.subscribe(PipelinesChanged, lambda _e: self.engine.log_appended.notify()),
+            ]
         return self
 
-    def _ended(self, _agent_id: str, attempt_id: int, _state: str, _fork: bool) -> None:
+    def detach(self) -> None:
+        """Stop following the engine (a replica that stops before finishing its logs)."""
+        for unsubscribe in self._subscriptions:
+            unsubscribe()
+        self._subscriptions = []
+
+    def _ended(self, event: AttemptEnded) -> None:
         self.engine.log_appended.notify()
-        self.schedule(attempt_id)
+        self.schedule(event.attempt_id)
 
     def schedule(self, attempt_id: int) -> None:
         if not self.store.needs_finish:
@@ -75,21 +87,3 @@ class LogFinisher:
         while self.pending:
             await asyncio.gather(*list(self.pending), return_exceptions=True)
 
-
-_FINISHERS: weakref.WeakKeyDictionary[Engine, LogFinisher] = weakref.WeakKeyDictionary()
-
-
-def attach_logs(engine: Engine, store: LogStore) -> LogFinisher:
-    """Connect ``store`` to ``engine`` (once per engine)."""
-    found = _FINISHERS.get(engine)
-    return found if found is not None else LogFinisher(engine, store).attach()
-
-
-def finisher_for(engine: Engine) -> LogFinisher | None:
-    return _FINISHERS.get(engine)
-
-
-async def drain_logs(engine: Engine) -> None:
-    finisher = _FINISHERS.get(engine)
-    if finisher is not None:
-        await finisher.drain()

@@ -1,0 +1,80 @@
+"""The hooks that change what the engine decides, as typed interfaces.
+
+They are given to ``Engine(...)`` once, by the composition root (``app.wiring``):
+
+* ``Gate``: may a queued attempt run at all? A reason ends it ``failed`` before any
+  machine starts (a policy refusal, a missing secret).
+* ``Admission``: may it start now? A reason makes it wait (a tenant's quota).
+* ``SecretsProvider``: the secret values a claimed job receives (never a fork's).
+* ``Authenticator``: who an agent token belongs to (an EC2 machine's, a pool's).
+* ``PayloadHook``: what only a forge adapter can add to a claim (a clone token).
+
+What the engine *reports* is not a hook: it publishes events (``app.engine.events``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Protocol
+
+from app.store.db import Tx
+from app.store.models import Attempt, Job, Pipeline
+
+
+class Gate(Protocol):
+    def __call__(self, s: Tx, attempt: Attempt, /) -> str | None:
+        """Why the queued ``attempt`` may not run at all, or None."""
+
+
+class Admission(Protocol):
+    def __call__(self, s: Tx, attempt: Attempt, /) -> str | None:
+        """Why the queued ``attempt`` must wait, or None: admitted."""
+
+
+class SecretsProvider(Protocol):
+    def __call__(self, pipeline: Pipeline, job: Job, /) -> dict[str, str]:
+        """The secrets ``job`` receives, by name (raises when one cannot be read)."""
+
+
+@dataclass(frozen=True)
+class AgentIdentity:
+    """Who claims a job: the agent, the machine it runs on, and which jobs it may run."""
+
+    agent_id: str
+    instance_type: str = "local"
+    spot: bool = False
+    price_hourly: float = 0.0
+    accepts: Callable[[Job, Pipeline], bool] | None = None
+    prefer_attempt: int | None = None  # the attempt this machine was started for
+
+
+class Authenticator(Protocol):
+    def __call__(self, token: str, agent_id: str, /) -> AgentIdentity | None:
+        """The identity behind ``token`` (``agent_id`` is what the agent calls itself),
+        or None when the token is not this authenticator's."""
+
+
+# Called with a claim's answer before it goes to the agent: a forge adapter adds what
+# only it can (a short-lived clone token).
+PayloadHook = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+def _no_secrets(_pipeline: Pipeline, _job: Job) -> dict[str, str]:
+    return {}
+
+
+@dataclass(frozen=True)
+class EngineHooks:
+    """Everything that changes the engine's decisions, fixed at construction."""
+
+    gates: tuple[Gate, ...] = ()
+    admission: Admission | None = None
+    secrets: SecretsProvider = _no_secrets
+    # Tried in order before the engine's own (local agent) tokens.
+    authenticators: tuple[Authenticator, ...] = ()
+    payload_hooks: Mapping[str, PayloadHook] = field(default_factory=dict)  # forge -> hook
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "payload_hooks", MappingProxyType(dict(self.payload_hooks)))

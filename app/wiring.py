@@ -1,0 +1,209 @@
+"""The composition root: every part of a running PloyD is built and connected here, from
+``Settings`` alone.
+
+Order matters and is the whole point of this module:
+
+1. the database, the log store, the hardware catalog, the metrics;
+2. the engine's decision hooks: the secret store and the policy book (gates, admission,
+   secrets), the agent authenticators (EC2 machines' registration tokens), and the
+   forges' claim credentials (clone tokens), so that the forge clients open first;
+3. the engine, with those hooks and an event bus; then the subscribers to its events:
+   the log finisher and the metrics here, the forge reporters and the executors when
+   they start (``start_forges``, ``start_executor``).
+
+``app.server`` runs what this builds (HTTP, background loops, shutdown). No other module
+reads the environment, builds a client of its own, or registers itself on the engine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from app.adapters.gitlab.client import GitLabClient
+from app.core.hardware import Catalog
+from app.engine.engine import Engine
+from app.engine.events import AttemptClaimed, AttemptEnded, EventBus
+from app.engine.hooks import AgentIdentity, PayloadHook, SecretsProvider
+from app.engine.logfinisher import LogFinisher
+from app.executors.base import Executor
+from app.executors.ec2_machines import Machines
+from app.handlers.github.setup import (
+    GitHubClientParts,
+    GitHubParts,
+    clone_token_hook,
+    open_github,
+    start_github,
+)
+from app.handlers.gitlab.setup import GitLabParts, start_gitlab
+from app.handlers.gitlab.setup import clone_token_hook as gitlab_clone_token_hook
+from app.logs.store import make_log_store
+from app.metrics import Metrics
+from app.policy.setup import security_from
+from app.services import Services
+from app.settings import Settings
+from app.store.db import Database
+from app.web.common import GITHUB_WORKER, GITLAB_WORKER
+
+
+@dataclass
+class ForgeClients:
+    """The forges' API clients, opened before the engine (its claims need their tokens)."""
+
+    github: GitHubClientParts | None = None
+    gitlab: GitLabClient | None = None
+    clone_token: str = field(default="", repr=False)  # GitLab: what agents fetch with
+
+    def payload_hooks(self, db: Database) -> dict[str, PayloadHook]:
+        hooks: dict[str, PayloadHook] = {}
+        if self.github is not None:
+            hooks["github"] = clone_token_hook(self.github.client, db)
+        if self.gitlab is not None:
+            hooks["gitlab"] = gitlab_clone_token_hook(self.clone_token)
+        return hooks
+
+    async def close(self) -> None:
+        if self.github is not None:
+            await self.github.close()
+        if self.gitlab is not None:
+            self.gitlab.close()
+
+
+def open_forges(settings: Settings) -> ForgeClients:
+    """The clients of the forges that ``settings`` configure (with the loop running)."""
+    forges = ForgeClients()
+    if settings.github is not None:
+        forges.github = open_github(settings.github)
+    if settings.gitlab is not None:
+        forges.gitlab = GitLabClient.from_config(settings.gitlab)
+        # PLOYD_GITLAB_CLONE_TOKEN (read_repository only) when set, else the bot's token.
+        forges.clone_token = settings.gitlab_clone_token or settings.gitlab.token
+    return forges
+
+
+def build_services(
+    settings: Settings,
+    *,
+    forges: ForgeClients | None = None,
+    secrets: SecretsProvider | None = None,
+) -> Services:
+    """Everything but the HTTP site, the forges' workers and the executor.
+
+    ``secrets`` replaces the secret store as the provider of job secrets (an embedder's
+    or a test's)."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database.connect(settings.db_url, migrate=True)
+    logs = make_log_store(settings, db)
+    catalog = Catalog.load(settings.catalog_file or None)
+    security = security_from(settings, db, catalog)  # secrets, quotas, budgets
+    machines = Machines(db)  # the machines PloyD started: their registration tokens
+
+    def machine_agent(token: str, _agent_id: str) -> AgentIdentity | None:
+        return machines.identity(token)
+
+    events = EventBus()
+    engine = Engine(
+        db,
+        logs,
+        hooks=security.hooks(
+            secrets=secrets,
+            authenticators=(machine_agent,),
+            payload_hooks=(forges or ForgeClients()).payload_hooks(db),
+        ),
+        events=events,
+        heartbeat_timeout_s=settings.heartbeat_timeout_s,
+    )
+    finisher = LogFinisher(engine, logs).attach()
+    metrics = Metrics(db)
+    events.subscribe(AttemptClaimed, lambda e: metrics.on_claim(e.agent_id, e.attempt_id))
+    events.subscribe(
+        AttemptEnded, lambda e: metrics.on_end(e.agent_id, e.attempt_id, e.state, e.fork)
+    )
+    return Services(
+        settings=settings,
+        db=db,
+        engine=engine,
+        logs=logs,
+        catalog=catalog,
+        metrics=metrics,
+        security=security,
+        finisher=finisher,
+    )
+
+
+@dataclass
+class Forges:
+    """The forges' running parts: inbox workers and reporters on top of their clients."""
+
+    clients: ForgeClients
+    github: GitHubParts | None = None
+    gitlab: GitLabParts | None = None
+
+    async def stop(self) -> None:
+        for forge in (self.github, self.gitlab):
+            if forge is not None:
+                await forge.stop()
+        await self.clients.close()
+
+
+async def start_forges(services: Services, clients: ForgeClients, app: web.Application) -> Forges:
+    """Start each configured forge's inbox worker and reporter; its webhook route submits
+    deliveries to that worker."""
+    forges = Forges(clients)
+    if clients.github is not None:
+        forges.github = await start_github(services, clients.github)
+        app[GITHUB_WORKER] = forges.github.worker
+    if clients.gitlab is not None:
+        forges.gitlab = await start_gitlab(services, clients.gitlab)
+        app[GITLAB_WORKER] = forges.gitlab.worker
+    return forges
+
+
+async def start_executor(services: Services, url: str) -> Executor | None:
+    """The executor ``settings`` choose: EC2 machines, or warm local agents."""
+    settings = services.settings
+    if settings.executor == "ec2":
+        return await start_ec2(services)
+    if settings.local_agents > 0:
+        return await start_local(services, url)
+    return None
+
+
+async def start_local(services: Services, url: str) -> Executor:
+    """Warm agent processes on this machine (the embedded default)."""
+    from app.executors.local import LocalExecutor
+
+    engine, settings = services.engine, services.settings
+
+    async def on_exit(agent_id: str, code: int | None) -> None:
+        engine.agent_lost(agent_id, f"the agent process exited (code {code})")
+
+    executor = LocalExecutor(
+        server_url=url,
+        agent_token=engine.new_agent_token(),
+        work_dir=settings.workspaces_dir,
+        concurrency=settings.local_agents,
+        on_agent_exit=on_exit,
+    )
+    await executor.start()
+    return executor
+
+
+async def start_ec2(services: Services) -> Executor:
+    """Machines on EC2 (PLOYD_EXECUTOR=ec2): the right instance for each job."""
+    from app.adapters.ec2.client import EC2Client
+    from app.executors.ec2 import EC2Executor
+
+    settings = services.settings
+    config, policy = settings.ec2, settings.ec2_policy
+    assert config is not None and policy is not None  # Settings reads both for ec2
+    executor = EC2Executor(
+        services,
+        await EC2Client.open(config),
+        config,
+        policy,
+        server_url=policy.agent_url or settings.base_url,
+    )
+    await executor.start()
+    return executor
