@@ -10,9 +10,10 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from app.core.config.model import RetryReason, When
+from app.core.config.model import RetryReason, SpotPolicy, When
 from app.core.dag import Node, pipeline_result, settle
 from app.core.instances import cost_usd
+from app.core.jobspec import StoredJobSpec
 from app.core.states import (
     AttemptState,
     JobState,
@@ -20,7 +21,6 @@ from app.core.states import (
     job_state_for_attempt,
     job_transition,
 )
-from app.engine.specs import retry_policy
 from app.store.models import Attempt, Job, Pipeline, utcnow
 
 
@@ -139,12 +139,13 @@ def end_attempt(
         attempt.error = error[:4000]
     if job.state == JobState.DISPATCHING and final is not AttemptState.INTERRUPTED:
         set_job_state(job, JobState.RUNNING, now)
-    policy = retry_policy(job.spec)
+    spec = StoredJobSpec.from_stored(job.spec)
+    policy = spec.retry
     retryable = final not in (AttemptState.SUCCEEDED, AttemptState.CANCELLED) and reason is not None
     if retryable and policy.allows(reason, attempt.number, exit_code):  # type: ignore[arg-type]
         assert reason is not None  # retryable
         words = RETRY_WORDS.get(reason, reason.value)
-        if reason is RetryReason.SPOT_INTERRUPTION and job.spec.get("spot", "auto") == "auto":
+        if reason is RetryReason.SPOT_INTERRUPTION and spec.spot is SpotPolicy.AUTO:
             words += ", retrying on on-demand"
         queue_job(s, job, f"retry {attempt.number} of {policy.max}: {words}", changes)
     else:
