@@ -38,6 +38,7 @@ from app.adapters.ec2.errors import CapacityError, CloudError
 from app.adapters.ec2.userdata import user_data
 from app.core.hardware import parse_spec
 from app.core.instances import InstanceState
+from app.core.jobspec import StoredJobSpec
 from app.core.scheduler import (
     Candidate,
     Fleet,
@@ -222,7 +223,8 @@ class EC2Executor:
                 job = a.job
                 spot_lost = any(x.end_reason == "spot_interruption" for x in job.attempts)
                 try:
-                    req = Requirements.from_row(job.spec, job.hardware, job.candidates, spot_lost)
+                    spec = StoredJobSpec.from_stored(job.spec)
+                    req = Requirements.from_row(spec, job.hardware, job.candidates, spot_lost)
                 except ValueError:
                     continue
                 out.append(
@@ -233,8 +235,8 @@ class EC2Executor:
                         fork=job.pipeline.fork,
                         req=req,
                         candidates=tuple(job.candidates or ()),
-                        disk_gb=job.spec.get("disk_gb"),
-                        clean=bool(job.spec.get("clean_machine")),
+                        disk_gb=spec.disk_gb,
+                        clean=spec.clean_machine,
                     )
                 )
         return out
@@ -402,7 +404,9 @@ class EC2Executor:
         with self.services.db.session() as s:
             a = s.get(Attempt, attempt_id)
             tenant = a.job.pipeline.repository.tenant_id if a else None
-            fork = bool(a and (a.job.pipeline.fork or a.job.spec.get("clean_machine")))
+            fork = bool(
+                a and (a.job.pipeline.fork or StoredJobSpec.from_stored(a.job.spec).clean_machine)
+            )
         self.machines.move(
             row.id,
             S.BUSY,
