@@ -20,6 +20,7 @@ from sqlalchemy import delete, select
 from app.artifacts.access import BadRequest, NotFound, human_size, live_attempt
 from app.artifacts.storage import BlobStore
 from app.core.cachekey import CacheKeyError, safe_relpath
+from app.core.jobspec import StoredJobSpec
 from app.store.db import Database
 from app.store.models import Artifact, Attempt, Job, utcnow
 
@@ -90,8 +91,8 @@ class Artifacts:
             attempt = live_attempt(s, attempt_id, token)  # the token first, then the body
             checked = _check_files(files)
             job = attempt.job
-            spec = (job.spec.get("artifacts") or {}) if isinstance(job.spec, dict) else {}
-            expire_s = spec.get("expire_in_s") or self.default_expire_s
+            spec = StoredJobSpec.from_stored(job.spec).artifacts
+            expire_s = (spec.expire_in_s if spec is not None else None) or self.default_expire_s
             expires = now + timedelta(seconds=int(expire_s))
             repo = job.pipeline.repository
             existing = {

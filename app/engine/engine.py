@@ -21,6 +21,8 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from app.core.config.model import RetryReason
+from app.core.deadlines import Interrupt, TimeOut, overdue
+from app.core.jobspec import StoredJobSpec
 from app.core.planner import JobPlan
 from app.core.states import AttemptState, JobState, PipelineState
 from app.engine import progress
@@ -37,7 +39,6 @@ T = TypeVar("T")
 
 MAX_CLAIM_WAIT = 30.0
 MAX_HEARTBEAT_WAIT = 30.0
-TIMEOUT_GRACE = timedelta(seconds=60)
 
 
 class AgentAuthError(Exception):
@@ -667,42 +668,45 @@ class Engine:
         with self._work() as (s, changes):
             live = _live_attempts(s)
             for a in live:
-                beat = _aware(a.heartbeat_at or a.claimed_at or a.created_at)
-                started = _aware(a.started_at or a.claimed_at or a.created_at)
-                limit = timedelta(seconds=int(a.job.spec.get("timeout_s", 1800)))
-                if a.state == AttemptState.RUNNING and now - started > limit + TIMEOUT_GRACE:
-                    progress.end_attempt(
-                        s,
-                        a,
-                        AttemptState.TIMED_OUT,
-                        RetryReason.TIMEOUT,
-                        changes,
-                        error="the job ran past its timeout and its agent did not stop it",
-                    )
-                    ended += 1
-                elif now - beat > self.heartbeat_timeout:
-                    self._interrupt(s, a, "lost the agent's heartbeat", changes)
-                    ended += 1
+                action = overdue(
+                    AttemptState(a.state),
+                    now=now,
+                    timeout_s=StoredJobSpec.from_stored(a.job.spec).timeout_s,
+                    heartbeat_timeout=self.heartbeat_timeout,
+                    started=_aware(a.started_at or a.claimed_at or a.created_at),
+                    heartbeat=_aware(a.heartbeat_at or a.claimed_at or a.created_at),
+                )
+                ended += self._apply_deadline(s, a, action, changes)
             # A job that cannot get a machine does not wait forever: its own timeout.
             waiting = s.scalars(
                 select(Attempt).where(Attempt.state == AttemptState.QUEUED.value)
             ).all()
             for a in waiting:
                 job = a.job
-                queued = _aware(job.queued_at or a.created_at)
-                limit = timedelta(seconds=int(job.spec.get("timeout_s", 1800)))
-                if now - queued > limit and not job.pipeline.held:
-                    why = job.waiting_reason or "no machine became free"
-                    progress.end_attempt(
-                        s,
-                        a,
-                        AttemptState.TIMED_OUT,
-                        None,
-                        changes,
-                        error=f"waited longer than its timeout ({limit}) for a machine: {why}",
-                    )
-                    ended += 1
+                action = overdue(
+                    AttemptState.QUEUED,
+                    now=now,
+                    timeout_s=StoredJobSpec.from_stored(job.spec).timeout_s,
+                    heartbeat_timeout=self.heartbeat_timeout,
+                    queued=_aware(job.queued_at or a.created_at),
+                    held=job.pipeline.held,
+                    waiting_reason=job.waiting_reason,
+                )
+                ended += self._apply_deadline(s, a, action, changes)
         return ended
+
+    def _apply_deadline(
+        self, s: Session, a: Attempt, action: TimeOut | Interrupt | None, changes: Changes
+    ) -> int:
+        """End ``a`` as ``overdue`` said; 1 if it ended."""
+        match action:
+            case TimeOut(error=error, reason=reason):
+                progress.end_attempt(s, a, AttemptState.TIMED_OUT, reason, changes, error=error)
+            case Interrupt(error=error):
+                self._interrupt(s, a, error, changes)
+            case None:
+                return 0
+        return 1
 
     def recover(self) -> int:
         """At start with an embedded database: no agent of a previous run is alive, so

@@ -13,14 +13,14 @@ from sqlalchemy.orm import Session
 from app.core.config.model import RetryReason, When
 from app.core.dag import Node, pipeline_result, settle
 from app.core.instances import cost_usd
+from app.core.jobspec import StoredJobSpec
+from app.core.retry import Final, Retry, decide_after_attempt
 from app.core.states import (
     AttemptState,
     JobState,
     attempt_transition,
-    job_state_for_attempt,
     job_transition,
 )
-from app.engine.specs import retry_policy
 from app.store.models import Attempt, Job, Pipeline, utcnow
 
 
@@ -102,15 +102,6 @@ def advance(s: Session, pipeline: Pipeline, changes: Changes) -> None:
     changes.pipelines.add(pipeline.id)
 
 
-RETRY_WORDS = {
-    RetryReason.SCRIPT_FAILURE: "a step failed",
-    RetryReason.TIMEOUT: "it timed out",
-    RetryReason.INFRASTRUCTURE: "the machine or agent failed",
-    RetryReason.SPOT_INTERRUPTION: "the spot instance was reclaimed",
-    RetryReason.NO_CAPACITY: "no capacity",
-}
-
-
 def end_attempt(
     s: Session,
     attempt: Attempt,
@@ -139,16 +130,12 @@ def end_attempt(
         attempt.error = error[:4000]
     if job.state == JobState.DISPATCHING and final is not AttemptState.INTERRUPTED:
         set_job_state(job, JobState.RUNNING, now)
-    policy = retry_policy(job.spec)
-    retryable = final not in (AttemptState.SUCCEEDED, AttemptState.CANCELLED) and reason is not None
-    if retryable and policy.allows(reason, attempt.number, exit_code):  # type: ignore[arg-type]
-        assert reason is not None  # retryable
-        words = RETRY_WORDS.get(reason, reason.value)
-        if reason is RetryReason.SPOT_INTERRUPTION and job.spec.get("spot", "auto") == "auto":
-            words += ", retrying on on-demand"
-        queue_job(s, job, f"retry {attempt.number} of {policy.max}: {words}", changes)
-    else:
-        set_job_state(job, job_state_for_attempt(final), now)
+    spec = StoredJobSpec.from_stored(job.spec)
+    match decide_after_attempt(spec.retry, final, reason, attempt.number, exit_code, spec.spot):
+        case Retry() as retry:
+            queue_job(s, job, retry.reason, changes)
+        case Final(job_state=state):
+            set_job_state(job, state, now)
     advance(s, job.pipeline, changes)
 
 

@@ -39,6 +39,7 @@ from app.adapters.ec2.userdata import user_data
 from app.core.ec2_policy import EC2Policy
 from app.core.hardware import parse_spec
 from app.core.instances import InstanceState
+from app.core.jobspec import StoredJobSpec
 from app.core.scheduler import (
     Candidate,
     Fleet,
@@ -232,7 +233,8 @@ class EC2Executor:
                 job = a.job
                 spot_lost = any(x.end_reason == "spot_interruption" for x in job.attempts)
                 try:
-                    req = Requirements.from_row(job.spec, job.hardware, job.candidates, spot_lost)
+                    spec = StoredJobSpec.from_stored(job.spec)
+                    req = Requirements.from_row(spec, job.hardware, job.candidates, spot_lost)
                 except ValueError:
                     continue
                 out.append(
@@ -243,8 +245,8 @@ class EC2Executor:
                         fork=job.pipeline.fork,
                         req=req,
                         candidates=tuple(job.candidates or ()),
-                        disk_gb=job.spec.get("disk_gb"),
-                        clean=bool(job.spec.get("clean_machine")),
+                        disk_gb=spec.disk_gb,
+                        clean=spec.clean_machine,
                     )
                 )
         return out
@@ -412,7 +414,9 @@ class EC2Executor:
         with self.services.db.session() as s:
             a = s.get(Attempt, attempt_id)
             tenant = a.job.pipeline.repository.tenant_id if a else None
-            fork = bool(a and (a.job.pipeline.fork or a.job.spec.get("clean_machine")))
+            fork = bool(
+                a and (a.job.pipeline.fork or StoredJobSpec.from_stored(a.job.spec).clean_machine)
+            )
         self.machines.move(
             row.id,
             S.BUSY,

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 
 from app.core.instances import InstanceState, instance_transition
+from app.core.jobspec import StoredJobSpec
 from app.engine.engine import AgentIdentity
 from app.store.db import Database
 from app.store.models import Instance, Job, Pipeline, utcnow
@@ -115,7 +116,7 @@ def _accepts(
     def accepts(job: Job, pipeline: Pipeline) -> bool:
         if instance_type not in (job.candidates or []):
             return False
-        if job.spec.get("clean_machine") and not fresh:
+        if StoredJobSpec.from_stored(job.spec).clean_machine and not fresh:
             return False
         return tenant_id is None or pipeline.repository.tenant_id == tenant_id
 

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from app.audit.chain import append
 from app.core.durations import format_duration
 from app.core.hardware import Catalog, parse_spec
+from app.core.jobspec import StoredJobSpec
 from app.core.states import AttemptState
 from app.policy.model import Policy, PolicyError, PolicyFile, load_file, parse_policy
 from app.store.models import (
@@ -182,7 +183,7 @@ class PolicyBook:
 
     def estimate(self, job: Job) -> tuple[float, str]:
         """A job's estimated cost: its first candidate's hourly price x its timeout."""
-        timeout = int(job.spec.get("timeout_s", 1800))
+        timeout = StoredJobSpec.from_stored(job.spec).timeout_s
         name = str(job.candidates[0]) if job.candidates else ""
         try:
             price = self.catalog.get(name).price_usd_hour if name else 0.0
@@ -213,7 +214,7 @@ class PolicyBook:
                         f"refused: hardware class {cls} is not allowed for {who} "
                         f"(allowed: {allowed}; policy from {source})"
                     )
-        timeout = int(job.spec.get("timeout_s", 1800))
+        timeout = StoredJobSpec.from_stored(job.spec).timeout_s
         if policy.max_timeout_s is not None and timeout > policy.max_timeout_s:
             return (
                 f"refused: the job's timeout {format_duration(timeout)} is above the maximum "

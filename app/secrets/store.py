@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, object_session
 
 from app.audit.chain import append
 from app.core.globs import glob_match
+from app.core.jobspec import StoredJobSpec
 from app.secrets.crypto import Cipher, Sealed, identity
 from app.secrets.references import Resolver, is_reference, parse
 from app.store.db import Database
@@ -283,7 +284,7 @@ class SecretStore:
 
     def missing(self, s: Session, pipeline: Pipeline, job: Job) -> Names:
         """The names ``job`` declares that no secret of its repository and branch covers."""
-        names = [str(n) for n in job.spec.get("secrets", [])]
+        names = list(StoredJobSpec.from_stored(job.spec).secrets)
         branch = branch_of(pipeline.ref)
         return [
             n for n, rows in self._rows(s, pipeline, names).items() if pick(rows, branch) is None
@@ -315,7 +316,7 @@ class SecretStore:
 
     def provide(self, pipeline: Pipeline, job: Job) -> dict[str, str]:
         """The engine's secrets provider: the declared secrets' values, for one claim."""
-        names = [str(n) for n in job.spec.get("secrets", [])]
+        names = list(StoredJobSpec.from_stored(job.spec).secrets)
         if not names:
             return {}
         s = object_session(job)

@@ -13,6 +13,7 @@ from app.core.config.loader import load_config
 from app.core.config.model import GpuRequest, Resources, SpotPolicy, Workload
 from app.core.expand import expand
 from app.core.hardware import Catalog, parse_spec
+from app.core.jobspec import StoredJobSpec
 from app.core.scheduler import (
     SPOT_ESTIMATE,
     Candidate,
@@ -360,11 +361,13 @@ def test_requirements_from_planned_and_row() -> None:
     assert ev.resources == Resources(gpu=GpuRequest(count=1, memory_gb=40))
     assert (ev.workload, ev.spot, ev.after_interruption) == (W.INFERENCE, S.AUTO, True)
 
-    row = Requirements.from_row({"workload": "train", "spot": "always"}, ["h100:1", "a100:1"],
+    row = Requirements.from_row(StoredJobSpec.from_stored({"workload": "train", "spot": "always"}),
+                                ["h100:1", "a100:1"],
                                 list(jobs["bench"].candidates))
     assert row == bench
     # a job planned from resources: the row keeps only the candidate names
-    row2 = Requirements.from_row({"workload": "inference"}, [], list(jobs["eval"].candidates))
+    row2 = Requirements.from_row(StoredJobSpec.from_stored({"workload": "inference"}), [],
+                                 list(jobs["eval"].candidates))
     assert row2.instance_types == jobs["eval"].candidates
     cat = Catalog.default()
     from_row = candidates(row2, cat, FLEET)
@@ -373,18 +376,18 @@ def test_requirements_from_planned_and_row() -> None:
 
 
 def test_requirements_from_row_defaults_and_errors() -> None:
-    r = Requirements.from_row({}, ["l4"])
+    r = Requirements.from_row(StoredJobSpec.from_stored({}), ["l4"])
     assert (r.workload, r.spot, r.hardware) == (W.TEST, S.AUTO, (parse_spec("l4:1"),))
     with pytest.raises(ValueError):
-        Requirements.from_row({"workload": "nope"}, ["l4"])
+        Requirements.from_row(StoredJobSpec.from_stored({"workload": "nope"}), ["l4"])
     with pytest.raises(ValueError):
-        Requirements.from_row({}, ["l4:x"])
+        Requirements.from_row(StoredJobSpec.from_stored({}), ["l4:x"])
 
 
 def test_row_candidates_missing_from_catalog() -> None:
-    r = Requirements.from_row({}, [], ["gone.1", "l4.1"])
+    r = Requirements.from_row(StoredJobSpec.from_stored({}), [], ["gone.1", "l4.1"])
     assert [c.instance_type for c in candidates(r, CAT, FLEET, None) if not c.spot] == ["l4.1"]
-    gone = Requirements.from_row({}, [], ["gone.1"])
+    gone = Requirements.from_row(StoredJobSpec.from_stored({}), [], ["gone.1"])
     assert why_none(gone, CAT, FLEET) == (
         "none of the job's instance types (gone.1) is in the catalog")
 

@@ -4,12 +4,13 @@ hashable, so the scheduler can cache on them."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from app.core.config.model import HardwareSpec, PlannedJob, Resources, SpotPolicy, Workload
 from app.core.hardware import parse_spec
+from app.core.jobspec import StoredJobSpec
 
 Market = Literal["spot", "on-demand"]
 SPOT: Market = "spot"
@@ -99,20 +100,20 @@ class Requirements:
     @classmethod
     def from_row(
         cls,
-        spec: Mapping[str, Any],
+        spec: StoredJobSpec,
         hardware: Sequence[str],
         candidates: Sequence[str] = (),
         after_interruption: bool = False,
     ) -> Requirements:
-        """From a stored job: ``jobs.spec`` (its ``workload`` and ``spot`` keys),
+        """From a stored job: ``jobs.spec`` (its ``workload`` and ``spot``),
         ``jobs.hardware`` (``["l4:1", ...]``) and ``jobs.candidates`` (instance type names,
         used only when ``hardware`` is empty). Raises ``ValueError`` on a bad value."""
         specs = tuple(parse_spec(str(h)) for h in hardware)
         return cls(
             hardware=specs,
             resources=None,
-            workload=Workload(str(spec.get("workload") or Workload.TEST.value)),
-            spot=SpotPolicy(str(spec.get("spot") or SpotPolicy.AUTO.value)),
+            workload=spec.workload,
+            spot=spec.spot,
             after_interruption=after_interruption,
             instance_types=() if specs else tuple(str(c) for c in candidates),
         )

@@ -12,6 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
+from app.core.jobspec import StoredJobSpec
 from app.core.links import BadToken, verify_job
 from app.store.db import Database
 from app.store.models import Attempt, Job
@@ -147,7 +148,7 @@ def attempt_info(a: Attempt, titles: list[str]) -> AttemptInfo:
 
 
 def step_titles(job: Job) -> list[str]:
-    return [str(s.get("title") or "") for s in (job.spec or {}).get("steps", [])]
+    return [s.title for s in StoredJobSpec.from_stored(job.spec).steps]
 
 
 def load_job(db: Database, job_id: int) -> JobInfo | None:

@@ -1,0 +1,210 @@
+"""The stored job spec (``jobs.spec``): one typed, immutable view of that JSON.
+
+``StoredJobSpec.from_planned`` makes it from a planned job, ``to_stored`` gives the JSON
+that is stored, and ``from_stored`` reads it back, applying the defaults a missing key
+has always had (``DEFAULT_TIMEOUT_S``, ``DEFAULT_RETRY``, workload ``test``, spot
+``auto``), so nothing outside this module reads the JSON's keys.
+
+Not to be confused with ``app.core.config.model.JobSpec``, a job as the user wrote it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.core.config.model import (
+    DEFAULT_RETRY,
+    DEFAULT_TIMEOUT_S,
+    Artifacts,
+    Cache,
+    PlannedJob,
+    RetryPolicy,
+    RetryReason,
+    SpotPolicy,
+    Step,
+    Workload,
+    frozen_map,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredStep:
+    """One step as stored: ``title`` is what a person sees (``Step.title``)."""
+
+    title: str
+    run: str
+    env: Mapping[str, str] = field(default_factory=frozen_map)
+    timeout_s: int | None = None
+    continue_on_error: bool = False
+
+    @classmethod
+    def from_step(cls, step: Step) -> StoredStep:
+        return cls(
+            title=step.title,
+            run=step.run,
+            env=frozen_map(step.env),
+            timeout_s=step.timeout_s,
+            continue_on_error=step.continue_on_error,
+        )
+
+    @classmethod
+    def from_stored(cls, d: Mapping[str, Any]) -> StoredStep:
+        timeout = d.get("timeout_s")
+        return cls(
+            title=str(d.get("title") or ""),
+            run=str(d.get("run") or ""),
+            env=_str_map(d.get("env")),
+            timeout_s=int(timeout) if timeout is not None else None,
+            continue_on_error=bool(d.get("continue_on_error", False)),
+        )
+
+    def to_stored(self) -> dict[str, Any]:
+        return {
+            "title": self.title,
+            "run": self.run,
+            "env": dict(self.env),
+            "timeout_s": self.timeout_s,
+            "continue_on_error": self.continue_on_error,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class StoredJobSpec:
+    """Everything needed to run and retry a job, as stored with it."""
+
+    steps: tuple[StoredStep, ...] = ()
+    env: Mapping[str, str] = field(default_factory=frozen_map)
+    secrets: tuple[str, ...] = ()
+    timeout_s: int = DEFAULT_TIMEOUT_S
+    retry: RetryPolicy = DEFAULT_RETRY
+    workload: Workload = Workload.TEST
+    spot: SpotPolicy = SpotPolicy.AUTO
+    image: str | None = None
+    clean_machine: bool = False
+    disk_gb: int | None = None  # the root volume asked for (``resources.disk``), whole GB
+    cache: Cache | None = None  # ``${{ matrix.K }}`` expanded; ``hashFiles`` left to the agent
+    artifacts: Artifacts | None = None
+
+    @classmethod
+    def from_planned(cls, job: PlannedJob) -> StoredJobSpec:
+        s = job.spec
+        return cls(
+            steps=tuple(StoredStep.from_step(step) for step in job.steps),
+            env=frozen_map(job.env),
+            secrets=tuple(s.secrets),
+            timeout_s=s.timeout_s,
+            retry=s.retry,
+            workload=s.workload,
+            spot=s.spot,
+            image=s.image,
+            clean_machine=s.clean_machine,
+            disk_gb=_disk_gb(job),
+            cache=_cache(job),
+            artifacts=s.artifacts if s.artifacts is not None and s.artifacts.paths else None,
+        )
+
+    @classmethod
+    def from_stored(cls, d: Mapping[str, Any] | None) -> StoredJobSpec:
+        """Read ``jobs.spec``; a missing key has its default. Raises ``ValueError`` on a
+        value that is not one of its enum's (workload, spot, a retry reason)."""
+        d = d or {}
+        timeout = d.get("timeout_s")
+        disk = d.get("disk_gb")
+        image = d.get("image")
+        return cls(
+            steps=tuple(StoredStep.from_stored(step) for step in d.get("steps") or ()),
+            env=_str_map(d.get("env")),
+            secrets=tuple(str(n) for n in d.get("secrets") or ()),
+            timeout_s=int(timeout) if timeout is not None else DEFAULT_TIMEOUT_S,
+            retry=_retry(d.get("retry") or {}),
+            workload=Workload(str(d.get("workload") or Workload.TEST.value)),
+            spot=SpotPolicy(str(d.get("spot") or SpotPolicy.AUTO.value)),
+            image=str(image) if image is not None else None,
+            clean_machine=bool(d.get("clean_machine")),
+            disk_gb=int(disk) if disk is not None else None,
+            cache=_stored_cache(d.get("cache")),
+            artifacts=_stored_artifacts(d.get("artifacts")),
+        )
+
+    def to_stored(self) -> dict[str, Any]:
+        """The JSON stored in ``jobs.spec``."""
+        r = self.retry
+        return {
+            "steps": [step.to_stored() for step in self.steps],
+            "env": dict(self.env),
+            "secrets": list(self.secrets),
+            "timeout_s": self.timeout_s,
+            "retry": {
+                "max": r.max,
+                "when": sorted(w.value for w in r.when),
+                "exit_codes": list(r.exit_codes),
+            },
+            "workload": self.workload.value,
+            "spot": self.spot.value,
+            "image": self.image,
+            "clean_machine": self.clean_machine,
+            "disk_gb": self.disk_gb,
+            "cache": (
+                {
+                    "key": self.cache.key,
+                    "paths": list(self.cache.paths),
+                    "restore_keys": list(self.cache.restore_keys),
+                }
+                if self.cache is not None
+                else None
+            ),
+            "artifacts": (
+                {"paths": list(self.artifacts.paths), "expire_in_s": self.artifacts.expire_in_s}
+                if self.artifacts is not None
+                else None
+            ),
+        }
+
+
+def _str_map(value: Any) -> Mapping[str, str]:
+    return frozen_map({str(k): str(v) for k, v in (value or {}).items()})
+
+
+def _retry(r: Mapping[str, Any]) -> RetryPolicy:
+    when = r.get("when")
+    return RetryPolicy(
+        max=int(r.get("max", DEFAULT_RETRY.max)),
+        when=frozenset(RetryReason(w) for w in when) if when is not None else DEFAULT_RETRY.when,
+        exit_codes=tuple(int(c) for c in r.get("exit_codes") or ()),
+    )
+
+
+def _stored_cache(c: Any) -> Cache | None:
+    if not c:
+        return None
+    return Cache(
+        key=str(c["key"]),
+        paths=tuple(str(p) for p in c.get("paths") or ()),
+        restore_keys=tuple(str(k) for k in c.get("restore_keys") or ()),
+    )
+
+
+def _stored_artifacts(a: Any) -> Artifacts | None:
+    if not a:
+        return None
+    expire = a.get("expire_in_s")
+    return Artifacts(
+        paths=tuple(str(p) for p in a.get("paths") or ()),
+        expire_in_s=int(expire) if expire is not None else None,
+    )
+
+
+def _cache(job: PlannedJob) -> Cache | None:
+    cache = job.cache if job.cache is not None else job.spec.cache
+    if cache is None or not cache.key or not cache.paths:
+        return None
+    return cache
+
+
+def _disk_gb(job: PlannedJob) -> int | None:
+    resources = job.resources or job.spec.resources
+    if resources is None or not resources.disk_gb:
+        return None
+    return int(-(-resources.disk_gb // 1))
