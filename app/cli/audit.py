@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import UTC, datetime
+from datetime import datetime
+
+from app.core.clock import aware
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,7 +26,7 @@ def _date(text: str) -> datetime:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a date: write 2026-11-01 or 2026-11-01T12:00:00"
         ) from None
-    return at if at.tzinfo else at.replace(tzinfo=UTC)
+    return aware(at)
 
 
 def main(args: argparse.Namespace) -> int:

@@ -32,7 +32,7 @@ from enum import StrEnum
 from app.core.config.model import HardwareSpec
 from app.core.hardware import Catalog, parse_spec
 from app.core.report.markdown import NONE, code_span, escape_md
-from app.core.states import JobState
+from app.core.states import RETRYABLE, JobState
 
 PREFIX = "/ployd"
 
@@ -336,11 +336,6 @@ class Resolution:
     jobs: tuple[str, ...]  # concrete job names, in pipeline order
     hardware: HardwareSpec | None
     same_hardware: bool  # no hardware asked, or it equals every target's first hardware
-
-
-RETRYABLE = frozenset(
-    {JobState.FAILED, JobState.TIMED_OUT, JobState.INTERRUPTED, JobState.CANCELLED}
-)
 
 
 def _norm(name: str) -> str:

@@ -105,6 +105,8 @@ class PipelineState(StrEnum):
 
 J = JobState
 JOB_FINAL = frozenset({J.SUCCEEDED, J.FAILED, J.CANCELLED, J.TIMED_OUT, J.SKIPPED, J.INTERRUPTED})
+# The final states a person may retry a job from (`/ployd retry`, the re-run buttons).
+RETRYABLE = frozenset({J.FAILED, J.CANCELLED, J.TIMED_OUT, J.INTERRUPTED})
 
 JOB_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     J.WAITING: frozenset({J.QUEUED, J.SKIPPED, J.CANCELLED}),

@@ -25,7 +25,7 @@ from app.core.report.markdown import (
     strip_ansi,
 )
 from app.core.report.views import JobView
-from app.core.states import JobState
+from app.core.states import RETRYABLE, JobState
 
 MAX_OUTPUT = 65535  # output.summary, output.text
 MAX_ACTIONS = 3
@@ -44,9 +44,6 @@ _CONCLUSION = {
     JobState.SKIPPED: "skipped",
     JobState.INTERRUPTED: "failure",
 }
-RETRYABLE = frozenset(
-    {JobState.FAILED, JobState.CANCELLED, JobState.TIMED_OUT, JobState.INTERRUPTED}
-)
 FAILED = frozenset({JobState.FAILED, JobState.TIMED_OUT, JobState.INTERRUPTED})
 
 

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from app.core.hardware import Catalog
 from app.core.report.bigger import bigger_hardware
-from app.core.report.checks import FAILED, RETRYABLE
+from app.core.report.checks import FAILED
 from app.core.report.markdown import (
     NONE,
     between,
@@ -19,7 +19,7 @@ from app.core.report.markdown import (
     md_url,
 )
 from app.core.report.views import JobView, PipelineView
-from app.core.states import JobState, PipelineState
+from app.core.states import RETRYABLE, JobState, PipelineState
 
 MARKER = "<!-- ployd:summary -->"
 MAX_COMMENT = 65536  # GitHub's limit on a comment body

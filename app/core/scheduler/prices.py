@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from app.core.clock import aware
+
 DEFAULT_TTL_S = 300.0
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -29,7 +31,7 @@ def _timestamp(value: Any) -> datetime | None:
             return None
     else:
         return None
-    return ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
+    return aware(ts)
 
 
 class SpotPrices:
