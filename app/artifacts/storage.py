@@ -162,15 +162,9 @@ def open_store(settings: Settings) -> BlobStore:
     bucket = settings.s3_bucket
     if not bucket:
         return LocalStore(settings.data_dir)
-    import boto3
-    from botocore.config import Config
+    from app.adapters import aws
 
-    endpoint = settings.aws_endpoint_url or None
-    region = settings.aws_region or None
-    config = Config(
-        signature_version="s3v4",
-        s3={"addressing_style": "path" if endpoint else "auto"},
-        retries={"max_attempts": 3, "mode": "standard"},
+    client = aws.client(
+        "s3", region=settings.aws_region or None, endpoint_url=settings.aws_endpoint_url or None
     )
-    client = boto3.client("s3", region_name=region, endpoint_url=endpoint, config=config)
     return S3Store(client, bucket, settings.s3_prefix)

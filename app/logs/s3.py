@@ -87,19 +87,10 @@ class S3LogStore(LogStore):
         """The boto3 client, built on first use (in a worker thread: it blocks)."""
         with self._lock:
             if self._client is None:
-                import boto3
-                from botocore.config import Config
+                from app.adapters import aws
 
-                session = boto3.session.Session(region_name=self.config.region)
-                self._client = session.client(
-                    "s3",
-                    endpoint_url=self.config.endpoint_url,
-                    config=Config(
-                        retries={"max_attempts": 3, "mode": "standard"},
-                        connect_timeout=5,
-                        read_timeout=30,
-                        user_agent_extra="ployd",
-                    ),
+                self._client = aws.client(
+                    "s3", region=self.config.region, endpoint_url=self.config.endpoint_url
                 )
             return self._client
 

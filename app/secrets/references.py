@@ -61,22 +61,27 @@ def parse(text: str) -> Reference:
 ClientFactory = Callable[[str], Any]  # service name ("secretsmanager", "ssm") -> boto3 client
 
 
+# A job's claim waits on these calls: a shorter read timeout and fewer tries than the
+# shared defaults.
+READ_TIMEOUT_S = 10.0
+ATTEMPTS = 2
+
+
 def boto_clients(region: str, endpoint_url: str | None = None) -> ClientFactory:
-    """boto3 clients for ``region`` (``endpoint_url``: moto or LocalStack), short timeouts."""
+    """boto3 clients for ``region`` (``endpoint_url``: moto or LocalStack), one per
+    service, built on first use."""
     cache: dict[str, Any] = {}
 
     def make(service: str) -> Any:
         if service not in cache:
-            import boto3
-            from botocore.config import Config
+            from app.adapters import aws
 
-            cache[service] = boto3.client(
+            cache[service] = aws.client(
                 service,
-                region_name=region,
+                region=region,
                 endpoint_url=endpoint_url,
-                config=Config(
-                    connect_timeout=5, read_timeout=10, retries={"total_max_attempts": 2}
-                ),
+                read_timeout=READ_TIMEOUT_S,
+                attempts=ATTEMPTS,
             )
         return cache[service]
 
