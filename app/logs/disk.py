@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from app.logs.store import LogStore
 
 if TYPE_CHECKING:
-    from sqlalchemy.orm import Session
+    from app.store.db import Tx
 
 CHECKPOINT_EVERY = 256 * 1024
 READ_PIECE = 1 << 20
@@ -38,7 +38,7 @@ class DiskLogStore(LogStore):
         return p
 
     def append(
-        self, path: str, data: bytes, seq: int | None = None, session: Session | None = None
+        self, path: str, data: bytes, seq: int | None = None, session: Tx | None = None
     ) -> int:
         """Append ``data``; returns the new size. Order and idempotence on ``seq`` are
         the engine's (``attempts.log_seq``, in the same transaction)."""

@@ -19,15 +19,11 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, func, select
-
 from app.logs.store import LogStore
-from app.store.models import LogChunk
+from app.store import logchunks as chunks
 
 if TYPE_CHECKING:
-    from sqlalchemy.orm import Session
-
-    from app.store.db import Database
+    from app.store.db import Database, Tx
 
 log = logging.getLogger("ployd.logs")
 
@@ -137,64 +133,15 @@ class S3LogStore(LogStore):
         finally:
             body.close()
 
-    # ---- chunks -----------------------------------------------------------------------
-
-    def _has_chunks(self, s: Session, attempt_id: int) -> bool:
-        q = select(LogChunk.id).where(LogChunk.attempt_id == attempt_id).limit(1)
-        return s.scalar(q) is not None
-
-    def _last(self, s: Session, attempt_id: int) -> LogChunk | None:
-        q = (
-            select(LogChunk)
-            .where(LogChunk.attempt_id == attempt_id)
-            .order_by(LogChunk.seq.desc())
-            .limit(1)
-        )
-        # The data of the last chunk is not needed: only its place in the log.
-        from sqlalchemy.orm import defer
-
-        return s.scalar(q.options(defer(LogChunk.data)))
+    # ---- chunks (rows of log_chunks) ------------------------------------------------
 
     def append(
-        self, path: str, data: bytes, seq: int | None = None, session: Session | None = None
+        self, path: str, data: bytes, seq: int | None = None, session: Tx | None = None
     ) -> int:
         if session is None:
             with self.db.session() as s:
                 return self.append(path, data, seq, s)
-        attempt_id = _attempt_id(path)
-        last = self._last(session, attempt_id)
-        end = last.offset + last.size if last else 0
-        if seq is None:
-            seq = last.seq + 1 if last else 0
-        dup = select(LogChunk.id).where(LogChunk.attempt_id == attempt_id, LogChunk.seq == seq)
-        if session.scalar(dup) is not None:
-            return end  # this chunk is stored already
-        session.add(
-            LogChunk(
-                attempt_id=attempt_id,
-                seq=seq,
-                offset=end,
-                size=len(data),
-                lines=last.lines + last.newlines if last else 0,
-                newlines=data.count(b"\n"),
-                data=data,
-            )
-        )
-        session.flush()
-        return end + len(data)
-
-    def _chunk_read(self, s: Session, attempt_id: int, offset: int, end: int | None) -> bytes:
-        q = select(LogChunk.offset, LogChunk.data).where(
-            LogChunk.attempt_id == attempt_id, LogChunk.offset + LogChunk.size > offset
-        )
-        if end is not None:
-            q = q.where(LogChunk.offset < end)
-        parts = []
-        for off, data in s.execute(q.order_by(LogChunk.seq)):
-            lo = max(offset - off, 0)
-            hi = len(data) if end is None else min(end - off, len(data))
-            parts.append(bytes(data[lo:hi]))
-        return b"".join(parts)
+        return chunks.append(session, _attempt_id(path), data, seq)
 
     # ---- the interface ----------------------------------------------------------------
 
@@ -205,8 +152,8 @@ class S3LogStore(LogStore):
             return b""
         attempt_id = _attempt_id(path)
         with self.db.session() as s:
-            if self._has_chunks(s, attempt_id):
-                return self._chunk_read(s, attempt_id, offset, end)
+            if chunks.has_chunks(s, attempt_id):
+                return chunks.read(s, attempt_id, offset, end)
         head = self._head(path)
         if head is None:
             return b""
@@ -215,9 +162,9 @@ class S3LogStore(LogStore):
 
     def size(self, path: str) -> int:
         with self.db.session() as s:
-            last = self._last(s, _attempt_id(path))
+            last = chunks.last(s, _attempt_id(path))
             if last is not None:
-                return last.offset + last.size
+                return last.end
         head = self._head(path)
         return head[0] if head else 0
 
@@ -226,18 +173,9 @@ class S3LogStore(LogStore):
             return 0
         attempt_id = _attempt_id(path)
         with self.db.session() as s:
-            q = (
-                select(LogChunk.offset, LogChunk.lines)
-                .where(LogChunk.attempt_id == attempt_id, LogChunk.offset < offset)
-                .order_by(LogChunk.offset.desc())
-                .limit(1)
-            )
-            row = s.execute(q).first()
-            if row is not None:
-                chunk = self._chunk_read(s, attempt_id, row.offset, offset)
-                return int(row.lines) + chunk.count(b"\n")
-            if self._has_chunks(s, attempt_id):
-                return 0
+            counted = chunks.lines_before(s, attempt_id, offset)
+        if counted is not None:
+            return counted
         head = self._head(path)
         if head is None:
             return 0
@@ -261,16 +199,7 @@ class S3LogStore(LogStore):
         with no chunks left there is nothing to do."""
         attempt_id = _attempt_id(path)
         with self.db.session() as s:
-            meta = s.execute(
-                select(LogChunk.seq, LogChunk.offset, LogChunk.size, LogChunk.lines)
-                .where(LogChunk.attempt_id == attempt_id)
-                .order_by(LogChunk.seq)
-            ).all()
-            total_nl = s.scalar(
-                select(func.coalesce(func.sum(LogChunk.newlines), 0)).where(
-                    LogChunk.attempt_id == attempt_id
-                )
-            )
+            meta, total_nl = chunks.layout(s, attempt_id)
         if not meta:
             return
         prefix = b""
@@ -278,37 +207,26 @@ class S3LogStore(LogStore):
             head = self._head(path)
             prefix = self._get(path, 0, meta[0].offset) if head else b""
         size = meta[-1].offset + meta[-1].size
-        points = [(int(m.offset), int(m.lines)) for m in meta]
+        points = [(m.offset, m.lines) for m in meta]
         index = _thin(points, size)
         metadata = {
             INDEX_META: ",".join(f"{o}:{n}" for o, n in index),
-            "ployd-newlines": str(int(meta[0].lines) + int(total_nl or 0)),
+            "ployd-newlines": str(meta[0].lines + total_nl),
         }
-        seqs = [int(m.seq) for m in meta]
+        seqs = [m.seq for m in meta]
         self._upload(path, attempt_id, prefix, seqs, size, metadata)
         with self._lock:
             self._heads.pop(self.key(path), None)
         with self.db.session() as s:
-            s.execute(
-                delete(LogChunk).where(LogChunk.attempt_id == attempt_id, LogChunk.seq <= seqs[-1])
-            )
+            chunks.delete_through(s, attempt_id, seqs[-1])
         log.debug("log %s: %d chunks -> s3://%s/%s", path, len(seqs), self.config.bucket, path)
 
     def _pieces(self, attempt_id: int, seqs: list[int]) -> Any:
         for i in range(0, len(seqs), BATCH):
             lo, hi = seqs[i], seqs[min(i + BATCH, len(seqs)) - 1]
             with self.db.session() as s:
-                rows = s.execute(
-                    select(LogChunk.data)
-                    .where(
-                        LogChunk.attempt_id == attempt_id,
-                        LogChunk.seq >= lo,
-                        LogChunk.seq <= hi,
-                    )
-                    .order_by(LogChunk.seq)
-                ).all()
-            for (data,) in rows:
-                yield bytes(data)
+                pieces = chunks.data_between(s, attempt_id, lo, hi)
+            yield from pieces
 
     def _upload(
         self,
@@ -354,18 +272,8 @@ class S3LogStore(LogStore):
     def unfinished(self) -> list[int]:
         """Attempts that have chunks left although they ended (a replica stopped while
         compacting): compacted again at start."""
-        from app.core.states import AttemptState
-        from app.store.models import Attempt
-
-        final = [s.value for s in AttemptState if s.final]
         with self.db.session() as s:
-            q = (
-                select(LogChunk.attempt_id)
-                .join(Attempt, Attempt.id == LogChunk.attempt_id)
-                .where(Attempt.state.in_(final))
-                .distinct()
-            )
-            return [int(x) for x in s.scalars(q)]
+            return chunks.unfinished(s)
 
 
 def _thin(points: list[tuple[int, int]], size: int) -> list[tuple[int, int]]:

@@ -14,20 +14,17 @@ Two implementations:
   are rows of ``log_chunks`` (any replica may receive them); ``finish`` writes the log
   as ONE S3 object and deletes the rows; reads of a finished log are range GETs.
 
-``LogStore(root)`` still builds the disk store (as ``Path()`` builds a ``PosixPath``), so
-code written against the original class keeps working.
+``make_log_store`` builds the one the settings ask for; ``LogStore`` itself is abstract.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from sqlalchemy.orm import Session
-
     from app.settings import Settings
-    from app.store.db import Database
+    from app.store.db import Database, Tx
 
 
 class LogStore(ABC):
@@ -41,19 +38,12 @@ class LogStore(ABC):
     #: True when ``finish`` does real work (the S3 store compacts chunks).
     needs_finish: bool = False
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> LogStore:
-        if cls is LogStore:  # the original, concrete class was the disk store
-            from app.logs.disk import DiskLogStore
-
-            return super().__new__(DiskLogStore)
-        return super().__new__(cls)
-
     def path_for(self, pipeline_id: int, job_id: int, attempt_id: int) -> str:
         return f"{pipeline_id}/{job_id}/{attempt_id}.log"
 
     @abstractmethod
     def append(
-        self, path: str, data: bytes, seq: int | None = None, session: Session | None = None
+        self, path: str, data: bytes, seq: int | None = None, session: Tx | None = None
     ) -> int:
         """Append chunk ``seq``; returns the log's new size. ``session`` is the caller's
         open transaction: a store that keeps chunks in the database writes them there,

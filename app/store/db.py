@@ -9,12 +9,17 @@ from typing import Any
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, object_session, sessionmaker
 
 # A unit of work, as code outside the store names it (it never imports SQLAlchemy).
 Tx = Session
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def session_of(row: object) -> Tx | None:
+    """The transaction a loaded row belongs to (None once detached)."""
+    return object_session(row)
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:

@@ -13,7 +13,7 @@ from app.core.hardware import Catalog
 from app.engine.engine import Engine
 from app.engine.hooks import EngineHooks
 from app.handlers.pipelines import start_local
-from app.logs.store import LogStore
+from app.logs.disk import DiskLogStore
 from app.store.db import Database
 from app.store.models import Job, Pipeline
 
@@ -33,7 +33,7 @@ def engine_hooks() -> EngineHooks:
 
 @pytest.fixture
 def engine(engine_db: Database, engine_hooks: EngineHooks, tmp_path: Path) -> Engine:
-    return Engine(engine_db, LogStore(tmp_path / "logs"), hooks=engine_hooks)
+    return Engine(engine_db, DiskLogStore(tmp_path / "logs"), hooks=engine_hooks)
 
 
 @dataclass

@@ -12,7 +12,7 @@ import pytest
 from app.core.states import IllegalTransition, JobState, job_transition
 from app.engine.engine import AgentAuthError, Engine, NotAllowed, OutOfOrder
 from app.engine.events import AttemptClaimed, AttemptEnded
-from app.logs.store import LogStore
+from app.logs.disk import DiskLogStore
 from app.store.db import Database
 from app.store.models import AuditRecord, utcnow
 
@@ -315,7 +315,7 @@ async def test_restart_loses_no_queued_job(driver: Driver, db_url: str, tmp_path
     driver.engine.db.dispose()
     db = Database.connect(db_url)
     try:
-        again = Engine(db, LogStore(tmp_path / "logs"))
+        again = Engine(db, DiskLogStore(tmp_path / "logs"))
         again.recover()
         got = await again.claim("agent-after-restart", 0)
         assert got is not None and got["job"]["name"] == "a"
@@ -332,7 +332,7 @@ async def test_restart_interrupts_what_was_running(
     driver.engine.db.dispose()
     db = Database.connect(db_url)
     try:
-        again = Engine(db, LogStore(tmp_path / "logs"))
+        again = Engine(db, DiskLogStore(tmp_path / "logs"))
         assert again.recover() == 1
         got = await again.claim("new-agent", 0)
         assert got is not None and got["job"]["attempt_number"] == 2

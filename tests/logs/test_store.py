@@ -132,8 +132,10 @@ async def test_s3_logs_left_unfinished_are_finished_at_start(
         assert store.read(f"1/{c.job_id}/{c.attempt_id}.log") == b"before the crash\n"
 
 
-def test_log_store_is_still_the_disk_store(tmp_path: Any) -> None:
-    store = LogStore(tmp_path)
+def test_the_disk_store_is_a_log_store(tmp_path: Any) -> None:
+    with pytest.raises(TypeError):  # abstract: a store is built by its own class
+        LogStore(tmp_path)  # type: ignore[abstract]
+    store = DiskLogStore(tmp_path)
     assert isinstance(store, DiskLogStore) and isinstance(store, LogStore)
     store.append("1/1/1.log", b"a\nb")
     store.append("1/1/1.log", b"\nc\n")
