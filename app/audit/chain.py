@@ -2,10 +2,8 @@
 
 ``hash = sha256(canonical JSON of (at, actor, forge, action, target, details) + prev_hash)``.
 Changing a record's field breaks its own hash; deleting a record breaks the next one's
-``prev_hash``. Appends are serialized so the chain never forks: on PostgreSQL with a
-transaction-level advisory lock taken before the last hash is read; on SQLite by taking
-the database's write lock first (a no-op write), so the read sees every committed record
-and no other writer can commit in between.
+``prev_hash``. Appends are serialized so the chain never forks (``app.store.audit``
+locks the chain before the last hash is read).
 """
 
 from __future__ import annotations
@@ -17,13 +15,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, text
-from sqlalchemy.orm import Session
-
+from app.core.clock import aware
+from app.store import audit as audit_rows
+from app.store.db import Tx
 from app.store.models import AuditRecord, utcnow
-
-# pg_advisory_xact_lock key: "ployd-audit" folded into a signed 64-bit integer.
-ADVISORY_KEY = int.from_bytes(hashlib.sha256(b"ployd-audit").digest()[:8], "big", signed=True)
 
 
 def canonical_time(at: datetime) -> str:
@@ -53,27 +48,16 @@ def record_hash(record: AuditRecord) -> str:
     return hashlib.sha256(canonical(record)).hexdigest()
 
 
-def _lock(s: Session) -> None:
-    if s.get_bind().dialect.name == "postgresql":
-        s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": ADVISORY_KEY})
-    else:
-        # Take SQLite's write lock now (a write that changes nothing), so that the last
-        # hash read below cannot be overtaken by another writer before this commits.
-        s.execute(text("UPDATE audit_log SET id = id WHERE id < 0"))
-
-
-def append(s: Session, record: AuditRecord) -> AuditRecord:
+def append(s: Tx, record: AuditRecord) -> AuditRecord:
     """Add ``record`` to the chain, in the caller's transaction."""
-    s.flush()  # the caller's pending writes first (SQLite: they take the write lock)
-    _lock(s)
-    last = s.scalar(select(AuditRecord.hash).order_by(AuditRecord.id.desc()).limit(1))
+    audit_rows.lock_chain(s)  # after the caller's pending writes
+    last = audit_rows.last_hash(s)
     record.at = record.at or utcnow()
     record.details = json.loads(json.dumps(record.details or {}, default=str))
     record.target = record.target or ""
     record.prev_hash = last or ""
     record.hash = record_hash(record)
-    s.add(record)
-    s.flush()
+    audit_rows.add(s, record)
     return record
 
 
@@ -88,19 +72,12 @@ class Break:
         return f"audit record {self.record_id}: {self.reason}"
 
 
-def _records(s: Session, since: datetime | None = None) -> Iterator[AuditRecord]:
-    q = select(AuditRecord).order_by(AuditRecord.id)
-    if since is not None:
-        q = q.where(AuditRecord.at >= since)
-    yield from s.scalars(q.execution_options(yield_per=500))
-
-
-def verify(s: Session) -> tuple[int, Break | None]:
+def verify(s: Tx) -> tuple[int, Break | None]:
     """Walk the whole chain: (records checked, the first break or None)."""
     prev = ""
     prev_id: int | None = None
     n = 0
-    for r in _records(s):
+    for r in audit_rows.records(s):
         n += 1
         if r.prev_hash != prev:
             before = f"record {prev_id}" if prev_id is not None else "the start of the chain"
@@ -116,7 +93,7 @@ def verify(s: Session) -> tuple[int, Break | None]:
 
 
 def as_json(r: AuditRecord) -> dict[str, Any]:
-    at = r.at if r.at.tzinfo else r.at.replace(tzinfo=UTC)
+    at = aware(r.at)
     return {
         "id": r.id,
         "at": at.astimezone(UTC).isoformat(),
@@ -130,7 +107,7 @@ def as_json(r: AuditRecord) -> dict[str, Any]:
     }
 
 
-def export(s: Session, since: datetime | None = None) -> Iterator[str]:
+def export(s: Tx, since: datetime | None = None) -> Iterator[str]:
     """JSON lines, oldest first, of the records at or after ``since``."""
-    for r in _records(s, since):
+    for r in audit_rows.records(s, since):
         yield json.dumps(as_json(r), sort_keys=True, ensure_ascii=False)
