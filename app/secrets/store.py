@@ -17,16 +17,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session, object_session
-
 from app.audit.chain import append
 from app.core.globs import glob_match
 from app.core.jobspec import StoredJobSpec
 from app.secrets.crypto import Cipher, Sealed, identity
 from app.secrets.references import Resolver, is_reference, parse
-from app.store.db import Database
-from app.store.models import Attempt, AuditRecord, Job, Pipeline, Repository, Secret, Tenant, utcnow
+from app.store import secrets as secret_rows
+from app.store.db import Database, Tx, session_of
+from app.store.models import Attempt, AuditRecord, Job, Pipeline, Repository, Secret, utcnow
 
 Names = list[str]
 Rows = list[Secret]  # (inside SecretStore, ``list`` is its method)
@@ -113,7 +111,7 @@ class SecretStore:
 
     # ---- people ---------------------------------------------------------------------
 
-    def repository(self, s: Session, repo: str, forge: str | None = None) -> Repository:
+    def repository(self, s: Tx, repo: str, forge: str | None = None) -> Repository:
         """The repository called ``repo`` (``owner/name``; a path for ``local``). Without
         ``forge``, the only known repository of that name. A local repository PloyD has
         not run yet is registered; a forge's must have been seen (installed, or an event)."""
@@ -123,29 +121,14 @@ class SecretStore:
         if local_path:
             repo = str(Path(repo).expanduser().resolve())
             forge = "local"
-        q = select(Repository).where(Repository.full_name == repo)
-        if forge is not None:
-            q = q.where(Repository.forge == forge)
-        found = list(s.scalars(q))
+        found = secret_rows.repositories_named(s, repo, forge)
         if len(found) > 1:
             forges = ", ".join(sorted(r.forge for r in found))
             raise SecretError(f"{repo} is known on several forges ({forges}): say --forge")
         if found:
             return found[0]
         if forge == "local":
-            tenant = s.scalar(
-                select(Tenant).where(Tenant.forge == "local", Tenant.external_id == "local")
-            )
-            if tenant is None:
-                tenant = Tenant(forge="local", external_id="local", name="local")
-                s.add(tenant)
-                s.flush()
-            row = Repository(
-                tenant_id=tenant.id, forge="local", full_name=repo, clone_url=Path(repo).as_uri()
-            )
-            s.add(row)
-            s.flush()
-            return row
+            return secret_rows.add_local_repository(s, repo, Path(repo).as_uri())
         where = f" on {forge}" if forge else ""
         raise SecretError(
             f"PloyD does not know the repository {repo}{where} yet: install the app on it "
@@ -178,13 +161,7 @@ class SecretStore:
             value = str(parse(value))
         with self.db.session() as s:
             repository = self.repository(s, repo, forge)
-            row = s.scalar(
-                select(Secret).where(
-                    Secret.repository_id == repository.id,
-                    Secret.name == name,
-                    Secret.branch == branch,
-                )
-            )
+            row = secret_rows.find(s, repository.id, name, branch)
             created = row is None
             if row is None:
                 row = Secret(
@@ -194,7 +171,6 @@ class SecretStore:
                     name=name,
                     branch=branch,
                 )
-                s.add(row)
             row.updated_at = utcnow()
             row.updated_by = actor
             if reference:
@@ -205,7 +181,7 @@ class SecretStore:
                 row.kind, row.reference = "value", None
                 row.ciphertext, row.key_id = sealed.ciphertext, sealed.key_id
                 row.wrapped_key = sealed.wrapped_key
-            s.flush()
+            secret_rows.save(s, row)
             append(
                 s,
                 AuditRecord(
@@ -227,12 +203,7 @@ class SecretStore:
     def list(self, repo: str, *, forge: str | None = None) -> list[SecretInfo]:
         with self.db.session() as s:
             repository = self.repository(s, repo, forge)
-            rows = s.scalars(
-                select(Secret)
-                .where(Secret.repository_id == repository.id)
-                .order_by(Secret.name, Secret.branch)
-            )
-            return [_info(r) for r in rows]
+            return [_info(r) for r in secret_rows.of_repository(s, repository.id)]
 
     def delete(
         self,
@@ -245,18 +216,11 @@ class SecretStore:
     ) -> None:
         with self.db.session() as s:
             repository = self.repository(s, repo, forge)
-            row = s.scalar(
-                select(Secret).where(
-                    Secret.repository_id == repository.id,
-                    Secret.name == name,
-                    Secret.branch == branch.strip(),
-                )
-            )
+            row = secret_rows.find(s, repository.id, name, branch.strip())
             if row is None:
                 scope = f" for branches {branch}" if branch else ""
                 raise SecretNotFound(f"{repository.full_name} has no secret {name}{scope}")
-            s.delete(row)
-            s.flush()
+            secret_rows.remove(s, row)
             append(
                 s,
                 AuditRecord(
@@ -271,18 +235,10 @@ class SecretStore:
     # ---- jobs -----------------------------------------------------------------------
 
     @staticmethod
-    def _rows(s: Session, pipeline: Pipeline, names: Names) -> dict[str, Rows]:
-        by_name: dict[str, Rows] = {n: [] for n in names}
-        if names:
-            for row in s.scalars(
-                select(Secret).where(
-                    Secret.repository_id == pipeline.repository_id, Secret.name.in_(names)
-                )
-            ):
-                by_name[row.name].append(row)
-        return by_name
+    def _rows(s: Tx, pipeline: Pipeline, names: Names) -> dict[str, Rows]:
+        return secret_rows.by_name(s, pipeline.repository_id, names)
 
-    def missing(self, s: Session, pipeline: Pipeline, job: Job) -> Names:
+    def missing(self, s: Tx, pipeline: Pipeline, job: Job) -> Names:
         """The names ``job`` declares that no secret of its repository and branch covers."""
         names = list(StoredJobSpec.from_stored(job.spec).secrets)
         branch = branch_of(pipeline.ref)
@@ -290,7 +246,7 @@ class SecretStore:
             n for n, rows in self._rows(s, pipeline, names).items() if pick(rows, branch) is None
         ]
 
-    def gate(self, s: Session, attempt: Attempt) -> str | None:
+    def gate(self, s: Tx, attempt: Attempt) -> str | None:
         """The engine's gate: a job declaring a secret that does not exist fails before
         it starts, saying which and how to set it (a fork's job gets none: not checked)."""
         job = attempt.job
@@ -319,7 +275,7 @@ class SecretStore:
         names = list(StoredJobSpec.from_stored(job.spec).secrets)
         if not names:
             return {}
-        s = object_session(job)
+        s = session_of(job)
         if s is None:
             raise RuntimeError("the job is not attached to a session")
         branch = branch_of(pipeline.ref)
