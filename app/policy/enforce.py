@@ -19,30 +19,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select, text
-from sqlalchemy.orm import Session
-
 from app.audit.chain import append
+from app.core.clock import aware
 from app.core.durations import format_duration
 from app.core.hardware import Catalog, parse_spec
 from app.core.jobspec import StoredJobSpec
-from app.core.states import AttemptState
 from app.policy.model import Policy, PolicyError, PolicyFile, load_file, parse_policy
-from app.store.models import (
-    Attempt,
-    AuditRecord,
-    Job,
-    Pipeline,
-    Repository,
-    Tenant,
-    TenantPolicy,
-    utcnow,
-)
+from app.store import policy as policy_rows
+from app.store.db import Tx
+from app.store.models import Attempt, AuditRecord, Job, Tenant, utcnow
 
 log = logging.getLogger("ployd.policy")
-
-LIVE = (AttemptState.DISPATCHING.value, AttemptState.RUNNING.value)
-QUOTA_LOCK = 0x504C4F59  # "PLOY": pg_advisory_xact_lock(QUOTA_LOCK, tenant id), int4 each
 
 
 def job_class(hardware: list[Any] | None) -> str:
@@ -114,27 +101,20 @@ class PolicyBook:
 
     # ---- policies ---------------------------------------------------------------------
 
-    def policy_for(self, s: Session, tenant: Tenant) -> tuple[Policy, str]:
+    def policy_for(self, s: Tx, tenant: Tenant) -> tuple[Policy, str]:
         """The tenant's effective policy and where it comes from."""
         base, source = self.file.for_tenant(tenant.forge, tenant.external_id, tenant.name)
-        row = s.get(TenantPolicy, tenant.id)
+        row = policy_rows.tenant_policy(s, tenant.id)
         if row is None:
             return base, source
         stored = parse_policy(row.policy, f"tenant {tenant.id}", self.catalog.classes())
         return stored.over(base), f"api (over {source})"
 
-    def set_policy(self, s: Session, tenant: Tenant, data: Any, actor: str) -> Policy:
+    def set_policy(self, s: Tx, tenant: Tenant, data: Any, actor: str) -> Policy:
         """Store a tenant's policy (the admin API); PolicyError when invalid. Audited."""
         policy = parse_policy(data, "policy", self.catalog.classes())
-        row = s.get(TenantPolicy, tenant.id)
-        if row is None:
-            row = TenantPolicy(tenant_id=tenant.id)
-            s.add(row)
-        before = dict(row.policy or {})
-        row.policy = policy.as_json()
-        row.updated_by = actor
-        row.updated_at = utcnow()
-        s.flush()
+        after = policy.as_json()
+        before = policy_rows.put_tenant_policy(s, tenant.id, after, actor)
         append(
             s,
             AuditRecord(
@@ -142,40 +122,27 @@ class PolicyBook:
                 forge=tenant.forge,
                 action="policy.set",
                 target=f"tenant:{tenant.id}",
-                details={"before": before, "after": row.policy},
+                details={"before": before, "after": after},
             ),
         )
         return policy
 
     # ---- spend ------------------------------------------------------------------------
 
-    def spend(self, s: Session, tenant: Tenant, now: datetime | None = None) -> Spend:
+    def spend(self, s: Tx, tenant: Tenant, now: datetime | None = None) -> Spend:
         now = now or utcnow()
         start = month_start(now)
-        base = (
-            select(Attempt)
-            .join(Attempt.job)
-            .join(Job.pipeline)
-            .join(Pipeline.repository)
-            .where(Repository.tenant_id == tenant.id, Attempt.claimed_at >= start)
-        )
-        spent = s.scalar(
-            select(func.coalesce(func.sum(Attempt.cost), 0.0))
-            .join(Attempt.job)
-            .join(Job.pipeline)
-            .join(Pipeline.repository)
-            .where(Repository.tenant_id == tenant.id, Attempt.claimed_at >= start)
-        )
+        spent = policy_rows.spent_since(s, tenant.id, start)
         running = 0.0
-        for a in s.scalars(base.where(Attempt.state.in_(LIVE))):
+        for a in policy_rows.live_since(s, tenant.id, start):
             if a.price_hourly and a.claimed_at is not None:
-                claimed = a.claimed_at if a.claimed_at.tzinfo else a.claimed_at.replace(tzinfo=UTC)
+                claimed = aware(a.claimed_at)
                 running += a.price_hourly * max(0.0, (now - claimed).total_seconds()) / 3600
         policy, _ = self.policy_for(s, tenant)
         return Spend(
             tenant_id=tenant.id,
             month=start.strftime("%Y-%m"),
-            spent_usd=float(spent or 0.0),
+            spent_usd=spent,
             running_usd=running,
             budget=policy.budget.monthly_usd if policy.budget else None,
             warn_at=policy.budget.warn_at if policy.budget else None,
@@ -198,7 +165,7 @@ class PolicyBook:
 
     # ---- the engine's hooks -----------------------------------------------------------
 
-    def gate(self, s: Session, attempt: Attempt) -> str | None:
+    def gate(self, s: Tx, attempt: Attempt) -> str | None:
         """Refusals at queue time: disallowed hardware, a timeout above the maximum, a
         job that would pass the month's budget."""
         job = attempt.job
@@ -241,7 +208,7 @@ class PolicyBook:
                 )
         return None
 
-    def admission(self, s: Session, attempt: Attempt) -> str | None:
+    def admission(self, s: Tx, attempt: Attempt) -> str | None:
         """Quotas at claim time: a job beyond its tenant's concurrency limit for its
         hardware class waits (first come, first served), saying why."""
         job = attempt.job
@@ -251,25 +218,10 @@ class PolicyBook:
         limit = (policy.max_concurrent or {}).get(cls)
         if limit is None:
             return None
-        if s.get_bind().dialect.name == "postgresql":  # one admission per tenant at a time
-            s.execute(
-                text("SELECT pg_advisory_xact_lock(CAST(:a AS integer), CAST(:b AS integer))"),
-                {"a": QUOTA_LOCK, "b": tenant.id},
-            )
-        rows = s.execute(
-            select(Attempt.id, Attempt.state, Job.hardware)
-            .join(Attempt.job)
-            .join(Job.pipeline)
-            .join(Pipeline.repository)
-            .where(
-                Repository.tenant_id == tenant.id,
-                Pipeline.held.is_(False),
-                (Attempt.state.in_(LIVE))
-                | ((Attempt.state == AttemptState.QUEUED.value) & (Attempt.id < attempt.id)),
-            )
-        ).all()
+        policy_rows.lock_quota(s, tenant.id)  # one admission per tenant at a time
+        rows = policy_rows.quota_usage(s, tenant.id, attempt.id)
         same = [r for r in rows if job_class(r.hardware) == cls]
-        running = sum(1 for r in same if r.state in LIVE)
+        running = sum(1 for r in same if r.state in policy_rows.LIVE)
         ahead = len(same) - running
         if running + ahead < limit:
             return None
