@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import hashlib
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
 from app.core.states import AttemptState
 from app.engine.engine import AgentAuthError
+from app.store.artifacts import attempt_by_token_hash
+from app.store.db import Tx
 from app.store.models import Attempt
 
 
-def live_attempt(s: Session, attempt_id: int, token: str) -> Attempt:
+def live_attempt(s: Tx, attempt_id: int, token: str) -> Attempt:
     digest = hashlib.sha256(token.encode()).hexdigest()
-    attempt = s.scalar(select(Attempt).where(Attempt.token_hash == digest)) if token else None
+    attempt = attempt_by_token_hash(s, digest) if token else None
     if attempt is None:
         raise AgentAuthError(401, "unknown job token")
     if attempt.id != attempt_id:

@@ -15,14 +15,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select
-
 from app.artifacts.access import BadRequest, NotFound, human_size, live_attempt
 from app.artifacts.storage import BlobStore
 from app.core.cachekey import CacheKeyError, safe_relpath
 from app.core.jobspec import StoredJobSpec
+from app.store import artifacts as artifact_rows
 from app.store.db import Database
-from app.store.models import Artifact, Attempt, Job, utcnow
+from app.store.models import Artifact, utcnow
 
 MAX_FILES = 10_000
 MAX_PATH = 1024
@@ -95,18 +94,14 @@ class Artifacts:
             expire_s = (spec.expire_in_s if spec is not None else None) or self.default_expire_s
             expires = now + timedelta(seconds=int(expire_s))
             repo = job.pipeline.repository
-            existing = {
-                a.path: a
-                for a in s.scalars(select(Artifact).where(Artifact.attempt_id == attempt.id))
-            }
+            existing = artifact_rows.of_attempt(s, attempt.id)
             for path, size, sha in checked:
                 art = existing.get(path)
                 if art is None:
                     art = Artifact(attempt_id=attempt.id, job_id=job.id, path=path, storage_key="")
-                    s.add(art)
                 art.size, art.sha256, art.state = size, sha, "pending"
                 art.created_at, art.expires_at = now, expires
-                s.flush()
+                artifact_rows.save(s, art)
                 art.storage_key = (
                     f"artifacts/t{repo.tenant_id}/r{repo.id}/j{job.id}/a{attempt.id}/{art.id}"
                 )
@@ -118,7 +113,7 @@ class Artifacts:
         """(storage key, size, sha256) of an artifact this attempt announced."""
         with self.db.session() as s:
             live_attempt(s, attempt_id, token)
-            art = s.get(Artifact, artifact_id)
+            art = artifact_rows.get(s, artifact_id)
             if art is None or art.attempt_id != attempt_id:
                 raise NotFound(f"no artifact {artifact_id} in attempt {attempt_id}")
             return art.storage_key, art.size, art.sha256
@@ -130,49 +125,27 @@ class Artifacts:
             raise BadRequest("ids must be a list of artifact ids")
         with self.db.session() as s:
             live_attempt(s, attempt_id, token)
-            arts = list(
-                s.scalars(
-                    select(Artifact).where(Artifact.attempt_id == attempt_id, Artifact.id.in_(ids))
-                )
-            )
+            arts = artifact_rows.some_of_attempt(s, attempt_id, ids)
             keys = [(a.id, a.storage_key, a.size) for a in arts]
         ready: list[int] = []
         missing: list[int] = []
         for aid, key, size in keys:
             (ready if self.store.stat(key) == size else missing).append(aid)
         with self.db.session() as s:
-            for a in s.scalars(select(Artifact).where(Artifact.id.in_(ready))):
-                a.state = "ready"
+            artifact_rows.mark_ready(s, ready)
         return {"ready": ready, "missing": missing}
 
     def find(self, job_id: int, path: str) -> Artifact | None:
         """The newest ready artifact ``path`` of the job (its latest attempt with it)."""
         with self.db.session() as s:
-            return s.scalar(
-                select(Artifact)
-                .join(Attempt, Attempt.id == Artifact.attempt_id)
-                .where(Artifact.job_id == job_id, Artifact.path == path)
-                .where(Artifact.state == "ready")
-                .order_by(Attempt.number.desc())
-                .limit(1)
-            )
+            return artifact_rows.newest_ready(s, job_id, path)
 
     def expire(self, now: datetime | None = None) -> int:
         """Delete expired artifacts (blobs, then rows) and uploads never confirmed;
         the number deleted (blocking)."""
         now = now or utcnow()
         with self.db.session() as s:
-            rows = list(
-                s.execute(
-                    select(Artifact.id, Artifact.storage_key).where(
-                        (Artifact.expires_at <= now)
-                        | (
-                            (Artifact.state == "pending")
-                            & (Artifact.created_at <= now - PENDING_GRACE)
-                        )
-                    )
-                )
-            )
+            rows = artifact_rows.expired(s, now, now - PENDING_GRACE)
         done = []
         for aid, key in rows:
             if key:
@@ -180,7 +153,7 @@ class Artifacts:
             done.append(aid)
         if done:
             with self.db.session() as s:
-                s.execute(delete(Artifact).where(Artifact.id.in_(done)))
+                artifact_rows.delete_ids(s, done)
         return len(done)
 
 
@@ -188,14 +161,8 @@ def artifacts_for_job(db: Database, job_id: int, token: str = "") -> list[Artifa
     """The job's ready artifacts, newest attempt first, then by path, each with its size
     and a download link carrying ``token`` (the job's signed link token)."""
     with db.session() as s:
-        rows = s.execute(
-            select(Artifact, Attempt.number)
-            .join(Attempt, Attempt.id == Artifact.attempt_id)
-            .where(Artifact.job_id == job_id, Artifact.state == "ready")
-            .order_by(Attempt.number.desc(), Artifact.path)
-        ).all()
-        job = s.get(Job, job_id)
-        if job is None:
+        rows = artifact_rows.ready_of_job(s, job_id)
+        if not artifact_rows.job_exists(s, job_id):
             return []
         return [
             ArtifactView(

@@ -13,12 +13,11 @@ import hashlib
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select
-
 from app.artifacts.access import BadRequest, NotFound, live_attempt
 from app.artifacts.storage import BlobStore
 from app.core.cachekey import CacheKeyError, check_key
 from app.core.states import AttemptState
+from app.store import caches as cache_rows
 from app.store.db import Database
 from app.store.models import Attempt, CacheEntry, Pipeline, utcnow
 
@@ -71,20 +70,13 @@ class Caches:
             pipeline = self._scope(attempt)
             if pipeline.fork:
                 return {"hit": None, "disabled": FORK_REASON}
-            ready = select(CacheEntry).where(
-                CacheEntry.repository_id == pipeline.repository_id, CacheEntry.state == "ready"
-            )
-            newest = (CacheEntry.created_at.desc(), CacheEntry.id.desc())
-            hit, entry = "exact", s.scalar(ready.where(CacheEntry.key == exact))
+            repo_id = pipeline.repository_id
+            hit, entry = "exact", cache_rows.ready_exact(s, repo_id, exact)
             for prefix in prefixes:
                 if entry is not None:
                     break
                 hit = "prefix"
-                entry = s.scalar(
-                    ready.where(CacheEntry.key.startswith(prefix, autoescape=True))
-                    .order_by(*newest)
-                    .limit(1)
-                )
+                entry = cache_rows.newest_ready_with_prefix(s, repo_id, prefix)
             if entry is None:
                 return {"hit": None}
             entry.last_used_at = utcnow()
@@ -114,16 +106,12 @@ class Caches:
             if pipeline.fork:
                 return {"skip": "fork", "disabled": FORK_REASON}
             repo = pipeline.repository
-            entry = s.scalar(
-                select(CacheEntry).where(
-                    CacheEntry.repository_id == repo.id, CacheEntry.key == exact
-                )
-            )
+            entry = cache_rows.by_key(s, repo.id, exact)
             if entry is not None and entry.state == "ready":
                 return {"skip": "exists"}
             if entry is not None and entry.attempt_id not in (None, attempt.id):
-                other = s.get(Attempt, entry.attempt_id)
-                if other is not None and not AttemptState(other.state).final:
+                other = cache_rows.attempt_state(s, entry.attempt_id)
+                if other is not None and not AttemptState(other).final:
                     return {"skip": "saving"}  # another running job saves this key now
             if entry is None:
                 digest = hashlib.sha256(exact.encode()).hexdigest()
@@ -132,11 +120,10 @@ class Caches:
                     key=exact,
                     storage_key=f"caches/t{repo.tenant_id}/r{repo.id}/{digest}.tar.gz",
                 )
-                s.add(entry)
             entry.size, entry.sha256, entry.state = size, sha256, "pending"
             entry.attempt_id = attempt.id
             entry.created_at = entry.last_used_at = utcnow()
-            s.flush()
+            cache_rows.save(s, entry)
             target = self.store.upload_target(entry.storage_key, blob_path(attempt.id, entry.id))
             return {"entry_id": entry.id, "upload": target.to_json()}
 
@@ -148,7 +135,7 @@ class Caches:
         with self.db.session() as s:
             attempt = live_attempt(s, attempt_id, token)
             pipeline = self._scope(attempt)
-            entry = s.get(CacheEntry, entry_id)
+            entry = cache_rows.get(s, entry_id)
             if (
                 entry is None
                 or pipeline.fork
@@ -167,7 +154,7 @@ class Caches:
         if self.store.stat(key) != size:
             return {"ready": False, "error": "the archive is not in the store"}
         with self.db.session() as s:
-            entry = s.get(CacheEntry, entry_id)
+            entry = cache_rows.get(s, entry_id)
             if entry is None:
                 raise NotFound(f"no cache entry {entry_id}")
             entry.state = "ready"
@@ -179,21 +166,11 @@ class Caches:
         now = now or utcnow()
         unused = now - timedelta(seconds=self.unused_ttl_s)
         with self.db.session() as s:
-            rows = list(
-                s.execute(
-                    select(CacheEntry.id, CacheEntry.storage_key).where(
-                        (CacheEntry.last_used_at <= unused)
-                        | (
-                            (CacheEntry.state == "pending")
-                            & (CacheEntry.created_at <= now - timedelta(days=1))
-                        )
-                    )
-                )
-            )
+            rows = cache_rows.expired(s, unused, now - timedelta(days=1))
         for _, key in rows:
             self.store.delete(key)
         ids = [i for i, _ in rows]
         if ids:
             with self.db.session() as s:
-                s.execute(delete(CacheEntry).where(CacheEntry.id.in_(ids)))
+                cache_rows.delete_ids(s, ids)
         return len(ids)

@@ -16,11 +16,11 @@ from aiohttp import web
 
 from app.artifacts.access import BadRequest, NotFound
 from app.artifacts.storage import BadUpload, LocalStore
-from app.artifacts.transfers import Transfers
 from app.core.links import BadToken, verify_job
 from app.engine.engine import AgentAuthError
 from app.services import Services
 from app.store.models import Job
+from app.transfers import Transfers
 from app.web.common import bearer, error, int_param, json_body, services
 
 log = logging.getLogger("ployd.artifacts")

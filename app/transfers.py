@@ -1,4 +1,5 @@
-"""The artifact and cache services together, built once from the settings."""
+"""The artifact and cache services together, built once from the settings (above both
+packages: ``app.caches`` uses the artifacts' blob store and token check)."""
 
 from __future__ import annotations
 
