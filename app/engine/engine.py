@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from app.core.clock import aware
 from app.core.config.model import RetryReason
 from app.core.deadlines import Interrupt, TimeOut, overdue
 from app.core.jobspec import StoredJobSpec
@@ -673,8 +674,8 @@ class Engine:
                     now=now,
                     timeout_s=StoredJobSpec.from_stored(a.job.spec).timeout_s,
                     heartbeat_timeout=self.heartbeat_timeout,
-                    started=_aware(a.started_at or a.claimed_at or a.created_at),
-                    heartbeat=_aware(a.heartbeat_at or a.claimed_at or a.created_at),
+                    started=aware(a.started_at or a.claimed_at or a.created_at),
+                    heartbeat=aware(a.heartbeat_at or a.claimed_at or a.created_at),
                 )
                 ended += self._apply_deadline(s, a, action, changes)
             # A job that cannot get a machine does not wait forever: its own timeout.
@@ -688,7 +689,7 @@ class Engine:
                     now=now,
                     timeout_s=StoredJobSpec.from_stored(job.spec).timeout_s,
                     heartbeat_timeout=self.heartbeat_timeout,
-                    queued=_aware(job.queued_at or a.created_at),
+                    queued=aware(job.queued_at or a.created_at),
                     held=job.pipeline.held,
                     waiting_reason=job.waiting_reason,
                 )
@@ -733,9 +734,3 @@ def _get(s: Session, model: type[T], ident: int) -> T:
     if obj is None:
         raise KeyError(ident)
     return obj
-
-
-def _aware(dt: datetime) -> datetime:
-    from datetime import UTC
-
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
