@@ -8,17 +8,17 @@ several servers in one process do not share numbers.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select
 
+from app.store.attempts import attempt_context
 from app.store.db import Database
-from app.store.models import Attempt, Instance
+from app.store.instances import count_by_state
 
 WAIT_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 DURATION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, 43200)
@@ -32,7 +32,7 @@ def _seconds(a: datetime | None, b: datetime | None) -> float | None:
     return max((b - a).total_seconds(), 0.0)
 
 
-def hardware_class(hardware: list[Any] | None) -> str:
+def hardware_class(hardware: Sequence[Any] | None) -> str:
     first = str((hardware or ["cpu"])[0])
     return first.split(":", 1)[0]
 
@@ -89,32 +89,30 @@ class Metrics:
     # -- engine listeners -------------------------------------------------------------
 
     def on_claim(self, _agent_id: str, attempt_id: int) -> None:
-        with self.db.session() as s:
-            a = s.get(Attempt, attempt_id)
-            if a is None:
-                return
-            cls = hardware_class(a.hardware or a.job.hardware)
-            wait = _seconds(a.created_at, a.claimed_at)
-            if wait is not None:
-                self.queue_wait.labels(cls).observe(wait)
-            if a.number == 1:
-                start = _seconds(a.job.pipeline.created_at, a.claimed_at)
-                if start is not None:
-                    self.trigger_to_start.observe(start)
+        a = attempt_context(self.db, attempt_id)
+        if a is None:
+            return
+        cls = hardware_class(a.hardware or a.job_hardware)
+        wait = _seconds(a.created_at, a.claimed_at)
+        if wait is not None:
+            self.queue_wait.labels(cls).observe(wait)
+        if a.number == 1:
+            start = _seconds(a.pipeline_created_at, a.claimed_at)
+            if start is not None:
+                self.trigger_to_start.observe(start)
 
     def on_end(self, _agent_id: str, attempt_id: int, state: str, _fork: bool) -> None:
-        with self.db.session() as s:
-            a = s.get(Attempt, attempt_id)
-            if a is None:
-                return
-            self.attempts.labels(state).inc()
-            took = _seconds(a.claimed_at, a.finished_at)
-            if took is not None:
-                self.job_duration.labels(hardware_class(a.hardware or a.job.hardware)).observe(took)
-            if a.end_reason == "spot_interruption":
-                self.spot_interruptions.inc()
-            if a.cost:
-                self.cost.labels(a.job.pipeline.repository.full_name).inc(a.cost)
+        a = attempt_context(self.db, attempt_id)
+        if a is None:
+            return
+        self.attempts.labels(state).inc()
+        took = _seconds(a.claimed_at, a.finished_at)
+        if took is not None:
+            self.job_duration.labels(hardware_class(a.hardware or a.job_hardware)).observe(took)
+        if a.end_reason == "spot_interruption":
+            self.spot_interruptions.inc()
+        if a.cost:
+            self.cost.labels(a.repo).inc(a.cost)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
@@ -128,10 +126,8 @@ class _Present(Collector):
 
     def collect(self) -> Iterator[Metric]:
         machines = GaugeMetricFamily("ployd_instances", "Machines by state", labels=["state"])
-        with self.m.db.session() as s:
-            rows = s.execute(select(Instance.state, func.count()).group_by(Instance.state))
-            for state, n in rows:
-                machines.add_metric([state], n)
+        for state, n in count_by_state(self.m.db):
+            machines.add_metric([state], n)
         yield machines
         calls = CounterMetricFamily("ployd_forge_api_calls", "Forge API calls", labels=["forge"])
         errors = CounterMetricFamily(

@@ -35,6 +35,7 @@ from app.engine.specs import agent_payload, job_spec
 from app.logs.store import LogStore
 from app.store.db import Database
 from app.store.models import Attempt, AuditRecord, Job, Pipeline, Repository, Tenant, utcnow
+from app.store.queue import claimable
 
 T = TypeVar("T")
 
@@ -339,14 +340,7 @@ class Engine:
     ) -> Attempt | None:
         """The oldest queued attempt this agent may run (its own first, if it has one)
         and that its tenant's quotas admit (one that waits says why)."""
-        q = (
-            select(Attempt)
-            .join(Attempt.job)
-            .join(Job.pipeline)
-            .where(Attempt.state == AttemptState.QUEUED.value, Pipeline.held.is_(False))
-            .order_by(Attempt.id)
-            .limit(CLAIM_SCAN)
-        )
+        q = claimable().limit(CLAIM_SCAN)
         if self._postgres:
             q = q.with_for_update(skip_locked=True, of=Attempt)
         queued = list(s.scalars(q))

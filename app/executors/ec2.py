@@ -27,15 +27,14 @@ import logging
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-
-from sqlalchemy import select
 
 from app.adapters.ec2.client import EC2Client
 from app.adapters.ec2.config import EC2Config
 from app.adapters.ec2.errors import CapacityError, CloudError
 from app.adapters.ec2.userdata import user_data
+from app.core.clock import aware
 from app.core.ec2_policy import EC2Policy
 from app.core.hardware import parse_spec
 from app.core.instances import InstanceState
@@ -53,14 +52,17 @@ from app.core.scheduler import (
 )
 from app.core.states import AttemptState
 from app.engine.events import AttemptClaimed, AttemptEnded, PipelinesChanged
-from app.executors.ec2_machines import Machines, aware, token_hash
+from app.executors.ec2_machines import Machines, token_hash
 from app.services import Services
-from app.store.models import Attempt, Instance, Job, Pipeline, utcnow
+from app.store.attempts import attempt_context
+from app.store.instances import InstanceView, NewInstance
+from app.store.models import utcnow
+from app.store.queue import queued_attempts
 
 log = logging.getLogger("ployd.ec2")
 S = InstanceState
 
-Launched = Callable[[Instance, str], Awaitable[None]]  # (row, user data)
+Launched = Callable[[InstanceView, str], Awaitable[None]]  # (machine, user data)
 
 
 @dataclass
@@ -218,37 +220,26 @@ class EC2Executor:
 
     def _queued(self) -> list[_Queued]:
         out: list[_Queued] = []
-        with self.services.db.session() as s:
-            rows = s.scalars(
-                select(Attempt)
-                .join(Attempt.job)
-                .join(Job.pipeline)
-                .where(Attempt.state == AttemptState.QUEUED.value, Pipeline.held.is_(False))
-                .order_by(Attempt.id)
-                .limit(500)
-            )
-            for a in rows:
-                if not self.engine.admitted(a.id):  # over its tenant's quota: it waits
-                    continue
-                job = a.job
-                spot_lost = any(x.end_reason == "spot_interruption" for x in job.attempts)
-                try:
-                    spec = StoredJobSpec.from_stored(job.spec)
-                    req = Requirements.from_row(spec, job.hardware, job.candidates, spot_lost)
-                except ValueError:
-                    continue
-                out.append(
-                    _Queued(
-                        attempt_id=a.id,
-                        job_id=job.id,
-                        tenant_id=job.pipeline.repository.tenant_id,
-                        fork=job.pipeline.fork,
-                        req=req,
-                        candidates=tuple(job.candidates or ()),
-                        disk_gb=spec.disk_gb,
-                        clean=spec.clean_machine,
-                    )
+        for a in queued_attempts(self.services.db, limit=500):
+            if not self.engine.admitted(a.attempt_id):  # over its tenant's quota: it waits
+                continue
+            try:
+                spec = StoredJobSpec.from_stored(a.spec)
+                req = Requirements.from_row(spec, a.hardware, a.candidates, a.spot_lost)
+            except ValueError:
+                continue
+            out.append(
+                _Queued(
+                    attempt_id=a.attempt_id,
+                    job_id=a.job_id,
+                    tenant_id=a.tenant_id,
+                    fork=a.fork,
+                    req=req,
+                    candidates=a.candidates,
+                    disk_gb=spec.disk_gb,
+                    clean=spec.clean_machine,
                 )
+            )
         return out
 
     async def _start_machine(self, q: _Queued, now: datetime) -> None:
@@ -293,25 +284,26 @@ class EC2Executor:
             message = f"could not start a machine ({failure}); {message}"
         self.engine.set_waiting(q.job_id, message)
 
-    async def _launch(self, c: Candidate, q: _Queued | None) -> Instance:
+    async def _launch(self, c: Candidate, q: _Queued | None) -> InstanceView:
         token = secrets.token_urlsafe(32)
         agent_id = f"ec2-{uuid.uuid4().hex[:16]}"
-        row = Instance(
-            pool=c.hardware,
-            tenant_id=None,
-            instance_type=c.instance_type,
-            hardware=c.hardware,
-            market=c.market,
-            az=c.placement.az,
-            subnet_id=c.placement.subnet_id,
-            price_hourly=c.price_usd_hour,
-            state=S.REQUESTED.value,
-            agent_id=agent_id,
-            token_hash=token_hash(token),
-            launched_for=q.attempt_id if q else None,
-            clean_after=bool(q and (q.fork or q.clean)),
+        row = self.machines.add(
+            NewInstance(
+                pool=c.hardware,
+                tenant_id=None,
+                instance_type=c.instance_type,
+                hardware=c.hardware,
+                market=c.market,
+                az=c.placement.az,
+                subnet_id=c.placement.subnet_id,
+                price_hourly=c.price_usd_hour,
+                state=S.REQUESTED.value,
+                agent_id=agent_id,
+                token_hash=token_hash(token),
+                launched_for=q.attempt_id if q else None,
+                clean_after=bool(q and (q.fork or q.clean)),
+            )
         )
-        row.id = self.machines.add(row)
         script = user_data(self.server_url or self.services.settings.base_url, token, agent_id)
         cls = parse_spec(c.hardware).cls
         image = self.config.amis.get(cls) or self.config.amis.get("default")
@@ -340,12 +332,12 @@ class EC2Executor:
             self.machines.move(row.id, S.TERMINATED, error=str(e)[:2000])
             raise
         self.machines.set(row.id, instance_id=instance_id)
-        row.instance_id = instance_id
+        row = replace(row, instance_id=instance_id)
         for hook in self.on_launched:
             await hook(row, script)
         return row
 
-    async def _boot_timeouts(self, live: list[Instance], now: datetime) -> None:
+    async def _boot_timeouts(self, live: list[InstanceView], now: datetime) -> None:
         limit = timedelta(seconds=self.policy.boot_timeout_s)
         for m in live:
             launched = aware(m.launched_at)
@@ -365,14 +357,13 @@ class EC2Executor:
                 )
 
     def _job_of(self, attempt_id: int) -> int | None:
-        with self.services.db.session() as s:
-            a = s.get(Attempt, attempt_id)
-            return a.job_id if a is not None else None
+        a = attempt_context(self.services.db, attempt_id)
+        return a.job_id if a is not None else None
 
-    async def _tend_pools(self, live: list[Instance], now: datetime) -> None:
+    async def _tend_pools(self, live: list[InstanceView], now: datetime) -> None:
         """Idle machines past their TTL or above the pool's maximum go; pools below their
         minimum get new machines."""
-        by_pool: dict[str, list[Instance]] = {}
+        by_pool: dict[str, list[InstanceView]] = {}
         for m in live:
             by_pool.setdefault(m.hardware, []).append(m)
         for spec in set(by_pool) | set(self.policy.pools):
@@ -411,12 +402,9 @@ class EC2Executor:
         row = self.machines.by_agent(agent_id)
         if row is None:
             return
-        with self.services.db.session() as s:
-            a = s.get(Attempt, attempt_id)
-            tenant = a.job.pipeline.repository.tenant_id if a else None
-            fork = bool(
-                a and (a.job.pipeline.fork or StoredJobSpec.from_stored(a.job.spec).clean_machine)
-            )
+        a = attempt_context(self.services.db, attempt_id)
+        tenant = a.tenant_id if a else None
+        fork = bool(a and (a.fork or StoredJobSpec.from_stored(a.job_spec).clean_machine))
         self.machines.move(
             row.id,
             S.BUSY,
@@ -441,7 +429,7 @@ class EC2Executor:
 
     # -- ending machines ---------------------------------------------------------------
 
-    async def terminate(self, m: Instance, why: str) -> None:
+    async def terminate(self, m: InstanceView, why: str) -> None:
         """Terminate a machine. A failed call leaves it ``terminating``: leaked money that
         the reaper retries until EC2 confirms."""
         if self.machines.move(m.id, S.TERMINATING, error=why) is None:
@@ -489,7 +477,7 @@ class EC2Executor:
         return ended
 
 
-def _fits(m: Instance, q: _Queued) -> bool:
+def _fits(m: InstanceView, q: _Queued) -> bool:
     if q.clean:  # a warm machine never serves a job that asked for a clean one
         return False
     if q.candidates and m.instance_type not in q.candidates:

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, object_session, sessionmaker
 
@@ -79,6 +79,12 @@ class Database:
         """A session in a transaction, committed at the end (rolled back on error)."""
         with self.sessions() as s, s.begin():
             yield s
+
+    def ping(self) -> None:
+        """A round trip to the database (``SELECT 1`` in a transaction); raises when it
+        cannot be reached."""
+        with self.session() as s:
+            s.execute(text("SELECT 1"))
 
     def checkpoint(self) -> None:
         """Fold SQLite's write-ahead log into the database (blocking: run it in a thread).

@@ -14,7 +14,6 @@ import asyncio
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import select
 
 from app.policy.model import PolicyError
 from app.policy.setup import Security
@@ -22,6 +21,7 @@ from app.secrets.references import ReferenceError
 from app.secrets.store import SecretError, SecretNotFound
 from app.services import Services
 from app.store.models import Tenant, TenantPolicy
+from app.store.tenants import TenantView, all_tenants
 from app.web.common import error, int_param, json_body, require_admin, services
 
 routes = web.RouteTableDef()
@@ -119,19 +119,19 @@ async def delete_secret(request: web.Request) -> web.Response:
 # ---- tenants ---------------------------------------------------------------------------
 
 
-def _tenant_json(t: Tenant) -> dict[str, Any]:
+def _tenant_json(t: Tenant | TenantView) -> dict[str, Any]:
     return {"id": t.id, "forge": t.forge, "external_id": t.external_id, "name": t.name}
 
 
 @routes.get("/api/v1/tenants")
 async def list_tenants(request: web.Request) -> web.Response:
     require_admin(request)
-    with services(request).db.session() as s:
-        tenants = [_tenant_json(t) for t in s.scalars(select(Tenant).order_by(Tenant.id))]
+    tenants = [_tenant_json(t) for t in all_tenants(services(request).db)]
     return web.json_response({"tenants": tenants})
 
 
 def _tenant(s: Any, request: web.Request) -> Tenant:
+    """The row, for the policy book's calls (they take a session and a tenant row)."""
     tenant = s.get(Tenant, int_param(request, "tenant_id"))
     if tenant is None:
         raise web.HTTPNotFound(text='{"error": "no such tenant"}', content_type="application/json")

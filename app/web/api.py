@@ -3,30 +3,40 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
-from sqlalchemy import select
 
 from app.adapters.local_git import LocalRepoError
 from app.core.config.errors import ConfigInvalid
 from app.engine.engine import NotAllowed
 from app.handlers.pipelines import start_local
-from app.store.models import Attempt, Job, Pipeline
+from app.store.db import Database
+from app.store.pipelines import (
+    AttemptRecord,
+    JobRecord,
+    PipelineRecord,
+    attempt_record,
+    job_record,
+    list_pipelines,
+    pipeline_record,
+)
 from app.web.common import error, int_param, json_body, require_admin, services
 
 routes = web.RouteTableDef()
+T = TypeVar("T")
 
 
 def _t(dt: datetime | None) -> str | None:
     return dt.isoformat() if dt else None
 
 
-def pipeline_json(p: Pipeline, with_jobs: bool = False) -> dict[str, Any]:
+def pipeline_json(p: PipelineRecord, with_jobs: bool = False) -> dict[str, Any]:
     out: dict[str, Any] = {
         "id": p.id,
-        "repo": p.repository.full_name,
+        "repo": p.repo,
         "forge": p.forge,
         "ref": p.ref,
         "sha": p.sha,
@@ -41,7 +51,7 @@ def pipeline_json(p: Pipeline, with_jobs: bool = False) -> dict[str, Any]:
     return out
 
 
-def attempt_json(a: Attempt) -> dict[str, Any]:
+def attempt_json(a: AttemptRecord) -> dict[str, Any]:
     return {
         "id": a.id,
         "number": a.number,
@@ -63,7 +73,7 @@ def attempt_json(a: Attempt) -> dict[str, Any]:
     }
 
 
-def job_json(j: Job, with_attempts: bool = False) -> dict[str, Any]:
+def job_json(j: JobRecord, with_attempts: bool = False) -> dict[str, Any]:
     out: dict[str, Any] = {
         "id": j.id,
         "pipeline_id": j.pipeline_id,
@@ -88,15 +98,14 @@ def job_json(j: Job, with_attempts: bool = False) -> dict[str, Any]:
 
 
 @routes.get("/api/v1/pipelines")
-async def list_pipelines(request: web.Request) -> web.Response:
+async def get_pipelines(request: web.Request) -> web.Response:
     require_admin(request)
     try:
         limit = min(max(int(request.query.get("limit", "50")), 1), 500)
     except ValueError:
         return error(400, "limit must be a number")
-    with services(request).db.session() as s:
-        rows = s.scalars(select(Pipeline).order_by(Pipeline.id.desc()).limit(limit)).all()
-        return web.json_response({"pipelines": [pipeline_json(p) for p in rows]})
+    rows = list_pipelines(services(request).db, limit)
+    return web.json_response({"pipelines": [pipeline_json(p) for p in rows]})
 
 
 @routes.post("/api/v1/pipelines")
@@ -126,32 +135,38 @@ async def create_pipeline(request: web.Request) -> web.Response:
     )
 
 
-def _show(request: web.Request, model: type[Any], what: str, show: Any) -> web.Response:
-    """``show(row)`` as JSON for the row named by the path's id, or 404."""
+def _show(
+    request: web.Request,
+    load: Callable[[Database, int], T | None],
+    what: str,
+    show: Callable[[T], dict[str, Any]],
+) -> web.Response:
+    """``show(record)`` as JSON for the record named by the path's id, or 404."""
     require_admin(request)
-    with services(request).db.session() as s:
-        row = s.get(model, int_param(request, "id"))
-        if row is None:
-            return error(404, f"no such {what}")
-        return web.json_response(show(row))
+    found = load(services(request).db, int_param(request, "id"))
+    if found is None:
+        return error(404, f"no such {what}")
+    return web.json_response(show(found))
 
 
 @routes.get("/api/v1/pipelines/{id}")
 async def get_pipeline(request: web.Request) -> web.Response:
-    return _show(request, Pipeline, "pipeline", lambda p: pipeline_json(p, with_jobs=True))
+    return _show(request, pipeline_record, "pipeline", lambda p: pipeline_json(p, with_jobs=True))
 
 
 @routes.get("/api/v1/jobs/{id}")
 async def get_job(request: web.Request) -> web.Response:
-    return _show(request, Job, "job", lambda j: job_json(j, with_attempts=True))
+    return _show(request, job_record, "job", lambda j: job_json(j, with_attempts=True))
 
 
 @routes.get("/api/v1/jobs/{id}/attempts")
 async def get_attempts(request: web.Request) -> web.Response:
-    return _show(request, Job, "job", lambda j: {"attempts": [attempt_json(a) for a in j.attempts]})
+    return _show(
+        request, job_record, "job", lambda j: {"attempts": [attempt_json(a) for a in j.attempts]}
+    )
 
 
-async def _log_response(request: web.Request, a: Attempt | None) -> web.Response:
+async def _log_response(request: web.Request, a: AttemptRecord | None) -> web.Response:
     if a is None:
         return error(404, "no such attempt")
     try:
@@ -173,8 +188,7 @@ async def _log_response(request: web.Request, a: Attempt | None) -> web.Response
 @routes.get("/api/v1/attempts/{id}/log")
 async def attempt_log(request: web.Request) -> web.Response:
     require_admin(request)
-    with services(request).db.session() as s:
-        attempt = s.get(Attempt, int_param(request, "id"))
+    attempt = attempt_record(services(request).db, int_param(request, "id"))
     return await _log_response(request, attempt)
 
 
@@ -182,12 +196,10 @@ async def attempt_log(request: web.Request) -> web.Response:
 async def job_log(request: web.Request) -> web.Response:
     """The log of the job's latest attempt."""
     require_admin(request)
-    with services(request).db.session() as s:
-        j = s.get(Job, int_param(request, "id"))
-        if j is None:
-            return error(404, "no such job")
-        attempt = j.attempts[-1] if j.attempts else None
-    return await _log_response(request, attempt)
+    j = job_record(services(request).db, int_param(request, "id"))
+    if j is None:
+        return error(404, "no such job")
+    return await _log_response(request, j.attempts[-1] if j.attempts else None)
 
 
 @routes.post("/api/v1/pipelines/{id}/cancel")

@@ -19,7 +19,7 @@ from app.artifacts.storage import BadUpload, LocalStore
 from app.core.links import BadToken, verify_job
 from app.engine.engine import AgentAuthError
 from app.services import Services
-from app.store.models import Job
+from app.store.runs import job_tenant
 from app.transfers import Transfers
 from app.web.common import bearer, error, int_param, json_body, services
 
@@ -206,9 +206,7 @@ async def download(request: web.Request) -> web.StreamResponse:
     the file itself (local store), always as an attachment. 403 without a valid token."""
     svc = services(request)
     job_id = int_param(request, "job_id")
-    with svc.db.session() as s:
-        job = s.get(Job, job_id)
-        tenant_id = job.pipeline.repository.tenant_id if job is not None else None
+    tenant_id = job_tenant(svc.db, job_id)
     if tenant_id is None:
         raise web.HTTPForbidden(text="this link is not valid")
     try:

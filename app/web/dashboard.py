@@ -14,21 +14,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
-from sqlalchemy import func, select
 
+from app.core.clock import aware
 from app.core.stats import hourly, percentile
 from app.metrics import hardware_class
 from app.store.db import Database
-from app.store.models import Attempt, Instance, Job, Pipeline, Repository
+from app.store.models import Tenant
+from app.store.overview import dashboard_summary
+from app.store.tenants import all_tenants
 from app.web.common import bearer, services
 
 routes = web.RouteTableDef()
 COOKIE = "ployd_admin"
-ACTIVE = ("waiting", "queued", "dispatching", "running")
-
-
-def _aware(dt: datetime | None) -> datetime | None:
-    return dt if dt is None or dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
 def signed_in(request: web.Request) -> bool:
@@ -55,13 +52,16 @@ class Overview:
 
 def tenant_spend(request: web.Request, now: datetime) -> list[tuple[str, str, str, str]]:
     """Each tenant's spend this month against its budget (the policy's figures)."""
-    from app.store.models import Tenant
     from app.web.admin_api import SECURITY
 
     book = request.app[SECURITY].policy
+    db = services(request).db
     rows = []
-    with services(request).db.session() as s:
-        for tenant in s.scalars(select(Tenant).order_by(Tenant.name)):
+    with db.session() as s:
+        for t in all_tenants(db, order="name"):
+            tenant = s.get(Tenant, t.id)  # the policy book reads with a session and a row
+            if tenant is None:
+                continue
             sp = book.spend(s, tenant, now)
             budget = "-" if sp.budget is None else f"${sp.budget:,.2f}"
             flag = (
@@ -84,62 +84,43 @@ def overview(db: Database, now: datetime) -> Overview:
     o = Overview()
     day = now - timedelta(days=1)
     month = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    with db.session() as s:
-        jobs = s.execute(
-            select(Job, Repository.full_name)
-            .join(Pipeline, Job.pipeline_id == Pipeline.id)
-            .join(Repository, Pipeline.repository_id == Repository.id)
-            .where(Job.state.in_(ACTIVE))
-            .order_by(Job.id)
-            .limit(500)
-        ).all()
-        counts: dict[str, int] = defaultdict(int)
-        for job, repo in jobs:
-            cls = hardware_class(job.hardware)
-            counts[cls] += 1
-            since = _aware(job.waiting_since or job.queued_at or job.created_at)
-            age = _age(now - since) if since else "-"
-            why = job.waiting_reason or ("waiting for its needs" if job.state == "waiting" else "")
-            o.active.append((f"{repo} · {job.name}", cls, job.state, why, age))
-        o.by_class = dict(sorted(counts.items()))
-        for m in s.scalars(select(Instance).where(Instance.state != "terminated")):
-            launched = _aware(m.launched_at)
-            o.machines.append(
-                (
-                    m.instance_id or "(starting)",
-                    m.instance_type,
-                    m.market,
-                    m.state,
-                    _age(now - launched) if launched else "-",
-                )
+    summary = dashboard_summary(db, claimed_since=day, finished_since=month)
+    counts: dict[str, int] = defaultdict(int)
+    for job in summary.active:
+        cls = hardware_class(job.hardware)
+        counts[cls] += 1
+        since = aware(job.waiting_since or job.queued_at or job.created_at)
+        age = _age(now - since) if since else "-"
+        why = job.waiting_reason or ("waiting for its needs" if job.state == "waiting" else "")
+        o.active.append((f"{job.repo} · {job.name}", cls, job.state, why, age))
+    o.by_class = dict(sorted(counts.items()))
+    for m in summary.machines:
+        launched = aware(m.launched_at)
+        o.machines.append(
+            (
+                m.instance_id or "(starting)",
+                m.instance_type,
+                m.market,
+                m.state,
+                _age(now - launched) if launched else "-",
             )
-        waits: dict[str, list[float]] = defaultdict(list)
-        took: dict[str, list[float]] = defaultdict(list)
-        starts: list[datetime] = []
-        for a in s.scalars(select(Attempt).where(Attempt.claimed_at >= day)):
-            cls = hardware_class(a.hardware)
-            claimed, created = _aware(a.claimed_at), _aware(a.created_at)
-            if claimed and created:
-                waits[cls].append((claimed - created).total_seconds())
-                starts.append(claimed)
-            finished = _aware(a.finished_at)
-            if claimed and finished:
-                took[cls].append((finished - claimed).total_seconds())
-        o.waits = {c: (percentile(v, 50), percentile(v, 95)) for c, v in sorted(waits.items())}
-        o.durations = {c: (percentile(v, 50), percentile(v, 95)) for c, v in sorted(took.items())}
-        o.per_hour = hourly(starts, now)
-        o.cost = [
-            (repo, float(total or 0))
-            for repo, total in s.execute(
-                select(Repository.full_name, func.sum(Attempt.cost))
-                .join(Job, Attempt.job_id == Job.id)
-                .join(Pipeline, Job.pipeline_id == Pipeline.id)
-                .join(Repository, Pipeline.repository_id == Repository.id)
-                .where(Attempt.finished_at >= month)
-                .group_by(Repository.full_name)
-                .order_by(func.sum(Attempt.cost).desc())
-            )
-        ]
+        )
+    waits: dict[str, list[float]] = defaultdict(list)
+    took: dict[str, list[float]] = defaultdict(list)
+    starts: list[datetime] = []
+    for a in summary.claimed:
+        cls = hardware_class(a.hardware)
+        claimed, created = aware(a.claimed_at), aware(a.created_at)
+        if claimed and created:
+            waits[cls].append((claimed - created).total_seconds())
+            starts.append(claimed)
+        finished = aware(a.finished_at)
+        if claimed and finished:
+            took[cls].append((finished - claimed).total_seconds())
+    o.waits = {c: (percentile(v, 50), percentile(v, 95)) for c, v in sorted(waits.items())}
+    o.durations = {c: (percentile(v, 50), percentile(v, 95)) for c, v in sorted(took.items())}
+    o.per_hour = hourly(starts, now)
+    o.cost = list(summary.cost)
     return o
 
 

@@ -22,7 +22,7 @@ from app.adapters.ec2.config import EC2Config
 from app.adapters.ec2.userdata import parse_registration
 from app.core.ec2_policy import EC2Policy
 from app.executors.ec2 import EC2Executor
-from app.store.models import Instance
+from app.store.instances import InstanceView
 from tests.e2e.conftest import Harness
 
 KEYS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
@@ -75,7 +75,7 @@ class EC2World:
         self.executor: EC2Executor | None = None
         self.agents: dict[str, asyncio.subprocess.Process] = {}
         self.boot = True  # simulated instances boot (set False to test boot timeouts)
-        self.launched: list[Instance] = []
+        self.launched: list[InstanceView] = []
 
     def network(self) -> EC2Config:
         vpc = self.boto.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
@@ -113,7 +113,7 @@ class EC2World:
         self.executor = executor
         return executor
 
-    async def _boot(self, row: Instance, _script: str) -> None:
+    async def _boot(self, row: InstanceView, _script: str) -> None:
         """Boot the "instance": the real agent, with the token from the user data that
         EC2 (moto) recorded for it."""
         self.launched.append(row)

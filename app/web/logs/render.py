@@ -16,9 +16,9 @@ from urllib.parse import urlencode
 
 from app.artifacts.service import ArtifactView as ArtifactLike
 from app.logs.window import ErrorLine, Window
+from app.store.runs import AttemptInfo, JobInfo, StepInfo
 from app.web.logs.ansi import CSS as ANSI_CSS
 from app.web.logs.ansi import AnsiState, render_line
-from app.web.logs.view import AttemptInfo, JobInfo, StepInfo
 
 e = html.escape
 

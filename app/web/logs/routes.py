@@ -34,17 +34,10 @@ from app.logs.window import (
     forward_window,
     locate_error,
 )
+from app.store.runs import AttemptInfo, JobInfo, load_attempt, load_job
 from app.web.common import services
 from app.web.logs import render
-from app.web.logs.view import (
-    AttemptInfo,
-    JobInfo,
-    attempt_number,
-    authorized_job,
-    is_admin,
-    load_attempt,
-    load_job,
-)
+from app.web.logs.view import attempt_number, authorized_job, is_admin
 
 routes = web.RouteTableDef()
 

@@ -1,0 +1,187 @@
+"""The cloud machines PloyD started, as stored rows: each read or change is one short
+transaction, and what comes back is a frozen ``InstanceView``, never a row. States move
+through ``app.core.instances``'s state machine.
+
+Timestamps are as the database gives them back (naive UTC on SQLite).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+
+from app.core.instances import InstanceState, instance_transition
+from app.store.db import Database
+from app.store.models import Instance, utcnow
+
+LIVE = [s.value for s in InstanceState if s.live]
+
+
+@dataclass(frozen=True)
+class NewInstance:
+    """A machine about to be requested from the cloud."""
+
+    pool: str
+    instance_type: str
+    hardware: str
+    market: str
+    az: str
+    subnet_id: str
+    price_hourly: float
+    agent_id: str
+    token_hash: str
+    launched_for: int | None = None
+    clean_after: bool = False
+    tenant_id: int | None = None
+    state: str = InstanceState.REQUESTED.value
+
+
+@dataclass(frozen=True)
+class InstanceView:
+    id: int
+    instance_id: str | None
+    pool: str
+    tenant_id: int | None
+    instance_type: str
+    hardware: str
+    market: str
+    az: str
+    subnet_id: str
+    price_hourly: float
+    state: str
+    agent_id: str
+    launched_for: int | None
+    attempt_id: int | None
+    clean_after: bool
+    error: str | None
+    launched_at: datetime | None
+    registered_at: datetime | None
+    idle_since: datetime | None
+    terminated_at: datetime | None
+
+
+def view(row: Instance) -> InstanceView:
+    """The row as a frozen value (for the store's other query modules)."""
+    return InstanceView(
+        id=row.id,
+        instance_id=row.instance_id,
+        pool=row.pool,
+        tenant_id=row.tenant_id,
+        instance_type=row.instance_type,
+        hardware=row.hardware,
+        market=row.market,
+        az=row.az,
+        subnet_id=row.subnet_id,
+        price_hourly=row.price_hourly,
+        state=row.state,
+        agent_id=row.agent_id,
+        launched_for=row.launched_for,
+        attempt_id=row.attempt_id,
+        clean_after=row.clean_after,
+        error=row.error,
+        launched_at=row.launched_at,
+        registered_at=row.registered_at,
+        idle_since=row.idle_since,
+        terminated_at=row.terminated_at,
+    )
+
+
+def add(db: Database, new: NewInstance) -> InstanceView:
+    """Store a machine about to be requested."""
+    row = Instance(
+        pool=new.pool,
+        tenant_id=new.tenant_id,
+        instance_type=new.instance_type,
+        hardware=new.hardware,
+        market=new.market,
+        az=new.az,
+        subnet_id=new.subnet_id,
+        price_hourly=new.price_hourly,
+        state=new.state,
+        agent_id=new.agent_id,
+        token_hash=new.token_hash,
+        launched_for=new.launched_for,
+        clean_after=new.clean_after,
+    )
+    with db.session() as s:
+        s.add(row)
+        s.flush()
+        s.refresh(row)  # the defaults as stored (launched_at as the database gives it back)
+        return view(row)
+
+
+def live(db: Database) -> list[InstanceView]:
+    """Every machine not terminated (costing money, or about to)."""
+    with db.session() as s:
+        return [view(r) for r in s.scalars(select(Instance).where(Instance.state.in_(LIVE)))]
+
+
+def get(db: Database, row_id: int) -> InstanceView | None:
+    with db.session() as s:
+        row = s.get(Instance, row_id)
+        return view(row) if row is not None else None
+
+
+def by_agent(db: Database, agent_id: str) -> InstanceView | None:
+    with db.session() as s:
+        row = s.scalar(select(Instance).where(Instance.agent_id == agent_id))
+        return view(row) if row is not None else None
+
+
+def _set(row: Instance, fields: dict[str, Any]) -> None:
+    for k, v in fields.items():
+        if k not in Instance.__table__.columns or k in ("id", "state"):
+            raise TypeError(f"not a field that can be set on an instance: {k}")
+        setattr(row, k, v)
+
+
+def move(db: Database, row_id: int, target: InstanceState, **fields: Any) -> InstanceView | None:
+    """Change state (checked by the state machine) and fields; None if the row is gone
+    or the move is not legal from where it is now (someone else moved it first)."""
+    with db.session() as s:
+        row = s.get(Instance, row_id)
+        if row is None:
+            return None
+        if row.state != target.value:
+            try:
+                instance_transition(row.state, target)
+            except ValueError:
+                return None
+        row.state = target.value
+        _set(row, fields)
+        if target is InstanceState.TERMINATED:
+            row.terminated_at = utcnow()
+        return view(row)
+
+
+def update(db: Database, row_id: int, **fields: Any) -> None:
+    """Change fields other than the state; nothing when the row is gone."""
+    with db.session() as s:
+        row = s.get(Instance, row_id)
+        if row is not None:
+            _set(row, fields)
+
+
+def register(db: Database, token_hash: str) -> InstanceView | None:
+    """The live machine whose agent registers with this token (its hash), moved to
+    ``idle`` on its first registration (``requested``/``booting`` -> ``idle``); None
+    when no live machine has it."""
+    with db.session() as s:
+        row = s.scalar(select(Instance).where(Instance.token_hash == token_hash))
+        if row is None or not InstanceState(row.state).live:
+            return None
+        if row.state in (InstanceState.REQUESTED.value, InstanceState.BOOTING.value):
+            instance_transition(row.state, InstanceState.IDLE)
+            row.state = InstanceState.IDLE.value
+            row.registered_at = row.idle_since = utcnow()
+        return view(row)
+
+
+def count_by_state(db: Database) -> list[tuple[str, int]]:
+    """(state, how many machines are in it), for the states that have any."""
+    with db.session() as s:
+        rows = s.execute(select(Instance.state, func.count()).group_by(Instance.state))
+        return [(state, int(n)) for state, n in rows]

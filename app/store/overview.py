@@ -1,0 +1,106 @@
+"""What the operators' dashboard shows, read in one transaction into frozen values: the
+jobs queued or running, the machines not terminated, the attempts claimed since a time,
+and the cost of attempts finished since a time, by repository.
+
+Timestamps are as the database gives them back (naive UTC on SQLite).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select
+
+from app.core.instances import InstanceState
+from app.store import instances
+from app.store.db import Database
+from app.store.instances import InstanceView
+from app.store.models import Attempt, Instance, Job, Pipeline, Repository
+
+ACTIVE = ("waiting", "queued", "dispatching", "running")
+
+
+@dataclass(frozen=True)
+class ActiveJob:
+    """A job waiting, queued, dispatching or running."""
+
+    id: int
+    repo: str
+    name: str
+    state: str
+    hardware: tuple[str, ...]
+    waiting_reason: str | None
+    waiting_since: datetime | None
+    queued_at: datetime | None
+    created_at: datetime | None
+
+
+@dataclass(frozen=True)
+class ClaimedAttempt:
+    hardware: tuple[str, ...]  # what it asked for
+    created_at: datetime | None
+    claimed_at: datetime | None
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True)
+class DashboardSummary:
+    active: tuple[ActiveJob, ...]  # by job id
+    machines: tuple[InstanceView, ...]
+    claimed: tuple[ClaimedAttempt, ...]
+    cost: tuple[tuple[str, float], ...]  # (repository, dollars), the most first
+
+
+def dashboard_summary(
+    db: Database, *, claimed_since: datetime, finished_since: datetime, active_limit: int = 500
+) -> DashboardSummary:
+    """The first ``active_limit`` active jobs, the machines whose state is not
+    ``terminated``, the attempts claimed since ``claimed_since``, and the cost of the
+    attempts finished since ``finished_since`` by repository."""
+    with db.session() as s:
+        jobs = s.execute(
+            select(Job, Repository.full_name)
+            .join(Pipeline, Job.pipeline_id == Pipeline.id)
+            .join(Repository, Pipeline.repository_id == Repository.id)
+            .where(Job.state.in_(ACTIVE))
+            .order_by(Job.id)
+            .limit(active_limit)
+        )
+        active = tuple(
+            ActiveJob(
+                id=job.id,
+                repo=repo,
+                name=job.name,
+                state=job.state,
+                hardware=tuple(job.hardware or ()),
+                waiting_reason=job.waiting_reason,
+                waiting_since=job.waiting_since,
+                queued_at=job.queued_at,
+                created_at=job.created_at,
+            )
+            for job, repo in jobs
+        )
+        machines = tuple(
+            instances.view(m)
+            for m in s.scalars(
+                select(Instance).where(Instance.state != InstanceState.TERMINATED.value)
+            )
+        )
+        claimed = tuple(
+            ClaimedAttempt(tuple(a.hardware or ()), a.created_at, a.claimed_at, a.finished_at)
+            for a in s.scalars(select(Attempt).where(Attempt.claimed_at >= claimed_since))
+        )
+        cost = tuple(
+            (repo, float(total or 0))
+            for repo, total in s.execute(
+                select(Repository.full_name, func.sum(Attempt.cost))
+                .join(Job, Attempt.job_id == Job.id)
+                .join(Pipeline, Job.pipeline_id == Pipeline.id)
+                .join(Repository, Pipeline.repository_id == Repository.id)
+                .where(Attempt.finished_at >= finished_since)
+                .group_by(Repository.full_name)
+                .order_by(func.sum(Attempt.cost).desc())
+            )
+        )
+    return DashboardSummary(active, machines, claimed, cost)
