@@ -11,11 +11,11 @@ import asyncio
 import hashlib
 import hmac
 import secrets as pysecrets
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -28,6 +28,22 @@ from app.engine.notify import Broadcast
 from app.engine.progress import Changes
 from app.engine.specs import agent_payload, job_spec
 from app.logs.store import LogStore
+from app.protocol import (
+    CANCELLED,
+    FAILED,
+    INFRASTRUCTURE,
+    INTERRUPTED,
+    SCRIPT_FAILURE,
+    SPOT_INTERRUPTION,
+    SUCCEEDED,
+    TIMED_OUT,
+    TIMEOUT,
+    Claim,
+    FinishReport,
+    JobPayload,
+    LogChunk,
+    StepReport,
+)
 from app.store.db import Database
 from app.store.models import Attempt, AuditRecord, Job, Pipeline, Repository, Tenant, utcnow
 
@@ -38,9 +54,23 @@ Gate = Callable[[Session, Attempt], str | None]
 # (session, queued attempt) -> why it must wait (a tenant's quota), or None: admitted.
 Admission = Callable[[Session, Attempt], str | None]
 Listener = Callable[[set[int]], None]
-# Called with a claim's answer before it goes to the agent: a forge adapter adds what
-# only it can (a short-lived clone token), in place.
-PayloadHook = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """How a claimed job fetches its code: the clone URL to use instead of the
+    repository's, and the values (a token) to mask in the job's log."""
+
+    clone_url: str
+    mask: tuple[str, ...] = ()
+
+
+class CloneCredentials(Protocol):
+    """Asked with a claimed job before it goes to its agent: a forge adapter gives what
+    only it can (a short-lived clone token), or None to leave the job as it is."""
+
+    async def __call__(self, job: JobPayload) -> Credentials | None: ...
+
 
 T = TypeVar("T")
 
@@ -84,17 +114,17 @@ def _hash(token: str) -> str:
 
 
 AGENT_RESULTS: dict[str, tuple[AttemptState, RetryReason | None]] = {
-    "succeeded": (AttemptState.SUCCEEDED, None),
-    "interrupted": (AttemptState.INTERRUPTED, RetryReason.INFRASTRUCTURE),
-    "failed": (AttemptState.FAILED, RetryReason.SCRIPT_FAILURE),
-    "timed_out": (AttemptState.TIMED_OUT, RetryReason.TIMEOUT),
-    "cancelled": (AttemptState.CANCELLED, None),
+    SUCCEEDED: (AttemptState.SUCCEEDED, None),
+    INTERRUPTED: (AttemptState.INTERRUPTED, RetryReason.INFRASTRUCTURE),
+    FAILED: (AttemptState.FAILED, RetryReason.SCRIPT_FAILURE),
+    TIMED_OUT: (AttemptState.TIMED_OUT, RetryReason.TIMEOUT),
+    CANCELLED: (AttemptState.CANCELLED, None),
 }
 AGENT_REASONS = {
-    "spot_interruption": RetryReason.SPOT_INTERRUPTION,
-    "script_failure": RetryReason.SCRIPT_FAILURE,
-    "timeout": RetryReason.TIMEOUT,
-    "infrastructure": RetryReason.INFRASTRUCTURE,
+    SPOT_INTERRUPTION: RetryReason.SPOT_INTERRUPTION,
+    SCRIPT_FAILURE: RetryReason.SCRIPT_FAILURE,
+    TIMEOUT: RetryReason.TIMEOUT,
+    INFRASTRUCTURE: RetryReason.INFRASTRUCTURE,
 }
 
 
@@ -138,7 +168,7 @@ class Engine:
         self.cancels = Broadcast()
         self.log_appended = Broadcast()
         self.listeners: list[Listener] = []
-        self.payload_hooks: dict[str, PayloadHook] = {}  # forge -> hook
+        self.payload_hooks: dict[str, CloneCredentials] = {}  # forge -> hook
         self.authenticators: list[Authenticator] = [self._local_agent]
         self.claim_listeners: list[ClaimListener] = []
         self.end_listeners: list[EndListener] = []
@@ -403,7 +433,7 @@ class Engine:
                 return False
             return self._admit(s, attempt, changes) is None
 
-    def _claim_now(self, who: AgentIdentity) -> dict[str, Any] | None:
+    def _claim_now(self, who: AgentIdentity) -> Claim | None:
         agent_id = who.agent_id
         with self._work() as (s, changes):
             attempt = self._pick(s, who, changes)
@@ -445,12 +475,12 @@ class Engine:
             payload = agent_payload(pipeline, job, attempt, secrets)
             changes.pipelines.add(pipeline.id)
             attempt_id = attempt.id
-            result = {"attempt_id": attempt_id, "job_token": token, "job": payload}
+            result = Claim(attempt_id=attempt_id, job_token=token, job=payload)
         for listener in self.claim_listeners:
             listener(agent_id, attempt_id)
         return result
 
-    async def claim(self, who: AgentIdentity | str, wait: float) -> dict[str, Any] | None:
+    async def claim(self, who: AgentIdentity | str, wait: float) -> Claim | None:
         """A queued attempt for this agent, waiting up to ``wait`` seconds for one."""
         if isinstance(who, str):
             who = AgentIdentity(agent_id=who)
@@ -459,13 +489,20 @@ class Engine:
         while True:
             found = self._claim_now(who)
             if found is not None:
-                hook = self.payload_hooks.get(found["job"]["forge"])
+                hook = self.payload_hooks.get(found.job.forge)
                 if hook is not None:
                     try:
-                        await hook(found)
+                        credentials = await hook(found.job)
                     except Exception as e:  # the agent must not get a job it cannot fetch
                         self.finish_infrastructure(found, f"could not prepare the job: {e}")
                         continue
+                    if credentials is not None:
+                        job = replace(
+                            found.job,
+                            clone_url=credentials.clone_url,
+                            mask=(*found.job.mask, *credentials.mask),
+                        )
+                        found = replace(found, job=job)
                 return found
             left = deadline - loop.time()
             if left <= 0 or self.closing:
@@ -495,8 +532,9 @@ class Engine:
                 changes.pipelines.add(attempt.job.pipeline_id)
         return attempt
 
-    def record_log(self, attempt_id: int, token: str, seq: int, data: str) -> bool:
+    def record_log(self, attempt_id: int, token: str, chunk: LogChunk) -> bool:
         """Append a chunk; a chunk already stored is ignored. Returns the cancel flag."""
+        seq, data = chunk.seq, chunk.data
         with self._work() as (s, changes):
             attempt = self._attempt(s, attempt_id, token, changes)
             if seq > attempt.log_seq:
@@ -510,9 +548,8 @@ class Engine:
         self.log_appended.notify()
         return cancel
 
-    def record_step(
-        self, attempt_id: int, token: str, index: int, state: str, exit_code: int | None
-    ) -> bool:
+    def record_step(self, attempt_id: int, token: str, report: StepReport) -> bool:
+        index, state, exit_code = report.index, report.state, report.exit_code
         with self._work() as (s, changes):
             attempt = self._attempt(s, attempt_id, token, changes)
             steps = [dict(x) for x in attempt.steps]
@@ -542,17 +579,9 @@ class Engine:
                 return cancel
             await self.cancels.wait(min(left, 1.0))
 
-    def finish(
-        self,
-        attempt_id: int,
-        token: str,
-        result: str,
-        *,
-        reason: str | None = None,
-        exit_code: int | None = None,
-        failed_step: int | None = None,
-        error: str | None = None,
-    ) -> None:
+    def finish(self, attempt_id: int, token: str, report: FinishReport) -> None:
+        result, reason, error = report.result, report.reason, report.error
+        exit_code, failed_step = report.exit_code, report.failed_step
         if result not in AGENT_RESULTS:
             raise ValueError(f"unknown result {result!r}; known: {', '.join(AGENT_RESULTS)}")
         final, retry_reason = AGENT_RESULTS[result]
@@ -565,10 +594,12 @@ class Engine:
                 s, attempt, final, retry_reason, changes, exit_code=exit_code, error=error
             )
 
-    def finish_infrastructure(self, claim: dict[str, Any], error: str) -> None:
-        """End a claimed attempt that never reached its agent (retried by policy)."""
+    def finish_infrastructure(self, claim: Claim | int, error: str) -> None:
+        """End a claimed attempt (a claim or its attempt id) that never reached its
+        agent (retried by policy)."""
+        attempt_id = claim.attempt_id if isinstance(claim, Claim) else claim
         with self._work() as (s, changes):
-            attempt = s.get(Attempt, claim["attempt_id"])
+            attempt = s.get(Attempt, attempt_id)
             if attempt is not None and not AttemptState(attempt.state).final:
                 progress.end_attempt(
                     s,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.core.config.model import PlannedJob, RetryPolicy, RetryReason
+from app.protocol import ArtifactsPayload, CachePayload, JobPayload, StepPayload
 from app.store.models import Attempt, Job, Pipeline
 
 
@@ -73,7 +74,7 @@ def retry_policy(spec: dict[str, Any]) -> RetryPolicy:
 
 def agent_payload(
     pipeline: Pipeline, job: Job, attempt: Attempt, secrets: dict[str, str]
-) -> dict[str, Any]:
+) -> JobPayload:
     """The ``job`` object of a claim answer (docs/agent-protocol.md)."""
     spec = job.spec
     repo = pipeline.repository
@@ -89,28 +90,52 @@ def agent_payload(
         "PLOYD_REPOSITORY": repo.full_name,
         **spec.get("env", {}),
     }
-    return {
-        "pipeline_id": pipeline.id,
-        "job_id": job.id,
-        "attempt_id": attempt.id,
-        "attempt_number": attempt.number,
-        "name": job.name,
-        "forge": repo.forge,
-        "repo": repo.full_name,
-        "clone_url": repo.clone_url,
-        "sha": pipeline.sha,
-        "ref": pipeline.ref,
-        "workspace_key": f"{repo.forge}-{repo.full_name}".replace("/", "-"),
-        "timeout_s": int(spec.get("timeout_s", 1800)),
-        "env": env,
-        "secrets": secrets,
-        "mask": [],  # more values to mask in the log (a forge adapter's clone token)
-        "steps": [{"index": i, **step} for i, step in enumerate(spec.get("steps", []))],
+    cache = spec.get("cache")
+    artifacts = spec.get("artifacts")
+    return JobPayload(
+        pipeline_id=pipeline.id,
+        job_id=job.id,
+        attempt_id=attempt.id,
+        attempt_number=attempt.number,
+        name=job.name,
+        forge=repo.forge,
+        repo=repo.full_name,
+        clone_url=repo.clone_url,
+        sha=pipeline.sha,
+        ref=pipeline.ref,
+        workspace_key=f"{repo.forge}-{repo.full_name}".replace("/", "-"),
+        timeout_s=int(spec.get("timeout_s", 1800)),
+        env=env,
+        secrets=secrets,
+        mask=(),  # more values to mask in the log (a forge adapter's clone token)
+        steps=tuple(_step(i, step) for i, step in enumerate(spec.get("steps", []))),
         # Forks' pipelines neither read nor write caches (docs/agent-protocol.md).
-        "cache": (
-            {**spec["cache"], "read": not pipeline.fork, "write": not pipeline.fork}
-            if spec.get("cache")
+        cache=(
+            CachePayload(
+                key=cache["key"],
+                paths=tuple(cache["paths"]),
+                restore_keys=tuple(cache["restore_keys"]),
+                read=not pipeline.fork,
+                write=not pipeline.fork,
+            )
+            if cache
             else None
         ),
-        "artifacts": spec.get("artifacts"),
-    }
+        artifacts=(
+            ArtifactsPayload(paths=tuple(artifacts["paths"]), expire_in_s=artifacts["expire_in_s"])
+            if artifacts is not None
+            else None
+        ),
+    )
+
+
+def _step(index: int, step: dict[str, Any]) -> StepPayload:
+    """A stored step (``job_spec``) as sent to the agent."""
+    return StepPayload(
+        index=index,
+        title=step["title"],
+        run=step["run"],
+        env=dict(step["env"]),
+        timeout_s=step["timeout_s"],
+        continue_on_error=step["continue_on_error"],
+    )

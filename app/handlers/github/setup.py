@@ -4,16 +4,17 @@ hook that gives each agent a clone token for its one repository."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import aiohttp
 from aiohttp import web
 from gidgethub import routing, sansio
 
 from app.adapters.github.client import GitHubClient, Repo
+from app.engine.engine import Credentials
 from app.handlers.github import events, installations, slash
 from app.handlers.github.context import GitHubContext
 from app.handlers.inbox_worker import InboxWorker
+from app.protocol import JobPayload
 from app.reporters.github import GitHubReporter
 from app.services import Services
 from app.store.models import InboxEvent
@@ -58,15 +59,16 @@ async def start_github(services: Services, app: web.Application) -> GitHubParts 
     reporter = GitHubReporter(services, client)
     services.engine.listeners.append(reporter.on_change)
 
-    async def clone_token(claim: dict[str, Any]) -> None:
-        job = claim["job"]
-        url = str(job["clone_url"])
+    async def clone_token(job: JobPayload) -> Credentials | None:
+        url = job.clone_url
         if not url.startswith("https://"):
-            return
-        full_name, installation = ctx.installation_of(int(job["pipeline_id"]))
+            return None
+        full_name, installation = ctx.installation_of(job.pipeline_id)
         token = await client.clone_token(Repo.parse(full_name, installation))
-        job["clone_url"] = url.replace("https://", f"https://x-access-token:{token}@", 1)
-        job["mask"].append(token)
+        return Credentials(
+            clone_url=url.replace("https://", f"https://x-access-token:{token}@", 1),
+            mask=(token,),
+        )
 
     services.engine.payload_hooks["github"] = clone_token
     services.metrics.forge_clients["github"] = lambda: {

@@ -10,9 +10,11 @@ from typing import Any
 from aiohttp import web
 
 from app.adapters.gitlab.client import GitLabClient
+from app.engine.engine import Credentials
 from app.handlers.gitlab import events, notes
 from app.handlers.gitlab.context import GitLabContext
 from app.handlers.inbox_worker import InboxWorker
+from app.protocol import JobPayload
 from app.reporters.gitlab import GitLabReporter
 from app.services import Services
 from app.store.models import InboxEvent
@@ -59,12 +61,14 @@ async def start_gitlab(services: Services, app: web.Application) -> GitLabParts 
     # only) when set, else the bot's token. It is masked in the job's log.
     clone_token = services.settings.gitlab_clone_token or config.token
 
-    async def with_token(claim: dict[str, Any]) -> None:
-        job = claim["job"]
-        url = str(job["clone_url"])
-        if url.startswith("https://"):
-            job["clone_url"] = url.replace("https://", f"https://oauth2:{clone_token}@", 1)
-            job["mask"].append(clone_token)
+    async def with_token(job: JobPayload) -> Credentials | None:
+        url = job.clone_url
+        if not url.startswith("https://"):
+            return None
+        return Credentials(
+            clone_url=url.replace("https://", f"https://oauth2:{clone_token}@", 1),
+            mask=(clone_token,),
+        )
 
     services.engine.payload_hooks["gitlab"] = with_token
     services.metrics.forge_clients["gitlab"] = lambda: {
