@@ -1,7 +1,7 @@
 """The agent's artifacts and caches (docs/agent-protocol.md, "Artifacts and caches").
 
 * Caches: the key's ``${{ hashFiles(...) }}`` is evaluated on the checked-out workspace
-  (``app.core.cachekey``) before the steps; the server answers an exact hit, a
+  (``app.agent.cachekey``) before the steps; the server answers an exact hit, a
   restore-key (prefix) hit or a miss; a hit is downloaded, its SHA-256 checked, and
   extracted into the cache paths (``~`` is the agent's HOME, relative paths are in the
   workspace). After a successful job, when the exact key missed, the paths are archived
@@ -34,9 +34,9 @@ from typing import Any
 
 import aiohttp
 
+from app.agent.cachekey import CacheKeyError, evaluate_key, normalize_pattern, short_key
 from app.agent.client import AgentClient
-from app.core.cachekey import CacheKeyError, evaluate_key, normalize_pattern, short_key
-from app.core.globs import matches_any
+from app.agent.globs import matches_any
 
 LogSink = Callable[[str], Awaitable[None]]
 CHUNK = 1 << 20
