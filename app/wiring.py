@@ -25,7 +25,7 @@ from app.adapters.gitlab.client import GitLabClient
 from app.core.hardware import Catalog
 from app.engine.engine import Engine
 from app.engine.events import AttemptClaimed, AttemptEnded, EventBus
-from app.engine.hooks import AgentIdentity, PayloadHook, SecretsProvider
+from app.engine.hooks import AgentIdentity, CloneCredentials, SecretsProvider
 from app.engine.logfinisher import LogFinisher
 from app.executors.base import Executor
 from app.executors.ec2_machines import Machines
@@ -55,8 +55,8 @@ class ForgeClients:
     gitlab: GitLabClient | None = None
     clone_token: str = field(default="", repr=False)  # GitLab: what agents fetch with
 
-    def payload_hooks(self, db: Database) -> dict[str, PayloadHook]:
-        hooks: dict[str, PayloadHook] = {}
+    def payload_hooks(self, db: Database) -> dict[str, CloneCredentials]:
+        hooks: dict[str, CloneCredentials] = {}
         if self.github is not None:
             hooks["github"] = clone_token_hook(self.github.client, db)
         if self.gitlab is not None:

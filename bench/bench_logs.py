@@ -37,6 +37,7 @@ from app.core.links import sign_job
 from app.core.triggers import Event, EventKind
 from app.engine.engine import RepoRef
 from app.handlers.pipelines import plan
+from app.protocol import FinishReport, LogChunk, StepReport
 from app.server import Server, start_server
 from app.settings import Settings
 from app.store.models import Job, Pipeline
@@ -157,7 +158,7 @@ async def live_tail(server: Server, http: aiohttp.ClientSession, n: int) -> dict
             latencies.append((arrived[i] - t0) * 1000)
             posts.append((t1 - t0) * 1000)
     follower.cancel()
-    server.services.engine.finish(attempt, tok, "succeeded")
+    server.services.engine.finish(attempt, tok, FinishReport("succeeded"))
     big_attempt, big_tok = claimed["big"]
     server.bench_big = (ids["big"], big_attempt, big_tok)  # type: ignore[attr-defined]
     return {
@@ -174,17 +175,17 @@ def write_big_log(server: Server, size_mb: int) -> int:
     line = "epoch 3 step 1200 loss=0.4312 lr=3e-4 \x1b[32mok\x1b[0m " + "." * 40 + "\n"
     block = line * ((1 << 20) // len(line))
     seq = 0
-    engine.record_step(attempt, tok, 0, "running", None)
-    engine.record_log(attempt, tok, seq, "setting up\n")
+    engine.record_step(attempt, tok, StepReport(0, "running"))
+    engine.record_log(attempt, tok, LogChunk(seq, "setting up\n"))
     seq += 1
-    engine.record_step(attempt, tok, 0, "succeeded", 0)
-    engine.record_step(attempt, tok, 1, "running", None)
+    engine.record_step(attempt, tok, StepReport(0, "succeeded", 0))
+    engine.record_step(attempt, tok, StepReport(1, "running"))
     for i in range(size_mb):
         data = block if i != size_mb - 1 else "E   AssertionError: loss diverged\n" + block
-        engine.record_log(attempt, tok, seq, data)
+        engine.record_log(attempt, tok, LogChunk(seq, data))
         seq += 1
-    engine.record_step(attempt, tok, 1, "failed", 1)
-    engine.finish(attempt, tok, "failed", failed_step=1, exit_code=1)
+    engine.record_step(attempt, tok, StepReport(1, "failed", 1))
+    engine.finish(attempt, tok, FinishReport("failed", failed_step=1, exit_code=1))
     with server.services.db.session() as s:
         from app.store.models import Attempt
 

@@ -5,11 +5,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from app.agent import runner, transfer, workspace
-from app.agent.client import AgentClient, AttemptGone, ProtocolError, Unavailable
+from app.agent.client import AgentClient, AttemptGone, BadAnswer, Unavailable
+from app.protocol import (
+    CANCELLED,
+    FAILED,
+    INFRASTRUCTURE,
+    INTERRUPTED,
+    SPOT_INTERRUPTION,
+    SUCCEEDED,
+    Claim,
+    FinishReport,
+    JobPayload,
+    LogChunk,
+    StepPayload,
+    StepReport,
+)
 
 log = logging.getLogger("ployd.agent")
 
@@ -36,7 +50,7 @@ class Agent:
         self.heartbeat_wait = heartbeat_wait
         self.kill_grace_s = kill_grace_s
         self.stopping = False
-        self._claim: asyncio.Task[dict[str, Any] | None] | None = None
+        self._claim: asyncio.Task[Claim | None] | None = None
         self._job_cancel: asyncio.Event | None = None
 
     def terminate(self) -> None:
@@ -78,10 +92,10 @@ class Agent:
                 break
         return 0
 
-    async def run_job(self, claim: dict[str, Any]) -> None:
-        job: dict[str, Any] = claim["job"]
-        attempt_id = int(claim.get("attempt_id") or job["attempt_id"])
-        token = str(claim["job_token"])
+    async def run_job(self, claim: Claim) -> None:
+        job = claim.job
+        attempt_id = claim.attempt_id
+        token = claim.job_token
         cancel = self._job_cancel = asyncio.Event()
         if self.stopping:
             cancel.set()
@@ -92,19 +106,18 @@ class Agent:
         try:
             finish = await self._run(job, job_run, cancel)
             if interrupted.is_set():
-                finish = {
-                    "result": "interrupted",
-                    "reason": "spot_interruption",
-                    "exit_code": finish.get("exit_code"),
-                    "failed_step": finish.get("failed_step"),
-                    "error": "spot instance interruption notice",
-                }
+                finish = replace(
+                    finish,
+                    result=INTERRUPTED,
+                    reason=SPOT_INTERRUPTION,
+                    error="spot instance interruption notice",
+                )
             if job_run.gone:
                 log.warning("attempt %s is no longer ours; not finishing it", attempt_id)
             elif self.stopping:
                 log.warning("terminated during attempt %s; not finishing it", attempt_id)
             else:
-                await self.client.finish(attempt_id, token, **finish)
+                await self.client.finish(attempt_id, token, finish)
         except (AttemptGone, Unavailable) as e:
             log.error("attempt %s: could not report: %s", attempt_id, e)
         finally:
@@ -141,36 +154,28 @@ class Agent:
         )
         return asyncio.create_task(watcher.run())
 
-    async def _run(
-        self, job: dict[str, Any], job_run: _JobRun, cancel: asyncio.Event
-    ) -> dict[str, Any]:
+    async def _run(self, job: JobPayload, job_run: _JobRun, cancel: asyncio.Event) -> FinishReport:
         """Fetch and run; the body of the finish call."""
-        secrets = {str(k): str(v) for k, v in (job.get("secrets") or {}).items()}
-        mask = [str(v) for v in job.get("mask") or []]
+        secrets = dict(job.secrets)
+        mask = list(job.mask)
         masker = runner.Masker([*secrets.values(), *mask])
 
         async def send_masked(text: str) -> None:  # git's messages can hold the clone URL
             await job_run.send_log(masker.feed(text) + masker.finish())
 
-        await job_run.send_log(f"ployd agent {self.agent_id}: {job.get('name', '?')}\n")
+        await job_run.send_log(f"ployd agent {self.agent_id}: {job.name or '?'}\n")
         try:
             path, _ = await workspace.prepare(
                 self.work_dir,
-                str(job.get("workspace_key") or job.get("repo") or "workspace"),
-                str(job["clone_url"]),
-                str(job["sha"]),
+                job.workspace_key or job.repo or "workspace",
+                job.clone_url,
+                job.sha,
                 log=send_masked,
             )
         except (workspace.WorkspaceError, OSError) as e:
             error = masker.feed(str(e)) + masker.finish()
             await job_run.send_log(f"error: {error}\n")
-            return {
-                "result": "failed",
-                "exit_code": None,
-                "failed_step": None,
-                "reason": "infrastructure",
-                "error": error,
-            }
+            return FinishReport(result=FAILED, reason=INFRASTRUCTURE, error=error)
         xfer = transfer.JobTransfers(
             self.client,
             job_run.attempt_id,
@@ -179,30 +184,41 @@ class Agent:
             workspace=path,
             scratch=self.work_dir,
         )
-        cached = await xfer.restore_cache(job.get("cache"))
-        steps = [runner.StepSpec.from_json(s) for s in job.get("steps", [])]
+        cached = await xfer.restore_cache(job.cache)
+        steps = [_step_spec(s) for s in job.steps]
         result = await runner.run_steps(
             steps,
             cwd=path,
             on_log=job_run.send_log,
             on_step=job_run.send_step,
-            env={str(k): str(v) for k, v in (job.get("env") or {}).items()},
+            env=dict(job.env),
             secrets=secrets,
             mask=mask,
-            timeout_s=job.get("timeout_s"),
+            timeout_s=job.timeout_s,
             cancel=cancel,
             kill_grace_s=self.kill_grace_s,
         )
-        if result.result != runner.CANCELLED and not job_run.gone:  # also after a failure
-            await xfer.upload_artifacts(job.get("artifacts"))
-            await xfer.save_cache(job.get("cache"), cached, result.result == runner.SUCCEEDED)
-        return {
-            "result": result.result,
-            "exit_code": result.exit_code,
-            "failed_step": result.failed_step,
-            "reason": result.reason,
-            "error": None,
-        }
+        if result.result != CANCELLED and not job_run.gone:  # also after a failure
+            await xfer.upload_artifacts(job.artifacts)
+            await xfer.save_cache(job.cache, cached, result.result == SUCCEEDED)
+        return FinishReport(
+            result=result.result,
+            exit_code=result.exit_code,
+            failed_step=result.failed_step,
+            reason=result.reason,
+        )
+
+
+def _step_spec(step: StepPayload) -> runner.StepSpec:
+    """A claimed job's step as the runner runs it."""
+    return runner.StepSpec(
+        index=step.index,
+        title=step.title,
+        run=step.run,
+        env=dict(step.env),
+        timeout_s=step.timeout_s,
+        continue_on_error=step.continue_on_error,
+    )
 
 
 class _JobRun:
@@ -234,18 +250,17 @@ class _JobRun:
             return
         seq, self.seq = self.seq, self.seq + 1  # a lost chunk still uses its seq
         try:
-            self._answer(await self.client.log(self.attempt_id, self.token, seq, data))
-        except (AttemptGone, Unavailable, ProtocolError) as e:
+            self._answer(await self.client.log(self.attempt_id, self.token, LogChunk(seq, data)))
+        except (AttemptGone, Unavailable, BadAnswer) as e:
             self._lost(e)
 
     async def send_step(self, index: int, state: str, exit_code: int | None) -> None:
         if self.gone:
             return
         try:
-            self._answer(
-                await self.client.step(self.attempt_id, self.token, index, state, exit_code)
-            )
-        except (AttemptGone, Unavailable, ProtocolError) as e:
+            report = StepReport(index=index, state=state, exit_code=exit_code)
+            self._answer(await self.client.step(self.attempt_id, self.token, report))
+        except (AttemptGone, Unavailable, BadAnswer) as e:
             self._lost(e)
 
     async def heartbeats(self, wait: float) -> None:

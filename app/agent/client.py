@@ -1,8 +1,9 @@
 """The agent's side of docs/agent-protocol.md: one method per call, over one aiohttp session.
 
-Calls made with the job token are retried on network errors and 5xx answers (the server
-dedupes log chunks on ``seq`` and step reports are idempotent); 401, 403 and 409 mean the
-attempt is no longer ours, raised as ``AttemptGone``.
+Messages are ``app.protocol``'s dataclasses. Calls made with the job token are retried on
+network errors and 5xx answers (the server dedupes log chunks on ``seq`` and step reports
+are idempotent); 401, 403 and 409 mean the attempt is no longer ours, raised as
+``AttemptGone``; an answer the protocol does not allow is ``BadAnswer``.
 """
 
 from __future__ import annotations
@@ -14,12 +15,23 @@ from typing import Any
 
 import aiohttp
 
+from app.protocol import (
+    Answer,
+    Claim,
+    ClaimRequest,
+    FinishReport,
+    Heartbeat,
+    LogChunk,
+    ProtocolError,
+    StepReport,
+)
+
 log = logging.getLogger("ployd.agent")
 
 API = "/api/v1/agent"
 
 
-class ProtocolError(Exception):
+class BadAnswer(Exception):
     """The server answered something the protocol does not allow here."""
 
     def __init__(self, status: int, text: str) -> None:
@@ -27,7 +39,7 @@ class ProtocolError(Exception):
         self.status = status
 
 
-class AttemptGone(ProtocolError):
+class AttemptGone(BadAnswer):
     """401, 403 or 409 on a job-token call: stop working on this attempt."""
 
 
@@ -71,11 +83,11 @@ class AgentClient:
                     resp.request_info, (), status=resp.status, message=text[:200]
                 )
             if resp.status >= 300:
-                raise ProtocolError(resp.status, text)
+                raise BadAnswer(resp.status, text)
             try:
                 return resp.status, await resp.json(content_type=None)
             except ValueError as e:
-                raise ProtocolError(resp.status, f"not JSON: {text}") from e
+                raise BadAnswer(resp.status, f"not JSON: {text}") from e
 
     async def _post_retry(
         self,
@@ -99,61 +111,47 @@ class AgentClient:
         raise AssertionError("unreachable")
 
     @staticmethod
-    def _cancel(data: Any) -> bool:
-        return bool(isinstance(data, dict) and data.get("cancel"))
+    def _cancel(status: int, data: Any) -> bool:
+        """Whether an answer to a log chunk, a step report or a heartbeat says cancel."""
+        try:
+            return Answer.from_json(data).cancel
+        except ProtocolError as e:
+            raise BadAnswer(status, f"{e}: {data!r}") from None
 
-    async def claim(self, agent_id: str, wait: float) -> dict[str, Any] | None:
+    async def claim(self, agent_id: str, wait: float) -> Claim | None:
         """Long-poll for a job: the claim answer, or None when none came within ``wait``.
         Raises ``AttemptGone`` (401) for a bad agent token."""
-        status, data = await self._post(
-            "/claim", self.agent_token, {"agent_id": agent_id, "wait": wait}, wait + 15
-        )
+        request = ClaimRequest(agent_id=agent_id, wait=wait)
+        status, data = await self._post("/claim", self.agent_token, request.to_json(), wait + 15)
         if status == 204 or data is None:
             return None
-        if not isinstance(data, dict) or "job" not in data or "job_token" not in data:
-            raise ProtocolError(status, f"claim answer without job: {data!r}")
-        return data
+        try:
+            return Claim.from_json(data)
+        except ProtocolError as e:
+            raise BadAnswer(status, f"claim answer: {e}") from None
 
-    async def log(self, attempt_id: int, token: str, seq: int, data: str) -> bool:
-        """Send log chunk ``seq``; True when the server asks to cancel."""
-        _, resp = await self._post_retry(
-            f"/attempts/{attempt_id}/log", token, {"seq": seq, "data": data}
+    async def log(self, attempt_id: int, token: str, chunk: LogChunk) -> bool:
+        """Send a log chunk; True when the server asks to cancel."""
+        status, resp = await self._post_retry(
+            f"/attempts/{attempt_id}/log", token, chunk.to_json()
         )
-        return self._cancel(resp)
+        return self._cancel(status, resp)
 
-    async def step(
-        self, attempt_id: int, token: str, index: int, state: str, exit_code: int | None = None
-    ) -> bool:
+    async def step(self, attempt_id: int, token: str, report: StepReport) -> bool:
         """Report a step state; True when the server asks to cancel."""
-        body: dict[str, Any] = {"index": index, "state": state}
-        if exit_code is not None:
-            body["exit_code"] = exit_code
-        _, resp = await self._post_retry(f"/attempts/{attempt_id}/steps", token, body)
-        return self._cancel(resp)
+        status, resp = await self._post_retry(
+            f"/attempts/{attempt_id}/steps", token, report.to_json()
+        )
+        return self._cancel(status, resp)
 
     async def heartbeat(self, attempt_id: int, token: str, wait: float) -> bool:
         """Held by the server up to ``wait`` seconds; True when the job is cancelled."""
-        _, resp = await self._post(
-            f"/attempts/{attempt_id}/heartbeat", token, {"wait": wait}, wait + 15
+        status, resp = await self._post(
+            f"/attempts/{attempt_id}/heartbeat", token, Heartbeat(wait).to_json(), wait + 15
         )
-        return self._cancel(resp)
+        return self._cancel(status, resp)
 
-    async def finish(
-        self,
-        attempt_id: int,
-        token: str,
-        *,
-        result: str,
-        exit_code: int | None,
-        failed_step: int | None,
-        reason: str | None,
-        error: str | None = None,
-    ) -> None:
-        body = {
-            "result": result,
-            "exit_code": exit_code,
-            "failed_step": failed_step,
-            "reason": reason,
-            "error": error,
-        }
-        await self._post_retry(f"/attempts/{attempt_id}/finish", token, body, retries=8)
+    async def finish(self, attempt_id: int, token: str, report: FinishReport) -> None:
+        await self._post_retry(
+            f"/attempts/{attempt_id}/finish", token, report.to_json(), retries=8
+        )

@@ -23,27 +23,26 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.protocol import (
+    CANCELLED,
+    FAILED,
+    REASON_CANCELLED,
+    RUNNING,
+    SCRIPT_FAILURE,
+    SKIPPED,
+    SUCCEEDED,
+    TIMED_OUT,
+    TIMEOUT,
+)
+
 LogSink = Callable[[str], Awaitable[None]]
 StepSink = Callable[[int, str, "int | None"], Awaitable[None]]
-
-# Step states (the protocol's words).
-RUNNING = "running"
-SUCCEEDED = "succeeded"
-FAILED = "failed"
-TIMED_OUT = "timed_out"
-CANCELLED = "cancelled"
-SKIPPED = "skipped"
-
-# Reasons a job did not succeed.
-SCRIPT_FAILURE = "script_failure"
-TIMEOUT = "timeout"
-REASON_CANCELLED = "cancelled"
 
 MIN_SECRET_LEN = 3
 READ_SIZE = 64 * 1024
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class StepSpec:
     """One step as the runner needs it."""
 
@@ -54,20 +53,8 @@ class StepSpec:
     timeout_s: float | None = None
     continue_on_error: bool = False
 
-    @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> StepSpec:
-        """From the protocol's step object."""
-        return cls(
-            index=int(d["index"]),
-            title=str(d.get("title") or ""),
-            run=str(d["run"]),
-            env={str(k): str(v) for k, v in (d.get("env") or {}).items()},
-            timeout_s=d.get("timeout_s"),
-            continue_on_error=bool(d.get("continue_on_error", False)),
-        )
 
-
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class StepResult:
     index: int
     title: str
@@ -76,7 +63,7 @@ class StepResult:
     duration_s: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class JobResult:
     result: str  # succeeded | failed | timed_out | cancelled
     reason: str | None  # script_failure | timeout | cancelled; None when succeeded

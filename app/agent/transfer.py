@@ -1,7 +1,7 @@
 """The agent's artifacts and caches (docs/agent-protocol.md, "Artifacts and caches").
 
 * Caches: the key's ``${{ hashFiles(...) }}`` is evaluated on the checked-out workspace
-  (``app.core.cachekey``) before the steps; the server answers an exact hit, a
+  (``app.agent.cachekey``) before the steps; the server answers an exact hit, a
   restore-key (prefix) hit or a miss; a hit is downloaded, its SHA-256 checked, and
   extracted into the cache paths (``~`` is the agent's HOME, relative paths are in the
   workspace). After a successful job, when the exact key missed, the paths are archived
@@ -34,9 +34,10 @@ from typing import Any
 
 import aiohttp
 
+from app.agent.cachekey import CacheKeyError, evaluate_key, normalize_pattern, short_key
 from app.agent.client import AgentClient
-from app.core.cachekey import CacheKeyError, evaluate_key, normalize_pattern, short_key
-from app.core.globs import matches_any
+from app.agent.globs import matches_any
+from app.protocol import ArtifactsPayload, CachePayload
 
 LogSink = Callable[[str], Awaitable[None]]
 CHUNK = 1 << 20
@@ -291,22 +292,22 @@ class JobTransfers:
 
     # -- caches --
 
-    async def restore_cache(self, cache: dict[str, Any] | None) -> CacheState:
+    async def restore_cache(self, cache: CachePayload | None) -> CacheState:
         state = CacheState()
-        if not cache:
+        if cache is None:
             return state
-        if not cache.get("read", True) and not cache.get("write", True):
+        if not cache.read and not cache.write:
             await self.log("cache: off for pull requests from forks (not restored, not saved)\n")
             return state
         try:
-            key = await asyncio.to_thread(cache_key, self.workspace, str(cache["key"]))
+            key = await asyncio.to_thread(cache_key, self.workspace, cache.key)
         except (CacheKeyError, OSError) as e:
             await self.log(f"cache: the key cannot be used: {e}\n")
             return state
-        state.key, state.write = key, bool(cache.get("write", True))
-        if not cache.get("read", True):
+        state.key, state.write = key, cache.write
+        if not cache.read:
             return state
-        restore_keys = [str(k) for k in cache.get("restore_keys") or []]
+        restore_keys = list(cache.restore_keys)
         started = time.monotonic()
         try:
             answer = await self._call("/caches/restore", {"key": key, "restore_keys": restore_keys})
@@ -324,7 +325,7 @@ class JobTransfers:
                 digest = await self.mover.get(answer["download"], archive)
                 if digest != answer.get("sha256"):
                     raise TransferError("the archive's SHA-256 does not match")
-                paths = [str(p) for p in cache.get("paths") or []]
+                paths = list(cache.paths)
                 await asyncio.to_thread(extract_archive, archive, paths, self.workspace, self.home)
             state.exact_hit = hit == "exact"
             how = "exact hit" if state.exact_hit else f"restore-key hit, for {short_key(key)}"
@@ -339,9 +340,9 @@ class JobTransfers:
         return state
 
     async def save_cache(
-        self, cache: dict[str, Any] | None, state: CacheState, succeeded: bool
+        self, cache: CachePayload | None, state: CacheState, succeeded: bool
     ) -> None:
-        if not cache or state.key is None or not state.write:
+        if cache is None or state.key is None or not state.write:
             return
         key = state.key
         if not succeeded:
@@ -351,7 +352,7 @@ class JobTransfers:
             await self.log(f"cache: {short_key(key)} was an exact hit; not saved again\n")
             return
         started = time.monotonic()
-        paths = [str(p) for p in cache.get("paths") or []]
+        paths = list(cache.paths)
         try:
             with self._tmpdir() as tmp:
                 archive = tmp / "cache.tar.gz"
@@ -397,10 +398,10 @@ class JobTransfers:
 
     # -- artifacts --
 
-    async def upload_artifacts(self, artifacts: dict[str, Any] | None) -> None:
-        if not artifacts or not artifacts.get("paths"):
+    async def upload_artifacts(self, artifacts: ArtifactsPayload | None) -> None:
+        if artifacts is None or not artifacts.paths:
             return
-        patterns = [str(p) for p in artifacts["paths"]]
+        patterns = list(artifacts.paths)
         started = time.monotonic()
         try:
             chosen = await asyncio.to_thread(select_artifacts, self.workspace, patterns)

@@ -13,7 +13,7 @@ import hmac
 import secrets as pysecrets
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -33,6 +33,21 @@ from app.engine.notify import Broadcast
 from app.engine.progress import Changes
 from app.engine.specs import agent_payload, job_spec
 from app.logs.store import LogStore
+from app.protocol import (
+    CANCELLED,
+    FAILED,
+    INFRASTRUCTURE,
+    INTERRUPTED,
+    SCRIPT_FAILURE,
+    SPOT_INTERRUPTION,
+    SUCCEEDED,
+    TIMED_OUT,
+    TIMEOUT,
+    Claim,
+    FinishReport,
+    LogChunk,
+    StepReport,
+)
 from app.store.db import Database
 from app.store.models import Attempt, AuditRecord, Job, Pipeline, Repository, Tenant, utcnow
 from app.store.queue import claimable
@@ -78,17 +93,17 @@ def _hash(token: str) -> str:
 
 
 AGENT_RESULTS: dict[str, tuple[AttemptState, RetryReason | None]] = {
-    "succeeded": (AttemptState.SUCCEEDED, None),
-    "interrupted": (AttemptState.INTERRUPTED, RetryReason.INFRASTRUCTURE),
-    "failed": (AttemptState.FAILED, RetryReason.SCRIPT_FAILURE),
-    "timed_out": (AttemptState.TIMED_OUT, RetryReason.TIMEOUT),
-    "cancelled": (AttemptState.CANCELLED, None),
+    SUCCEEDED: (AttemptState.SUCCEEDED, None),
+    INTERRUPTED: (AttemptState.INTERRUPTED, RetryReason.INFRASTRUCTURE),
+    FAILED: (AttemptState.FAILED, RetryReason.SCRIPT_FAILURE),
+    TIMED_OUT: (AttemptState.TIMED_OUT, RetryReason.TIMEOUT),
+    CANCELLED: (AttemptState.CANCELLED, None),
 }
 AGENT_REASONS = {
-    "spot_interruption": RetryReason.SPOT_INTERRUPTION,
-    "script_failure": RetryReason.SCRIPT_FAILURE,
-    "timeout": RetryReason.TIMEOUT,
-    "infrastructure": RetryReason.INFRASTRUCTURE,
+    SPOT_INTERRUPTION: RetryReason.SPOT_INTERRUPTION,
+    SCRIPT_FAILURE: RetryReason.SCRIPT_FAILURE,
+    TIMEOUT: RetryReason.TIMEOUT,
+    INFRASTRUCTURE: RetryReason.INFRASTRUCTURE,
 }
 
 
@@ -375,7 +390,7 @@ class Engine:
                 return False
             return self._admit(s, attempt, changes) is None
 
-    def _claim_now(self, who: AgentIdentity) -> dict[str, Any] | None:
+    def _claim_now(self, who: AgentIdentity) -> Claim | None:
         agent_id = who.agent_id
         with self._work() as (s, changes):
             attempt = self._pick(s, who, changes)
@@ -417,11 +432,11 @@ class Engine:
             payload = agent_payload(pipeline, job, attempt, secrets)
             changes.pipelines.add(pipeline.id)
             attempt_id = attempt.id
-            result = {"attempt_id": attempt_id, "job_token": token, "job": payload}
+            result = Claim(attempt_id=attempt_id, job_token=token, job=payload)
         self.events.publish(AttemptClaimed(agent_id, attempt_id))
         return result
 
-    async def claim(self, who: AgentIdentity | str, wait: float) -> dict[str, Any] | None:
+    async def claim(self, who: AgentIdentity | str, wait: float) -> Claim | None:
         """A queued attempt for this agent, waiting up to ``wait`` seconds for one."""
         if isinstance(who, str):
             who = AgentIdentity(agent_id=who)
@@ -430,13 +445,20 @@ class Engine:
         while True:
             found = self._claim_now(who)
             if found is not None:
-                hook = self.hooks.payload_hooks.get(found["job"]["forge"])
+                hook = self.hooks.payload_hooks.get(found.job.forge)
                 if hook is not None:
                     try:
-                        await hook(found)
+                        credentials = await hook(found.job)
                     except Exception as e:  # the agent must not get a job it cannot fetch
                         self.finish_infrastructure(found, f"could not prepare the job: {e}")
                         continue
+                    if credentials is not None:
+                        job = replace(
+                            found.job,
+                            clone_url=credentials.clone_url,
+                            mask=(*found.job.mask, *credentials.mask),
+                        )
+                        found = replace(found, job=job)
                 return found
             left = deadline - loop.time()
             if left <= 0 or self.closing:
@@ -466,8 +488,9 @@ class Engine:
                 changes.pipelines.add(attempt.job.pipeline_id)
         return attempt
 
-    def record_log(self, attempt_id: int, token: str, seq: int, data: str) -> bool:
+    def record_log(self, attempt_id: int, token: str, chunk: LogChunk) -> bool:
         """Append a chunk; a chunk already stored is ignored. Returns the cancel flag."""
+        seq, data = chunk.seq, chunk.data
         with self._work() as (s, changes):
             attempt = self._attempt(s, attempt_id, token, changes)
             if seq > attempt.log_seq:
@@ -481,9 +504,8 @@ class Engine:
         self.log_appended.notify()
         return cancel
 
-    def record_step(
-        self, attempt_id: int, token: str, index: int, state: str, exit_code: int | None
-    ) -> bool:
+    def record_step(self, attempt_id: int, token: str, report: StepReport) -> bool:
+        index, state, exit_code = report.index, report.state, report.exit_code
         with self._work() as (s, changes):
             attempt = self._attempt(s, attempt_id, token, changes)
             steps = [dict(x) for x in attempt.steps]
@@ -513,17 +535,9 @@ class Engine:
                 return cancel
             await self.cancels.wait(min(left, 1.0))
 
-    def finish(
-        self,
-        attempt_id: int,
-        token: str,
-        result: str,
-        *,
-        reason: str | None = None,
-        exit_code: int | None = None,
-        failed_step: int | None = None,
-        error: str | None = None,
-    ) -> None:
+    def finish(self, attempt_id: int, token: str, report: FinishReport) -> None:
+        result, reason, error = report.result, report.reason, report.error
+        exit_code, failed_step = report.exit_code, report.failed_step
         if result not in AGENT_RESULTS:
             raise ValueError(f"unknown result {result!r}; known: {', '.join(AGENT_RESULTS)}")
         final, retry_reason = AGENT_RESULTS[result]
@@ -536,10 +550,12 @@ class Engine:
                 s, attempt, final, retry_reason, changes, exit_code=exit_code, error=error
             )
 
-    def finish_infrastructure(self, claim: dict[str, Any], error: str) -> None:
-        """End a claimed attempt that never reached its agent (retried by policy)."""
+    def finish_infrastructure(self, claim: Claim | int, error: str) -> None:
+        """End a claimed attempt (a claim or its attempt id) that never reached its
+        agent (retried by policy)."""
+        attempt_id = claim.attempt_id if isinstance(claim, Claim) else claim
         with self._work() as (s, changes):
-            attempt = s.get(Attempt, claim["attempt_id"])
+            attempt = s.get(Attempt, attempt_id)
             if attempt is not None and not AttemptState(attempt.state).final:
                 progress.end_attempt(
                     s,

@@ -7,18 +7,19 @@ They are given to ``Engine(...)`` once, by the composition root (``app.wiring``)
 * ``Admission``: may it start now? A reason makes it wait (a tenant's quota).
 * ``SecretsProvider``: the secret values a claimed job receives (never a fork's).
 * ``Authenticator``: who an agent token belongs to (an EC2 machine's, a pool's).
-* ``PayloadHook``: what only a forge adapter can add to a claim (a clone token).
+* ``CloneCredentials``: what only a forge adapter can add to a claim (a clone token).
 
 What the engine *reports* is not a hook: it publishes events (``app.engine.events``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Protocol
+from typing import Protocol
 
+from app.protocol import JobPayload
 from app.store.db import Tx
 from app.store.models import Attempt, Job, Pipeline
 
@@ -56,9 +57,20 @@ class Authenticator(Protocol):
         or None when the token is not this authenticator's."""
 
 
-# Called with a claim's answer before it goes to the agent: a forge adapter adds what
-# only it can (a short-lived clone token).
-PayloadHook = Callable[[dict[str, Any]], Awaitable[None]]
+@dataclass(frozen=True)
+class Credentials:
+    """How a claimed job fetches its code: the clone URL to use instead of the
+    repository's, and the values (a token) to mask in the job's log."""
+
+    clone_url: str
+    mask: tuple[str, ...] = ()
+
+
+class CloneCredentials(Protocol):
+    """Asked with a claimed job before it goes to its agent: a forge adapter gives what
+    only it can (a short-lived clone token), or None to leave the job as it is."""
+
+    async def __call__(self, job: JobPayload, /) -> Credentials | None: ...
 
 
 def _no_secrets(_pipeline: Pipeline, _job: Job) -> dict[str, str]:
@@ -74,7 +86,7 @@ class EngineHooks:
     secrets: SecretsProvider = _no_secrets
     # Tried in order before the engine's own (local agent) tokens.
     authenticators: tuple[Authenticator, ...] = ()
-    payload_hooks: Mapping[str, PayloadHook] = field(default_factory=dict)  # forge -> hook
+    payload_hooks: Mapping[str, CloneCredentials] = field(default_factory=dict)  # by forge
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "payload_hooks", MappingProxyType(dict(self.payload_hooks)))

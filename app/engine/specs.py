@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from app.core.config.model import PlannedJob
-from app.core.jobspec import StoredJobSpec
+from app.core.jobspec import StoredJobSpec, StoredStep
+from app.protocol import ArtifactsPayload, CachePayload, JobPayload, StepPayload
 from app.store.models import Attempt, Job, Pipeline
 
 
@@ -16,7 +17,7 @@ def job_spec(job: PlannedJob) -> dict[str, Any]:
 
 def agent_payload(
     pipeline: Pipeline, job: Job, attempt: Attempt, secrets: dict[str, str]
-) -> dict[str, Any]:
+) -> JobPayload:
     """The ``job`` object of a claim answer (docs/agent-protocol.md)."""
     spec = StoredJobSpec.from_stored(job.spec)
     repo = pipeline.repository
@@ -32,38 +33,52 @@ def agent_payload(
         "PLOYD_REPOSITORY": repo.full_name,
         **spec.env,
     }
-    return {
-        "pipeline_id": pipeline.id,
-        "job_id": job.id,
-        "attempt_id": attempt.id,
-        "attempt_number": attempt.number,
-        "name": job.name,
-        "forge": repo.forge,
-        "repo": repo.full_name,
-        "clone_url": repo.clone_url,
-        "sha": pipeline.sha,
-        "ref": pipeline.ref,
-        "workspace_key": f"{repo.forge}-{repo.full_name}".replace("/", "-"),
-        "timeout_s": spec.timeout_s,
-        "env": env,
-        "secrets": secrets,
-        "mask": [],  # more values to mask in the log (a forge adapter's clone token)
-        "steps": [{"index": i, **step.to_stored()} for i, step in enumerate(spec.steps)],
+    return JobPayload(
+        pipeline_id=pipeline.id,
+        job_id=job.id,
+        attempt_id=attempt.id,
+        attempt_number=attempt.number,
+        name=job.name,
+        forge=repo.forge,
+        repo=repo.full_name,
+        clone_url=repo.clone_url,
+        sha=pipeline.sha,
+        ref=pipeline.ref,
+        workspace_key=f"{repo.forge}-{repo.full_name}".replace("/", "-"),
+        timeout_s=spec.timeout_s,
+        env=env,
+        secrets=secrets,
+        mask=(),  # more values to mask in the log (a forge adapter's clone token)
+        steps=tuple(_step(i, step) for i, step in enumerate(spec.steps)),
         # Forks' pipelines neither read nor write caches (docs/agent-protocol.md).
-        "cache": (
-            {
-                "key": spec.cache.key,
-                "paths": list(spec.cache.paths),
-                "restore_keys": list(spec.cache.restore_keys),
-                "read": not pipeline.fork,
-                "write": not pipeline.fork,
-            }
+        cache=(
+            CachePayload(
+                key=spec.cache.key,
+                paths=tuple(spec.cache.paths),
+                restore_keys=tuple(spec.cache.restore_keys),
+                read=not pipeline.fork,
+                write=not pipeline.fork,
+            )
             if spec.cache is not None
             else None
         ),
-        "artifacts": (
-            {"paths": list(spec.artifacts.paths), "expire_in_s": spec.artifacts.expire_in_s}
+        artifacts=(
+            ArtifactsPayload(
+                paths=tuple(spec.artifacts.paths), expire_in_s=spec.artifacts.expire_in_s
+            )
             if spec.artifacts is not None
             else None
         ),
-    }
+    )
+
+
+def _step(index: int, step: StoredStep) -> StepPayload:
+    """A stored step (``job_spec``) as sent to the agent."""
+    return StepPayload(
+        index=index,
+        title=step.title,
+        run=step.run,
+        env=dict(step.env),
+        timeout_s=step.timeout_s,
+        continue_on_error=step.continue_on_error,
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from app.core.hardware import Catalog
-from app.engine.hooks import Authenticator, EngineHooks, PayloadHook, SecretsProvider
+from app.engine.hooks import Authenticator, CloneCredentials, EngineHooks, SecretsProvider
 from app.policy.enforce import PolicyBook
 from app.policy.model import PolicyError
 from app.secrets.setup import store_from
@@ -26,7 +26,7 @@ class Security:
         *,
         secrets: SecretsProvider | None = None,
         authenticators: tuple[Authenticator, ...] = (),
-        payload_hooks: dict[str, PayloadHook] | None = None,
+        payload_hooks: dict[str, CloneCredentials] | None = None,
     ) -> EngineHooks:
         """The engine's hooks that deliver these secrets and enforce this policy: the
         queue-time gates (policy refusals, then missing secrets), the admission hook and

@@ -40,7 +40,7 @@ async def json_body(request: web.Request, max_bytes: int = 1 << 20) -> dict[str,
         return {}
     try:
         body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as e:
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:  # Recursion: nested too deep
         raise web.HTTPBadRequest(
             text=json.dumps({"error": f"the body is not JSON: {e}"}),
             content_type="application/json",

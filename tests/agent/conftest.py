@@ -75,7 +75,7 @@ class StubServer:
         ]
         body = {
             "pipeline_id": 1, "job_id": aid, "attempt_id": aid, "attempt_number": 1,
-            "name": job.pop("name", f"job-{aid}"), "repo": "acme/model",
+            "name": job.pop("name", f"job-{aid}"), "forge": "local", "repo": "acme/model",
             "clone_url": clone_url, "sha": sha, "ref": "refs/heads/main",
             "workspace_key": job.pop("workspace_key", "acme-model"),
             "timeout_s": job.pop("timeout_s", 60), "env": job.pop("env", {"PLOYD": "true"}),

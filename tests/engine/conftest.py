@@ -14,6 +14,7 @@ from app.engine.engine import Engine
 from app.engine.hooks import EngineHooks
 from app.handlers.pipelines import start_local
 from app.logs.disk import DiskLogStore
+from app.protocol import FinishReport
 from app.store.db import Database
 from app.store.models import Job, Pipeline
 
@@ -64,7 +65,7 @@ class Driver:
         got = await self.engine.claim(agent, 0)
         if got is None:
             return None
-        return Claimed(got["attempt_id"], got["job_token"], got["job"])
+        return Claimed(got.attempt_id, got.job_token, got.job.to_json())
 
     async def claim_all(self) -> list[Claimed]:
         out = []
@@ -73,7 +74,7 @@ class Driver:
         return out
 
     def finish(self, c: Claimed, result: str = "succeeded", **kw: Any) -> None:
-        self.engine.finish(c.attempt_id, c.token, result, **kw)
+        self.engine.finish(c.attempt_id, c.token, FinishReport(result, **kw))
 
     def jobs(self, pipeline_id: int) -> dict[str, str]:
         with self.engine.db.session() as s:

@@ -12,7 +12,9 @@ import pytest
 from app.core.states import IllegalTransition, JobState, job_transition
 from app.engine.engine import AgentAuthError, Engine, NotAllowed, OutOfOrder
 from app.engine.events import AttemptClaimed, AttemptEnded
+from app.engine.hooks import EngineHooks
 from app.logs.disk import DiskLogStore
+from app.protocol import FinishReport, LogChunk, StepReport
 from app.store.db import Database
 from app.store.models import AuditRecord, utcnow
 
@@ -189,7 +191,7 @@ async def test_machine_loss_interrupts_and_retries_by_default(
     pid = driver.start("version: 1\njobs:\n  t: {steps: [{run: 'true'}]}\n")
     first = await driver.claim("agent-x")
     assert first is not None
-    engine.record_step(first.attempt_id, first.token, 0, "running", None)
+    engine.record_step(first.attempt_id, first.token, StepReport(0, "running"))
     assert engine.agent_lost("agent-x", "the agent process exited (code -9)") == 1
     job = driver.job(pid, "t")
     assert job.state == "queued"
@@ -208,14 +210,14 @@ async def test_job_tokens_are_scoped_to_one_live_attempt(driver: Driver, engine:
     )
     a, b = await driver.claim_all()
     with pytest.raises(AgentAuthError) as bad:
-        engine.record_log(a.attempt_id, "not-a-token", 0, "x")
+        engine.record_log(a.attempt_id, "not-a-token", LogChunk(0, "x"))
     assert bad.value.status == 401
     with pytest.raises(AgentAuthError) as other:
-        engine.record_log(a.attempt_id, b.token, 0, "x")
+        engine.record_log(a.attempt_id, b.token, LogChunk(0, "x"))
     assert other.value.status == 403
     driver.finish(a)
     with pytest.raises(AgentAuthError) as done:
-        engine.record_log(a.attempt_id, a.token, 0, "x")
+        engine.record_log(a.attempt_id, a.token, LogChunk(0, "x"))
     assert done.value.status == 409
     with pytest.raises(AgentAuthError):
         engine.check_agent_token("guess")
@@ -224,11 +226,11 @@ async def test_job_tokens_are_scoped_to_one_live_attempt(driver: Driver, engine:
 async def test_log_chunks_are_idempotent_and_ordered(driver: Driver, engine: Engine) -> None:
     driver.start("version: 1\njobs:\n  t: {steps: [{run: 'true'}]}\n")
     (t,) = await driver.claim_all()
-    engine.record_log(t.attempt_id, t.token, 0, "one\n")
-    engine.record_log(t.attempt_id, t.token, 0, "one\n")  # resent: ignored
-    engine.record_log(t.attempt_id, t.token, 1, "two\n")
+    engine.record_log(t.attempt_id, t.token, LogChunk(0, "one\n"))
+    engine.record_log(t.attempt_id, t.token, LogChunk(0, "one\n"))  # resent: ignored
+    engine.record_log(t.attempt_id, t.token, LogChunk(1, "two\n"))
     with pytest.raises(OutOfOrder) as gap:
-        engine.record_log(t.attempt_id, t.token, 5, "five\n")
+        engine.record_log(t.attempt_id, t.token, LogChunk(5, "five\n"))
     assert gap.value.expected == 2
     with engine.db.session() as s:
         from app.store.models import Attempt
@@ -291,7 +293,7 @@ async def test_illegal_transitions_are_refused(driver: Driver, engine: Engine) -
 async def test_sweep_interrupts_an_agent_that_went_silent(driver: Driver, engine: Engine) -> None:
     pid = driver.start("version: 1\njobs:\n  quiet: {steps: [{run: 'true'}]}\n")
     (quiet,) = await driver.claim_all()
-    engine.record_step(quiet.attempt_id, quiet.token, 0, "running", None)
+    engine.record_step(quiet.attempt_id, quiet.token, StepReport(0, "running"))
     assert engine.sweep(utcnow() + timedelta(seconds=59)) == 0
     assert engine.sweep(utcnow() + timedelta(seconds=61)) == 1
     job = driver.job(pid, "quiet")
@@ -303,7 +305,7 @@ async def test_sweep_times_out_a_job_its_agent_did_not_stop(driver: Driver, engi
     engine.heartbeat_timeout = timedelta(hours=1)
     pid = driver.start("version: 1\njobs:\n  long: {timeout: 1m, steps: [{run: 'true'}]}\n")
     (long,) = await driver.claim_all()
-    engine.record_step(long.attempt_id, long.token, 0, "running", None)
+    engine.record_step(long.attempt_id, long.token, StepReport(0, "running"))
     assert engine.sweep(utcnow() + timedelta(seconds=100)) == 0  # within timeout + grace
     assert engine.sweep(utcnow() + timedelta(minutes=2, seconds=1)) == 1
     job = driver.job(pid, "long")
@@ -318,8 +320,8 @@ async def test_restart_loses_no_queued_job(driver: Driver, db_url: str, tmp_path
         again = Engine(db, DiskLogStore(tmp_path / "logs"))
         again.recover()
         got = await again.claim("agent-after-restart", 0)
-        assert got is not None and got["job"]["name"] == "a"
-        assert got["job"]["pipeline_id"] == pid
+        assert got is not None and got.job.name == "a"
+        assert got.job.pipeline_id == pid
     finally:
         db.dispose()
 
@@ -335,7 +337,7 @@ async def test_restart_interrupts_what_was_running(
         again = Engine(db, DiskLogStore(tmp_path / "logs"))
         assert again.recover() == 1
         got = await again.claim("new-agent", 0)
-        assert got is not None and got["job"]["attempt_number"] == 2
+        assert got is not None and got.job.attempt_number == 2
     finally:
         db.dispose()
     assert pid
@@ -347,7 +349,7 @@ async def test_claim_waits_and_wakes_when_a_job_is_queued(driver: Driver, engine
     assert not waiter.done()
     driver.start("version: 1\njobs:\n  t: {steps: [{run: 'true'}]}\n")
     got = await asyncio.wait_for(waiter, 5)
-    assert got is not None and got["job"]["name"] == "t"
+    assert got is not None and got.job.name == "t"
 
 
 def _fork_pipeline(engine: Engine, make_repo, held: bool) -> int:  # type: ignore[no-untyped-def]
@@ -380,14 +382,16 @@ async def test_held_fork_pipeline_runs_only_after_approval_and_gets_no_secrets(
     engine: Engine,
     make_repo,  # type: ignore[no-untyped-def]
 ) -> None:
-    engine.secrets = lambda _p, _j: {"TOKEN": "super-secret"}
+    engine = Engine(
+        engine.db, engine.logs, hooks=EngineHooks(secrets=lambda _p, _j: {"TOKEN": "super-secret"})
+    )
     pid = _fork_pipeline(engine, make_repo, held=True)
     assert await engine.claim("a", 0) is None  # held: nothing to claim
     assert engine.approve(pid, "maintainer") is True
     assert engine.approve(pid, "maintainer") is False  # already approved
     got = await engine.claim("a", 0)
     assert got is not None
-    assert got["job"]["secrets"] == {}  # a fork's pull request never receives secrets
+    assert got.job.secrets == {}  # a fork's pull request never receives secrets
 
 
 async def test_spot_interruption_is_retried_on_demand_and_costed(
@@ -403,8 +407,10 @@ async def test_spot_interruption_is_retried_on_demand_and_costed(
     spot = AgentIdentity("i-spot", instance_type="g6.xlarge", spot=True, price_hourly=360.0)
     got = await engine.claim(spot, 0)
     assert got is not None
-    engine.record_step(got["attempt_id"], got["job_token"], 0, "running", None)
-    engine.finish(got["attempt_id"], got["job_token"], "interrupted", reason="spot_interruption")
+    engine.record_step(got.attempt_id, got.job_token, StepReport(0, "running"))
+    engine.finish(
+        got.attempt_id, got.job_token, FinishReport("interrupted", reason="spot_interruption")
+    )
     job = driver.job(pid, "train")
     first, second = job.attempts
     assert first.state == "interrupted" and first.end_reason == "spot_interruption"
@@ -429,9 +435,9 @@ async def test_an_agent_only_claims_jobs_its_machine_may_run(
         "i-gpu", instance_type="p5.4xlarge", accepts=lambda job, _p: "p5.4xlarge" in job.candidates
     )
     got = await engine.claim(gpu, 0)
-    assert got is not None and got["job"]["name"] == "big"
+    assert got is not None and got.job.name == "big"
     assert await engine.claim(gpu, 0) is None  # `small` does not want an H100
-    assert claimed == [("i-gpu", got["attempt_id"])]
+    assert claimed == [("i-gpu", got.attempt_id)]
 
 
 async def test_a_job_waiting_for_a_machine_times_out(driver: Driver, engine: Engine) -> None:

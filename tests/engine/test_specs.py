@@ -140,7 +140,7 @@ def rows(spec: dict[str, Any], fork: bool) -> tuple[Pipeline, Job, Attempt]:
 @pytest.mark.parametrize("fork", [False, True])
 def test_agent_payload_from_the_stored_spec(fork: bool) -> None:
     pipeline, job, attempt = rows(json.loads(json.dumps(TRAIN)), fork)
-    payload = agent_payload(pipeline, job, attempt, {"WANDB_API_KEY": "k"})
+    payload = agent_payload(pipeline, job, attempt, {"WANDB_API_KEY": "k"}).to_json()
     assert payload == {
         "pipeline_id": 7,
         "job_id": 11,
@@ -183,7 +183,7 @@ def test_agent_payload_from_the_stored_spec(fork: bool) -> None:
 
 def test_agent_payload_of_an_empty_spec_uses_the_defaults() -> None:
     pipeline, job, attempt = rows({}, False)
-    payload = agent_payload(pipeline, job, attempt, {})
+    payload = agent_payload(pipeline, job, attempt, {}).to_json()
     assert payload["timeout_s"] == 1800
     assert payload["steps"] == []
     assert payload["cache"] is None

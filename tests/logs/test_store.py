@@ -14,6 +14,7 @@ from app.engine.engine import OutOfOrder
 from app.logs.disk import DiskLogStore
 from app.logs.s3 import S3LogStore
 from app.logs.store import LogStore
+from app.protocol import LogChunk as Chunk
 from app.store.models import LogChunk
 from tests.logs.world import LogWorld, s3_client
 
@@ -37,15 +38,15 @@ async def test_chunks_in_order_and_once(log_world: Callable[..., Any], store: st
         w.pipeline()
         c = await w.claim()
         e = w.engine
-        e.record_log(c.attempt_id, c.token, 0, "zero\n")
-        e.record_log(c.attempt_id, c.token, 1, "one\n")
-        e.record_log(c.attempt_id, c.token, 1, "one\n")  # a retried POST: ignored
-        e.record_log(c.attempt_id, c.token, 0, "zero\n")
+        e.record_log(c.attempt_id, c.token, Chunk(0, "zero\n"))
+        e.record_log(c.attempt_id, c.token, Chunk(1, "one\n"))
+        e.record_log(c.attempt_id, c.token, Chunk(1, "one\n"))  # a retried POST: ignored
+        e.record_log(c.attempt_id, c.token, Chunk(0, "zero\n"))
         with pytest.raises(OutOfOrder) as ooo:
-            e.record_log(c.attempt_id, c.token, 3, "three\n")  # 2 is missing
+            e.record_log(c.attempt_id, c.token, Chunk(3, "three\n"))  # 2 is missing
         assert ooo.value.expected == 2
-        e.record_log(c.attempt_id, c.token, 2, "two\n")
-        e.record_log(c.attempt_id, c.token, 3, "three\n")
+        e.record_log(c.attempt_id, c.token, Chunk(2, "two\n"))
+        e.record_log(c.attempt_id, c.token, Chunk(3, "three\n"))
         want = b"zero\none\ntwo\nthree\n"
         path = f"1/{c.job_id}/{c.attempt_id}.log"
         assert w.store.read(path) == want

@@ -16,6 +16,7 @@ from app.core.links import sign_job
 from app.core.triggers import Event, EventKind
 from app.engine.engine import AgentIdentity, RepoRef
 from app.handlers.pipelines import plan
+from app.protocol import FinishReport, LogChunk, StepReport
 from app.server import Server, start_server
 from app.settings import Settings
 from app.store.models import Job, Pipeline
@@ -92,22 +93,23 @@ class LogWorld:
         with self.engine.db.session() as s:
             from app.store.models import Attempt
 
-            a = s.get(Attempt, found["attempt_id"])
+            a = s.get(Attempt, found.attempt_id)
             assert a is not None
             job_id = a.job_id
-        return Claimed(found["attempt_id"], found["job_token"], job_id)
+        return Claimed(found.attempt_id, found.job_token, job_id)
 
     def log(self, c: Claimed, text: str) -> None:
-        self.engine.record_log(c.attempt_id, c.token, c.seq, text)
+        self.engine.record_log(c.attempt_id, c.token, LogChunk(c.seq, text))
         c.seq += 1
 
     def step(self, c: Claimed, index: int, state: str, code: int | None = None) -> None:
-        self.engine.record_step(c.attempt_id, c.token, index, state, code)
+        self.engine.record_step(c.attempt_id, c.token, StepReport(index, state, code))
 
     def finish(
         self, c: Claimed, result: str, failed_step: int | None = None, code: int | None = None
     ) -> None:
-        self.engine.finish(c.attempt_id, c.token, result, failed_step=failed_step, exit_code=code)
+        report = FinishReport(result, failed_step=failed_step, exit_code=code)
+        self.engine.finish(c.attempt_id, c.token, report)
 
     async def settled(self) -> None:
         """The logs of ended attempts are finished (compacted, for S3)."""

@@ -14,6 +14,7 @@ from app.core.hardware import Catalog
 from app.engine.engine import AgentIdentity, Engine
 from app.policy.enforce import PolicyBook
 from app.policy.model import PolicyError, load_file, parse_file
+from app.protocol import FinishReport
 from app.store.models import Attempt, Pipeline, Tenant, utcnow
 from tests.e2e.conftest import Harness
 from tests.engine.conftest import Driver
@@ -144,9 +145,9 @@ async def test_budget_refusal_with_the_figures_and_spend(
     # an earlier job this month cost $8.50 on a machine priced by the hour
     got = await engine.claim(AgentIdentity("m1", instance_type="g6.xlarge", price_hourly=1.0), 0)
     assert got is not None
-    engine.finish(got["attempt_id"], got["job_token"], "succeeded")
+    engine.finish(got.attempt_id, got.job_token, FinishReport("succeeded"))
     with engine.db.session() as s:
-        a = s.get(Attempt, got["attempt_id"])
+        a = s.get(Attempt, got.attempt_id)
         assert a is not None
         a.cost = 8.5
     price = Catalog.default().get("g6.xlarge").price_usd_hour

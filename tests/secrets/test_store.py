@@ -167,10 +167,10 @@ async def test_a_fork_gets_no_secrets_and_a_pull_request_no_branch_scoped_ones(
     store.set(str(repo), "TOKEN", "unscoped-token")
     _pr_pipeline(engine, repo, sha, config, fork=True)
     got = await engine.claim("a", 0)
-    assert got is not None and got["job"]["secrets"] == {}  # a fork: none at all
+    assert got is not None and got.job.secrets == {}  # a fork: none at all
     _pr_pipeline(engine, repo, sha, config, fork=False)
     got = await engine.claim("a", 0)
-    assert got is not None and got["job"]["secrets"] == {"TOKEN": "unscoped-token"}
+    assert got is not None and got.job.secrets == {"TOKEN": "unscoped-token"}
     # A secret scoped to main never reaches a pull request's code: the job fails.
     store.delete(str(repo), "TOKEN")
     store.set(str(repo), "TOKEN", "main-token", branch="main")

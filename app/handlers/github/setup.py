@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import aiohttp
 from gidgethub import routing, sansio
@@ -14,10 +13,11 @@ from gidgethub import routing, sansio
 from app.adapters.github.client import GitHubClient, Repo
 from app.adapters.github.config import GitHubAppConfig
 from app.engine.events import PipelinesChanged
-from app.engine.hooks import PayloadHook
+from app.engine.hooks import CloneCredentials, Credentials
 from app.handlers.github import events, installations, slash
 from app.handlers.github.context import GitHubContext
 from app.handlers.inbox_worker import InboxWorker
+from app.protocol import JobPayload
 from app.reporters.github import GitHubReporter
 from app.services import Services
 from app.store.db import Database
@@ -48,18 +48,19 @@ def open_github(config: GitHubAppConfig) -> GitHubClientParts:
     return GitHubClientParts(session, client)
 
 
-def clone_token_hook(client: GitHubClient, db: Database) -> PayloadHook:
+def clone_token_hook(client: GitHubClient, db: Database) -> CloneCredentials:
     """Each claim of a GitHub pipeline gets an installation token for its repository."""
 
-    async def clone_token(claim: dict[str, Any]) -> None:
-        job = claim["job"]
-        url = str(job["clone_url"])
+    async def clone_token(job: JobPayload) -> Credentials | None:
+        url = job.clone_url
         if not url.startswith("https://"):
-            return
-        full_name, installation = repo_installation(db, int(job["pipeline_id"]))
+            return None
+        full_name, installation = repo_installation(db, job.pipeline_id)
         token = await client.clone_token(Repo.parse(full_name, installation))
-        job["clone_url"] = url.replace("https://", f"https://x-access-token:{token}@", 1)
-        job["mask"].append(token)
+        return Credentials(
+            clone_url=url.replace("https://", f"https://x-access-token:{token}@", 1),
+            mask=(token,),
+        )
 
     return clone_token
 

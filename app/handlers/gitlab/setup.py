@@ -9,10 +9,11 @@ from typing import Any
 
 from app.adapters.gitlab.client import GitLabClient
 from app.engine.events import PipelinesChanged
-from app.engine.hooks import PayloadHook
+from app.engine.hooks import CloneCredentials, Credentials
 from app.handlers.gitlab import events, notes
 from app.handlers.gitlab.context import GitLabContext
 from app.handlers.inbox_worker import InboxWorker
+from app.protocol import JobPayload
 from app.reporters.gitlab import GitLabReporter
 from app.services import Services
 from app.store.models import InboxEvent
@@ -26,16 +27,18 @@ HANDLERS: dict[str, Handler] = {
 }
 
 
-def clone_token_hook(token: str) -> PayloadHook:
+def clone_token_hook(token: str) -> CloneCredentials:
     """Agents fetch over HTTPS with ``token`` (PLOYD_GITLAB_CLONE_TOKEN, read_repository
     only, when set; else the bot's token). It is masked in the job's log."""
 
-    async def with_token(claim: dict[str, Any]) -> None:
-        job = claim["job"]
-        url = str(job["clone_url"])
-        if url.startswith("https://"):
-            job["clone_url"] = url.replace("https://", f"https://oauth2:{token}@", 1)
-            job["mask"].append(token)
+    async def with_token(job: JobPayload) -> Credentials | None:
+        url = job.clone_url
+        if not url.startswith("https://"):
+            return None
+        return Credentials(
+            clone_url=url.replace("https://", f"https://oauth2:{token}@", 1),
+            mask=(token,),
+        )
 
     return with_token
 

@@ -1,0 +1,485 @@
+"""The agent protocol's messages (docs/agent-protocol.md), one frozen dataclass each.
+
+Both sides use these: the server (``app.web.agent_api``, ``app.engine``) and the agent
+(``app.agent``). ``to_json()`` gives the JSON object sent on the wire; ``from_json(obj)``
+reads one back, checking every field's type, and raises one ``ProtocolError`` naming the
+field (``job.steps[2].run must be a string``) for anything else.
+
+Standard library only, and Python 3.9 syntax: this module ships with the agent, which
+runs on whatever Python a machine has.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+# The largest integer a field may hold: ids, counts and exit codes are stored in the
+# database's INTEGER columns (32 bits).
+INT_MAX = 2**31 - 1
+INT_MIN = -(2**31)
+MAX_AGENT_ID = 128
+
+# Step states, and the results a job ends with (the finish report's ``result``).
+RUNNING = "running"
+SUCCEEDED = "succeeded"
+FAILED = "failed"
+TIMED_OUT = "timed_out"
+CANCELLED = "cancelled"
+SKIPPED = "skipped"
+INTERRUPTED = "interrupted"
+STEP_STATES = (RUNNING, SUCCEEDED, FAILED, TIMED_OUT, CANCELLED, SKIPPED)
+RESULTS = (SUCCEEDED, FAILED, TIMED_OUT, CANCELLED, INTERRUPTED)
+
+# Why a job did not succeed (the finish report's ``reason``).
+SPOT_INTERRUPTION = "spot_interruption"
+SCRIPT_FAILURE = "script_failure"
+TIMEOUT = "timeout"
+INFRASTRUCTURE = "infrastructure"
+REASON_CANCELLED = "cancelled"
+REASONS = (SPOT_INTERRUPTION, SCRIPT_FAILURE, TIMEOUT, INFRASTRUCTURE, REASON_CANCELLED)
+
+
+class ProtocolError(ValueError):
+    """A message that is not what the protocol says; the text names the field."""
+
+
+# ---- reading JSON --------------------------------------------------------------------
+
+_MISSING: Any = object()
+
+
+def _at(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+def _object(obj: object, what: str) -> dict[str, Any]:
+    if not isinstance(obj, dict):
+        raise ProtocolError(f"{what} must be an object")
+    return obj
+
+
+def _get(obj: Mapping[str, Any], where: str, key: str, default: Any = _MISSING) -> Any:
+    """``obj[key]``; ``default`` when it is absent or null (required when no default)."""
+    value = obj.get(key)
+    if value is None and default is not _MISSING:
+        return default
+    if key not in obj:
+        raise ProtocolError(f"{_at(where, key)} is missing")
+    return value
+
+
+def _int(value: object, path: str, lo: int = 0, hi: int = INT_MAX) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise ProtocolError(f"{path} must be an integer from {lo} to {hi}")
+    return value
+
+
+def _opt_int(value: object, path: str, lo: int = 0, hi: int = INT_MAX) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise ProtocolError(f"{path} must be an integer from {lo} to {hi}, or null")
+    return value
+
+
+def _number(value: object, path: str) -> float:
+    """A finite JSON number, kept as it came (an int stays an int)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:
+            if math.isfinite(value):
+                return value
+        except OverflowError:  # an int too large for a float
+            pass
+    raise ProtocolError(f"{path} must be a finite number")
+
+
+def _str(value: object, path: str) -> str:
+    if not isinstance(value, str):
+        raise ProtocolError(f"{path} must be a string")
+    return value
+
+
+def _opt_str(value: object, path: str) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise ProtocolError(f"{path} must be a string or null")
+    return value
+
+
+def _bool(value: object, path: str) -> bool:
+    if not isinstance(value, bool):
+        raise ProtocolError(f"{path} must be true or false")
+    return value
+
+
+def _strings(value: object, path: str) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise ProtocolError(f"{path} must be a list of strings")
+    return tuple(_str(v, f"{path}[{i}]") for i, v in enumerate(value))
+
+
+def _str_map(value: object, path: str) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise ProtocolError(f"{path} must be an object of strings")
+    return {_str(k, f"{path} keys"): _str(v, f"{path}.{k}") for k, v in value.items()}
+
+
+def _one_of(value: object, path: str, allowed: tuple[str, ...]) -> str:
+    if not isinstance(value, str) or value not in allowed:
+        raise ProtocolError(f"{path} must be one of {', '.join(allowed)}")
+    return value
+
+
+# ---- the claim -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClaimRequest:
+    """``POST /claim``: an agent asks for a job, waiting up to ``wait`` seconds."""
+
+    agent_id: str
+    wait: float = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"agent_id": self.agent_id, "wait": self.wait}
+
+    @classmethod
+    def from_json(cls, obj: object) -> ClaimRequest:
+        d = _object(obj, "a claim request")
+        agent_id = _get(d, "", "agent_id")
+        if not isinstance(agent_id, str) or not agent_id or len(agent_id) > MAX_AGENT_ID:
+            raise ProtocolError(
+                f"agent_id must be a non-empty string of at most {MAX_AGENT_ID} characters"
+            )
+        return cls(agent_id=agent_id, wait=_number(_get(d, "", "wait", 0), "wait"))
+
+
+@dataclass(frozen=True)
+class StepPayload:
+    """One step of a claimed job."""
+
+    index: int
+    title: str
+    run: str
+    env: Mapping[str, str] = field(default_factory=dict)
+    timeout_s: int | None = None
+    continue_on_error: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "title": self.title,
+            "run": self.run,
+            "env": dict(self.env),
+            "timeout_s": self.timeout_s,
+            "continue_on_error": self.continue_on_error,
+        }
+
+    @classmethod
+    def from_json(cls, obj: object, where: str = "step") -> StepPayload:
+        d = _object(obj, where)
+        return cls(
+            index=_int(_get(d, where, "index"), _at(where, "index")),
+            title=_str(_get(d, where, "title", ""), _at(where, "title")),
+            run=_str(_get(d, where, "run"), _at(where, "run")),
+            env=_str_map(_get(d, where, "env", {}), _at(where, "env")),
+            timeout_s=_opt_int(_get(d, where, "timeout_s", None), _at(where, "timeout_s")),
+            continue_on_error=_bool(
+                _get(d, where, "continue_on_error", False), _at(where, "continue_on_error")
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class CachePayload:
+    """A job's cache: ``key`` still holds its ``${{ hashFiles(...) }}`` (the agent
+    evaluates it); ``read``/``write`` are both false for forks' pipelines."""
+
+    key: str
+    paths: tuple[str, ...] = ()
+    restore_keys: tuple[str, ...] = ()
+    read: bool = True
+    write: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "paths": list(self.paths),
+            "restore_keys": list(self.restore_keys),
+            "read": self.read,
+            "write": self.write,
+        }
+
+    @classmethod
+    def from_json(cls, obj: object, where: str = "cache") -> CachePayload:
+        d = _object(obj, where)
+        return cls(
+            key=_str(_get(d, where, "key"), _at(where, "key")),
+            paths=_strings(_get(d, where, "paths", []), _at(where, "paths")),
+            restore_keys=_strings(_get(d, where, "restore_keys", []), _at(where, "restore_keys")),
+            read=_bool(_get(d, where, "read", True), _at(where, "read")),
+            write=_bool(_get(d, where, "write", True), _at(where, "write")),
+        )
+
+
+@dataclass(frozen=True)
+class ArtifactsPayload:
+    """The workspace files a job keeps, and for how long (None: the server's default)."""
+
+    paths: tuple[str, ...] = ()
+    expire_in_s: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"paths": list(self.paths), "expire_in_s": self.expire_in_s}
+
+    @classmethod
+    def from_json(cls, obj: object, where: str = "artifacts") -> ArtifactsPayload:
+        d = _object(obj, where)
+        return cls(
+            paths=_strings(_get(d, where, "paths", []), _at(where, "paths")),
+            expire_in_s=_opt_int(_get(d, where, "expire_in_s", None), _at(where, "expire_in_s")),
+        )
+
+
+@dataclass(frozen=True)
+class JobPayload:
+    """The ``job`` object of a claim answer: everything the agent needs to run it."""
+
+    pipeline_id: int
+    job_id: int
+    attempt_id: int
+    attempt_number: int
+    name: str
+    forge: str
+    repo: str
+    clone_url: str
+    sha: str
+    ref: str
+    workspace_key: str
+    timeout_s: int
+    env: Mapping[str, str] = field(default_factory=dict)
+    secrets: Mapping[str, str] = field(default_factory=dict)
+    # More values to mask in the log (a forge's clone token), not exported to the steps.
+    mask: tuple[str, ...] = ()
+    steps: tuple[StepPayload, ...] = ()
+    cache: CachePayload | None = None
+    artifacts: ArtifactsPayload | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "pipeline_id": self.pipeline_id,
+            "job_id": self.job_id,
+            "attempt_id": self.attempt_id,
+            "attempt_number": self.attempt_number,
+            "name": self.name,
+            "forge": self.forge,
+            "repo": self.repo,
+            "clone_url": self.clone_url,
+            "sha": self.sha,
+            "ref": self.ref,
+            "workspace_key": self.workspace_key,
+            "timeout_s": self.timeout_s,
+            "env": dict(self.env),
+            "secrets": dict(self.secrets),
+            "mask": list(self.mask),
+            "steps": [s.to_json() for s in self.steps],
+            "cache": self.cache.to_json() if self.cache is not None else None,
+            "artifacts": self.artifacts.to_json() if self.artifacts is not None else None,
+        }
+
+    @classmethod
+    def from_json(cls, obj: object, where: str = "job") -> JobPayload:
+        d = _object(obj, where)
+
+        def get(key: str, default: Any = _MISSING) -> Any:
+            return _get(d, where, key, default)
+
+        def i(key: str) -> int:
+            return _int(get(key), _at(where, key))
+
+        def s(key: str) -> str:
+            return _str(get(key), _at(where, key))
+
+        steps = get("steps")
+        if not isinstance(steps, list):
+            raise ProtocolError(f"{_at(where, 'steps')} must be a list")
+        cache, artifacts = get("cache", None), get("artifacts", None)
+        return cls(
+            pipeline_id=i("pipeline_id"),
+            job_id=i("job_id"),
+            attempt_id=i("attempt_id"),
+            attempt_number=i("attempt_number"),
+            name=s("name"),
+            forge=s("forge"),
+            repo=s("repo"),
+            clone_url=s("clone_url"),
+            sha=s("sha"),
+            ref=s("ref"),
+            workspace_key=s("workspace_key"),
+            timeout_s=i("timeout_s"),
+            env=_str_map(get("env"), _at(where, "env")),
+            secrets=_str_map(get("secrets"), _at(where, "secrets")),
+            mask=_strings(get("mask", []), _at(where, "mask")),
+            steps=tuple(
+                StepPayload.from_json(step, f"{_at(where, 'steps')}[{n}]")
+                for n, step in enumerate(steps)
+            ),
+            cache=(
+                CachePayload.from_json(cache, _at(where, "cache")) if cache is not None else None
+            ),
+            artifacts=(
+                ArtifactsPayload.from_json(artifacts, _at(where, "artifacts"))
+                if artifacts is not None
+                else None
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The claim answer: the attempt, its job token, and the job."""
+
+    attempt_id: int
+    job_token: str
+    job: JobPayload
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "attempt_id": self.attempt_id,
+            "job_token": self.job_token,
+            "job": self.job.to_json(),
+        }
+
+    @classmethod
+    def from_json(cls, obj: object) -> Claim:
+        d = _object(obj, "a claim answer")
+        token = _str(_get(d, "", "job_token"), "job_token")
+        if not token:
+            raise ProtocolError("job_token must be a non-empty string")
+        return cls(
+            attempt_id=_int(_get(d, "", "attempt_id"), "attempt_id"),
+            job_token=token,
+            job=JobPayload.from_json(_get(d, "", "job")),
+        )
+
+
+# ---- one attempt ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LogChunk:
+    """``POST .../log``: chunk ``seq`` (from 0) of the job's masked output."""
+
+    seq: int
+    data: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"seq": self.seq, "data": self.data}
+
+    @classmethod
+    def from_json(cls, obj: object) -> LogChunk:
+        d = _object(obj, "a log chunk")
+        return cls(seq=_int(_get(d, "", "seq"), "seq"), data=_str(_get(d, "", "data"), "data"))
+
+
+@dataclass(frozen=True)
+class StepReport:
+    """``POST .../steps``: a step's new state (and its exit code once it ended)."""
+
+    index: int
+    state: str
+    exit_code: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"index": self.index, "state": self.state}
+        if self.exit_code is not None:
+            body["exit_code"] = self.exit_code
+        return body
+
+    @classmethod
+    def from_json(cls, obj: object) -> StepReport:
+        d = _object(obj, "a step report")
+        return cls(
+            index=_int(_get(d, "", "index"), "index"),
+            state=_one_of(_get(d, "", "state"), "state", STEP_STATES),
+            exit_code=_opt_int(_get(d, "", "exit_code", None), "exit_code", INT_MIN),
+        )
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """``POST .../heartbeat``: held by the server up to ``wait`` seconds."""
+
+    wait: float = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"wait": self.wait}
+
+    @classmethod
+    def from_json(cls, obj: object) -> Heartbeat:
+        d = _object(obj, "a heartbeat")
+        return cls(wait=_number(_get(d, "", "wait", 0), "wait"))
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The answer to a log chunk, a step report or a heartbeat: whether to cancel."""
+
+    cancel: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {"cancel": self.cancel}
+
+    @classmethod
+    def from_json(cls, obj: object) -> Answer:
+        d = _object(obj, "an answer")
+        return cls(cancel=_bool(_get(d, "", "cancel", False), "cancel"))
+
+
+@dataclass(frozen=True)
+class FinishReport:
+    """``POST .../finish``: how the attempt ended. ``reason`` says why it did not
+    succeed (one of ``REASONS``); ``error`` what went wrong, for ``infrastructure``."""
+
+    result: str
+    exit_code: int | None = None
+    failed_step: int | None = None
+    reason: str | None = None
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "result": self.result,
+            "exit_code": self.exit_code,
+            "failed_step": self.failed_step,
+            "reason": self.reason,
+            "error": self.error,
+        }
+
+    @classmethod
+    def from_json(cls, obj: object) -> FinishReport:
+        d = _object(obj, "a finish report")
+        return cls(
+            result=_one_of(_get(d, "", "result"), "result", RESULTS),
+            exit_code=_opt_int(_get(d, "", "exit_code", None), "exit_code", INT_MIN),
+            failed_step=_opt_int(_get(d, "", "failed_step", None), "failed_step"),
+            reason=_opt_str(_get(d, "", "reason", None), "reason"),
+            error=_opt_str(_get(d, "", "error", None), "error"),
+        )
+
+
+@dataclass(frozen=True)
+class FinishAnswer:
+    """The answer to a finish report."""
+
+    ok: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ok": self.ok}
+
+    @classmethod
+    def from_json(cls, obj: object) -> FinishAnswer:
+        d = _object(obj, "a finish answer")
+        return cls(ok=_bool(_get(d, "", "ok", True), "ok"))
