@@ -26,8 +26,9 @@ from app.core.hardware import Catalog, parse_spec
 from app.core.jobspec import StoredJobSpec
 from app.policy.model import Policy, PolicyError, PolicyFile, load_file, parse_policy
 from app.store import policy as policy_rows
-from app.store.db import Tx
+from app.store.db import Database, Tx
 from app.store.models import Attempt, AuditRecord, Job, Tenant, utcnow
+from app.store.tenants import TenantView
 
 log = logging.getLogger("ployd.policy")
 
@@ -79,6 +80,16 @@ class Spend:
         }
 
 
+@dataclass(frozen=True)
+class TenantPolicyView:
+    """A tenant's policy as the admin API shows it."""
+
+    tenant: TenantView
+    effective: Policy
+    source: str  # where it comes from: the file's section, or the API over it
+    stored: dict[str, Any] | None  # what the admin API stored, if anything
+
+
 class PolicyBook:
     """The policies in force: the operator's file, and the admin API's overrides."""
 
@@ -98,6 +109,40 @@ class PolicyBook:
             return False
         log.info("policy file %s reloaded", self.path)
         return True
+
+    # ---- by tenant id, each in its own transaction (the admin API, the dashboard) -----
+
+    def view(self, db: Database, tenant_id: int) -> TenantPolicyView | None:
+        """A tenant's effective policy, its source and what the API stored; None when
+        there is no such tenant."""
+        with db.session() as s:
+            tenant = policy_rows.tenant(s, tenant_id)
+            return None if tenant is None else self._view(s, tenant)
+
+    def put(self, db: Database, tenant_id: int, data: Any, actor: str) -> TenantPolicyView | None:
+        """Store a tenant's policy (``PolicyError`` when invalid); None: no such tenant."""
+        with db.session() as s:
+            tenant = policy_rows.tenant(s, tenant_id)
+            if tenant is None:
+                return None
+            self.set_policy(s, tenant, data, actor)
+            return self._view(s, tenant)
+
+    def spend_of(self, db: Database, tenant_id: int, now: datetime | None = None) -> Spend | None:
+        """A tenant's spend this month against its budget; None: no such tenant."""
+        with db.session() as s:
+            tenant = policy_rows.tenant(s, tenant_id)
+            return None if tenant is None else self.spend(s, tenant, now)
+
+    def _view(self, s: Tx, tenant: Tenant) -> TenantPolicyView:
+        policy, source = self.policy_for(s, tenant)
+        row = policy_rows.tenant_policy(s, tenant.id)
+        return TenantPolicyView(
+            tenant=TenantView(tenant.id, tenant.forge, tenant.external_id, tenant.name),
+            effective=policy,
+            source=source,
+            stored=row.policy if row is not None else None,
+        )
 
     # ---- policies ---------------------------------------------------------------------
 

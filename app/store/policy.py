@@ -10,7 +10,7 @@ from sqlalchemy import Select, func, select, text
 
 from app.core.states import AttemptState
 from app.store.db import Tx
-from app.store.models import Attempt, Job, Pipeline, Repository, TenantPolicy, utcnow
+from app.store.models import Attempt, Job, Pipeline, Repository, Tenant, TenantPolicy, utcnow
 
 LIVE = (AttemptState.DISPATCHING.value, AttemptState.RUNNING.value)
 QUOTA_LOCK = 0x504C4F59  # "PLOY": pg_advisory_xact_lock(QUOTA_LOCK, tenant id), int4 each
@@ -22,6 +22,10 @@ class Usage(NamedTuple):
     id: int
     state: str
     hardware: list[Any] | None
+
+
+def tenant(tx: Tx, tenant_id: int) -> Tenant | None:
+    return tx.get(Tenant, tenant_id)
 
 
 def tenant_policy(tx: Tx, tenant_id: int) -> TenantPolicy | None:

@@ -11,7 +11,7 @@ policies and their spend.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 
@@ -20,11 +20,11 @@ from app.policy.setup import Security
 from app.secrets.references import ReferenceError
 from app.secrets.store import SecretError, SecretNotFound
 from app.services import Services
-from app.store.models import Tenant, TenantPolicy
 from app.store.tenants import TenantView, all_tenants
 from app.web.common import error, int_param, json_body, require_admin, services
 
 routes = web.RouteTableDef()
+T = TypeVar("T")
 SECURITY = web.AppKey("security", Security)
 ACTOR = "admin-api"
 
@@ -119,7 +119,7 @@ async def delete_secret(request: web.Request) -> web.Response:
 # ---- tenants ---------------------------------------------------------------------------
 
 
-def _tenant_json(t: Tenant | TenantView) -> dict[str, Any]:
+def _tenant_json(t: TenantView) -> dict[str, Any]:
     return {"id": t.id, "forge": t.forge, "external_id": t.external_id, "name": t.name}
 
 
@@ -130,30 +130,25 @@ async def list_tenants(request: web.Request) -> web.Response:
     return web.json_response({"tenants": tenants})
 
 
-def _tenant(s: Any, request: web.Request) -> Tenant:
-    """The row, for the policy book's calls (they take a session and a tenant row)."""
-    tenant = s.get(Tenant, int_param(request, "tenant_id"))
-    if tenant is None:
+def _found(value: T | None) -> T:
+    if value is None:
         raise web.HTTPNotFound(text='{"error": "no such tenant"}', content_type="application/json")
-    return tenant  # type: ignore[no-any-return]
+    return value
 
 
 @routes.get("/api/v1/tenants/{tenant_id}/policy")
 async def get_policy(request: web.Request) -> web.Response:
     require_admin(request)
     book = _security(request).policy
-    with services(request).db.session() as s:
-        tenant = _tenant(s, request)
-        policy, source = book.policy_for(s, tenant)
-        row = s.get(TenantPolicy, tenant.id)
-        return web.json_response(
-            {
-                "tenant": _tenant_json(tenant),
-                "effective": policy.as_json(),
-                "source": source,
-                "stored": row.policy if row is not None else None,
-            }
-        )
+    view = _found(book.view(services(request).db, int_param(request, "tenant_id")))
+    return web.json_response(
+        {
+            "tenant": _tenant_json(view.tenant),
+            "effective": view.effective.as_json(),
+            "source": view.source,
+            "stored": view.stored,
+        }
+    )
 
 
 @routes.put("/api/v1/tenants/{tenant_id}/policy")
@@ -161,22 +156,22 @@ async def put_policy(request: web.Request) -> web.Response:
     require_admin(request)
     body = await json_body(request)
     book = _security(request).policy
-    with services(request).db.session() as s:
-        tenant = _tenant(s, request)
-        try:
-            book.set_policy(s, tenant, body, ACTOR)
-        except PolicyError as e:
-            return error(400, str(e))
-        policy, source = book.policy_for(s, tenant)
-        return web.json_response(
-            {"tenant": _tenant_json(tenant), "effective": policy.as_json(), "source": source}
-        )
+    try:
+        view = _found(book.put(services(request).db, int_param(request, "tenant_id"), body, ACTOR))
+    except PolicyError as e:
+        return error(400, str(e))
+    return web.json_response(
+        {
+            "tenant": _tenant_json(view.tenant),
+            "effective": view.effective.as_json(),
+            "source": view.source,
+        }
+    )
 
 
 @routes.get("/api/v1/tenants/{tenant_id}/spend")
 async def get_spend(request: web.Request) -> web.Response:
     require_admin(request)
     book = _security(request).policy
-    with services(request).db.session() as s:
-        tenant = _tenant(s, request)
-        return web.json_response(book.spend(s, tenant).as_json())
+    spend = _found(book.spend_of(services(request).db, int_param(request, "tenant_id")))
+    return web.json_response(spend.as_json())

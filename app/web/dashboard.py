@@ -19,7 +19,6 @@ from app.core.clock import aware
 from app.core.stats import hourly, percentile
 from app.metrics import hardware_class
 from app.store.db import Database
-from app.store.models import Tenant
 from app.store.overview import dashboard_summary
 from app.store.tenants import all_tenants
 from app.web.common import bearer, services
@@ -57,26 +56,24 @@ def tenant_spend(request: web.Request, now: datetime) -> list[tuple[str, str, st
     book = request.app[SECURITY].policy
     db = services(request).db
     rows = []
-    with db.session() as s:
-        for t in all_tenants(db, order="name"):
-            tenant = s.get(Tenant, t.id)  # the policy book reads with a session and a row
-            if tenant is None:
-                continue
-            sp = book.spend(s, tenant, now)
-            budget = "-" if sp.budget is None else f"${sp.budget:,.2f}"
-            flag = (
-                "over budget"
-                if sp.budget is not None and sp.spent_usd > sp.budget
-                else ("warning" if sp.warning else "")
+    for tenant in all_tenants(db, order="name"):
+        sp = book.spend_of(db, tenant.id, now)
+        if sp is None:  # gone since it was listed
+            continue
+        budget = "-" if sp.budget is None else f"${sp.budget:,.2f}"
+        flag = (
+            "over budget"
+            if sp.budget is not None and sp.spent_usd > sp.budget
+            else ("warning" if sp.warning else "")
+        )
+        rows.append(
+            (
+                f"{tenant.forge}:{tenant.name}",
+                f"${sp.spent_usd + sp.running_usd:,.2f}",
+                budget,
+                flag,
             )
-            rows.append(
-                (
-                    f"{tenant.forge}:{tenant.name}",
-                    f"${sp.spent_usd + sp.running_usd:,.2f}",
-                    budget,
-                    flag,
-                )
-            )
+        )
     return rows
 
 
