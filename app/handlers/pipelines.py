@@ -13,8 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-
-from sqlalchemy import Select, select
+from typing import Any
 
 from app.adapters import local_git
 from app.adapters.errors import ForgeError
@@ -27,8 +26,7 @@ from app.core.slash import Permission
 from app.core.states import JobState
 from app.core.triggers import Event, EventKind
 from app.engine.engine import Engine, RepoRef
-from app.store.db import Database
-from app.store.models import Pipeline, Repository
+from app.store import handler_queries
 
 CONFIG_FILE = ".ployd.yml"
 log = logging.getLogger("ployd.pipelines")
@@ -74,77 +72,35 @@ def start_local(
     return Started(pid, sha, full_ref)
 
 
-# -- forge-neutral lookups and moves, shared by the GitHub and GitLab handlers ---------
-
-
-def _repo_pipelines(forge: str, full_name: str) -> Select[tuple[int]]:
-    return (
-        select(Pipeline.id)
-        .join(Pipeline.repository)
-        .where(Repository.forge == forge, Repository.full_name == full_name)
-    )
-
-
-def latest_pipeline(
-    db: Database, forge: str, full_name: str, *, pr: int | None = None, sha: str | None = None
-) -> int | None:
-    """The newest pipeline of a pull/merge request, or of a commit."""
-    q = _repo_pipelines(forge, full_name)
-    if pr is not None:
-        q = q.where(Pipeline.pr_number == pr)
-    if sha is not None:
-        q = q.where(Pipeline.sha == sha)
-    with db.engine.connect() as conn:
-        return conn.execute(q.order_by(Pipeline.id.desc()).limit(1)).scalar()
-
-
-def already_started(db: Database, forge: str, full_name: str, sha: str, ref: str) -> bool:
-    """A branch pipeline for this commit and ref exists (two events for one push)."""
-    q = _repo_pipelines(forge, full_name).where(
-        Pipeline.sha == sha, Pipeline.ref == ref, Pipeline.pr_number.is_(None)
-    )
-    with db.engine.connect() as conn:
-        return conn.execute(q.limit(1)).scalar() is not None
-
-
-def running_for_request(db: Database, forge: str, full_name: str, pr: int) -> list[tuple[int, str]]:
-    """(id, sha) of the request's pipelines that still run."""
-    q = (
-        select(Pipeline.id, Pipeline.sha)
-        .join(Pipeline.repository)
-        .where(
-            Repository.forge == forge,
-            Repository.full_name == full_name,
-            Pipeline.pr_number == pr,
-            Pipeline.state == "running",
-        )
-    )
-    with db.engine.connect() as conn:
-        return [(r[0], r[1]) for r in conn.execute(q).all()]
+# -- forge-neutral moves, shared by the GitHub and GitLab handlers -----------------------
 
 
 def supersede(engine: Engine, forge: str, full_name: str, pr: int, new_sha: str) -> None:
     """New commits on a request: what still runs for older commits is cancelled."""
-    for pid, sha in running_for_request(engine.db, forge, full_name, pr):
-        if sha != new_sha:
-            engine.cancel_pipeline(pid, "ployd (superseded by a newer commit)")
+    for running in handler_queries.running_for_request(engine.db, forge, full_name, pr):
+        if running.sha != new_sha:
+            engine.cancel_pipeline(running.id, "ployd (superseded by a newer commit)")
 
 
 def cancel_request(engine: Engine, forge: str, full_name: str, pr: int, why: str) -> None:
     """The request was closed or merged: what still runs for it is cancelled."""
-    for pid, _sha in running_for_request(engine.db, forge, full_name, pr):
-        engine.cancel_pipeline(pid, why)
+    for running in handler_queries.running_for_request(engine.db, forge, full_name, pr):
+        engine.cancel_pipeline(running.id, why)
 
 
 def rerun_finished(engine: Engine, pipeline_id: int, actor: str) -> int:
     """Every finished job of a pipeline again ("re-run all checks")."""
-    with engine.db.session() as s:
-        pipeline = s.get(Pipeline, pipeline_id)
-        assert pipeline is not None
-        finished = [j.id for j in pipeline.jobs if JobState(j.state).final]
+    jobs = handler_queries.job_states(engine.db, pipeline_id)
+    finished = [job_id for job_id, state in jobs if JobState(state).final]
     for job_id in finished:
         engine.retry_job(job_id, actor)
     return len(finished)
+
+
+def audit(engine: Engine, actor: str, action: str, target: str, forge: str, **details: Any) -> None:
+    """Record what someone did on a forge in the audit log, in a transaction of its own."""
+    with engine.db.session() as s:
+        engine.audit(s, actor, action, target, forge=forge, **details)
 
 
 async def start_forge_pipeline(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+from app.core.hardware import Catalog
 from app.core.slash import (
     Command,
     CommandError,
@@ -21,37 +22,41 @@ from app.core.slash import (
     resolve,
 )
 from app.core.states import JobState
-from app.engine.engine import NotAllowed
-from app.services import Services
-from app.store.models import Pipeline
+from app.engine.engine import Engine, NotAllowed
+from app.handlers.pipelines import audit
+from app.store import handler_queries
+from app.store.db import Database
 
 
-def job_refs(services: Services, pipeline_id: int) -> tuple[list[JobRef], dict[str, int]]:
-    """The pipeline's jobs as commands see them, and their ids by name."""
-    with services.db.session() as s:
-        pipeline = s.get(Pipeline, pipeline_id)
-        assert pipeline is not None
-        refs = [
-            JobRef(
-                name=j.name,
-                base=j.base_name,
-                state=JobState(j.state),
-                hardware=tuple(j.hardware),
-                manual=j.when == "manual",
-            )
-            for j in pipeline.jobs
-        ]
-        return refs, {j.name: j.id for j in pipeline.jobs}
+def job_refs(db: Database, pipeline_id: int) -> tuple[list[JobRef], dict[str, int], str | None]:
+    """The pipeline's jobs as commands see them, their ids by name, and the author of its
+    pull/merge request."""
+    pipeline = handler_queries.command_pipeline(db, pipeline_id)
+    refs = [
+        JobRef(
+            name=j.name,
+            base=j.base_name,
+            state=JobState(j.state),
+            hardware=j.hardware,
+            manual=j.manual,
+        )
+        for j in pipeline.jobs
+    ]
+    return refs, {j.name: j.id for j in pipeline.jobs}, pipeline.pr_author
 
 
 def execute(
-    services: Services, res: Resolution, ids: dict[str, int], pipeline_id: int, actor: str
+    engine: Engine,
+    catalog: Catalog,
+    res: Resolution,
+    ids: dict[str, int],
+    pipeline_id: int,
+    actor: str,
 ) -> list[str]:
     """Carry out a resolved command; returns notes on jobs it could not act on."""
-    engine = services.engine
     notes: list[str] = []
     hardware = str(res.hardware) if res.hardware is not None else None
-    candidates = [t.name for t in services.catalog.for_spec(res.hardware)] if res.hardware else None
+    candidates = [t.name for t in catalog.for_spec(res.hardware)] if res.hardware else None
     if res.verb is Verb.CANCEL:
         for name in res.jobs:
             engine.cancel_job(ids[name], actor)
@@ -67,7 +72,8 @@ def execute(
 
 
 async def run_commands(
-    services: Services,
+    engine: Engine,
+    catalog: Catalog,
     *,
     forge: str,
     pipeline_id: int | None,
@@ -90,19 +96,16 @@ async def run_commands(
                 else f"`{cmd.text}`: PloyD has not run on this request yet"
             )
             continue
-        refs, ids = job_refs(services, pipeline_id)
+        refs, ids, author = job_refs(engine.db, pipeline_id)
         if cmd.verb is Verb.HELP:
             replies.append(help_text(refs))
             continue
-        res = resolve(cmd, refs, services.catalog)
+        res = resolve(cmd, refs, catalog)
         if isinstance(res, CommandError):
             replies.append(f"`{res.text}`: {res.message}")
             continue
         if perm is None:
             perm = await permission()
-        with services.db.session() as s:
-            p = s.get(Pipeline, pipeline_id)
-            author = p.pr_author if p is not None else None
         allowed, why = may_run(
             cmd.verb,
             perm,
@@ -113,17 +116,17 @@ async def run_commands(
         if not allowed:
             replies.append(f"`{cmd.text}`: {why}")
             continue
-        with services.db.session() as s:
-            services.engine.audit(
-                s,
-                user,
-                f"command.{cmd.verb.value}",
-                f"pipeline:{pipeline_id}",
-                forge=forge,
-                text=cmd.text,
-                jobs=list(res.jobs),
-            )
-        replies.extend(f"`{cmd.text}`: {n}" for n in execute(services, res, ids, pipeline_id, user))
+        audit(
+            engine,
+            user,
+            f"command.{cmd.verb.value}",
+            f"pipeline:{pipeline_id}",
+            forge,
+            text=cmd.text,
+            jobs=list(res.jobs),
+        )
+        notes = execute(engine, catalog, res, ids, pipeline_id, user)
+        replies.extend(f"`{cmd.text}`: {n}" for n in notes)
     return replies
 
 

@@ -8,12 +8,17 @@ import asyncio
 import hashlib
 import json
 import logging
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
-
-from app.services import Services
-from app.store.models import ForgeReport, Pipeline, utcnow
+from app.core.hardware import Catalog
+from app.core.report import JobView
+from app.logs.store import LogStore
+from app.reporters.views import job_view
+from app.settings import Settings
+from app.store import forge_reports
+from app.store.db import Database
+from app.store.forge_reports import ReportPipeline, Sent
 
 log = logging.getLogger("ployd.reporter")
 
@@ -23,13 +28,24 @@ def digest(payload: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+@dataclass(frozen=True)
+class ReportSources:
+    """What reporters read: the store, the logs (a failed job's excerpt), the catalog (the
+    bigger hardware to offer) and the settings (the base URL and key of log links)."""
+
+    db: Database
+    logs: LogStore
+    catalog: Catalog
+    settings: Settings
+
+
 class PipelineReporter:
     """Subclasses implement ``sync(pipeline_id)`` for their forge."""
 
     forge = ""
 
-    def __init__(self, services: Services) -> None:
-        self.services = services
+    def __init__(self, sources: ReportSources) -> None:
+        self.sources = sources
         self._dirty: set[int] = set()
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self.errors = 0
@@ -65,57 +81,33 @@ class PipelineReporter:
 
     # -- what was sent ---------------------------------------------------------------
 
-    def known(self, key: str) -> ForgeReport | None:
-        with self.services.db.session() as s:
-            return s.scalar(
-                select(ForgeReport).where(ForgeReport.forge == self.forge, ForgeReport.key == key)
-            )
+    def known(self, key: str) -> Sent | None:
+        return forge_reports.sent(self.sources.db, self.forge, key)
 
     def remember(self, key: str, remote_id: str, digest: str) -> None:
-        with self.services.db.session() as s:
-            row = s.scalar(
-                select(ForgeReport).where(ForgeReport.forge == self.forge, ForgeReport.key == key)
-            )
-            if row is None:
-                s.add(ForgeReport(forge=self.forge, key=key, remote_id=remote_id, digest=digest))
-            else:
-                row.remote_id, row.digest, row.updated_at = remote_id, digest, utcnow()
+        forge_reports.remember(self.sources.db, self.forge, key, remote_id, digest)
 
-    def newer_exists(self, pipeline: Pipeline) -> bool:
+    def newer_exists(self, pipeline: ReportPipeline) -> bool:
         """A newer pipeline of the same pull/merge request: it owns the summary comment."""
-        with self.services.db.session() as s:
-            newer = s.scalar(
-                select(Pipeline.id)
-                .where(
-                    Pipeline.repository_id == pipeline.repository_id,
-                    Pipeline.pr_number == pipeline.pr_number,
-                    Pipeline.id > pipeline.id,
-                )
-                .limit(1)
-            )
-            return newer is not None
+        return forge_reports.newer_exists(self.sources.db, pipeline)
 
-    def load_views(self, pid: int) -> tuple[Pipeline, list[Any], str] | None:
-        """(pipeline, job views, tenant external id) of one of this forge's pipelines."""
-        from app.reporters.views import job_view
-
-        settings = self.services.settings
+    def load_views(self, pid: int) -> tuple[ReportPipeline, list[JobView]] | None:
+        """One of this forge's pipelines, and its jobs' views (reads logs: run it in a
+        thread)."""
+        pipeline = forge_reports.report_pipeline(self.sources.db, self.forge, pid)
+        if pipeline is None:
+            return None
+        settings = self.sources.settings
         key = settings.secret_key_bytes()
-        with self.services.db.session() as s:
-            p = s.get(Pipeline, pid)
-            if p is None or p.forge != self.forge:
-                return None
-            tenant = p.repository.tenant
-            views = [
-                job_view(
-                    j,
-                    logs=self.services.logs,
-                    base_url=settings.base_url,
-                    key=key,
-                    tenant_id=tenant.id,
-                    held=p.held,
-                )
-                for j in p.jobs
-            ]
-            _ = p.repository.full_name
-            return p, views, tenant.external_id
+        views = [
+            job_view(
+                j,
+                logs=self.sources.logs,
+                base_url=settings.base_url,
+                key=key,
+                tenant_id=pipeline.tenant_id,
+                held=pipeline.held,
+            )
+            for j in pipeline.jobs
+        ]
+        return pipeline, views

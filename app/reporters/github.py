@@ -6,25 +6,30 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Protocol
 
-from app.adapters.github.client import GitHubClient, Repo
+from app.adapters.github.client import Repo
+from app.adapters.ports import GitHubCheckRunCreator, GitHubCheckRuns, GitHubComments
 from app.core.config.errors import ConfigError
 from app.core.report import (
+    JobView,
     annotation_batches,
     bigger_hardware,
     check_run,
     config_error_report,
     summary_comment,
 )
-from app.reporters.base import PipelineReporter, digest
+from app.reporters.base import PipelineReporter, ReportSources, digest
 from app.reporters.views import pipeline_view
-from app.services import Services
-from app.store.models import Pipeline
+from app.store.forge_reports import ReportPipeline
+
+
+class ReporterForge(GitHubCheckRuns, GitHubComments, Protocol):
+    """What the reporter does on GitHub: check runs, and the summary comment."""
 
 
 async def report_config_errors(
-    client: GitHubClient, repo: Repo, sha: str, errors: Sequence[ConfigError]
+    checks: GitHubCheckRunCreator, repo: Repo, sha: str, errors: Sequence[ConfigError]
 ) -> int:
     """One failed `ployd / config` check run listing every error, annotated at its line
     (the client sends annotations past GitHub's 50 per request in further updates)."""
@@ -32,24 +37,24 @@ async def report_config_errors(
     batches = annotation_batches(errors)
     if batches:
         body["output"]["annotations"] = [a for batch in batches for a in batch]
-    return await client.create_check_run(repo, **body)
+    return await checks.create_check_run(repo, **body)
 
 
 class GitHubReporter(PipelineReporter):
     forge = "github"
 
-    def __init__(self, services: Services, client: GitHubClient) -> None:
-        super().__init__(services)
+    def __init__(self, sources: ReportSources, client: ReporterForge) -> None:
+        super().__init__(sources)
         self.client = client
 
     async def sync(self, pid: int) -> None:
         loaded = await asyncio.to_thread(self.load_views, pid)  # log reads may be S3
         if loaded is None:
             return
-        pipeline, views, installation = loaded
-        repo = Repo.parse(pipeline.repository.full_name, int(installation))
+        pipeline, views = loaded
+        repo = Repo.parse(pipeline.full_name, int(pipeline.tenant_external_id))
         now = datetime.now(UTC)
-        catalog = self.services.catalog
+        catalog = self.sources.catalog
         for view in views:
             first = view.hardware[0] if view.hardware else None
             bigger = bigger_hardware(first, catalog) if first else None
@@ -67,11 +72,11 @@ class GitHubReporter(PipelineReporter):
             await self._comment(pipeline, views, repo, now)
 
     async def _comment(
-        self, pipeline: Pipeline, views: list[Any], repo: Repo, now: datetime
+        self, pipeline: ReportPipeline, views: list[JobView], repo: Repo, now: datetime
     ) -> None:
         assert pipeline.pr_number is not None
         body = summary_comment(
-            pipeline_view(pipeline), views, now=now, catalog=self.services.catalog
+            pipeline_view(pipeline), views, now=now, catalog=self.sources.catalog
         )
         key = f"comment:{repo.full_name}:pr:{pipeline.pr_number}"
         known = self.known(key)

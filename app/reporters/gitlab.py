@@ -6,27 +6,31 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+from typing import Protocol
 
-from app.adapters.gitlab.client import GitLabClient
+from app.adapters.ports import GitLabNotes, GitLabStatuses
 from app.core.report import status_for, summary_comment
-from app.reporters.base import PipelineReporter, digest
+from app.reporters.base import PipelineReporter, ReportSources, digest
 from app.reporters.views import pipeline_view
-from app.services import Services
+
+
+class ReporterForge(GitLabStatuses, GitLabNotes, Protocol):
+    """What the reporter does on GitLab: commit statuses, and the summary note."""
 
 
 class GitLabReporter(PipelineReporter):
     forge = "gitlab"
 
-    def __init__(self, services: Services, client: GitLabClient) -> None:
-        super().__init__(services)
+    def __init__(self, sources: ReportSources, client: ReporterForge) -> None:
+        super().__init__(sources)
         self.client = client
 
     async def sync(self, pid: int) -> None:
         loaded = await asyncio.to_thread(self.load_views, pid)  # log reads may be S3
         if loaded is None:
             return
-        pipeline, views, _group = loaded
-        project = pipeline.repository.full_name
+        pipeline, views = loaded
+        project = pipeline.full_name
         for view in views:
             state, description = status_for(view)
             body = {"state": state, "description": description, "target_url": view.log_url}
@@ -47,7 +51,7 @@ class GitLabReporter(PipelineReporter):
         if pipeline.pr_number is None or self.newer_exists(pipeline):
             return
         note = summary_comment(
-            pipeline_view(pipeline), views, now=datetime.now(UTC), catalog=self.services.catalog
+            pipeline_view(pipeline), views, now=datetime.now(UTC), catalog=self.sources.catalog
         )
         key = f"note:{project}:mr:{pipeline.pr_number}"
         known = self.known(key)

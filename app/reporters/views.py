@@ -1,16 +1,18 @@
-"""Stored pipelines -> the core's ``JobView`` / ``PipelineView`` (with signed log links,
-the failing step and the tail of its log)."""
+"""Stored pipelines (``app.store.forge_reports``' frozen views) -> the core's ``JobView`` /
+``PipelineView`` (with signed log links, the failing step and the tail of its log)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from app.core.links import sign_job
 from app.core.logscan import first_error_line, tail
 from app.core.report import JobView, PipelineView
 from app.core.states import JobState, PipelineState
 from app.logs.store import LogStore
-from app.store.models import Attempt, Job, Pipeline
+from app.store.forge_reports import ReportAttempt, ReportJob, ReportPipeline
 
 TAIL_BYTES = 64 * 1024
 TAIL_LINES = 60
@@ -22,7 +24,7 @@ def aware(dt: datetime | None) -> datetime | None:
     return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
-def log_url(base_url: str, key: bytes, job: Job, tenant_id: int) -> str:
+def log_url(base_url: str, key: bytes, job: ReportJob, tenant_id: int) -> str:
     """The job's signed log link. It expires a fixed time after the job was created, so
     the link (and so the report that carries it) stays the same on every update."""
     created = aware(job.created_at)
@@ -31,12 +33,12 @@ def log_url(base_url: str, key: bytes, job: Job, tenant_id: int) -> str:
     return f"{base_url}/runs/{job.id}?t={token}"
 
 
-def failure_details(logs: LogStore, attempt: Attempt) -> tuple[str | None, str, int | None]:
+def failure_details(logs: LogStore, attempt: ReportAttempt) -> tuple[str | None, str, int | None]:
     """(failing step's title, the last lines of its log, the 1-based line number in the
     whole log of its first error-looking line)."""
     if not attempt.log_path:
         return None, "", None
-    steps = attempt.steps or []
+    steps: Sequence[dict[str, Any]] = attempt.steps or ()
     idx = attempt.failed_step
     step = next((s for s in steps if s.get("index") == idx), None) if idx is not None else None
     start = int(step.get("log_offset", 0)) if step else max(attempt.log_size - TAIL_BYTES, 0)
@@ -57,10 +59,10 @@ def failure_details(logs: LogStore, attempt: Attempt) -> tuple[str | None, str, 
 
 
 def job_view(
-    job: Job, *, logs: LogStore, base_url: str, key: bytes, tenant_id: int, held: bool
+    job: ReportJob, *, logs: LogStore, base_url: str, key: bytes, tenant_id: int, held: bool
 ) -> JobView:
     state = JobState(job.state)
-    last = job.attempts[-1] if job.attempts else None
+    last = job.last
     failed_step, log_tail, err_line = (None, "", None)
     if last is not None and state in (JobState.FAILED, JobState.TIMED_OUT, JobState.INTERRUPTED):
         failed_step, log_tail, err_line = failure_details(logs, last)
@@ -95,7 +97,7 @@ def job_view(
     )
 
 
-def pipeline_view(p: Pipeline) -> PipelineView:
+def pipeline_view(p: ReportPipeline) -> PipelineView:
     return PipelineView(
         id=p.id, state=PipelineState(p.state), sha=p.sha, ref=p.ref, trigger=p.trigger
     )

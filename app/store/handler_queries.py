@@ -54,14 +54,6 @@ class CheckRunJob:
     pr_number: int | None
 
 
-@dataclass(frozen=True, slots=True)
-class Installation:
-    """Where a GitHub pipeline's code lives: its repository and the App's installation."""
-
-    full_name: str
-    installation_id: int
-
-
 # -- pipelines of a repository ----------------------------------------------------------
 
 
@@ -153,18 +145,6 @@ def check_run_job(db: Database, job_id: int) -> CheckRunJob | None:
         return CheckRunJob(
             id=job.id, name=job.name, pipeline_id=job.pipeline_id, pr_number=job.pipeline.pr_number
         )
-
-
-def installation_of(db: Database, pipeline_id: int) -> Installation:
-    """The repository and installation of one of GitHub's pipelines (it must exist)."""
-    with db.session() as s:
-        row = s.execute(
-            select(Repository.full_name, Tenant.external_id)
-            .join(Pipeline, Pipeline.repository_id == Repository.id)
-            .join(Tenant, Tenant.id == Repository.tenant_id)
-            .where(Pipeline.id == pipeline_id)
-        ).one()
-        return Installation(str(row[0]), int(row[1]))
 
 
 # -- tenants ----------------------------------------------------------------------------

@@ -1,28 +1,43 @@
-"""What every GitHub handler receives: the services, the GitHub client, and helpers."""
+"""What every GitHub handler receives: its forge port, the engine, the hardware catalog,
+and helpers.
+
+``GitHubContext[F]`` is generic in the forge: each handler names, as ``F``, the Protocol
+of the few GitHub operations it uses (built from ``app.adapters.ports``); the service
+passes the ``GitHubClient``, tests an in-memory fake.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
-from app.adapters.github.client import GitHubClient, Repo
-from app.engine.engine import RepoRef
-from app.services import Services
+from app.adapters.github.client import Repo
+from app.core.hardware import Catalog
+from app.engine.engine import Engine, RepoRef
+from app.store.db import Database
 from app.store.lookups import repo_installation
 
 FORGE = "github"
 
+F = TypeVar("F", covariant=True)
 
-@dataclass
-class GitHubContext:
-    services: Services
-    client: GitHubClient
+
+@dataclass(frozen=True)
+class GitHubContext(Generic[F]):
+    forge: F
+    engine: Engine
+    catalog: Catalog
+    git_url: str  # where agents clone from (Settings.github_git_url)
+
+    @property
+    def db(self) -> Database:
+        return self.engine.db
 
     def repo(self, payload: dict[str, Any]) -> Repo:
         return Repo.parse(payload["repository"]["full_name"], int(payload["installation"]["id"]))
 
     def clone_url(self, full_name: str) -> str:
-        base = self.services.settings.github_git_url
+        base = self.git_url
         return f"{base}/{full_name}" + (".git" if base.startswith("http") else "")
 
     def repo_ref(self, payload: dict[str, Any]) -> RepoRef:
@@ -39,4 +54,4 @@ class GitHubContext:
 
     def installation_of(self, pipeline_id: int) -> tuple[str, int]:
         """(repository full name, installation id) of a pipeline."""
-        return repo_installation(self.services.db, pipeline_id)
+        return repo_installation(self.db, pipeline_id)

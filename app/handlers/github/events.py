@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Protocol
 
 from gidgethub import routing, sansio
 
 from app.adapters.github.client import Repo
 from app.adapters.github.errors import GitHubError
+from app.adapters.ports import (
+    GitHubChangedFiles,
+    GitHubCheckRunCreator,
+    GitHubFiles,
+    GitHubPermissions,
+)
 from app.core.config.errors import ConfigError
 from app.core.slash import Permission
 from app.core.triggers import Event, EventKind
@@ -16,16 +22,15 @@ from app.handlers.github.context import FORGE, GitHubContext
 from app.handlers.pipelines import (
     CONFIG_FILE,
     Request,
-    already_started,
     cancel_request,
     changed_or_none,
     held_for_approval,
-    latest_pipeline,
     rerun_finished,
     start_forge_pipeline,
     supersede,
 )
 from app.reporters.github import report_config_errors
+from app.store.handler_queries import already_started, latest_pipeline
 
 log = logging.getLogger("ployd.github")
 router = routing.Router()
@@ -33,8 +38,20 @@ router = routing.Router()
 ZERO_SHA = "0" * 40
 
 
+class StartForge(GitHubFiles, GitHubCheckRunCreator, Protocol):
+    """Starting a pipeline: read `.ployd.yml`; an invalid one is a failed check run."""
+
+
+class PushForge(StartForge, GitHubChangedFiles, Protocol):
+    """push, check_suite, merge_group: the changed files for path filters, too."""
+
+
+class PullRequestForge(PushForge, GitHubPermissions, Protocol):
+    """pull_request: and whether a fork's author may run code here."""
+
+
 async def start_pipeline(
-    ctx: GitHubContext,
+    ctx: GitHubContext[StartForge],
     payload: dict[str, Any],
     event: Event,
     *,
@@ -51,14 +68,14 @@ async def start_pipeline(
     repo = ctx.repo(payload)
 
     async def read_config() -> str | None:
-        return await ctx.client.get_file(repo, CONFIG_FILE, event.sha)
+        return await ctx.forge.get_file(repo, CONFIG_FILE, event.sha)
 
     async def on_invalid(errors: list[ConfigError]) -> None:
-        await report_config_errors(ctx.client, repo, event.sha, errors)
+        await report_config_errors(ctx.forge, repo, event.sha, errors)
 
     return await start_forge_pipeline(
-        ctx.services.engine,
-        ctx.services.catalog,
+        ctx.engine,
+        ctx.catalog,
         read_config=read_config,
         on_invalid=on_invalid,
         event=event,
@@ -74,21 +91,23 @@ async def start_pipeline(
 
 
 async def _changed(
-    ctx: GitHubContext, repo: Repo, before: str | None, after: str
+    forge: GitHubChangedFiles, repo: Repo, before: str | None, after: str
 ) -> tuple[str, ...] | None:
     """Files changed by a push, or None when unknown (a new branch): filters then pass."""
     if not before or before == ZERO_SHA:
         return None
-    fetch = ctx.client.changed_files_compare(repo, before, after)
+    fetch = forge.changed_files_compare(repo, before, after)
     return await changed_or_none(fetch, f"compare {before}...{after}")
 
 
 @router.register("push")
-async def on_push(event: sansio.Event, ctx: GitHubContext, inbox_id: int, **_: Any) -> None:
+async def on_push(
+    event: sansio.Event, ctx: GitHubContext[PushForge], inbox_id: int, **_: Any
+) -> None:
     p = event.data
     if p.get("deleted") or not p.get("after") or p["after"] == ZERO_SHA:
         return
-    if already_started(ctx.services.db, FORGE, p["repository"]["full_name"], p["after"], p["ref"]):
+    if already_started(ctx.db, FORGE, p["repository"]["full_name"], p["after"], p["ref"]):
         return  # its check_suite came first and started it
     repo = ctx.repo(p)
     ev = Event(
@@ -96,7 +115,7 @@ async def on_push(event: sansio.Event, ctx: GitHubContext, inbox_id: int, **_: A
         ref=p["ref"],
         sha=p["after"],
         default_branch=p["repository"].get("default_branch") or "main",
-        changed_files=await _changed(ctx, repo, p.get("before"), p["after"]),
+        changed_files=await _changed(ctx.forge, repo, p.get("before"), p["after"]),
     )
     actor = (p.get("pusher") or {}).get("name") or (p.get("sender") or {}).get("login", "")
     await start_pipeline(ctx, p, ev, trigger="push", actor=actor, inbox_id=inbox_id)
@@ -108,9 +127,9 @@ def _is_fork(pr: dict[str, Any]) -> bool:
     return head_repo is None or head_repo.get("full_name") != base_repo.get("full_name")
 
 
-async def permission_of(ctx: GitHubContext, repo: Repo, user: str) -> Permission:
+async def permission_of(forge: GitHubPermissions, repo: Repo, user: str) -> Permission:
     try:
-        return Permission(await ctx.client.permission(repo, user))
+        return Permission(await forge.permission(repo, user))
     except (GitHubError, ValueError):
         return Permission.NONE
 
@@ -118,7 +137,9 @@ async def permission_of(ctx: GitHubContext, repo: Repo, user: str) -> Permission
 @router.register("pull_request", action="opened")
 @router.register("pull_request", action="synchronize")
 @router.register("pull_request", action="reopened")
-async def on_pull_request(event: sansio.Event, ctx: GitHubContext, inbox_id: int, **_: Any) -> None:
+async def on_pull_request(
+    event: sansio.Event, ctx: GitHubContext[PullRequestForge], inbox_id: int, **_: Any
+) -> None:
     p = event.data
     pr = p["pull_request"]
     repo = ctx.repo(p)
@@ -132,12 +153,12 @@ async def on_pull_request(event: sansio.Event, ctx: GitHubContext, inbox_id: int
         action=p["action"],
         default_branch=p["repository"].get("default_branch") or "main",
     )
-    held = await held_for_approval(fork, lambda: permission_of(ctx, repo, author))
+    held = await held_for_approval(fork, lambda: permission_of(ctx.forge, repo, author))
     changed = await changed_or_none(
-        ctx.client.changed_files_pr(repo, number), f"files of PR #{number}"
+        ctx.forge.changed_files_pr(repo, number), f"files of PR #{number}"
     )
     ev, sha = req.event(changed), req.sha
-    supersede(ctx.services.engine, FORGE, p["repository"]["full_name"], number, sha)
+    supersede(ctx.engine, FORGE, p["repository"]["full_name"], number, sha)
     await start_pipeline(
         ctx,
         p,
@@ -153,11 +174,11 @@ async def on_pull_request(event: sansio.Event, ctx: GitHubContext, inbox_id: int
 
 
 @router.register("pull_request", action="closed")
-async def on_pr_closed(event: sansio.Event, ctx: GitHubContext, **_: Any) -> None:
+async def on_pr_closed(event: sansio.Event, ctx: GitHubContext[object], **_: Any) -> None:
     p = event.data
     who = p.get("sender", {}).get("login", "github")
     cancel_request(
-        ctx.services.engine,
+        ctx.engine,
         FORGE,
         p["repository"]["full_name"],
         p["number"],
@@ -167,14 +188,14 @@ async def on_pr_closed(event: sansio.Event, ctx: GitHubContext, **_: Any) -> Non
 
 @router.register("check_suite", action="requested")
 async def on_suite_requested(
-    event: sansio.Event, ctx: GitHubContext, inbox_id: int, **_: Any
+    event: sansio.Event, ctx: GitHubContext[PushForge], inbox_id: int, **_: Any
 ) -> None:
     """GitHub asks for checks on a commit; a push for it usually came too: run once."""
     p = event.data
     suite = p["check_suite"]
     sha, branch = suite["head_sha"], suite.get("head_branch")
     if branch is None or already_started(
-        ctx.services.db, FORGE, p["repository"]["full_name"], sha, f"refs/heads/{branch}"
+        ctx.db, FORGE, p["repository"]["full_name"], sha, f"refs/heads/{branch}"
     ):
         return
     repo = ctx.repo(p)
@@ -183,25 +204,27 @@ async def on_suite_requested(
         ref=f"refs/heads/{branch}",
         sha=sha,
         default_branch=p["repository"].get("default_branch") or "main",
-        changed_files=await _changed(ctx, repo, suite.get("before"), sha),
+        changed_files=await _changed(ctx.forge, repo, suite.get("before"), sha),
     )
     actor = p.get("sender", {}).get("login", "github")
     await start_pipeline(ctx, p, ev, trigger="check_suite", actor=actor, inbox_id=inbox_id)
 
 
 @router.register("check_suite", action="rerequested")
-async def on_suite_rerequested(event: sansio.Event, ctx: GitHubContext, **_: Any) -> None:
+async def on_suite_rerequested(event: sansio.Event, ctx: GitHubContext[object], **_: Any) -> None:
     """ "Re-run all checks": every finished job of the commit's latest pipeline again."""
     p = event.data
     pid = latest_pipeline(
-        ctx.services.db, FORGE, p["repository"]["full_name"], sha=p["check_suite"]["head_sha"]
+        ctx.db, FORGE, p["repository"]["full_name"], sha=p["check_suite"]["head_sha"]
     )
     if pid is not None:
-        rerun_finished(ctx.services.engine, pid, p.get("sender", {}).get("login", "github"))
+        rerun_finished(ctx.engine, pid, p.get("sender", {}).get("login", "github"))
 
 
 @router.register("merge_group", action="checks_requested")
-async def on_merge_group(event: sansio.Event, ctx: GitHubContext, inbox_id: int, **_: Any) -> None:
+async def on_merge_group(
+    event: sansio.Event, ctx: GitHubContext[StartForge], inbox_id: int, **_: Any
+) -> None:
     """A merge queue entry: tested like a pull request into its base branch."""
     p = event.data
     group = p["merge_group"]

@@ -5,30 +5,28 @@ from __future__ import annotations
 from typing import Any
 
 from gidgethub import routing, sansio
-from sqlalchemy import select
 
 from app.engine.engine import RepoRef
 from app.handlers.github.context import FORGE, GitHubContext
-from app.store.models import Tenant
+from app.handlers.pipelines import audit
+from app.store.handler_queries import set_tenant
 
 router = routing.Router()
 
-
-def _tenant(ctx: GitHubContext, installation: dict[str, Any], active: bool) -> None:
-    with ctx.services.db.session() as s:
-        ext = str(installation["id"])
-        tenant = s.scalar(select(Tenant).where(Tenant.forge == FORGE, Tenant.external_id == ext))
-        login = str((installation.get("account") or {}).get("login") or ext)
-        if tenant is None:
-            s.add(Tenant(forge=FORGE, external_id=ext, name=login, active=active))
-        else:
-            tenant.name, tenant.active = login, active
+# Installations call GitHub for nothing: their context's forge is never used.
+Context = GitHubContext[object]
 
 
-def _add_repos(ctx: GitHubContext, installation: dict[str, Any], repos: list[Any]) -> None:
-    engine = ctx.services.engine
+def _tenant(ctx: Context, installation: dict[str, Any], active: bool) -> None:
+    ext = str(installation["id"])
+    login = str((installation.get("account") or {}).get("login") or ext)
+    set_tenant(ctx.db, FORGE, ext, login, active=active)
+
+
+def _add_repos(ctx: Context, installation: dict[str, Any], repos: list[Any]) -> None:
+    engine = ctx.engine
     account = installation.get("account") or {}
-    with ctx.services.db.session() as s:
+    with ctx.db.session() as s:
         for r in repos:
             engine.ensure_repository(
                 s,
@@ -45,52 +43,49 @@ def _add_repos(ctx: GitHubContext, installation: dict[str, Any], repos: list[Any
 @router.register("installation", action="created")
 @router.register("installation", action="unsuspend")
 @router.register("installation", action="new_permissions_accepted")
-async def installed(event: sansio.Event, ctx: GitHubContext, **_: Any) -> None:
+async def installed(event: sansio.Event, ctx: Context, **_: Any) -> None:
     installation = event.data["installation"]
     _tenant(ctx, installation, active=True)
     _add_repos(ctx, installation, event.data.get("repositories") or [])
-    with ctx.services.db.session() as s:
-        ctx.services.engine.audit(
-            s,
-            event.data.get("sender", {}).get("login", "github"),
-            "installation.created",
-            f"installation:{installation['id']}",
-            forge=FORGE,
-        )
+    audit(
+        ctx.engine,
+        event.data.get("sender", {}).get("login", "github"),
+        "installation.created",
+        f"installation:{installation['id']}",
+        FORGE,
+    )
 
 
 @router.register("installation", action="deleted")
 @router.register("installation", action="suspend")
-async def uninstalled(event: sansio.Event, ctx: GitHubContext, **_: Any) -> None:
+async def uninstalled(event: sansio.Event, ctx: Context, **_: Any) -> None:
     installation = event.data["installation"]
     _tenant(ctx, installation, active=False)
-    with ctx.services.db.session() as s:
-        ctx.services.engine.audit(
-            s,
-            event.data.get("sender", {}).get("login", "github"),
-            f"installation.{event.data['action']}",
-            f"installation:{installation['id']}",
-            forge=FORGE,
-        )
+    audit(
+        ctx.engine,
+        event.data.get("sender", {}).get("login", "github"),
+        f"installation.{event.data['action']}",
+        f"installation:{installation['id']}",
+        FORGE,
+    )
 
 
 @router.register("installation_repositories", action="added")
-async def repos_added(event: sansio.Event, ctx: GitHubContext, **_: Any) -> None:
+async def repos_added(event: sansio.Event, ctx: Context, **_: Any) -> None:
     installation = event.data["installation"]
     _tenant(ctx, installation, active=True)
     _add_repos(ctx, installation, event.data.get("repositories_added") or [])
 
 
 @router.register("installation_repositories", action="removed")
-async def repos_removed(event: sansio.Event, ctx: GitHubContext, **_: Any) -> None:
+async def repos_removed(event: sansio.Event, ctx: Context, **_: Any) -> None:
     """GitHub sends no more events for them; what ran stays visible. Recorded."""
     names = [r["full_name"] for r in event.data.get("repositories_removed") or []]
-    with ctx.services.db.session() as s:
-        ctx.services.engine.audit(
-            s,
-            event.data.get("sender", {}).get("login", "github"),
-            "installation.repos_removed",
-            f"installation:{event.data['installation']['id']}",
-            forge=FORGE,
-            repos=names,
-        )
+    audit(
+        ctx.engine,
+        event.data.get("sender", {}).get("login", "github"),
+        "installation.repos_removed",
+        f"installation:{event.data['installation']['id']}",
+        FORGE,
+        repos=names,
+    )

@@ -18,6 +18,7 @@ from app.handlers.github import events, installations, slash
 from app.handlers.github.context import GitHubContext
 from app.handlers.inbox_worker import InboxWorker
 from app.protocol import JobPayload
+from app.reporters.base import ReportSources
 from app.reporters.github import GitHubReporter
 from app.services import Services
 from app.store.db import Database
@@ -88,7 +89,12 @@ class GitHubParts:
 async def start_github(services: Services, opened: GitHubClientParts) -> GitHubParts:
     """Start the GitHub side: the inbox worker and the reporter."""
     client = opened.client
-    ctx = GitHubContext(services=services, client=client)
+    ctx = GitHubContext(
+        forge=client,
+        engine=services.engine,
+        catalog=services.catalog,
+        git_url=services.settings.github_git_url,
+    )
     router = routing.Router(installations.router, events.router, slash.router)
 
     async def dispatch(row: InboxEvent) -> None:
@@ -96,7 +102,10 @@ async def start_github(services: Services, opened: GitHubClientParts) -> GitHubP
         await router.dispatch(event, ctx=ctx, inbox_id=row.id)
 
     worker = InboxWorker(services.db, "github", dispatch)
-    reporter = GitHubReporter(services, client)
+    sources = ReportSources(
+        db=services.db, logs=services.logs, catalog=services.catalog, settings=services.settings
+    )
+    reporter = GitHubReporter(sources, client)
     unsubscribe = services.engine.events.subscribe(
         PipelinesChanged, lambda e: reporter.on_change(set(e.pipeline_ids))
     )

@@ -8,11 +8,12 @@ reaction when it worked, a reply that says why when not.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Protocol
 
 from gidgethub import routing, sansio
 
 from app.adapters.github.client import Repo
+from app.adapters.ports import GitHubPermissions, GitHubReactions, GitHubReplies
 from app.core.slash import (
     Command,
     Permission,
@@ -25,24 +26,32 @@ from app.core.slash import (
 )
 from app.handlers.github.context import FORGE, GitHubContext
 from app.handlers.github.events import permission_of
-from app.handlers.pipelines import latest_pipeline
 from app.handlers.slash import execute, job_refs, reaction_for, run_commands
-from app.store.models import Job
+from app.store.handler_queries import CheckRunJob, check_run_job, latest_pipeline
 
 log = logging.getLogger("ployd.github")
 router = routing.Router()
 
 
+class ButtonForge(GitHubPermissions, GitHubReplies, Protocol):
+    """The check runs' buttons: who pressed, and a reply when refused."""
+
+
+class CommentForge(ButtonForge, GitHubReactions, Protocol):
+    """Commands in comments: and a reaction to the comment."""
+
+
 async def _run(
-    ctx: GitHubContext, repo: Repo, pr: int, commands: list[Any], user: str
+    ctx: GitHubContext[GitHubPermissions], repo: Repo, pr: int, commands: list[Any], user: str
 ) -> list[str]:
     async def permission() -> Permission:
-        return await permission_of(ctx, repo, user)
+        return await permission_of(ctx.forge, repo, user)
 
     return await run_commands(
-        ctx.services,
+        ctx.engine,
+        ctx.catalog,
         forge=FORGE,
-        pipeline_id=latest_pipeline(ctx.services.db, FORGE, repo.full_name, pr=pr),
+        pipeline_id=latest_pipeline(ctx.db, FORGE, repo.full_name, pr=pr),
         commands=commands,
         user=user,
         permission=permission,
@@ -50,7 +59,7 @@ async def _run(
 
 
 @router.register("issue_comment", action="created")
-async def on_comment(event: sansio.Event, ctx: GitHubContext, **_: Any) -> None:
+async def on_comment(event: sansio.Event, ctx: GitHubContext[CommentForge], **_: Any) -> None:
     p = event.data
     if "pull_request" not in p["issue"]:
         return  # a plain issue
@@ -63,24 +72,20 @@ async def on_comment(event: sansio.Event, ctx: GitHubContext, **_: Any) -> None:
     user = p["comment"]["user"]["login"]
     number = int(p["issue"]["number"])
     replies = await _run(ctx, repo, number, commands, user)
-    await ctx.client.add_reaction(repo, int(p["comment"]["id"]), reaction_for(commands, replies))
+    await ctx.forge.add_reaction(repo, int(p["comment"]["id"]), reaction_for(commands, replies))
     if replies:
-        await ctx.client.create_comment(repo, number, f"@{user}\n\n" + "\n\n".join(replies))
+        await ctx.forge.create_comment(repo, number, f"@{user}\n\n" + "\n\n".join(replies))
 
 
-def _job_of_check_run(ctx: GitHubContext, external_id: str | None) -> Job | None:
+def _job_of_check_run(ctx: GitHubContext[object], external_id: str | None) -> CheckRunJob | None:
     if not external_id or not external_id.isdigit():
         return None
-    with ctx.services.db.session() as s:
-        job = s.get(Job, int(external_id))
-        if job is not None:
-            _ = job.pipeline.pr_number
-        return job
+    return check_run_job(ctx.db, int(external_id))
 
 
 @router.register("check_run", action="rerequested")
 @router.register("check_run", action="requested_action")
-async def on_check_run(event: sansio.Event, ctx: GitHubContext, **_: Any) -> None:
+async def on_check_run(event: sansio.Event, ctx: GitHubContext[ButtonForge], **_: Any) -> None:
     """The buttons: "Re-run" (rerequested), and PloyD's own actions: `retry`,
     `retry-on:HW`, `run`. They obey the same rules as the commands they stand for."""
     p = event.data
@@ -93,23 +98,23 @@ async def on_check_run(event: sansio.Event, ctx: GitHubContext, **_: Any) -> Non
     commands = parse_comment(text)
     repo = ctx.repo(p)
     user = p["sender"]["login"]
-    pr = job.pipeline.pr_number
+    pr = job.pr_number
     if pr is not None:
         replies = await _run(ctx, repo, pr, commands, user)
         if replies:
-            await ctx.client.create_comment(repo, pr, f"@{user}\n\n" + "\n\n".join(replies))
+            await ctx.forge.create_comment(repo, pr, f"@{user}\n\n" + "\n\n".join(replies))
         return
     # A branch pipeline: no conversation to answer in; only writers may press buttons.
-    permission = await permission_of(ctx, repo, user)
+    permission = await permission_of(ctx.forge, repo, user)
     allowed, why = may_run(
         Verb.RETRY, permission, is_pr_author=False, same_hardware=not hw, user=user
     )
     if not allowed:
         log.info("check run button refused: %s", why)
         return
-    refs, ids = job_refs(ctx.services, job.pipeline_id)
+    refs, ids, _author = job_refs(ctx.db, job.pipeline_id)
     for cmd in commands:
         if isinstance(cmd, Command):
-            res = resolve(cmd, refs, ctx.services.catalog)
+            res = resolve(cmd, refs, ctx.catalog)
             if isinstance(res, Resolution):
-                execute(ctx.services, res, ids, job.pipeline_id, user)
+                execute(ctx.engine, ctx.catalog, res, ids, job.pipeline_id, user)

@@ -1,22 +1,37 @@
-"""What every GitLab handler receives: the services, the GitLab client, and helpers."""
+"""What every GitLab handler receives: its forge port, the engine, the hardware catalog,
+and helpers.
+
+``GitLabContext[F]`` is generic in the forge: each handler names, as ``F``, the Protocol
+of the few GitLab operations it uses (built from ``app.adapters.ports``); the service
+passes the ``GitLabClient``, tests an in-memory fake.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
-from app.adapters.gitlab.client import GitLabClient
+from app.adapters.ports import GitLabMembers
+from app.core.hardware import Catalog
 from app.core.slash import Permission, gitlab_permission
-from app.engine.engine import RepoRef
-from app.services import Services
+from app.engine.engine import Engine, RepoRef
+from app.store.db import Database
 
 FORGE = "gitlab"
 
+F = TypeVar("F", covariant=True)
 
-@dataclass
-class GitLabContext:
-    services: Services
-    client: GitLabClient
+
+@dataclass(frozen=True)
+class GitLabContext(Generic[F]):
+    forge: F
+    engine: Engine
+    catalog: Catalog
+    git_url: str  # where agents clone from (Settings.gitlab_git_url; "": the project's)
+
+    @property
+    def db(self) -> Database:
+        return self.engine.db
 
     @staticmethod
     def path(payload: dict[str, Any]) -> str:
@@ -24,7 +39,7 @@ class GitLabContext:
         return str(payload["project"]["path_with_namespace"])
 
     def clone_url(self, project: dict[str, Any]) -> str:
-        base = self.services.settings.gitlab_git_url
+        base = self.git_url
         if base:
             path = project["path_with_namespace"]
             return f"{base}/{path}" + (".git" if base.startswith("http") else "")
@@ -44,5 +59,7 @@ class GitLabContext:
             tenant_name=group,
         )
 
-    async def permission(self, project: str, user: int | str) -> Permission:
-        return gitlab_permission(await self.client.access_level(project, user))
+    async def permission(
+        self: GitLabContext[GitLabMembers], project: str, user: int | str
+    ) -> Permission:
+        return gitlab_permission(await self.forge.access_level(project, user))

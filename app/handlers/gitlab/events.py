@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Protocol
 
+from app.adapters.ports import (
+    GitLabChangedFiles,
+    GitLabFiles,
+    GitLabMembers,
+    GitLabMergeRequests,
+    GitLabReplies,
+    GitLabStatuses,
+)
 from app.core.config.errors import ConfigError
 from app.core.report import config_error_note
 from app.core.triggers import Event, EventKind
@@ -12,13 +20,13 @@ from app.handlers.gitlab.context import FORGE, GitLabContext
 from app.handlers.pipelines import (
     CONFIG_FILE,
     Request,
-    already_started,
     cancel_request,
     changed_or_none,
     held_for_approval,
     start_forge_pipeline,
     supersede,
 )
+from app.store.handler_queries import already_started
 
 log = logging.getLogger("ployd.gitlab")
 
@@ -26,8 +34,21 @@ ZERO_SHA = "0" * 40
 PR_ACTIONS = {"open": "opened", "reopen": "reopened", "update": "synchronize"}
 
 
+class StartForge(GitLabFiles, GitLabStatuses, GitLabReplies, Protocol):
+    """Starting a pipeline: read `.ployd.yml`; an invalid one is a failed status and, on
+    a merge request, a note."""
+
+
+class PushForge(StartForge, GitLabChangedFiles, Protocol):
+    """Push Hook, Tag Push Hook: the changed files for path filters, too."""
+
+
+class MergeRequestForge(PushForge, GitLabMergeRequests, GitLabMembers, Protocol):
+    """Merge Request Hook: the request's facts, and whether a fork's author may run code."""
+
+
 async def start_pipeline(
-    ctx: GitLabContext,
+    ctx: GitLabContext[StartForge],
     payload: dict[str, Any],
     event: Event,
     *,
@@ -42,11 +63,11 @@ async def start_pipeline(
     project = ctx.path(payload)
 
     async def read_config() -> str | None:
-        return await ctx.client.get_file(project, CONFIG_FILE, event.sha)
+        return await ctx.forge.get_file(project, CONFIG_FILE, event.sha)
 
     async def on_invalid(errors: list[ConfigError]) -> None:
         n = len(errors)
-        await ctx.client.set_status(
+        await ctx.forge.set_status(
             project,
             event.sha,
             "failed",
@@ -54,11 +75,11 @@ async def start_pipeline(
             description=f"{n} error{'s' if n != 1 else ''} in {CONFIG_FILE}",
         )
         if mr is not None:
-            await ctx.client.create_note(project, mr, config_error_note(errors, event.sha))
+            await ctx.forge.create_note(project, mr, config_error_note(errors, event.sha))
 
     return await start_forge_pipeline(
-        ctx.services.engine,
-        ctx.services.catalog,
+        ctx.engine,
+        ctx.catalog,
         read_config=read_config,
         on_invalid=on_invalid,
         event=event,
@@ -71,17 +92,17 @@ async def start_pipeline(
     )
 
 
-async def on_push(payload: dict[str, Any], ctx: GitLabContext, inbox_id: int) -> None:
+async def on_push(payload: dict[str, Any], ctx: GitLabContext[PushForge], inbox_id: int) -> None:
     after, ref = payload.get("after") or ZERO_SHA, payload["ref"]
     if after == ZERO_SHA:
         return  # a deleted branch or tag
     project = ctx.path(payload)
-    if already_started(ctx.services.db, FORGE, project, after, ref):
+    if already_started(ctx.db, FORGE, project, after, ref):
         return
     before = payload.get("before") or ZERO_SHA
     changed = None
     if before != ZERO_SHA:
-        fetch = ctx.client.compare_files(project, before, after)
+        fetch = ctx.forge.compare_files(project, before, after)
         changed = await changed_or_none(fetch, f"compare {before}...{after}")
     ev = Event(
         EventKind.PUSH,
@@ -95,14 +116,16 @@ async def on_push(payload: dict[str, Any], ctx: GitLabContext, inbox_id: int) ->
     await start_pipeline(ctx, payload, ev, trigger=trigger, actor=actor, inbox_id=inbox_id)
 
 
-async def on_merge_request(payload: dict[str, Any], ctx: GitLabContext, inbox_id: int) -> None:
+async def on_merge_request(
+    payload: dict[str, Any], ctx: GitLabContext[MergeRequestForge], inbox_id: int
+) -> None:
     attrs = payload["object_attributes"]
     action, iid, project = attrs.get("action"), int(attrs["iid"]), ctx.path(payload)
     who = (payload.get("user") or {}).get("username", "gitlab")
     if action in ("close", "merge"):
-        cancel_request(ctx.services.engine, FORGE, project, iid, f"{who} ({action}d)")
+        cancel_request(ctx.engine, FORGE, project, iid, f"{who} ({action}d)")
         return
-    mr = await ctx.client.get_mr(project, iid)
+    mr = await ctx.forge.get_mr(project, iid)
     author = str(mr["author"])
     req = Request(
         number=iid,
@@ -114,9 +137,9 @@ async def on_merge_request(payload: dict[str, Any], ctx: GitLabContext, inbox_id
     )
     fork = bool(mr["is_fork"])
     held = await held_for_approval(fork, lambda: ctx.permission(project, author))
-    changed = await changed_or_none(ctx.client.mr_changed_files(project, iid), f"changes of !{iid}")
+    changed = await changed_or_none(ctx.forge.mr_changed_files(project, iid), f"changes of !{iid}")
     ev, sha = req.event(changed), req.sha
-    supersede(ctx.services.engine, FORGE, project, iid, sha)
+    supersede(ctx.engine, FORGE, project, iid, sha)
     await start_pipeline(
         ctx,
         payload,

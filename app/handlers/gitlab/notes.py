@@ -3,18 +3,23 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
+from app.adapters.ports import GitLabEmoji, GitLabMembers, GitLabReplies
 from app.core.report import MARKER
 from app.core.slash import Permission, parse_comment
 from app.handlers.gitlab.context import FORGE, GitLabContext
-from app.handlers.pipelines import latest_pipeline
 from app.handlers.slash import reaction_for, run_commands
+from app.store.handler_queries import latest_pipeline
 
 EMOJI = {"+1": "thumbsup", "confused": "confused", "eyes": "eyes"}
 
 
-async def on_note(payload: dict[str, Any], ctx: GitLabContext, inbox_id: int) -> None:
+class NoteForge(GitLabMembers, GitLabEmoji, GitLabReplies, Protocol):
+    """Commands in notes: who wrote it, an award emoji, a note when refused."""
+
+
+async def on_note(payload: dict[str, Any], ctx: GitLabContext[NoteForge], inbox_id: int) -> None:
     attrs = payload["object_attributes"]
     body = str(attrs.get("note") or "")
     if attrs.get("system") or MARKER in body:
@@ -30,15 +35,16 @@ async def on_note(payload: dict[str, Any], ctx: GitLabContext, inbox_id: int) ->
         return await ctx.permission(project, int(user.get("id") or 0) or username)
 
     replies = await run_commands(
-        ctx.services,
+        ctx.engine,
+        ctx.catalog,
         forge=FORGE,
-        pipeline_id=latest_pipeline(ctx.services.db, FORGE, project, pr=iid),
+        pipeline_id=latest_pipeline(ctx.db, FORGE, project, pr=iid),
         commands=commands,
         user=username,
         permission=permission,
     )
-    await ctx.client.award_emoji(
+    await ctx.forge.award_emoji(
         project, iid, int(attrs["id"]), EMOJI[reaction_for(commands, replies)]
     )
     if replies:
-        await ctx.client.create_note(project, iid, f"@{username}\n\n" + "\n\n".join(replies))
+        await ctx.forge.create_note(project, iid, f"@{username}\n\n" + "\n\n".join(replies))

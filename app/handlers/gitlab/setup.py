@@ -14,11 +14,12 @@ from app.handlers.gitlab import events, notes
 from app.handlers.gitlab.context import GitLabContext
 from app.handlers.inbox_worker import InboxWorker
 from app.protocol import JobPayload
+from app.reporters.base import ReportSources
 from app.reporters.gitlab import GitLabReporter
 from app.services import Services
 from app.store.models import InboxEvent
 
-Handler = Callable[[dict[str, Any], GitLabContext, int], Awaitable[None]]
+Handler = Callable[[dict[str, Any], GitLabContext[Any], int], Awaitable[None]]
 HANDLERS: dict[str, Handler] = {
     "Push Hook": events.on_push,
     "Tag Push Hook": events.on_push,
@@ -59,7 +60,12 @@ class GitLabParts:
 
 async def start_gitlab(services: Services, client: GitLabClient) -> GitLabParts:
     """Start the GitLab side: the inbox worker and the reporter."""
-    ctx = GitLabContext(services=services, client=client)
+    ctx = GitLabContext(
+        forge=client,
+        engine=services.engine,
+        catalog=services.catalog,
+        git_url=services.settings.gitlab_git_url,
+    )
 
     async def dispatch(row: InboxEvent) -> None:
         handler = HANDLERS.get(row.event)
@@ -67,7 +73,10 @@ async def start_gitlab(services: Services, client: GitLabClient) -> GitLabParts:
             await handler(row.payload, ctx, row.id)
 
     worker = InboxWorker(services.db, "gitlab", dispatch)
-    reporter = GitLabReporter(services, client)
+    sources = ReportSources(
+        db=services.db, logs=services.logs, catalog=services.catalog, settings=services.settings
+    )
+    reporter = GitLabReporter(sources, client)
     unsubscribe = services.engine.events.subscribe(
         PipelinesChanged, lambda e: reporter.on_change(set(e.pipeline_ids))
     )
