@@ -4,9 +4,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
+from app.core.clock import aware
 from app.core.links import sign_job
 from app.core.logscan import first_error_line, tail
 from app.core.report import JobView, PipelineView
@@ -16,12 +16,6 @@ from app.store.forge_reports import ReportAttempt, ReportJob, ReportPipeline
 
 TAIL_BYTES = 64 * 1024
 TAIL_LINES = 60
-
-
-def aware(dt: datetime | None) -> datetime | None:
-    if dt is None:
-        return None
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
 def log_url(base_url: str, key: bytes, job: ReportJob, tenant_id: int) -> str:
