@@ -6,15 +6,15 @@ SQLAlchemy Core on a plain connection (no ORM session): a fraction of the cost.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Table, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from app.store.db import Database
 from app.store.models import InboxEvent, utcnow
 
-T = InboxEvent.__table__
+T = cast(Table, InboxEvent.__table__)
 
 
 def record(
