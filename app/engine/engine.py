@@ -215,6 +215,19 @@ class Engine:
             s, AuditRecord(actor=actor, forge=forge, action=action, target=target, details=details)
         )
 
+    def record(
+        self, actor: str, action: str, target: str, forge: str = "local", **details: Any
+    ) -> None:
+        """Audit what someone did (on a forge, in the API), in a transaction of its own."""
+        with self.db.session() as s:
+            self.audit(s, actor, action, target, forge=forge, **details)
+
+    def add_repositories(self, refs: Iterable[RepoRef]) -> None:
+        """Know these repositories (and their tenants) before any pipeline runs there."""
+        with self.db.session() as s:
+            for ref in refs:
+                self.ensure_repository(s, ref)
+
     # ---- pipelines --------------------------------------------------------------------
 
     def ensure_repository(self, s: Session, ref: RepoRef) -> Repository:

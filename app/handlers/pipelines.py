@@ -99,8 +99,7 @@ def rerun_finished(engine: Engine, pipeline_id: int, actor: str) -> int:
 
 def audit(engine: Engine, actor: str, action: str, target: str, forge: str, **details: Any) -> None:
     """Record what someone did on a forge in the audit log, in a transaction of its own."""
-    with engine.db.session() as s:
-        engine.audit(s, actor, action, target, forge=forge, **details)
+    engine.record(actor, action, target, forge, **details)
 
 
 async def start_forge_pipeline(

@@ -24,20 +24,17 @@ def _tenant(ctx: Context, installation: dict[str, Any], active: bool) -> None:
 
 
 def _add_repos(ctx: Context, installation: dict[str, Any], repos: list[Any]) -> None:
-    engine = ctx.engine
     account = installation.get("account") or {}
-    with ctx.db.session() as s:
-        for r in repos:
-            engine.ensure_repository(
-                s,
-                RepoRef(
-                    forge=FORGE,
-                    full_name=r["full_name"],
-                    clone_url=ctx.clone_url(r["full_name"]),
-                    tenant_external_id=str(installation["id"]),
-                    tenant_name=str(account.get("login") or installation["id"]),
-                ),
-            )
+    ctx.engine.add_repositories(
+        RepoRef(
+            forge=FORGE,
+            full_name=r["full_name"],
+            clone_url=ctx.clone_url(r["full_name"]),
+            tenant_external_id=str(installation["id"]),
+            tenant_name=str(account.get("login") or installation["id"]),
+        )
+        for r in repos
+    )
 
 
 @router.register("installation", action="created")
