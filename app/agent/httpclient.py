@@ -2,10 +2,12 @@
 
 ``http.client`` connections are kept alive in a small pool per origin (a job's log
 chunks and step reports reuse one connection to the server instead of connecting for
-each), and each exchange runs in a thread of its own, so the event loop never blocks on
-the network. Cancelling a call, or its ``timeout`` passing, shuts the connection's socket
-down, which ends the blocked thread at once; such a connection is never reused. The
-threads are daemons: one stuck connecting somewhere cannot hold up the agent's exit.
+each), and each exchange runs in a worker thread, so the event loop never blocks on the
+network. Cancelling a call, or its ``timeout`` passing, shuts the connection's socket
+down, which ends the blocked exchange at once; such a connection is never reused. The
+workers are daemon threads, reused from call to call (starting a thread per call costs
+more than the call on a loaded machine): one stuck connecting somewhere cannot hold up
+the agent's exit.
 
 Request bodies may be files (streamed, never read whole into memory); a ``read``
 callback given to ``Http.call`` consumes the answer in the thread, so downloads stream
@@ -17,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import http.client
+import queue
 import select
 import socket
 import ssl
@@ -109,32 +112,76 @@ def _dropped(sock: socket.socket) -> bool:
         return True
 
 
-def _in_thread(fn: Callable[[], T]) -> asyncio.Future[T]:
-    """Run ``fn`` in a new daemon thread; its outcome settles the future on this loop
-    (unless the future was cancelled first: then it is dropped)."""
-    loop = asyncio.get_running_loop()
-    fut: asyncio.Future[T] = loop.create_future()
+class Workers:
+    """Daemon threads that run blocking calls for an event loop. A call finds an idle
+    worker or starts one; a worker idle for ``idle_s`` ends."""
 
-    def settle(value: Any, error: BaseException | None) -> None:
-        if fut.done():
-            return
-        if error is not None:
-            fut.set_exception(error)
-        else:
-            fut.set_result(value)
+    def __init__(self, idle_s: float = 60.0, name: str = "ployd-agent-http") -> None:
+        self.idle_s = idle_s
+        self.name = name
+        self._jobs: queue.SimpleQueue[
+            tuple[asyncio.AbstractEventLoop, asyncio.Future[Any], Callable[[], Any]] | None
+        ] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._idle = 0  # workers waiting for a job that no queued job is promised to
+        self.busy = 0  # calls running now
 
-    def work() -> None:
-        value: Any = None
-        error: BaseException | None = None
-        try:
-            value = fn()
-        except BaseException as e:
-            error = e
-        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
-            loop.call_soon_threadsafe(settle, value, error)
+    def run(self, fn: Callable[[], T]) -> asyncio.Future[T]:
+        """Run ``fn`` in a worker; its outcome settles the future on this loop (unless
+        the future was cancelled first: then it is dropped)."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[T] = loop.create_future()
+        with self._lock:
+            start = self._idle == 0
+            if not start:
+                self._idle -= 1
+            self.busy += 1
+        self._jobs.put((loop, fut, fn))
+        if start:
+            threading.Thread(target=self._work, name=self.name, daemon=True).start()
+        return fut
 
-    threading.Thread(target=work, name="ployd-agent-http", daemon=True).start()
-    return fut
+    def _work(self) -> None:
+        while True:
+            try:
+                job = self._jobs.get(timeout=self.idle_s)
+            except queue.Empty:
+                with self._lock:
+                    if self._idle > 0:  # no job is on its way to this worker: end
+                        self._idle -= 1
+                        return
+                continue
+            if job is None:  # closed
+                return
+            loop, fut, fn = job
+            value: Any = None
+            error: BaseException | None = None
+            try:
+                value = fn()
+            except BaseException as e:
+                error = e
+            with self._lock:
+                self.busy -= 1
+                self._idle += 1
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+                loop.call_soon_threadsafe(_settle, fut, value, error)
+            del job, fut, fn, value, error
+
+    def close(self) -> None:
+        """End the idle workers (busy ones end after their call)."""
+        with self._lock:
+            idle, self._idle = self._idle, 0
+        for _ in range(idle):
+            self._jobs.put(None)
+
+
+def _settle(fut: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
+    if fut.done():
+        return
+    if error is not None:
+        fut.set_exception(error)
+    else:
+        fut.set_result(value)
 
 
 class _Exchange:
@@ -186,6 +233,7 @@ class Http:
         self._idle: dict[tuple[str, str, int], list[http.client.HTTPConnection]] = {}
         self._lock = threading.Lock()
         self._closed = False
+        self.workers = Workers()
 
     def _connection(self, origin: tuple[str, str, int]) -> tuple[http.client.HTTPConnection, bool]:
         """An idle connection to ``origin`` that is still open, or a new one; whether
@@ -281,7 +329,7 @@ class Http:
         all_headers = {"User-Agent": USER_AGENT, **(headers or {})}
         conn, reused = self._connection(origin)
         ex = _Exchange(conn, reused)
-        fut = _in_thread(
+        fut = self.workers.run(
             lambda: self._exchange(origin, ex, method, target, body, all_headers, timeout, read)
         )
         try:
@@ -305,10 +353,12 @@ class Http:
         return await self.call(method, url, read_all, body=body, headers=headers, timeout=timeout)
 
     def close(self) -> None:
-        """Close the idle connections; those in use are closed when their call ends."""
+        """Close the idle connections and end the idle workers; those in use end when
+        their call does."""
         with self._lock:
             self._closed = True
             idle = [c for conns in self._idle.values() for c in conns]
             self._idle.clear()
         for conn in idle:
             conn.close()
+        self.workers.close()

@@ -130,10 +130,6 @@ def client_for(url: str, http: Http, backoff_s: float = 0.01, **kw: Any) -> Agen
     return AgentClient(url, "agent-token", http=http, backoff_s=backoff_s, **kw)
 
 
-def _http_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name == "ployd-agent-http"]
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -299,7 +295,7 @@ async def test_a_connection_the_server_closed_while_idle_is_not_an_error(
     assert sleeps == []
 
 
-async def test_a_cancelled_call_ends_its_thread_and_connection(
+async def test_a_cancelled_call_ends_its_exchange_and_connection(
     loop_server: Loopback, http: Http
 ) -> None:
     beat = "/api/v1/agent/attempts/1/heartbeat"
@@ -311,10 +307,31 @@ async def test_a_cancelled_call_ends_its_thread_and_connection(
     with pytest.raises(asyncio.CancelledError):
         await task
     deadline = time.monotonic() + 2
-    while _http_threads() and time.monotonic() < deadline:
+    while http.workers.busy and time.monotonic() < deadline:
         await asyncio.sleep(0.01)
-    assert _http_threads() == []  # its socket was shut down: the thread ended at once
+    assert http.workers.busy == 0  # its socket was shut down: the exchange ended at once
     assert not any(http._idle.values())  # and the connection is not reused
+
+
+async def test_workers_are_reused_and_end_when_idle(loop_server: Loopback) -> None:
+    http = Http()
+    http.workers.idle_s = 0.2
+    http.workers.name = "test-workers"
+
+    def workers() -> int:
+        return sum(t.name == "test-workers" for t in threading.enumerate())
+
+    client = client_for(loop_server.url, http)
+    for seq in range(10):
+        await client.log(1, TOKEN, LogChunk(seq, "x"))
+    assert workers() == 1  # one call at a time: one worker
+    await asyncio.gather(*(client.log(1, TOKEN, LogChunk(seq, "x")) for seq in range(3)))
+    assert 1 <= workers() <= 3
+    deadline = time.monotonic() + 3
+    while workers() and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert workers() == 0
+    http.close()
 
 
 # ---- transfers -------------------------------------------------------------------------
