@@ -124,6 +124,7 @@ class Workers:
         ] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._idle = 0  # workers waiting for a job that no queued job is promised to
+        self._closed = False
         self.busy = 0  # calls running now
 
     def run(self, fn: Callable[[], T]) -> asyncio.Future[T]:
@@ -162,14 +163,20 @@ class Workers:
                 error = e
             with self._lock:
                 self.busy -= 1
-                self._idle += 1
+                closed = self._closed
+                if not closed:
+                    self._idle += 1
             with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
                 loop.call_soon_threadsafe(_settle, fut, value, error)
+            if closed:
+                return
             del job, fut, fn, value, error
 
     def close(self) -> None:
-        """End the idle workers (busy ones end after their call)."""
+        """End the idle workers, and the busy ones after their call (a call made after
+        this still runs, in a worker of its own)."""
         with self._lock:
+            self._closed = True
             idle, self._idle = self._idle, 0
         for _ in range(idle):
             self._jobs.put(None)

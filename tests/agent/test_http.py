@@ -331,7 +331,15 @@ async def test_workers_are_reused_and_end_when_idle(loop_server: Loopback) -> No
     while workers() and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
     assert workers() == 0
-    http.close()
+    http.workers.idle_s = 30
+    await client.log(1, TOKEN, LogChunk(0, "x"))
+    assert workers() == 1
+    http.close()  # ends the idle workers now
+    deadline = time.monotonic() + 3
+    while workers() and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert workers() == 0
+    assert await client.log(1, TOKEN, LogChunk(0, "x")) is False  # closed still works
 
 
 # ---- transfers -------------------------------------------------------------------------
