@@ -25,6 +25,7 @@ import hashlib
 import http.client
 import io
 import json
+import mimetypes
 import os
 import tarfile
 import tempfile
@@ -48,6 +49,7 @@ MANIFEST = "ployd-cache.json"
 TRANSFER_RETRIES = 3
 MAX_REDIRECTS = 10
 REDIRECTS = (301, 302, 303, 307, 308)
+OCTET_STREAM = "application/octet-stream"
 
 
 class TransferError(Exception):
@@ -203,6 +205,8 @@ class Mover:
     async def put(self, target: dict[str, Any], path: Path, size: int) -> None:
         url, headers = self._where(target)
         headers["Content-Length"] = str(size)
+        if not any(k.lower() == "content-type" for k in headers):  # guessed, as aiohttp did
+            headers["Content-Type"] = mimetypes.guess_type(path.name)[0] or OCTET_STREAM
         for i in range(TRANSFER_RETRIES):
             resp = None
             with path.open("rb") as f:

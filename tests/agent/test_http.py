@@ -358,6 +358,7 @@ async def test_uploads_and_downloads_stream_with_their_length(
     sent = loop_server.headers[-1]
     assert sent["content-length"] == str(len(data)) and "transfer-encoding" not in sent
     assert sent["authorization"] == f"Bearer {TOKEN}"
+    assert sent["content-type"] == "application/octet-stream"
 
     async def serve(request: web.Request) -> web.StreamResponse:
         return web.Response(body=data)
@@ -393,13 +394,14 @@ async def test_a_download_follows_redirects_and_keeps_the_token_home(
 async def test_transfer_retries_5xx_and_refuses_4xx(
     loop_server: Loopback, http: Http, tmp_path: Path
 ) -> None:
-    src = tmp_path / "f"
+    src = tmp_path / "report.html"
     src.write_bytes(b"abc")
     mover = Mover(client_for(loop_server.url, http), TOKEN)
     loop_server.script("/s/1", status(500), status(200))
     await mover.put({"url": f"{loop_server.url}/s/1"}, src, 3)
     assert loop_server.calls["/s/1"] == 2
     assert "authorization" not in loop_server.headers[-1]  # a presigned URL: no token
+    assert loop_server.headers[-1]["content-type"] == "text/html"  # guessed from the name
     loop_server.script("/s/2", status(403, "expired"))
     with pytest.raises(TransferError, match="upload refused: HTTP 403: expired"):
         await mover.put({"url": f"{loop_server.url}/s/2"}, src, 3)
