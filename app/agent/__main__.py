@@ -53,14 +53,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 async def amain(args: argparse.Namespace) -> int:
-    import aiohttp
-
     from app.agent.agent import Agent
     from app.agent.client import AgentClient
 
-    async with aiohttp.ClientSession() as session:
+    client = AgentClient(args.server, args.token)
+    try:
         agent = Agent(
-            AgentClient(session, args.server, args.token),
+            client,
             args.agent_id,
             args.work_dir,
             claim_wait=args.claim_wait,
@@ -71,6 +70,8 @@ async def amain(args: argparse.Namespace) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, agent.terminate)
         return await agent.run(once=args.once)
+    finally:
+        client.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -146,7 +146,7 @@ class Agent:
             await job_run.send_log(f"\n⚠ EC2 rebalance recommendation: {text.strip()}\n")
 
         watcher = SpotWatcher(
-            self.client.session,
+            self.client.http,
             self.imds_url,
             interval=self.imds_interval,
             on_notice=notice,

@@ -1,20 +1,22 @@
-"""The agent's side of docs/agent-protocol.md: one method per call, over one aiohttp session.
+"""The agent's side of docs/agent-protocol.md: one method per call, over kept-alive
+connections (``app.agent.httpclient``, the standard library's ``http.client``).
 
 Messages are ``app.protocol``'s dataclasses. Calls made with the job token are retried on
-network errors and 5xx answers (the server dedupes log chunks on ``seq`` and step reports
-are idempotent); 401, 403 and 409 mean the attempt is no longer ours, raised as
-``AttemptGone``; an answer the protocol does not allow is ``BadAnswer``.
+network errors, timeouts and 5xx answers (the server dedupes log chunks on ``seq`` and
+step reports are idempotent); 401, 403 and 409 mean the attempt is no longer ours, raised
+as ``AttemptGone``; an answer the protocol does not allow is ``BadAnswer``; a 5xx that is
+not retried (the claim, the heartbeat) is ``ServerError``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Mapping
 from typing import Any
 
-import aiohttp
-
+from app.agent.httpclient import TRANSPORT_ERRORS, Http, HTTPStatusError
 from app.protocol import (
     Answer,
     Claim,
@@ -43,21 +45,29 @@ class AttemptGone(BadAnswer):
     """401, 403 or 409 on a job-token call: stop working on this attempt."""
 
 
+class ServerError(HTTPStatusError):
+    """A 5xx answer: the server is in trouble; calls with the job token retry it."""
+
+
 class Unavailable(Exception):
     """The server could not be reached (after retries)."""
+
+
+# What a retried call retries, with backoff: no answer, or a 5xx one.
+RETRY_ON: tuple[type[BaseException], ...] = (ServerError, *TRANSPORT_ERRORS)
 
 
 class AgentClient:
     def __init__(
         self,
-        session: aiohttp.ClientSession,
         server: str,
         agent_token: str,
         *,
+        http: Http | None = None,
         retries: int = 4,
         backoff_s: float = 0.2,
     ) -> None:
-        self.session = session
+        self.http = http if http is not None else Http()
         self.server = server.rstrip("/")
         self.agent_token = agent_token
         self.retries = retries
@@ -66,28 +76,29 @@ class AgentClient:
     async def _post(
         self, path: str, token: str, body: Mapping[str, Any], timeout_s: float
     ) -> tuple[int, Any]:
-        """One POST; (status, JSON body or None)."""
-        async with self.session.post(
+        """One POST; (status, JSON body or None: 204 or an empty body)."""
+        resp = await self.http.request(
+            "POST",
             self.server + API + path,
-            json=dict(body),
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=aiohttp.ClientTimeout(total=timeout_s),
-        ) as resp:
-            if resp.status == 204:
-                return 204, None
-            text = await resp.text()
-            if resp.status in (401, 403, 409):
-                raise AttemptGone(resp.status, text)
-            if resp.status >= 500:
-                raise aiohttp.ClientResponseError(
-                    resp.request_info, (), status=resp.status, message=text[:200]
-                )
-            if resp.status >= 300:
-                raise BadAnswer(resp.status, text)
-            try:
-                return resp.status, await resp.json(content_type=None)
-            except ValueError as e:
-                raise BadAnswer(resp.status, f"not JSON: {text}") from e
+            body=json.dumps(dict(body)).encode(),
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+            timeout=timeout_s,
+        )
+        if resp.status == 204:
+            return 204, None
+        text = resp.text()
+        if resp.status in (401, 403, 409):
+            raise AttemptGone(resp.status, text)
+        if resp.status >= 500:
+            raise ServerError(resp.status, text[:200])
+        if resp.status >= 300:
+            raise BadAnswer(resp.status, text)
+        if not text.strip():
+            return resp.status, None
+        try:
+            return resp.status, json.loads(text)
+        except ValueError as e:
+            raise BadAnswer(resp.status, f"not JSON: {text}") from e
 
     async def _post_retry(
         self,
@@ -102,13 +113,17 @@ class AgentClient:
         for i in range(tries):
             try:
                 return await self._post(path, token, body, timeout_s)
-            except (aiohttp.ClientError, TimeoutError) as e:
+            except RETRY_ON as e:
                 if i == tries - 1:
                     raise Unavailable(f"POST {path}: {e!r}") from e
                 delay = self.backoff_s * 2**i
                 log.warning("POST %s failed (%r); retrying in %.1fs", path, e, delay)
                 await asyncio.sleep(delay)  # backoff between retries
         raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        """Close the kept-alive connections."""
+        self.http.close()
 
     @staticmethod
     def _cancel(status: int, data: Any) -> bool:

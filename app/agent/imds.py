@@ -14,12 +14,16 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-import aiohttp
+from app.agent.httpclient import TRANSPORT_ERRORS, Http, HTTPStatusError
 
 log = logging.getLogger("ployd.agent.imds")
 
 DEFAULT_URL = "http://169.254.169.254"
 TOKEN_TTL_S = 21600
+TIMEOUT_S = 300.0  # per request (what the aiohttp client it replaces allowed by default)
+
+# A look that did not work: logged, and tried again after the interval.
+_UNREACHABLE: tuple[type[BaseException], ...] = (HTTPStatusError, *TRANSPORT_ERRORS)
 
 
 class SpotWatcher:
@@ -28,14 +32,14 @@ class SpotWatcher:
 
     def __init__(
         self,
-        session: aiohttp.ClientSession,
+        http: Http,
         base_url: str = DEFAULT_URL,
         *,
         interval: float = 2.0,
         on_notice: Callable[[str], Awaitable[None]],
         on_rebalance: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
-        self.session = session
+        self.http = http
         self.base_url = base_url.rstrip("/")
         self.interval = interval
         self.on_notice = on_notice
@@ -48,23 +52,27 @@ class SpotWatcher:
         """The metadata at ``path`` (None: 404, not there)."""
         for _ in range(2):
             if self._token is None:
-                async with self.session.put(
+                r = await self.http.request(
+                    "PUT",
                     f"{self.base_url}/latest/api/token",
                     headers={"X-aws-ec2-metadata-token-ttl-seconds": str(TOKEN_TTL_S)},
-                ) as r:
-                    r.raise_for_status()
-                    self._token = await r.text()
-            async with self.session.get(
+                    timeout=TIMEOUT_S,
+                )
+                r.raise_for_status()
+                self._token = r.text()
+            r = await self.http.request(
+                "GET",
                 f"{self.base_url}/latest/meta-data/{path}",
                 headers={"X-aws-ec2-metadata-token": self._token},
-            ) as r:
-                if r.status == 401:  # the token expired: get a new one
-                    self._token = None
-                    continue
-                if r.status == 404:
-                    return None
-                r.raise_for_status()
-                return await r.text()
+                timeout=TIMEOUT_S,
+            )
+            if r.status == 401:  # the token expired: get a new one
+                self._token = None
+                continue
+            if r.status == 404:
+                return None
+            r.raise_for_status()
+            return r.text()
         return None
 
     async def check(self) -> None:
@@ -84,6 +92,6 @@ class SpotWatcher:
         while not self.noticed:
             try:
                 await self.check()
-            except (aiohttp.ClientError, TimeoutError) as e:
+            except _UNREACHABLE as e:
                 log.warning("instance metadata not reachable: %s", e)
             await asyncio.sleep(self.interval)  # the polling period, not a wait on an event

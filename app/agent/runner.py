@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.agent.compat import ASYNC_TIMEOUT
 from app.protocol import (
     CANCELLED,
     FAILED,
@@ -235,7 +236,7 @@ async def kill_group(pid: int, exited: asyncio.Future[None], grace_s: float) -> 
     """SIGTERM process group ``pid``; SIGKILL it once its leader exited or ``grace_s``
     passed (members that ignored SIGTERM or outlived the leader go too)."""
     _killpg(pid, signal.SIGTERM)
-    with contextlib.suppress(TimeoutError):
+    with contextlib.suppress(*ASYNC_TIMEOUT):
         await asyncio.wait_for(asyncio.shield(exited), grace_s)
     _killpg(pid, signal.SIGKILL)
     await exited
@@ -246,7 +247,7 @@ async def _pump(stream: asyncio.StreamReader, out: LogStream) -> None:
     while True:
         try:
             data = await asyncio.wait_for(stream.read(READ_SIZE), out.due_in())
-        except TimeoutError:
+        except ASYNC_TIMEOUT:
             await out.flush()
             continue
         if not data:
@@ -432,7 +433,7 @@ async def _run_one(
     # within `drain_s`, then let go of the pipe (and kill them when the job ends).
     try:
         await asyncio.wait_for(asyncio.shield(reader), drain_s)
-    except TimeoutError:
+    except ASYNC_TIMEOUT:
         reader.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await reader

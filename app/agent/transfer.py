@@ -20,29 +20,36 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
+import http.client
 import io
 import json
+import mimetypes
 import os
 import tarfile
 import tempfile
 import time
+import urllib.parse
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
 from app.agent.cachekey import CacheKeyError, evaluate_key, normalize_pattern, short_key
 from app.agent.client import AgentClient
+from app.agent.compat import extract_member
 from app.agent.globs import matches_any
+from app.agent.httpclient import TRANSPORT_ERRORS, split_url
 from app.protocol import ArtifactsPayload, CachePayload
 
 LogSink = Callable[[str], Awaitable[None]]
 CHUNK = 1 << 20
 MANIFEST = "ployd-cache.json"
 TRANSFER_RETRIES = 3
+MAX_REDIRECTS = 10
+REDIRECTS = (301, 302, 303, 307, 308)
+OCTET_STREAM = "application/octet-stream"
 
 
 class TransferError(Exception):
@@ -164,13 +171,13 @@ def extract_archive(archive: Path, paths: list[str], workspace: Path, home: Path
             dest = expand_path(wanted[top], workspace, home)
             if rest:
                 dest.mkdir(parents=True, exist_ok=True)
-                tar.extract(m.replace(name=rest), dest, filter="tar")
+                extract_member(tar, m, rest, str(dest))
             elif m.isdir():
                 dest.mkdir(parents=True, exist_ok=True)
                 restored += 1
             else:
                 dest.parent.mkdir(parents=True, exist_ok=True)
-                tar.extract(m.replace(name=dest.name), dest.parent, filter="tar")
+                extract_member(tar, m, dest.name, str(dest.parent))
                 restored += 1
     return restored
 
@@ -179,7 +186,7 @@ def extract_archive(archive: Path, paths: list[str], workspace: Path, home: Path
 
 
 class Mover:
-    """PUT and GET to the targets the server hands out."""
+    """PUT and GET to the targets the server hands out, streaming the files."""
 
     def __init__(self, client: AgentClient, token: str) -> None:
         self.client = client
@@ -198,20 +205,21 @@ class Mover:
     async def put(self, target: dict[str, Any], path: Path, size: int) -> None:
         url, headers = self._where(target)
         headers["Content-Length"] = str(size)
+        if not any(k.lower() == "content-type" for k in headers):  # guessed, as aiohttp did
+            headers["Content-Type"] = mimetypes.guess_type(path.name)[0] or OCTET_STREAM
         for i in range(TRANSFER_RETRIES):
-            try:
-                with path.open("rb") as f:
-                    async with self.client.session.put(
-                        url, data=f, headers=headers, timeout=aiohttp.ClientTimeout(total=None)
-                    ) as resp:
-                        if resp.status < 300:
-                            return
-                        text = await resp.text()
-                        if resp.status < 500:
-                            raise TransferError(f"upload refused: HTTP {resp.status}: {text[:300]}")
-            except (aiohttp.ClientError, TimeoutError) as e:
-                if i == TRANSFER_RETRIES - 1:
-                    raise TransferError(f"upload failed: {e!r}") from e
+            resp = None
+            with path.open("rb") as f:
+                try:
+                    resp = await self.client.http.request("PUT", url, body=f, headers=headers)
+                except TRANSPORT_ERRORS as e:
+                    if i == TRANSFER_RETRIES - 1:
+                        raise TransferError(f"upload failed: {e!r}") from e
+            if resp is not None:
+                if resp.status < 300:
+                    return
+                if resp.status < 500:
+                    raise TransferError(f"upload refused: HTTP {resp.status}: {resp.text()[:300]}")
             await asyncio.sleep(0.2 * 2**i)  # backoff between retries
         raise TransferError("upload failed after retries")
 
@@ -220,27 +228,72 @@ class Mover:
         url, headers = self._where(target)
         for i in range(TRANSFER_RETRIES):
             try:
-                h = hashlib.sha256()
-                async with self.client.session.get(
-                    url, headers=headers, timeout=aiohttp.ClientTimeout(total=None)
-                ) as resp:
-                    if resp.status >= 300:
-                        text = await resp.text()
-                        if resp.status < 500:
-                            raise TransferError(
-                                f"download refused: HTTP {resp.status}: {text[:300]}"
-                            )
-                    else:
-                        with dest.open("wb") as f:
-                            async for chunk in resp.content.iter_chunked(CHUNK):
-                                h.update(chunk)
-                                f.write(chunk)
-                        return h.hexdigest()
-            except (aiohttp.ClientError, TimeoutError) as e:
+                got = await self._get(url, headers, dest)
+            except _LocalError as e:  # writing ``dest``: not the network's fault
+                raise e.error from None
+            except TRANSPORT_ERRORS as e:
                 if i == TRANSFER_RETRIES - 1:
                     raise TransferError(f"download failed: {e!r}") from e
+            else:
+                if got.status < 300:
+                    return got.digest
+                if got.status < 500:
+                    raise TransferError(f"download refused: HTTP {got.status}: {got.text[:300]}")
             await asyncio.sleep(0.2 * 2**i)  # backoff between retries
         raise TransferError("download failed after retries")
+
+    async def _get(self, url: str, headers: dict[str, str], dest: Path) -> _Got:
+        """One GET, following redirects (the token goes to the same origin only)."""
+        for _ in range(MAX_REDIRECTS + 1):
+            got = await self.client.http.call(
+                "GET", url, functools.partial(_save, dest), headers=headers
+            )
+            if got.location is None:
+                return got
+            following = urllib.parse.urljoin(url, got.location)
+            if split_url(following)[0] != split_url(url)[0]:
+                headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
+            url = following
+        raise http.client.HTTPException(f"more than {MAX_REDIRECTS} redirects")
+
+
+@dataclass(frozen=True)
+class _Got:
+    status: int
+    digest: str = ""  # the SHA-256 of the body saved (2xx)
+    text: str = ""  # the body of an error
+    location: str | None = None  # where a redirect points
+
+
+class _LocalError(Exception):
+    """Writing the downloaded file failed (carried out of the HTTP thread as itself)."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _save(dest: Path, resp: http.client.HTTPResponse) -> _Got:
+    """In the HTTP thread: stream a 2xx body into ``dest``, hashing it on the way."""
+    location = resp.getheader("Location")
+    if resp.status in REDIRECTS and location:
+        resp.read()
+        return _Got(resp.status, location=location)
+    if resp.status >= 300:
+        return _Got(resp.status, text=resp.read().decode("utf-8", errors="replace"))
+    h = hashlib.sha256()
+    try:
+        f = dest.open("wb")
+    except OSError as e:
+        raise _LocalError(e) from e
+    with f:
+        while chunk := resp.read(CHUNK):
+            h.update(chunk)
+            try:
+                f.write(chunk)
+            except OSError as e:
+                raise _LocalError(e) from e
+    return _Got(resp.status, digest=h.hexdigest())
 
 
 # ---- one job -------------------------------------------------------------------------

@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import pytest
 
 if TYPE_CHECKING:
@@ -20,21 +19,24 @@ if TYPE_CHECKING:
 
 from app.agent.agent import Agent
 from app.agent.client import AgentClient
+from app.agent.httpclient import Http
 
 
 @pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
+async def session() -> AsyncIterator[Http]:
+    http = Http()
+    yield http
+    http.close()
 
 
-def make_agent(stub: StubServer, session: aiohttp.ClientSession, work: Path, **kw: Any) -> Agent:
-    client = AgentClient(session, stub.url, kw.pop("token", stub.agent_token), backoff_s=0.01)
+def make_agent(stub: StubServer, session: Http, work: Path, **kw: Any) -> Agent:
+    token = kw.pop("token", stub.agent_token)
+    client = AgentClient(stub.url, token, http=session, backoff_s=0.01)
     return Agent(client, "test-1", work, claim_wait=kw.pop("claim_wait", 5), **kw)
 
 
 async def test_runs_a_job_and_reports(
-    stub: StubServer, session: aiohttp.ClientSession, repo: tuple[Path, str], tmp_path: Path
+    stub: StubServer, session: Http, repo: tuple[Path, str], tmp_path: Path
 ) -> None:
     path, sha = repo
     att = stub.add_job(f"file://{path}", sha, [
@@ -57,7 +59,7 @@ async def test_runs_a_job_and_reports(
 
 
 async def test_second_job_reuses_the_workspace(
-    stub: StubServer, session: aiohttp.ClientSession, repo: tuple[Path, str], tmp_path: Path
+    stub: StubServer, session: Http, repo: tuple[Path, str], tmp_path: Path
 ) -> None:
     path, sha = repo
     first = stub.add_job(str(path), sha, [{"run": "touch ignored-by-nobody"}])
@@ -70,7 +72,7 @@ async def test_second_job_reuses_the_workspace(
 
 
 async def test_failed_step(
-    stub: StubServer, session: aiohttp.ClientSession, repo: tuple[Path, str], tmp_path: Path
+    stub: StubServer, session: Http, repo: tuple[Path, str], tmp_path: Path
 ) -> None:
     path, sha = repo
     att = stub.add_job(str(path), sha, [{"run": "true"}, {"run": "exit 4"}, {"run": "true"}])
@@ -81,7 +83,7 @@ async def test_failed_step(
 
 
 async def test_workspace_failure_is_infrastructure(
-    stub: StubServer, session: aiohttp.ClientSession, repo: tuple[Path, str], tmp_path: Path
+    stub: StubServer, session: Http, repo: tuple[Path, str], tmp_path: Path
 ) -> None:
     path, _ = repo
     att = stub.add_job(str(path), "f" * 40, [{"run": "true"}])
@@ -94,7 +96,7 @@ async def test_workspace_failure_is_infrastructure(
 
 
 async def test_cancel_through_heartbeat_kills_the_step(
-    stub: StubServer, session: aiohttp.ClientSession, repo: tuple[Path, str], tmp_path: Path,
+    stub: StubServer, session: Http, repo: tuple[Path, str], tmp_path: Path,
     wait_gone: Callable[[int], bool],
 ) -> None:
     path, sha = repo
@@ -110,7 +112,7 @@ async def test_cancel_through_heartbeat_kills_the_step(
 
 
 async def test_log_post_retried_without_doubling(
-    stub: StubServer, session: aiohttp.ClientSession, repo: tuple[Path, str], tmp_path: Path
+    stub: StubServer, session: Http, repo: tuple[Path, str], tmp_path: Path
 ) -> None:
     path, sha = repo
     stub.fail_next["log"] = 2
@@ -124,7 +126,7 @@ async def test_log_post_retried_without_doubling(
 
 
 async def test_waits_for_a_job_queued_later(
-    stub: StubServer, session: aiohttp.ClientSession, repo: tuple[Path, str], tmp_path: Path
+    stub: StubServer, session: Http, repo: tuple[Path, str], tmp_path: Path
 ) -> None:
     path, sha = repo
     agent = make_agent(stub, session, tmp_path / "w", claim_wait=0.05)
@@ -136,14 +138,14 @@ async def test_waits_for_a_job_queued_later(
 
 
 async def test_bad_agent_token(
-    stub: StubServer, session: aiohttp.ClientSession, tmp_path: Path
+    stub: StubServer, session: Http, tmp_path: Path
 ) -> None:
     agent = make_agent(stub, session, tmp_path / "w", token="wrong")
     assert await agent.run(once=True) == 2
 
 
 async def test_terminate_mid_job_does_not_finish(
-    stub: StubServer, session: aiohttp.ClientSession, repo: tuple[Path, str], tmp_path: Path,
+    stub: StubServer, session: Http, repo: tuple[Path, str], tmp_path: Path,
     wait_gone: Callable[[int], bool],
 ) -> None:
     path, sha = repo

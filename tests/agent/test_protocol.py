@@ -299,6 +299,126 @@ def test_protocol_is_stdlib_only_and_python_3_9() -> None:
         assert "slots=True" not in text and "kw_only" not in text, path
 
 
+# Names of the standard library that Python 3.9 does not have (3.10 and 3.11 ones).
+NEWER_THAN_3_9 = {
+    "asyncio": {"TaskGroup", "timeout", "timeout_at", "Runner", "Barrier"},
+    "datetime": {"UTC"},
+    "typing": {
+        "Self", "TypeAlias", "ParamSpec", "Concatenate", "TypeGuard", "LiteralString", "Never",
+        "Required", "NotRequired", "assert_never", "assert_type", "reveal_type", "Unpack",
+        "TypeVarTuple", "dataclass_transform", "override", "is_typeddict",
+    },
+    "itertools": {"pairwise", "batched"},
+    "contextlib": {"aclosing", "chdir"},
+    "enum": {"StrEnum", "verify"},
+    "sys": {"stdlib_module_names", "orig_argv"},
+    "inspect": {"get_annotations"},
+}
+NEWER_MODULES = {"tomllib", "wsgiref.types"}
+NEWER_BUILTINS = {"ExceptionGroup", "BaseExceptionGroup", "aiter", "anext", "EncodingWarning"}
+TYPE_NAMES = {"int", "str", "float", "bytes", "bool", "dict", "list", "tuple", "set", "type"}
+
+
+def _runtime_union(node: ast.expr) -> bool:
+    """``X | Y`` of types outside an annotation: a TypeError on 3.9."""
+    def typeish(n: ast.expr) -> bool:
+        return (
+            (isinstance(n, ast.Constant) and n.value is None)
+            or (isinstance(n, ast.Name) and n.id in TYPE_NAMES)
+            or isinstance(n, ast.Subscript)
+            or (isinstance(n, ast.BinOp) and isinstance(n.op, ast.BitOr) and _runtime_union(n))
+        )
+    return (
+        isinstance(node, ast.BinOp)
+        and isinstance(node.op, ast.BitOr)
+        and (typeish(node.left) or typeish(node.right))
+    )
+
+
+def newer_than_3_9(source: str) -> list[str]:
+    """What in ``source`` needs a Python newer than 3.9 (line: what)."""
+    tree = ast.parse(source)
+    found: list[str] = []
+    aliases: dict[str, str] = {}  # local name -> module
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                aliases[a.asname or a.name.split(".")[0]] = a.name
+                if a.name in NEWER_MODULES:
+                    found.append(f"{node.lineno}: import {a.name}")
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            if node.module in NEWER_MODULES:
+                found.append(f"{node.lineno}: from {node.module}")
+            for a in node.names:
+                if a.name in NEWER_THAN_3_9.get(node.module, ()):
+                    found.append(f"{node.lineno}: from {node.module} import {a.name}")
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+            module = aliases.get(node.value.id, node.value.id)
+            if node.attr in NEWER_THAN_3_9.get(module, ()):
+                found.append(f"{node.lineno}: {module}.{node.attr}")
+        elif isinstance(node, ast.Name) and node.id in NEWER_BUILTINS:
+            found.append(f"{node.lineno}: {node.id}")
+        elif isinstance(node, (getattr(ast, "Match", ()), getattr(ast, "TryStar", ()))):
+            found.append(f"{node.lineno}: {type(node).__name__}")
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            keywords = {k.arg for k in node.keywords}
+            if node.func.id == "zip" and "strict" in keywords:
+                found.append(f"{node.lineno}: zip(strict=)")
+            if node.func.id == "dataclass" and keywords & {"slots", "kw_only", "match_args"}:
+                found.append(f"{node.lineno}: dataclass({', '.join(sorted(keywords))})")
+            is_check = node.func.id in ("isinstance", "issubclass") and len(node.args) == 2
+            if is_check and _runtime_union(node.args[1]):
+                found.append(f"{node.lineno}: {node.func.id}(x, X | Y)")
+    for stmt in tree.body:  # values evaluated at import time: aliases, defaults
+        values = [stmt.value] if isinstance(stmt, (ast.Assign, ast.AnnAssign)) else []
+        for value in values:
+            if value is None:
+                continue
+            for n in ast.walk(value):
+                if isinstance(n, ast.expr) and _runtime_union(n):
+                    found.append(f"{n.lineno}: X | Y evaluated at runtime")
+                    break
+    return found
+
+
+def test_the_3_9_check_finds_what_3_9_lacks() -> None:
+    sample = (
+        "import asyncio\nimport datetime as dt\nimport tomllib\n"
+        "from typing import Self\n"
+        "Alias = int | None\n"
+        "async def f(x):\n"
+        "    async with asyncio.timeout(1):\n"
+        "        pass\n"
+        "    async with asyncio.TaskGroup() as tg:\n"
+        "        pass\n"
+        "    isinstance(x, int | str)\n"
+        "    zip([], [], strict=True)\n"
+        "    now = dt.datetime.now(dt.UTC)\n"
+        "    raise ExceptionGroup('x', [])\n"
+        "    match x:\n"
+        "        case 1:\n"
+        "            pass\n"
+        "flags = A | B\n"  # not types: fine
+    )
+    assert sorted(newer_than_3_9(sample), key=lambda s: int(s.split(":")[0])) == [
+        "3: import tomllib", "4: from typing import Self", "5: X | Y evaluated at runtime",
+        "7: asyncio.timeout", "9: asyncio.TaskGroup", "11: isinstance(x, X | Y)",
+        "12: zip(strict=)", "13: datetime.UTC", "14: ExceptionGroup", "15: Match",
+    ]
+
+
+def test_the_agent_uses_nothing_newer_than_python_3_9() -> None:
+    """Beyond syntax: no 3.10/3.11-only names of the standard library, no runtime unions."""
+    paths = [ROOT / "app" / "protocol.py", *sorted((ROOT / "app" / "agent").glob("*.py"))]
+    found = {
+        str(path.relative_to(ROOT)): hits
+        for path in paths
+        if (hits := newer_than_3_9(path.read_text()))
+    }
+    assert found == {}
+
+
 # ---- the server answers 400 with the message -----------------------------------------
 
 
