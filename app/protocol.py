@@ -135,25 +135,154 @@ def _one_of(value: object, path: str, allowed: tuple[str, ...]) -> str:
 # ---- the claim -----------------------------------------------------------------------
 
 
+MAX_GPUS = 64
+MAX_LABELS = 64
+
+
+def _agent_id(value: object, path: str) -> str:
+    if not isinstance(value, str) or not value or len(value) > MAX_AGENT_ID:
+        raise ProtocolError(
+            f"{path} must be a non-empty string of at most {MAX_AGENT_ID} characters"
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class Gpu:
+    """One GPU as the agent found it: ``model`` is the catalog's class (``h100``,
+    ``a100``, ``l4``...; empty when unknown), ``name`` what ``nvidia-smi`` printed."""
+
+    name: str
+    model: str
+    memory_mb: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "model": self.model, "memory_mb": self.memory_mb}
+
+    @classmethod
+    def from_json(cls, obj: object, where: str = "gpu") -> Gpu:
+        d = _object(obj, where)
+        return cls(
+            name=_str(_get(d, where, "name"), _at(where, "name")),
+            model=_str(_get(d, where, "model", ""), _at(where, "model")),
+            memory_mb=_int(_get(d, where, "memory_mb", 0), _at(where, "memory_mb")),
+        )
+
+
+@dataclass(frozen=True)
+class Hardware:
+    """What the agent's machine has (``app.agent.hardware`` detects it at start)."""
+
+    cpus: int
+    memory_mb: int
+    disk_gb: int
+    gpus: tuple[Gpu, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "cpus": self.cpus,
+            "memory_mb": self.memory_mb,
+            "disk_gb": self.disk_gb,
+            "gpus": [g.to_json() for g in self.gpus],
+        }
+
+    @classmethod
+    def from_json(cls, obj: object, where: str = "hardware") -> Hardware:
+        d = _object(obj, where)
+        gpus = _get(d, where, "gpus", [])
+        if not isinstance(gpus, list) or len(gpus) > MAX_GPUS:
+            raise ProtocolError(f"{_at(where, 'gpus')} must be a list of at most {MAX_GPUS}")
+        return cls(
+            cpus=_int(_get(d, where, "cpus"), _at(where, "cpus")),
+            memory_mb=_int(_get(d, where, "memory_mb", 0), _at(where, "memory_mb")),
+            disk_gb=_int(_get(d, where, "disk_gb", 0), _at(where, "disk_gb")),
+            gpus=tuple(
+                Gpu.from_json(g, f"{_at(where, 'gpus')}[{i}]") for i, g in enumerate(gpus)
+            ),
+        )
+
+
 @dataclass(frozen=True)
 class ClaimRequest:
-    """``POST /claim``: an agent asks for a job, waiting up to ``wait`` seconds."""
+    """``POST /claim``: an agent asks for a job, waiting up to ``wait`` seconds. It says
+    which version it runs and what hardware it has (both optional on the wire: older
+    agents send neither)."""
 
     agent_id: str
     wait: float = 0
+    version: str = ""
+    hardware: Hardware | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"agent_id": self.agent_id, "wait": self.wait}
+        out: dict[str, Any] = {"agent_id": self.agent_id, "wait": self.wait}
+        if self.version:
+            out["version"] = self.version
+        if self.hardware is not None:
+            out["hardware"] = self.hardware.to_json()
+        return out
 
     @classmethod
     def from_json(cls, obj: object) -> ClaimRequest:
         d = _object(obj, "a claim request")
-        agent_id = _get(d, "", "agent_id")
-        if not isinstance(agent_id, str) or not agent_id or len(agent_id) > MAX_AGENT_ID:
-            raise ProtocolError(
-                f"agent_id must be a non-empty string of at most {MAX_AGENT_ID} characters"
-            )
-        return cls(agent_id=agent_id, wait=_number(_get(d, "", "wait", 0), "wait"))
+        hardware = d.get("hardware")
+        return cls(
+            agent_id=_agent_id(_get(d, "", "agent_id"), "agent_id"),
+            wait=_number(_get(d, "", "wait", 0), "wait"),
+            version=_str(_get(d, "", "version", ""), "version"),
+            hardware=None if hardware is None else Hardware.from_json(hardware),
+        )
+
+
+@dataclass(frozen=True)
+class Registration:
+    """``POST /register`` (``Authorization: Bearer <registration token>``): a new agent
+    introduces itself; the token is exchanged, once, for its own credential."""
+
+    name: str
+    version: str
+    hardware: Hardware
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "hardware": self.hardware.to_json(),
+            "labels": dict(self.labels),
+        }
+
+    @classmethod
+    def from_json(cls, obj: object) -> Registration:
+        d = _object(obj, "a registration")
+        labels = _str_map(_get(d, "", "labels", {}), "labels")
+        if len(labels) > MAX_LABELS:
+            raise ProtocolError(f"labels: at most {MAX_LABELS}")
+        return cls(
+            name=_agent_id(_get(d, "", "name"), "name"),
+            version=_str(_get(d, "", "version", ""), "version"),
+            hardware=Hardware.from_json(_get(d, "", "hardware")),
+            labels=labels,
+        )
+
+
+@dataclass(frozen=True)
+class Registered:
+    """The answer to a registration: the agent's id and its own credential (a bearer
+    token for every later call; the agent keeps it in memory only)."""
+
+    agent_id: str
+    credential: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"agent_id": self.agent_id, "credential": self.credential}
+
+    @classmethod
+    def from_json(cls, obj: object) -> Registered:
+        d = _object(obj, "a registration answer")
+        return cls(
+            agent_id=_agent_id(_get(d, "", "agent_id"), "agent_id"),
+            credential=_str(_get(d, "", "credential"), "credential"),
+        )
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import copy
 import json
+import re
 import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -544,3 +545,53 @@ jobs:
             200, {"ok": True})
         assert await post(at + "/finish", token, {"result": "succeeded"}) == (
             409, {"error": f"attempt {attempt} has already ended (succeeded)"})
+
+
+# ---- hardware and registration ---------------------------------------------------------
+
+H100S = {
+    "cpus": 96,
+    "memory_mb": 2_000_000,
+    "disk_gb": 3500,
+    "gpus": [{"name": "NVIDIA H100 80GB HBM3", "model": "h100", "memory_mb": 81559}] * 8,
+}
+
+
+def test_claim_request_without_the_new_fields_is_the_old_json() -> None:
+    from app.protocol import ClaimRequest
+
+    assert ClaimRequest("a-1", 5).to_json() == {"agent_id": "a-1", "wait": 5}
+    assert ClaimRequest.from_json({"agent_id": "a-1"}) == ClaimRequest("a-1", 0)
+
+
+def test_claim_request_and_registration_carry_version_and_hardware() -> None:
+    from app.protocol import ClaimRequest, Hardware, Registered, Registration
+
+    hw = Hardware.from_json(H100S)
+    assert len(hw.gpus) == 8 and hw.gpus[0].model == "h100" and hw.to_json() == H100S
+    req = ClaimRequest("lab-1", 30, version="0.1.0", hardware=hw)
+    assert ClaimRequest.from_json(req.to_json()) == req
+    reg = Registration("lab-1", "0.1.0", hw, {"rack": "b7"})
+    assert Registration.from_json(reg.to_json()) == reg
+    assert Registered.from_json({"agent_id": "lab-1", "credential": "c"}).credential == "c"
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"name": "x", "hardware": {"cpus": "8"}}, "hardware.cpus must be an integer"),
+        ({"name": "x", "hardware": {"cpus": 8, "gpus": {}}}, "hardware.gpus must be a list"),
+        ({"name": "x", "hardware": {"cpus": 8, "gpus": [{"model": "h100"}]}},
+         "hardware.gpus[0].name is missing"),
+        ({"name": "", "hardware": {"cpus": 8}}, "name must be a non-empty string"),
+        ({"name": "x"}, "hardware is missing"),
+        ({"name": "x", "hardware": {"cpus": 8}, "labels": {"a": 1}}, "labels.a must be a string"),
+        ({"name": "x", "hardware": {"cpus": 8, "gpus": [H100S["gpus"][0]] * 65}},
+         "at most 64"),
+    ],
+)
+def test_bad_registrations_name_the_field(body: dict[str, Any], message: str) -> None:
+    from app.protocol import ProtocolError, Registration
+
+    with pytest.raises(ProtocolError, match=re.escape(message)):
+        Registration.from_json(body)
