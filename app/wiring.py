@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from app.adapters.gitlab.client import GitLabClient
+from app.agentbuild import AgentPackage
 from app.core.hardware import Catalog
 from app.engine.engine import Engine
 from app.engine.events import AttemptClaimed, AttemptEnded, EventBus
@@ -129,6 +130,7 @@ def build_services(
         metrics=metrics,
         security=security,
         finisher=finisher,
+        agent=AgentPackage.build(),  # served at /agent/ployd-agent.pyz
     )
 
 

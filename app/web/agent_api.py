@@ -16,7 +16,9 @@ from app.protocol import (
     LogChunk,
     ProtocolError,
     StepReport,
+    UpdateRequired,
 )
+from app.web.agent_files import AGENT_PATH
 from app.web.common import bearer, error, int_param, json_body, services
 
 routes = web.RouteTableDef()
@@ -33,6 +35,11 @@ async def claim(request: web.Request) -> web.StreamResponse:
         who = svc.engine.authenticate(bearer(request), body.agent_id)
     except AgentAuthError as e:
         return error(e.status, str(e))
+    agent = svc.agent
+    if body.version and body.version != agent.version:
+        # another version of the agent: it gets no job until it runs this server's
+        update = UpdateRequired(version=agent.version, url=AGENT_PATH, sha256=agent.sha256)
+        return web.json_response(update.to_json(), status=426, headers={"Upgrade": "ployd-agent"})
     found = await svc.engine.claim(who, float(body.wait))
     if found is None:
         return web.Response(status=204)
