@@ -313,6 +313,29 @@ class UpdateRequired:
         return cls(version=version, url=url, sha256=sha)
 
 
+MAX_BOOT_REASON = 2000
+
+
+@dataclass(frozen=True)
+class BootFailure:
+    """``POST /bootstrap-failed`` (``Authorization: Bearer <registration token>``): a
+    machine's bootstrap could not start the agent, and says why before it shuts down."""
+
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"reason": self.reason}
+
+    @classmethod
+    def from_json(cls, obj: object) -> BootFailure:
+        d = _object(obj, "a bootstrap failure")
+        text = _str(_get(d, "", "reason"), "reason")
+        reason = " ".join("".join(c if c.isprintable() else " " for c in text).split())
+        if not reason:
+            raise ProtocolError("reason must be a non-empty string")
+        return cls(reason=reason[:MAX_BOOT_REASON])
+
+
 @dataclass(frozen=True)
 class StepPayload:
     """One step of a claimed job."""

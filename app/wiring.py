@@ -110,6 +110,7 @@ def build_services(
         hooks=security.hooks(
             secrets=secrets,
             authenticators=(machine_agent,),
+            boot_reports=(machines.fail_boot,),
             payload_hooks=(forges or ForgeClients()).payload_hooks(db),
         ),
         events=events,

@@ -43,8 +43,18 @@ class AttemptEnded:
     fork: bool  # the attempt ran a fork's pull request (its machine is not reused)
 
 
-Event = PipelinesChanged | AttemptClaimed | AttemptEnded
-E = TypeVar("E", PipelinesChanged, AttemptClaimed, AttemptEnded)
+@dataclass(frozen=True)
+class MachineFailed:
+    """A machine started for work reported that it could not start its agent: it is
+    going away (``error`` says why); ``attempt_id`` is the attempt it was started for."""
+
+    agent_id: str
+    attempt_id: int | None
+    error: str
+
+
+Event = PipelinesChanged | AttemptClaimed | AttemptEnded | MachineFailed
+E = TypeVar("E", PipelinesChanged, AttemptClaimed, AttemptEnded, MachineFailed)
 
 
 class EventBus:

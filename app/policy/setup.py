@@ -5,7 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from app.core.hardware import Catalog
-from app.engine.hooks import Authenticator, CloneCredentials, EngineHooks, SecretsProvider
+from app.engine.hooks import (
+    Authenticator,
+    BootReports,
+    CloneCredentials,
+    EngineHooks,
+    SecretsProvider,
+)
 from app.policy.enforce import PolicyBook
 from app.policy.model import PolicyError
 from app.secrets.setup import store_from
@@ -26,6 +32,7 @@ class Security:
         *,
         secrets: SecretsProvider | None = None,
         authenticators: tuple[Authenticator, ...] = (),
+        boot_reports: tuple[BootReports, ...] = (),
         payload_hooks: dict[str, CloneCredentials] | None = None,
     ) -> EngineHooks:
         """The engine's hooks that deliver these secrets and enforce this policy: the
@@ -41,6 +48,7 @@ class Security:
             admission=self.policy.admission,
             secrets=secrets or self.secrets.provide,
             authenticators=authenticators,
+            boot_reports=boot_reports,
             payload_hooks=payload_hooks or {},
         )
 

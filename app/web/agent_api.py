@@ -9,6 +9,7 @@ from aiohttp import web
 from app.engine.engine import AgentAuthError, OutOfOrder
 from app.protocol import (
     Answer,
+    BootFailure,
     ClaimRequest,
     FinishAnswer,
     FinishReport,
@@ -44,6 +45,22 @@ async def claim(request: web.Request) -> web.StreamResponse:
     if found is None:
         return web.Response(status=204)
     return web.json_response(found.to_json())
+
+
+@routes.post("/api/v1/agent/bootstrap-failed")
+async def bootstrap_failed(request: web.Request) -> web.StreamResponse:
+    """A machine's bootstrap could not start the agent (registration token): its attempt
+    ends `interrupted` saying why, and the machine retires."""
+    svc = services(request)
+    try:
+        body = BootFailure.from_json(await json_body(request, max_bytes=16 << 10))
+    except ProtocolError as e:
+        return error(400, str(e))
+    try:
+        failed = svc.engine.machine_failed_to_start(bearer(request), body.reason)
+    except AgentAuthError as e:
+        return error(e.status, str(e))
+    return web.json_response({"machine": failed.name, "attempt_id": failed.attempt_id})
 
 
 async def _guard(request: web.Request, fn: Any) -> web.StreamResponse:

@@ -1,5 +1,5 @@
-"""The agent as one file (app/agentbuild.py), the update instruction (app/protocol.py),
-and the agent's self-update (app/agent/update.py)."""
+"""The agent as one file (app/agentbuild.py), the update instruction and the bootstrap
+failure report (app/protocol.py), and the agent's self-update (app/agent/update.py)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import app
 from app.agent.httpclient import Http
 from app.agent.update import SelfUpdate, UpdateFailed, interpreter_flags
 from app.agentbuild import SHEBANG, AgentPackage, build, members, source_root
-from app.protocol import ProtocolError, UpdateRequired
+from app.protocol import BootFailure, ProtocolError, UpdateRequired
 
 # -- the file --------------------------------------------------------------------------
 
@@ -112,6 +112,15 @@ def test_update_instruction_json() -> None:
 def test_bad_update_instructions_name_the_field(body: Any, message: str) -> None:
     with pytest.raises(ProtocolError, match=message):
         UpdateRequired.from_json(body)
+
+
+def test_bootstrap_failure_json() -> None:
+    assert BootFailure("no python3").to_json() == {"reason": "no python3"}
+    assert BootFailure.from_json({"reason": "  a\n\tb\x1b[31m  "}).reason == "a b [31m"
+    assert len(BootFailure.from_json({"reason": "x" * 5000}).reason) == 2000
+    for bad, message in (({}, "reason is missing"), ({"reason": " \n"}, "non-empty")):
+        with pytest.raises(ProtocolError, match=message):
+            BootFailure.from_json(bad)
 
 
 # -- self-update -----------------------------------------------------------------------
