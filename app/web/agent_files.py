@@ -1,6 +1,6 @@
-"""The agent as files anyone may download (they hold no secret): the agent itself and its
-SHA-256. No authentication; ETags, so that a machine that already has this version gets
-a 304."""
+"""The agent as files anyone may download (they hold no secret): the agent itself, its
+SHA-256, and the self-hosted installer. No authentication; ETags, so that a machine that
+already has this version gets a 304."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import hashlib
 from aiohttp import web
 
 from app.agentbuild import NAME
-from app.web.common import services
+from app.agentinstall import install_script
+from app.web.common import error, services
 
 routes = web.RouteTableDef()
 
@@ -47,3 +48,16 @@ async def agent_sha256(request: web.Request) -> web.StreamResponse:
     agent = services(request).agent
     line = agent.sha256_line().encode()
     return _file(request, line, hashlib.sha256(line).hexdigest(), "text/plain")
+
+
+@routes.get("/agent/install.sh")
+async def install(request: web.Request) -> web.StreamResponse:
+    """install.sh for this server: agents reach it at PLOYD_PUBLIC_URL, or where this
+    request came to."""
+    svc = services(request)
+    server = svc.settings.public_url or f"{request.scheme}://{request.host}"
+    try:
+        script = install_script(server, svc.agent).encode()
+    except ValueError as e:
+        return error(500, f"{e} (set PLOYD_PUBLIC_URL)")
+    return _file(request, script, hashlib.sha256(script).hexdigest(), "text/x-shellscript")

@@ -1,8 +1,8 @@
 """The agent as one file, end to end against `ployd serve` on loopback: it runs a job under
 a bare interpreter (a venv without pip, ``-I``); an agent of another version is told to
 update, downloads the server's file, checks its SHA-256 and re-executes itself into it;
-a tampered update is refused and the old version carries on; the server serves the file
-and its SHA-256 with ETags."""
+a tampered update is refused and the old version carries on; the server serves the file,
+its SHA-256 and install.sh with ETags."""
 
 from __future__ import annotations
 
@@ -231,7 +231,7 @@ async def test_an_agent_run_from_source_is_never_told_to_update(
         assert (await h.finished(pid)).state == "succeeded"
 
 
-async def test_the_server_serves_the_agent_and_its_sha256(
+async def test_the_server_serves_the_agent_its_sha256_and_install_sh(
     serve: Callable[..., Any],
 ) -> None:
     async with serve(agents=0, admin_token="admin-only-for-the-api") as h:
@@ -248,6 +248,10 @@ async def test_the_server_serves_the_agent_and_its_sha256(
             assert r.status == 304 and await r.read() == b""
         status, text = await h.get("/agent/ployd-agent.pyz.sha256")
         assert status == 200 and text == f"{agent.sha256}  {agent.file_name}\n"
+        status, script = await h.get("/agent/install.sh")
+        assert status == 200 and script.startswith("#!/bin/sh\n")
+        assert f"PLOYD_SERVER_URL={h.url}\n" in script
+        assert f"PLOYD_AGENT_SHA256={agent.sha256}\n" in script
         # an agent of another version asking for a job gets the update instruction
         token = h.engine.new_agent_token()
         auth = {"Authorization": f"Bearer {token}"}
