@@ -203,13 +203,14 @@ async def test_a_tampered_update_is_refused_and_the_old_version_carries_on(
                 await proxy.downloaded(2)  # refused, and tried again later: no crash loop
                 assert proc.returncode is None
                 assert cmdline(proc.pid)[2] == str(old_path)  # still the old version
-                assert sorted(p.name for p in opt.iterdir()) == [old.file_name]  # nothing kept
+                assert not (opt / agent.file_name).exists()  # nothing refused is kept
                 assert h.job(pid, "t").state == "queued"  # no job for the wrong version
                 proxy.tamper = False
                 assert (await h.finished(pid)).state == "succeeded"
                 assert cmdline(proc.pid)[2] == str(opt / agent.file_name)
         finally:
             await proxy.stop()
+    assert sorted(p.name for p in opt.iterdir()) == sorted([old.file_name, agent.file_name])
     log = (tmp_path / "tamper-1.log").read_text()
     tampered = hashlib.sha256(agent.data + b"\0").hexdigest()
     assert (
