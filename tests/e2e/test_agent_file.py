@@ -91,9 +91,14 @@ async def test_the_agent_file_runs_a_job_under_a_bare_interpreter(
     assert f"({package})" in log
 
 
+@pytest.mark.parametrize("base", ["this", "3.9"])
 async def test_an_agent_of_another_version_updates_itself_then_runs_the_job(
-    serve: Callable[..., Any], make_repo: Callable[..., tuple[Path, str]], tmp_path: Path
+    base: str, serve: Callable[..., Any], make_repo: Callable[..., tuple[Path, str]],
+    tmp_path: Path,
 ) -> None:
+    python = sys.executable if base == "this" else _interpreter(base)
+    if python is None:
+        pytest.skip(f"no Python {base} here (set PLOYD_TEST_PYTHONS to point at one)")
     old = AgentPackage.build(version="0.0.1-old")  # the same sources, another version
     opt = tmp_path / "opt"
     old_path = old.write(opt)
@@ -103,9 +108,7 @@ async def test_an_agent_of_another_version_updates_itself_then_runs_the_job(
         assert old.sha256 != agent.sha256
         token = h.engine.new_agent_token()
         repo, _ = make_repo({".ployd.yml": JOB})
-        async with agent_process(
-            sys.executable, old_path, h.url, token, "upd-1", tmp_path / "w"
-        ) as proc:
+        async with agent_process(python, old_path, h.url, token, "upd-1", tmp_path / "w") as proc:
             pid = await h.start(repo)
             assert (await h.finished(pid)).state == "succeeded"
             new_path = opt / agent.file_name
