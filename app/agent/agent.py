@@ -8,6 +8,7 @@ import logging
 from dataclasses import replace
 from pathlib import Path
 
+from app.agent import hardware as machine
 from app.agent import runner, transfer, workspace
 from app.agent.client import AgentClient, AttemptGone, BadAnswer, Unavailable
 from app.protocol import (
@@ -19,6 +20,7 @@ from app.protocol import (
     SUCCEEDED,
     Claim,
     FinishReport,
+    Hardware,
     JobPayload,
     LogChunk,
     StepPayload,
@@ -40,8 +42,11 @@ class Agent:
         kill_grace_s: float = 3.0,
         imds_url: str | None = None,
         imds_interval: float = 2.0,
+        hardware: Hardware | None = None,
     ) -> None:
         self.client = client
+        # What this machine has, sent with every claim; detected at start when not given.
+        self.hardware = hardware
         self.imds_url = imds_url  # set on EC2: watch for the spot interruption notice
         self.imds_interval = imds_interval
         self.agent_id = agent_id
@@ -65,9 +70,14 @@ class Agent:
     async def run(self, *, once: bool = False) -> int:
         """Claim and run jobs until terminated (or after one job with ``once``)."""
         self.work_dir.mkdir(parents=True, exist_ok=True)
+        if self.hardware is None:
+            loop = asyncio.get_running_loop()
+            self.hardware = await loop.run_in_executor(None, machine.detect, self.work_dir)
         backoff = 0.5
         while not self.stopping:
-            self._claim = asyncio.create_task(self.client.claim(self.agent_id, self.claim_wait))
+            self._claim = asyncio.create_task(
+                self.client.claim(self.agent_id, self.claim_wait, self.hardware)
+            )
             try:
                 claim = await self._claim
             except asyncio.CancelledError:

@@ -22,6 +22,7 @@ from app.protocol import (
     Claim,
     ClaimRequest,
     FinishReport,
+    Hardware,
     Heartbeat,
     LogChunk,
     ProtocolError,
@@ -133,10 +134,13 @@ class AgentClient:
         except ProtocolError as e:
             raise BadAnswer(status, f"{e}: {data!r}") from None
 
-    async def claim(self, agent_id: str, wait: float) -> Claim | None:
-        """Long-poll for a job: the claim answer, or None when none came within ``wait``.
-        Raises ``AttemptGone`` (401) for a bad agent token."""
-        request = ClaimRequest(agent_id=agent_id, wait=wait)
+    async def claim(
+        self, agent_id: str, wait: float, hardware: Hardware | None = None
+    ) -> Claim | None:
+        """Long-poll for a job (one this machine's ``hardware`` can run, when given): the
+        claim answer, or None when none came within ``wait``. Raises ``AttemptGone``
+        (401) for a bad agent token."""
+        request = ClaimRequest(agent_id=agent_id, wait=wait, hardware=hardware)
         status, data = await self._post("/claim", self.agent_token, request.to_json(), wait + 15)
         if status == 204 or data is None:
             return None
