@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from aiohttp import web
@@ -33,6 +34,8 @@ async def claim(request: web.Request) -> web.StreamResponse:
         who = svc.engine.authenticate(bearer(request), body.agent_id)
     except AgentAuthError as e:
         return error(e.status, str(e))
+    if body.hardware is not None:
+        who = replace(who, hardware=body.hardware)
     found = await svc.engine.claim(who, float(body.wait))
     if found is None:
         return web.Response(status=204)
