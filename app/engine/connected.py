@@ -13,6 +13,10 @@ from collections.abc import Callable
 
 from app.protocol import Hardware
 
+# At most this many agents are remembered: the oldest goes first (a token holder
+# claiming under ever new agent ids cannot grow this without bound).
+MAX_AGENTS = 4096
+
 
 class ConnectedAgents:
     """Agent id -> (reported hardware, when it last called). An agent is connected while
@@ -26,6 +30,11 @@ class ConnectedAgents:
 
     def claimed(self, agent_id: str, hardware: Hardware | None) -> None:
         """``agent_id`` claims, reporting ``hardware`` (None: an agent that does not say)."""
+        if agent_id not in self._seen and len(self._seen) >= MAX_AGENTS:
+            self.now()  # forget the quiet ones
+            while len(self._seen) >= MAX_AGENTS:
+                oldest = min(self._seen, key=lambda a: self._seen[a][1])
+                del self._seen[oldest]
         self._seen[agent_id] = (hardware, self.clock())
 
     def called(self, agent_id: str | None) -> None:

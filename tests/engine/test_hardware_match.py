@@ -131,3 +131,16 @@ async def test_an_agent_running_a_job_stays_connected(driver: Driver, engine: En
     assert engine.connected.now() == [("lab-8", H100X8)]
     assert await engine.heartbeat(got.attempt_id, got.job_token, 0) is False
     assert engine.connected.now() == [("lab-8", H100X8)]
+
+
+def test_connected_agents_are_bounded() -> None:
+    from app.engine import connected
+
+    now = [0.0]
+    agents = connected.ConnectedAgents(60, clock=lambda: now[0])
+    for i in range(connected.MAX_AGENTS + 10):
+        now[0] += 0.001
+        agents.claimed(f"a{i}", None)
+    seen = [a for a, _ in agents.now()]
+    assert len(seen) == connected.MAX_AGENTS
+    assert "a0" not in seen and f"a{connected.MAX_AGENTS + 9}" in seen
