@@ -3,3 +3,7 @@
 ``runner`` runs steps (shared with `ployd run`), ``workspace`` fetches the code,
 ``client`` speaks the protocol, ``agent`` is the claim/run/report loop.
 """
+
+# The agent's version, told to the server at registration (the same as the server's
+# ``app.__version__``; tests/agent/test_registration.py holds them together).
+VERSION = "0.1.0"

@@ -6,7 +6,9 @@ They are given to ``Engine(...)`` once, by the composition root (``app.wiring``)
   machine starts (a policy refusal, a missing secret).
 * ``Admission``: may it start now? A reason makes it wait (a tenant's quota).
 * ``SecretsProvider``: the secret values a claimed job receives (never a fork's).
-* ``Authenticator``: who an agent token belongs to (an EC2 machine's, a pool's).
+* ``Registrar``: exchanges an agent's registration token, once, for its own credential
+  (a pool's token, an EC2 machine's user-data token).
+* ``Authenticator``: who an agent credential belongs to (an EC2 machine's, a pool's).
 * ``CloneCredentials``: what only a forge adapter can add to a claim (a clone token).
 
 What the engine *reports* is not a hook: it publishes events (``app.engine.events``).
@@ -17,9 +19,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Protocol
+from typing import Any, Protocol
 
-from app.protocol import JobPayload
+from app.protocol import ClaimRequest, JobPayload, Registration
 from app.store.db import Tx
 from app.store.models import Attempt, Job, Pipeline
 
@@ -52,9 +54,40 @@ class AgentIdentity:
 
 
 class Authenticator(Protocol):
-    def __call__(self, token: str, agent_id: str, /) -> AgentIdentity | None:
-        """The identity behind ``token`` (``agent_id`` is what the agent calls itself),
-        or None when the token is not this authenticator's."""
+    def __call__(self, token: str, claim: ClaimRequest, /) -> AgentIdentity | None:
+        """The identity behind the credential ``token``, or None when it is not this
+        authenticator's. ``claim`` is what the agent says: the id it calls itself, and
+        the version and hardware it reports (an authenticator may record them)."""
+
+
+@dataclass(frozen=True)
+class Enrolled:
+    """A registration a registrar accepted: the agent's id, its new credential (given
+    to the agent once; only its hash is kept), and what the audit trail records."""
+
+    agent_id: str
+    credential: str = field(repr=False)
+    target: str = ""  # audited as the target: "pool:lab", "instance:i-0abc"
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+class RegistrationRefused(Exception):
+    """A registration token the registrar knows but will not exchange: used already,
+    expired, or the machine it was made for is gone. The engine audits the refusal and
+    answers ``status`` (401) with the message."""
+
+    def __init__(self, message: str, *, target: str, reason: str, status: int = 401) -> None:
+        super().__init__(message)
+        self.target = target
+        self.reason = reason
+        self.status = status
+
+
+class Registrar(Protocol):
+    def __call__(self, token: str, registration: Registration, /) -> Enrolled | None:
+        """Exchange the registration ``token`` for the agent's credential; None when the
+        token is not this registrar's; ``RegistrationRefused`` when it is but may not
+        be used (again)."""
 
 
 @dataclass(frozen=True)
@@ -85,6 +118,7 @@ class EngineHooks:
     admission: Admission | None = None
     secrets: SecretsProvider = _no_secrets
     # Tried in order before the engine's own (local agent) tokens.
+    registrars: tuple[Registrar, ...] = ()
     authenticators: tuple[Authenticator, ...] = ()
     payload_hooks: Mapping[str, CloneCredentials] = field(default_factory=dict)  # by forge
 

@@ -5,7 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from app.core.hardware import Catalog
-from app.engine.hooks import Authenticator, CloneCredentials, EngineHooks, SecretsProvider
+from app.engine.hooks import (
+    Authenticator,
+    CloneCredentials,
+    EngineHooks,
+    Registrar,
+    SecretsProvider,
+)
 from app.policy.enforce import PolicyBook
 from app.policy.model import PolicyError
 from app.secrets.setup import store_from
@@ -25,6 +31,7 @@ class Security:
         self,
         *,
         secrets: SecretsProvider | None = None,
+        registrars: tuple[Registrar, ...] = (),
         authenticators: tuple[Authenticator, ...] = (),
         payload_hooks: dict[str, CloneCredentials] | None = None,
     ) -> EngineHooks:
@@ -40,6 +47,7 @@ class Security:
             gates=gates,
             admission=self.policy.admission,
             secrets=secrets or self.secrets.provide,
+            registrars=registrars,
             authenticators=authenticators,
             payload_hooks=payload_hooks or {},
         )
