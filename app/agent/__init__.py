@@ -5,5 +5,5 @@
 """
 
 # The agent's version, told to the server at registration (the same as the server's
-# ``app.__version__``; tests/agent/test_registration.py holds them together).
+# ``app.__version__``; tests/agent/test_agent_client.py holds them together).
 VERSION = "0.1.0"

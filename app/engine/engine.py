@@ -26,7 +26,13 @@ from app.core.jobspec import StoredJobSpec
 from app.core.planner import JobPlan
 from app.core.states import AttemptState, JobState, PipelineState
 from app.engine import progress
-from app.engine.events import AttemptClaimed, AttemptEnded, EventBus, PipelinesChanged
+from app.engine.events import (
+    AgentRegistered,
+    AttemptClaimed,
+    AttemptEnded,
+    EventBus,
+    PipelinesChanged,
+)
 from app.engine.hooks import (
     AgentIdentity,
     Authenticator,
@@ -416,6 +422,7 @@ class Engine:
                     version=registration.version,
                     **dict(enrolled.details),
                 )
+                self.events.publish(AgentRegistered(enrolled.agent_id, enrolled.target))
                 return Registered(agent_id=enrolled.agent_id, credential=enrolled.credential)
         raise AgentAuthError(401, "unknown registration token")
 

@@ -43,8 +43,17 @@ class AttemptEnded:
     fork: bool  # the attempt ran a fork's pull request (its machine is not reused)
 
 
-Event = PipelinesChanged | AttemptClaimed | AttemptEnded
-E = TypeVar("E", PipelinesChanged, AttemptClaimed, AttemptEnded)
+@dataclass(frozen=True)
+class AgentRegistered:
+    """An agent exchanged its registration token for its credential (``target``: what
+    it registered with, as audited: ``pool:lab``, ``instance:i-...``, ``local``)."""
+
+    agent_id: str
+    target: str
+
+
+Event = PipelinesChanged | AttemptClaimed | AttemptEnded | AgentRegistered
+E = TypeVar("E", PipelinesChanged, AttemptClaimed, AttemptEnded, AgentRegistered)
 
 
 class EventBus:

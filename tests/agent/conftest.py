@@ -61,6 +61,9 @@ class StubServer:
         self.claim_tokens: dict[str, str] = {}  # agent_id -> the token of its last claim
         self.registrations: list[dict[str, Any]] = []  # the bodies of /register calls
         self.credentials: set[str] = set()  # what /register gave out
+        self.registration_tokens: set[str] = {AGENT_TOKEN}  # what /register takes
+        self.registered_with: list[str] = []  # the token of each /register call
+        self.registered = asyncio.Condition()
         self.claim_seen: asyncio.Condition = asyncio.Condition()
         self.fail_next: dict[str, int] = {}  # path kind -> how many 500s to answer
         self._ids = itertools.count(1)
@@ -113,11 +116,15 @@ class StubServer:
             raise web.HTTPInternalServerError(text="injected failure")
 
     async def register(self, request: web.Request) -> web.StreamResponse:
-        """The registration token (AGENT_TOKEN here, as often as asked) for a credential."""
-        if self._bearer(request) != AGENT_TOKEN:
+        """A registration token (AGENT_TOKEN, as often as asked) for a credential."""
+        token = self._bearer(request)
+        if token not in self.registration_tokens:
             raise web.HTTPUnauthorized()
         body = await request.json()
-        self.registrations.append(body)
+        async with self.registered:
+            self.registrations.append(body)
+            self.registered_with.append(token)
+            self.registered.notify_all()
         credential = f"credential-{len(self.registrations)}"
         self.credentials.add(credential)
         return web.json_response({"agent_id": body["name"], "credential": credential})

@@ -237,3 +237,23 @@ async def test_agent_process_once_and_sigterm(
     assert await asyncio.wait_for(proc.wait(), 20) == 0
     assert att.finish is not None and att.finish["result"] == "interrupted"
     assert wait_gone(int((tmp_path / "w" / "child.pid").read_text()))
+
+
+def test_the_agent_tells_the_servers_version() -> None:
+    import app
+    from app.agent import VERSION
+
+    assert app.__version__ == VERSION
+
+
+async def test_a_refused_registration_exits_2_without_claiming(
+    stub: StubServer, session: Http, tmp_path: Path
+) -> None:
+    from app.protocol import Hardware, Registration
+
+    client = AgentClient(stub.url, "used-up-token", http=session, backoff_s=0.01)
+    agent = Agent(client, "r-1", tmp_path / "w", claim_wait=1,
+                  registration=Registration("r-1", "0.1.0", Hardware(cpus=2, memory_mb=0,
+                                                                      disk_gb=0)))
+    assert await agent.run() == 2
+    assert stub.claims == {}
