@@ -55,8 +55,7 @@ class Machines:
     def register(self, token: str, registration: Registration) -> Enrolled | None:
         """Exchange a machine's user-data token (its registration token) at its agent's
         first contact for the agent's own credential; the token is refused afterwards
-        (it stays readable on the machine, from the instance metadata). A machine moves
-        from requested/booting to idle when its agent registers."""
+        (it stays readable on the machine, from the instance metadata)."""
         credential = secrets.token_urlsafe(32)
         found = instances.register(self.db, token_hash(token), token_hash(credential))
         if found is None:
@@ -85,7 +84,7 @@ class Machines:
 
     def identity(self, token: str, _claim: ClaimRequest | None = None) -> AgentIdentity | None:
         """The agent of a live machine PloyD started, from the credential it got when it
-        registered."""
+        registered. A machine moves from requested/booting to idle on its first claim."""
         row = instances.by_credential(self.db, token_hash(token))
         if row is None:
             return None

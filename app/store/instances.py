@@ -178,8 +178,8 @@ class Exchange:
 
 def register(db: Database, token_hash: str, credential_hash: str) -> Exchange | None:
     """Exchange the registration token of a live machine (its hash) for its agent's
-    credential (a hash too), once: the machine moves to ``idle`` when it was starting
-    (``requested``/``booting``). None when no machine has this token."""
+    credential (a hash too), once. None when no machine has this token. The machine
+    stays as it is until its agent's first claim (``by_credential``)."""
     with db.session() as s:
         row = s.scalar(select(Instance).where(Instance.token_hash == token_hash))
         if row is None:
@@ -189,28 +189,29 @@ def register(db: Database, token_hash: str, credential_hash: str) -> Exchange | 
         taken = s.execute(  # once, even when two agents race with one token
             sql_update(Instance)
             .where(Instance.id == row.id, Instance.credential_hash.is_(None))
-            .values(credential_hash=credential_hash)
+            .values(credential_hash=credential_hash, registered_at=utcnow())
             .execution_options(synchronize_session=False)
         )
         if getattr(taken, "rowcount", 0) != 1:
             return Exchange("used", view(row))
-        s.refresh(row)
-        if row.state in (InstanceState.REQUESTED.value, InstanceState.BOOTING.value):
-            instance_transition(row.state, InstanceState.IDLE)
-            row.state = InstanceState.IDLE.value
-            row.idle_since = utcnow()
-        row.registered_at = utcnow()
-        s.flush()
-        s.refresh(row)  # the times as the database gives them back
+        s.refresh(row)  # as the database gives it back
         return Exchange("ok", view(row))
 
 
 def by_credential(db: Database, credential_hash: str) -> InstanceView | None:
-    """The live machine whose agent holds this credential (its hash)."""
+    """The live machine whose agent holds this credential (its hash), moved to ``idle``
+    on its agent's first claim (``requested``/``booting`` -> ``idle``): the claim that
+    takes the job it was started for, in the same moment."""
     with db.session() as s:
         row = s.scalar(select(Instance).where(Instance.credential_hash == credential_hash))
         if row is None or not InstanceState(row.state).live:
             return None
+        if row.state in (InstanceState.REQUESTED.value, InstanceState.BOOTING.value):
+            instance_transition(row.state, InstanceState.IDLE)
+            row.state = InstanceState.IDLE.value
+            row.idle_since = utcnow()
+            s.flush()
+            s.refresh(row)
         return view(row)
 
 

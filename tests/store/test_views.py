@@ -361,10 +361,12 @@ def test_a_machine_through_its_states(db: Database) -> None:
     # The registration token is exchanged once, for the agent's credential (issue 13).
     registered = instances.register(db, "hash-ag-1", "cred-ag-1")
     assert registered is not None and registered.outcome == "ok"
-    assert registered.machine.state == "idle"
+    assert registered.machine.state == "requested"  # until its first claim
     assert registered.machine.registered_at is not None
-    assert registered.machine.idle_since is not None
-    assert instances.by_credential(db, "cred-ag-1") == registered.machine
+    claiming = instances.by_credential(db, "cred-ag-1")
+    assert claiming is not None and claiming.state == "idle"
+    assert claiming.registered_at is not None and claiming.idle_since is not None
+    assert instances.by_credential(db, "cred-ag-1") == claiming
     busy = instances.move(db, m.id, InstanceState.BUSY, attempt_id=3, tenant_id=None)
     assert busy is not None and (busy.state, busy.attempt_id) == ("busy", 3)
     assert instances.by_agent(db, "ag-1") == busy
