@@ -25,6 +25,7 @@ MAX_EXPIRES_S = 365 * 86400
 MAX_TENANTS = 100
 MAX_LABELS = 64  # as app.protocol.MAX_LABELS
 
+_AGENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _POOL = re.compile(r"^[a-z0-9][a-z0-9._-]{0,47}$")
 _LABEL_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$")
 _LABEL_VALUE = re.compile(r"^[A-Za-z0-9._/:+-]{0,63}$")
@@ -41,6 +42,16 @@ def check_pool(name: str) -> str:
         raise PoolError(
             f"pool {name!r}: use lower-case letters, digits, '.', '_' and '-' "
             "(at most 48, starting with a letter or digit), e.g. lab-gpus"
+        )
+    return name
+
+
+def check_agent_name(name: str) -> str:
+    """A registered agent's name (``--agent-id``): letters, digits, ``.``, ``_``, ``-``."""
+    if not isinstance(name, str) or not _AGENT.match(name):
+        raise PoolError(
+            f"agent name {name!r}: use letters, digits, '.', '_' and '-' (at most 128, "
+            "starting with a letter or digit); start the agent with --agent-id NAME"
         )
     return name
 

@@ -28,6 +28,7 @@ from app.audit.chain import append
 from app.core.clock import aware
 from app.core.pools import (
     PoolError,
+    check_agent_name,
     check_pool,
     hardware_summary,
     parse_expires,
@@ -44,6 +45,9 @@ from app.store.models import AuditRecord, Job, Pipeline, utcnow
 
 TOKEN_PREFIX = "ployd_reg_"
 CREDENTIAL_PREFIX = "ployd_agent_"
+# The local executor's and the EC2 executor's agents' names: attempts and machines are
+# found by agent name, so a pool's agent may not take one.
+RESERVED_PREFIXES = ("local-", "ec2-")
 
 __all__ = ["AgentNotFound", "NewToken", "PoolError", "Pools", "as_json", "token_json"]
 
@@ -169,12 +173,21 @@ class Pools:
                     reason="expired",
                 )
             try:
+                check_agent_name(registration.name)
                 labels = parse_labels(dict(registration.labels))
             except PoolError as e:
                 raise RegistrationRefused(
-                    f"labels: {e}", target=target, reason="bad_labels", status=400
+                    str(e), target=target, reason="bad_registration", status=400
                 ) from None
             name = registration.name
+            if name.startswith(RESERVED_PREFIXES):
+                raise RegistrationRefused(
+                    f"agent names starting with {' or '.join(RESERVED_PREFIXES)} are PloyD's "
+                    "own agents': start this one with another --agent-id",
+                    target=target,
+                    reason="name_reserved",
+                    status=409,
+                )
             existing = rows.agent_named(s, name)
             if existing is not None and existing.pool != tok.pool:
                 raise RegistrationRefused(

@@ -7,6 +7,7 @@ import pytest
 
 from app.core.pools import (
     PoolError,
+    check_agent_name,
     check_pool,
     hardware_summary,
     labels_text,
@@ -135,3 +136,10 @@ def test_hardware_summary_and_labels_text() -> None:
     assert hardware_summary({}) == "-"
     assert labels_text({"rack": "b2", "gpu": "h100"}) == "gpu=h100,rack=b2"
     assert labels_text({}) == "-"
+
+
+def test_agent_names() -> None:
+    assert check_agent_name("gpu-box_1.lab") == "gpu-box_1.lab"
+    for bad in ("", "-x", "a b", "a/b", "x" * 129, "<b>"):
+        with pytest.raises(PoolError, match="--agent-id NAME"):
+            check_agent_name(bad)

@@ -192,6 +192,10 @@ async def test_a_name_of_another_pool_is_refused_without_using_the_token(
     with pytest.raises(AgentAuthError) as taken:
         engine.register(other.token, reg("box"))
     assert taken.value.status == 409 and "registered in pool lab" in str(taken.value)
+    for reserved in ("local-1", "ec2-0123456789abcdef"):  # the executors' own agents
+        with pytest.raises(AgentAuthError) as own:
+            engine.register(other.token, reg(reserved))
+        assert own.value.status == 409 and "PloyD's own agents'" in str(own.value)
     assert engine.register(other.token, reg("box-2")).agent_id == "box-2"  # still usable
 
 
@@ -208,11 +212,15 @@ async def test_the_same_name_registering_again_replaces_its_credential(
     assert agent.state == "disabled"  # what the operator decided stays
 
 
-async def test_bad_agent_labels_are_refused(engine: Engine, pools: Pools) -> None:
+async def test_bad_agent_labels_and_names_are_refused(engine: Engine, pools: Pools) -> None:
     new = pools.create_token("lab", ["*"])
     with pytest.raises(AgentAuthError) as bad:
         engine.register(new.token, reg(labels={"a b": "c"}))
     assert bad.value.status == 400 and "label key 'a b'" in str(bad.value)
+    with pytest.raises(AgentAuthError) as named:
+        engine.register(new.token, reg("lab 1/<b>"))
+    assert named.value.status == 400 and "agent name 'lab 1/<b>'" in str(named.value)
+    assert engine.register(new.token, reg("lab-1")).agent_id == "lab-1"  # not used up
 
 
 async def test_local_registration_tokens_are_used_once(engine: Engine) -> None:
