@@ -286,6 +286,57 @@ class Registered:
 
 
 @dataclass(frozen=True)
+class UpdateRequired:
+    """The answer to a claim (HTTP 426) from an agent of another version than the
+    server's: fetch the server's agent from ``url`` (a path on the server, or an absolute
+    http(s) URL), check that its SHA-256 is ``sha256``, and run it instead."""
+
+    version: str
+    url: str
+    sha256: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"version": self.version, "url": self.url, "sha256": self.sha256}
+
+    @classmethod
+    def from_json(cls, obj: object) -> UpdateRequired:
+        d = _object(obj, "an update instruction")
+        sha = _str(_get(d, "", "sha256"), "sha256").lower()
+        if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+            raise ProtocolError("sha256 must be 64 hexadecimal digits")
+        version = _str(_get(d, "", "version"), "version")
+        if not version:
+            raise ProtocolError("version must be a non-empty string")
+        url = _str(_get(d, "", "url"), "url")
+        if not (url.startswith("/") or url.startswith(("http://", "https://"))):
+            raise ProtocolError("url must be a path on the server or an http(s) URL")
+        return cls(version=version, url=url, sha256=sha)
+
+
+MAX_BOOT_REASON = 2000
+
+
+@dataclass(frozen=True)
+class BootFailure:
+    """``POST /bootstrap-failed`` (``Authorization: Bearer <registration token>``): a
+    machine's bootstrap could not start the agent, and says why before it shuts down."""
+
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"reason": self.reason}
+
+    @classmethod
+    def from_json(cls, obj: object) -> BootFailure:
+        d = _object(obj, "a bootstrap failure")
+        text = _str(_get(d, "", "reason"), "reason")
+        reason = " ".join("".join(c if c.isprintable() else " " for c in text).split())
+        if not reason:
+            raise ProtocolError("reason must be a non-empty string")
+        return cls(reason=reason[:MAX_BOOT_REASON])
+
+
+@dataclass(frozen=True)
 class StepPayload:
     """One step of a claimed job."""
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from app.agentbuild import AgentPackage
 from app.core.hardware import Catalog
 from app.engine.engine import Engine
 from app.engine.logfinisher import LogFinisher
@@ -29,4 +30,5 @@ class Services:
     metrics: Metrics
     security: Security  # the secret store and the policy book behind the engine's hooks
     finisher: LogFinisher  # finishes logs as attempts end
+    agent: AgentPackage  # the agent file this server serves (app.agentbuild)
     pools: Pools  # self-hosted agents: registration tokens, registered agents

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from app.adapters.gitlab.client import GitLabClient
+from app.agentbuild import AgentPackage
 from app.core.hardware import Catalog
 from app.engine.engine import Engine
 from app.engine.events import AttemptClaimed, AttemptEnded, EventBus
@@ -110,6 +111,7 @@ def build_services(
             secrets=secrets,
             registrars=(pools.register, machines.register),
             authenticators=(pools.identity, machines.identity),
+            boot_reports=(machines.fail_boot,),
             payload_hooks=(forges or ForgeClients()).payload_hooks(db),
         ),
         events=events,
@@ -130,6 +132,7 @@ def build_services(
         metrics=metrics,
         security=security,
         finisher=finisher,
+        agent=AgentPackage.build(),  # served at /agent/ployd-agent.pyz
         pools=pools,
     )
 

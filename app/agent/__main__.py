@@ -1,4 +1,6 @@
-"""`python -m app.agent --server URL --token TOKEN [--agent-id ID] [--work-dir DIR] [--once]`.
+"""`python -m app.agent --server URL --token TOKEN [--agent-id ID] [--work-dir DIR] [--once]`,
+or the same arguments to the packaged agent: `python3 ployd-agent.pyz --server URL ...`
+(its ``__main__`` passes ``package``, the file it runs from, so that it can update).
 
 The token is a one-time registration token (``ployd agents token create``, an EC2
 machine's user data, or the local executor's per-start one): the agent registers with it
@@ -6,7 +8,8 @@ at start and from then on claims with the credential it gets back, kept in memor
 Where the token comes from, first found: ``--token-fd N`` (read once from that inherited
 file descriptor, e.g. 0 for standard input: nowhere a step could read it), ``--token``,
 ``$PLOYD_AGENT_TOKEN`` (removed from the environment at once: the steps' environment is
-built from it).
+built from it). An agent that updates itself hands its credential to the new version on
+a pipe (``--credential-fd``), as the token is used up.
 
 SIGTERM (or SIGINT): take no new job, let the running one finish for up to ``--grace-s``
 seconds, then exit 0; a second SIGTERM, or the grace running out, stops the job (it is
@@ -23,15 +26,19 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from app.agent import VERSION
 from app.protocol import MAX_AGENT_ID, Hardware, Registration
 
+log = logging.getLogger("ployd.agent")
+
 TOKEN_ENV = "PLOYD_AGENT_TOKEN"
+LABELS_ENV = "PLOYD_AGENT_LABELS"  # install.sh's EnvironmentFile puts --labels there
 DEFAULT_WORK_DIR = Path("~/.ployd-agent/work")
 DEFAULT_GRACE_S = 600.0
+# What a restart into a new version must not repeat: the used-up token's sources.
+TOKEN_OPTIONS = ("--token", "--token-fd", "--credential-fd")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -48,6 +55,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="read the registration token from this inherited file descriptor (0: "
         "standard input), once",
     )
+    p.add_argument(  # the previous version's credential, when the agent updated itself
+        "--credential-fd", type=int, metavar="FD", help=argparse.SUPPRESS
+    )
     p.add_argument(
         "--agent-id",
         default=socket.gethostname().split(".")[0][:MAX_AGENT_ID] or "agent",
@@ -61,8 +71,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--labels",
-        default="",
-        help="labels this agent reports, k=v,k2=v2 (its pool's token may add more)",
+        default=os.environ.get(LABELS_ENV, ""),
+        help=f"labels this agent reports, k=v,k2=v2 (default: ${LABELS_ENV}; its pool's "
+        "token may add more)",
     )
     p.add_argument("--once", action="store_true", help="exit after one job")
     p.add_argument(
@@ -85,6 +96,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         f"(default {DEFAULT_GRACE_S:g}; 0: stop it at once)",
     )
     p.add_argument(
+        "--update-retry",
+        type=float,
+        default=5.0,
+        help="seconds before trying again after a failed self-update (doubling, at most 300)",
+    )
+    p.add_argument(
         "--imds-url",
         default=os.environ.get("PLOYD_IMDS_URL"),
         help="on EC2: the instance metadata service to watch for spot interruptions "
@@ -93,14 +110,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     # Out of the environment whatever happens next: steps and git inherit it.
     from_env = os.environ.pop(TOKEN_ENV, None)
-    if args.token_fd is not None:
-        try:
-            args.token = read_token(args.token_fd)
-        except OSError as e:
-            p.error(f"--token-fd {args.token_fd}: {e}")
-    elif not args.token:
-        args.token = from_env
-    if not args.token:
+    args.credential = None
+    try:
+        if args.credential_fd is not None:
+            agent_id, _, args.credential = read_line(args.credential_fd).partition(" ")
+            args.agent_id = agent_id or args.agent_id
+        elif args.token_fd is not None:
+            args.token = read_line(args.token_fd)
+        elif not args.token:
+            args.token = from_env
+    except OSError as e:
+        p.error(f"the token's file descriptor: {e}")
+    if not (args.token or args.credential):
         p.error(f"no token: pass --token, --token-fd or set {TOKEN_ENV}")
     try:
         args.labels = parse_labels(args.labels)
@@ -110,7 +131,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def read_token(fd: int) -> str:
+def read_line(fd: int) -> str:
     """The first line that comes on ``fd`` (a pipe the agent inherited), read once; the
     descriptor is closed afterwards (standard input: replaced by ``/dev/null``)."""
     chunks: list[bytes] = []
@@ -143,6 +164,38 @@ def parse_labels(text: str) -> dict[str, str]:
     return labels
 
 
+def without_token(argv: Sequence[str]) -> list[str]:
+    """``argv`` less the token's options (``--token T``, ``--token=T``, ``--token-fd N``):
+    what a restart into a new version runs with (its credential comes on a pipe)."""
+    out: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        if arg in TOKEN_OPTIONS:
+            skip = True
+            continue
+        if arg.startswith(tuple(f"{o}=" for o in TOKEN_OPTIONS)):
+            continue
+        out.append(arg)
+    return out
+
+
+def handover(agent_id: Callable[[], str], credential: Callable[[], str]) -> Callable[[], list[str]]:
+    """Just before a restart into a new version: a pipe holding this agent's id and
+    credential, inherited by the new version (``--credential-fd``), which reads it once."""
+
+    def arguments() -> list[str]:
+        read, write = os.pipe()
+        os.write(write, f"{agent_id()} {credential()}\n".encode())
+        os.close(write)
+        os.set_inheritable(read, True)
+        return ["--credential-fd", str(read)]
+
+    return arguments
+
+
 def not_dumpable() -> None:
     """On Linux, make this process non-dumpable: processes of the same user (steps, when
     they run as the agent's user) can then neither ptrace it nor read its memory,
@@ -171,19 +224,40 @@ def detect_hardware(work_dir: Path) -> Hardware:
     return Hardware(cpus=os.cpu_count() or 1, memory_mb=0, disk_gb=0)
 
 
-async def amain(args: argparse.Namespace) -> int:
+def version() -> str:
+    """This agent's version: its package's (``app.__version__``), the server's own when
+    run from the server's source."""
+    import app
+
+    return app.__version__
+
+
+async def amain(
+    args: argparse.Namespace, argv: Sequence[str] = (), package: str | None = None
+) -> int:
     from app.agent.agent import Agent
     from app.agent.client import AgentClient
+    from app.agent.update import SelfUpdate
 
-    client = AgentClient(args.server, args.token)
+    client = AgentClient(args.server, args.credential or args.token, version=version())
+    args.token = args.credential = None  # the client holds it now
+    log.info(
+        "ployd agent %s on Python %s (%s), for %s",
+        client.version,
+        sys.version.split()[0],
+        package or "from source",
+        args.server,
+    )
     try:
         args.work_dir.mkdir(parents=True, exist_ok=True)
-        registration = Registration(
-            name=args.agent_id,
-            version=VERSION,
-            hardware=detect_hardware(args.work_dir),
-            labels=args.labels,
-        )
+        registration = None
+        if args.credential_fd is None:  # a fresh start: register with the token
+            registration = Registration(
+                name=args.agent_id,
+                version=client.version,
+                hardware=detect_hardware(args.work_dir),
+                labels=args.labels,
+            )
         agent = Agent(
             client,
             args.agent_id,
@@ -194,7 +268,17 @@ async def amain(args: argparse.Namespace) -> int:
             registration=registration,
             grace_s=args.grace_s,
         )
-        args.token = None  # the client holds it until it is exchanged, then forgets it
+        if package is not None:
+            agent.updater = SelfUpdate(
+                Path(package),
+                without_token(argv),
+                args.server,
+                client.http,
+                version=client.version,
+                fallback_dir=args.work_dir,
+                handover=handover(lambda: agent.agent_id, lambda: client.agent_token),
+            )
+            agent.update_retry_s = args.update_retry
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, agent.terminate)
@@ -203,13 +287,18 @@ async def amain(args: argparse.Namespace) -> int:
         client.close()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, package: str | None = None) -> int:
+    """Run the agent. ``package``: the file this agent runs from (a ``ployd-agent.pyz``),
+    which it may replace with the server's version; None (run from source): it never
+    updates."""
     not_dumpable()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     logging.basicConfig(
-        level=logging.INFO, format=f"%(asctime)s agent {args.agent_id} %(levelname)s %(message)s"
+        level=logging.INFO,
+        format=f"%(asctime)s agent {args.agent_id} {version()} %(levelname)s %(message)s",
     )
-    return asyncio.run(amain(args))
+    return asyncio.run(amain(args, argv, package))
 
 
 if __name__ == "__main__":

@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 
 from app.agent import runner, transfer, workspace
-from app.agent.client import AgentClient, AttemptGone, BadAnswer, Unavailable
+from app.agent.client import AgentClient, AttemptGone, BadAnswer, MustUpdate, Unavailable
+from app.agent.compat import ASYNC_TIMEOUT
+from app.agent.update import UpdateFailed
 from app.protocol import (
     CANCELLED,
     FAILED,
@@ -24,9 +27,15 @@ from app.protocol import (
     Registration,
     StepPayload,
     StepReport,
+    UpdateRequired,
 )
 
 log = logging.getLogger("ployd.agent")
+
+# Replaces the running agent with the server's version (``app.agent.update``): returns
+# only if it could not, raising ``UpdateFailed`` to say why.
+Updater = Callable[[UpdateRequired], Awaitable[None]]
+UPDATE_RETRY_MAX_S = 300.0
 
 
 class Agent:
@@ -43,8 +52,12 @@ class Agent:
         imds_interval: float = 2.0,
         registration: Registration | None = None,
         grace_s: float = 600.0,
+        updater: Updater | None = None,
+        update_retry_s: float = 5.0,
     ) -> None:
         self.client = client
+        self.updater = updater  # None: run from source, never updates
+        self.update_retry_s = update_retry_s
         self.imds_url = imds_url  # set on EC2: watch for the spot interruption notice
         self.imds_interval = imds_interval
         self.agent_id = agent_id
@@ -63,6 +76,7 @@ class Agent:
         self._job_cancel: asyncio.Event | None = None
         self._job_run: _JobRun | None = None
         self._notes: set[asyncio.Future[None]] = set()
+        self._stop: asyncio.Event | None = None
 
     def terminate(self) -> None:
         """SIGTERM: take no new job and let the running one finish, for up to
@@ -72,6 +86,8 @@ class Agent:
             self._stop_running("stopped (SIGTERM again)")
             return
         self.stopping = True
+        if self._stop is not None:
+            self._stop.set()
         if self._claim is not None:
             self._claim.cancel()
         if self._job_cancel is not None:
@@ -115,7 +131,7 @@ class Agent:
                 return False
             except Exception as e:  # network trouble, a server starting
                 log.warning("registration failed (%r); retrying in %.1fs", e, backoff)
-                await asyncio.sleep(backoff)  # backoff while the server is away
+                await self._pause(backoff)  # backoff while the server is away
                 backoff = min(backoff * 2, 10.0)
                 continue
             self.agent_id = registered.agent_id
@@ -128,9 +144,11 @@ class Agent:
         """Register (when asked to), then claim and run jobs until terminated (or after
         one job with ``once``)."""
         self.work_dir.mkdir(parents=True, exist_ok=True)
+        self._stop = asyncio.Event()
         if not await self.register():
             return 2
         backoff = 0.5
+        update_backoff = self.update_retry_s
         while not self.stopping:
             self._claim = asyncio.create_task(self.client.claim(self.agent_id, self.claim_wait))
             try:
@@ -142,6 +160,10 @@ class Agent:
             except AttemptGone as e:
                 log.error("the server refused the agent token: %s", e)
                 return 2
+            except MustUpdate as e:
+                await self._update(e.update, update_backoff)
+                update_backoff = min(update_backoff * 2, UPDATE_RETRY_MAX_S)
+                continue
             except Exception as e:  # network trouble, a server restarting
                 log.warning("claim failed (%r); retrying in %.1fs", e, backoff)
                 await asyncio.sleep(backoff)  # backoff while the server is away
@@ -150,12 +172,37 @@ class Agent:
             finally:
                 self._claim = None
             backoff = 0.5
+            update_backoff = self.update_retry_s
             if claim is None:
                 continue
             await self.run_job(claim)
             if once:
                 break
         return 0
+
+    async def _update(self, update: UpdateRequired, retry_s: float) -> None:
+        """Run the server's version instead of this one (the updater does not return
+        when it can); else say why and wait ``retry_s`` before claiming again."""
+        if self.updater is None:
+            log.error(
+                "the server runs agent %s and this agent, run from source, cannot update "
+                "itself: run the server's ployd-agent.pyz",
+                update.version,
+            )
+        else:
+            log.warning("the server runs agent %s: updating", update.version)
+            try:
+                await self.updater(update)
+            except UpdateFailed as e:
+                log.error("update to agent %s failed: %s", update.version, e)
+        log.warning("still running this version; trying again in %.0fs", retry_s)
+        await self._pause(retry_s)
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep, unless terminated first."""
+        assert self._stop is not None
+        with contextlib.suppress(*ASYNC_TIMEOUT):
+            await asyncio.wait_for(self._stop.wait(), seconds)
 
     async def run_job(self, claim: Claim) -> None:
         job = claim.job

@@ -5,7 +5,8 @@ Messages are ``app.protocol``'s dataclasses. Calls made with the job token are r
 network errors, timeouts and 5xx answers (the server dedupes log chunks on ``seq`` and
 step reports are idempotent); 401, 403 and 409 mean the attempt is no longer ours, raised
 as ``AttemptGone``; an answer the protocol does not allow is ``BadAnswer``; a 5xx that is
-not retried (the claim, the heartbeat) is ``ServerError``.
+not retried (the claim, the heartbeat) is ``ServerError``. A claim answered 426 (the
+server runs another version of the agent) raises ``MustUpdate`` with the instruction.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from app.protocol import (
     Registered,
     Registration,
     StepReport,
+    UpdateRequired,
 )
 
 log = logging.getLogger("ployd.agent")
@@ -55,6 +57,15 @@ class Unavailable(Exception):
     """The server could not be reached (after retries)."""
 
 
+class MustUpdate(Exception):
+    """The server answered a claim with an update instruction (426): this agent is not
+    its version and gets no job until it runs the server's."""
+
+    def __init__(self, update: UpdateRequired) -> None:
+        super().__init__(f"the server runs agent {update.version}")
+        self.update = update
+
+
 # What a retried call retries, with backoff: no answer, or a 5xx one.
 RETRY_ON: tuple[type[BaseException], ...] = (ServerError, *TRANSPORT_ERRORS)
 
@@ -68,17 +79,25 @@ class AgentClient:
         http: Http | None = None,
         retries: int = 4,
         backoff_s: float = 0.2,
+        version: str = "",
     ) -> None:
         self.http = http if http is not None else Http()
         self.server = server.rstrip("/")
         self.agent_token = agent_token
+        self.version = version  # sent with each claim (empty: not sent)
         self.retries = retries
         self.backoff_s = backoff_s
 
     async def _post(
-        self, path: str, token: str, body: Mapping[str, Any], timeout_s: float
+        self,
+        path: str,
+        token: str,
+        body: Mapping[str, Any],
+        timeout_s: float,
+        also: tuple[int, ...] = (),
     ) -> tuple[int, Any]:
-        """One POST; (status, JSON body or None: 204 or an empty body)."""
+        """One POST; (status, JSON body or None: 204 or an empty body). ``also``: more
+        statuses of 300 and up that are answers, not errors."""
         resp = await self.http.request(
             "POST",
             self.server + API + path,
@@ -93,7 +112,7 @@ class AgentClient:
             raise AttemptGone(resp.status, text)
         if resp.status >= 500:
             raise ServerError(resp.status, text[:200])
-        if resp.status >= 300:
+        if resp.status >= 300 and resp.status not in also:
             raise BadAnswer(resp.status, text)
         if not text.strip():
             return resp.status, None
@@ -152,9 +171,18 @@ class AgentClient:
 
     async def claim(self, agent_id: str, wait: float) -> Claim | None:
         """Long-poll for a job: the claim answer, or None when none came within ``wait``.
-        Raises ``AttemptGone`` (401) for a bad agent token."""
-        request = ClaimRequest(agent_id=agent_id, wait=wait)
-        status, data = await self._post("/claim", self.agent_token, request.to_json(), wait + 15)
+        Raises ``AttemptGone`` (401) for a bad agent token, ``MustUpdate`` when the
+        server wants this agent to run its version first."""
+        request = ClaimRequest(agent_id=agent_id, wait=wait, version=self.version)
+        status, data = await self._post(
+            "/claim", self.agent_token, request.to_json(), wait + 15, also=(426,)
+        )
+        if status == 426:
+            try:
+                update = UpdateRequired.from_json(data)
+            except ProtocolError as e:
+                raise BadAnswer(status, f"update instruction: {e}") from None
+            raise MustUpdate(update)
         if status == 204 or data is None:
             return None
         try:

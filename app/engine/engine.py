@@ -31,6 +31,7 @@ from app.engine.events import (
     AttemptClaimed,
     AttemptEnded,
     EventBus,
+    MachineFailed,
     PipelinesChanged,
 )
 from app.engine.hooks import (
@@ -38,6 +39,7 @@ from app.engine.hooks import (
     Authenticator,
     EngineHooks,
     Enrolled,
+    FailedMachine,
     Registrar,
     RegistrationRefused,
 )
@@ -697,6 +699,25 @@ class Engine:
                     changes,
                     error=why,
                 )
+
+    def machine_failed_to_start(self, token: str, reason: str) -> FailedMachine:
+        """A machine's bootstrap, with its registration token, reports that it could not
+        start the agent: the attempt it was started for ends `interrupted`
+        (infrastructure) with "machine i-... failed to start: REASON", so its job's
+        retry policy decides and its check run says why; executors hear
+        ``MachineFailed``. ``AgentAuthError`` (401) when the token is no starting
+        machine's."""
+        for report in self.hooks.boot_reports:
+            failed = report(token, reason)
+            if failed is not None:
+                break
+        else:
+            raise AgentAuthError(401, "no machine that is starting has this token")
+        why = f"machine {failed.name} failed to start: {reason}"
+        if failed.attempt_id is not None:
+            self.machine_never_came(failed.attempt_id, why)
+        self.events.publish(MachineFailed(failed.agent_id, failed.attempt_id, why))
+        return failed
 
     def set_waiting(self, job_id: int, reason: str | None) -> None:
         """Say why a queued job has not started (shown on its check run or status)."""

@@ -44,6 +44,16 @@ class AttemptEnded:
 
 
 @dataclass(frozen=True)
+class MachineFailed:
+    """A machine started for work reported that it could not start its agent: it is
+    going away (``error`` says why); ``attempt_id`` is the attempt it was started for."""
+
+    agent_id: str
+    attempt_id: int | None
+    error: str
+
+
+@dataclass(frozen=True)
 class AgentRegistered:
     """An agent exchanged its registration token for its credential (``target``: what
     it registered with, as audited: ``pool:lab``, ``instance:i-...``, ``local``)."""
@@ -52,8 +62,8 @@ class AgentRegistered:
     target: str
 
 
-Event = PipelinesChanged | AttemptClaimed | AttemptEnded | AgentRegistered
-E = TypeVar("E", PipelinesChanged, AttemptClaimed, AttemptEnded, AgentRegistered)
+Event = PipelinesChanged | AttemptClaimed | AttemptEnded | MachineFailed | AgentRegistered
+E = TypeVar("E", PipelinesChanged, AttemptClaimed, AttemptEnded, MachineFailed, AgentRegistered)
 
 
 class EventBus:

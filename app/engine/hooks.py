@@ -9,6 +9,8 @@ They are given to ``Engine(...)`` once, by the composition root (``app.wiring``)
 * ``Registrar``: exchanges an agent's registration token, once, for its own credential
   (a pool's token, an EC2 machine's user-data token).
 * ``Authenticator``: who an agent credential belongs to (an EC2 machine's, a pool's).
+* ``BootReports``: which starting machine a registration token belongs to, when its
+  bootstrap reports that it could not start the agent.
 * ``CloneCredentials``: what only a forge adapter can add to a claim (a clone token).
 
 What the engine *reports* is not a hook: it publishes events (``app.engine.events``).
@@ -91,6 +93,21 @@ class Registrar(Protocol):
 
 
 @dataclass(frozen=True)
+class FailedMachine:
+    """A machine whose bootstrap could not start its agent (see ``BootReports``)."""
+
+    agent_id: str
+    name: str  # what people know it by: its cloud instance id (``i-...``), or agent id
+    attempt_id: int | None = None  # the attempt it was started for
+
+
+class BootReports(Protocol):
+    def __call__(self, token: str, error: str, /) -> FailedMachine | None:
+        """The machine that is still starting and whose registration token is ``token``,
+        now marked failed with ``error``; None when the token is no such machine's."""
+
+
+@dataclass(frozen=True)
 class Credentials:
     """How a claimed job fetches its code: the clone URL to use instead of the
     repository's, and the values (a token) to mask in the job's log."""
@@ -120,6 +137,7 @@ class EngineHooks:
     # Tried in order before the engine's own (local agent) tokens.
     registrars: tuple[Registrar, ...] = ()
     authenticators: tuple[Authenticator, ...] = ()
+    boot_reports: tuple[BootReports, ...] = ()  # machines' bootstrap failures
     payload_hooks: Mapping[str, CloneCredentials] = field(default_factory=dict)  # by forge
 
     def __post_init__(self) -> None:

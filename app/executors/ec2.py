@@ -13,10 +13,12 @@ Each pass (woken by the engine, or by its own timer):
    their minimum get new ones.
 
 A reaper pass (every minute) terminates PloyD-tagged instances nobody owns, machines past
-their maximum lifetime, and retries terminations that failed. Agents on the machines
-register with the one-time token in their user data; a machine runs one tenant's jobs
-over its life, goes back to its pool after a job, and is terminated after a fork's job or
-a lost attempt.
+their maximum lifetime, and retries terminations that failed. Each machine's user data
+downloads this server's agent file (``/agent/ployd-agent.pyz``, checked against its
+SHA-256) and starts it; its agent registers with the one-time token in the user data. A
+machine whose bootstrap fails says why (``MachineFailed``): it is terminated and the
+retry avoids that candidate. A machine runs one tenant's jobs over its life, goes back
+to its pool after a job, and is terminated after a fork's job or a lost attempt.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ from app.core.scheduler import (
     why_none,
 )
 from app.core.states import AttemptState
-from app.engine.events import AttemptClaimed, AttemptEnded, PipelinesChanged
+from app.engine.events import AttemptClaimed, AttemptEnded, MachineFailed, PipelinesChanged
 from app.executors.ec2_machines import Machines, token_hash
 from app.services import Services
 from app.store.attempts import attempt_context
@@ -95,6 +97,7 @@ class EC2Executor:
         policy: EC2Policy,
         *,
         server_url: str,
+        agent_url: str = "",
         tick_s: float = 5.0,
     ) -> None:
         self.services = services
@@ -103,6 +106,9 @@ class EC2Executor:
         self.config = config
         self.policy = policy
         self.server_url = server_url
+        # where machines download the agent: this server's file (checked by SHA-256)
+        base = server_url or services.settings.base_url
+        self.agent_url = agent_url or f"{base}/agent/ployd-agent.pyz"
         self.tick_s = tick_s
         self.machines = Machines(services.db)
         self.spot_prices = SpotPrices()
@@ -134,6 +140,7 @@ class EC2Executor:
                 AttemptEnded, lambda e: self._ended(e.agent_id, e.attempt_id, e.state, e.fork)
             ),
             events.subscribe(PipelinesChanged, lambda _e: self.notify_queued(1)),
+            events.subscribe(MachineFailed, lambda e: self._failed(e.agent_id, e.error)),
         ]
         self._tasks = [
             asyncio.create_task(self._loop(), name="ec2-executor"),
@@ -304,7 +311,13 @@ class EC2Executor:
                 clean_after=bool(q and (q.fork or q.clean)),
             )
         )
-        script = user_data(self.server_url or self.services.settings.base_url, token, agent_id)
+        script = user_data(
+            self.server_url or self.services.settings.base_url,
+            token,
+            agent_id,
+            agent_url=self.agent_url,
+            agent_sha256=self.services.agent.sha256,
+        )
         cls = parse_spec(c.hardware).cls
         image = self.config.amis.get(cls) or self.config.amis.get("default")
         template = self.config.launch_templates.get(cls) or self.config.launch_templates.get(
@@ -337,6 +350,15 @@ class EC2Executor:
             await hook(row, script)
         return row
 
+    def _avoid(self, m: InstanceView) -> None:
+        """The retry of the attempt ``m`` was started for tries another candidate."""
+        if m.launched_for is None:
+            return
+        job_id = self._job_of(m.launched_for)
+        if job_id is not None:
+            key = f"{m.instance_type} {m.market} {m.az}"
+            self._waiting.setdefault(job_id, _Waiting()).avoid.add(key)
+
     async def _boot_timeouts(self, live: list[InstanceView], now: datetime) -> None:
         limit = timedelta(seconds=self.policy.boot_timeout_s)
         for m in live:
@@ -347,10 +369,7 @@ class EC2Executor:
                 continue
             await self.terminate(m, f"its agent did not register within {limit}")
             if m.launched_for is not None:
-                job_id = self._job_of(m.launched_for)
-                if job_id is not None:
-                    key = f"{m.instance_type} {m.market} {m.az}"
-                    self._waiting.setdefault(job_id, _Waiting()).avoid.add(key)
+                self._avoid(m)
                 self.engine.machine_never_came(
                     m.launched_for,
                     f"the {m.instance_type} machine did not register within {limit}",
@@ -425,6 +444,18 @@ class EC2Executor:
             task.add_done_callback(self._retiring.discard)
         else:
             self.machines.move(row.id, S.IDLE, attempt_id=None, idle_since=utcnow())
+        self._wake.set()
+
+    def _failed(self, agent_id: str, error: str) -> None:
+        """A machine's bootstrap failed (it reported why; the engine ended its attempt):
+        terminate it now, and retry elsewhere."""
+        row = self.machines.by_agent(agent_id)
+        if row is None:
+            return
+        self._avoid(row)
+        task = asyncio.get_running_loop().create_task(self.terminate(row, error))
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
         self._wake.set()
 
     # -- ending machines ---------------------------------------------------------------

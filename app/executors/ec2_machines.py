@@ -12,7 +12,7 @@ from collections.abc import Callable
 from app.core.instances import InstanceState
 from app.core.jobspec import StoredJobSpec
 from app.engine.engine import AgentIdentity
-from app.engine.hooks import Enrolled, RegistrationRefused
+from app.engine.hooks import Enrolled, FailedMachine, RegistrationRefused
 from app.protocol import ClaimRequest, Registration
 from app.store import instances
 from app.store.db import Database
@@ -99,6 +99,15 @@ class Machines:
             accepts=accepts,
             prefer_attempt=row.launched_for,
         )
+
+    def fail_boot(self, token: str, reason: str) -> FailedMachine | None:
+        """A starting machine's bootstrap reports, with its registration token, that it
+        could not start the agent: the machine goes (``terminating``); None when the
+        token is no starting machine's."""
+        row = instances.fail_boot(self.db, token_hash(token), f"failed to start: {reason}")
+        if row is None:
+            return None
+        return FailedMachine(row.agent_id, row.instance_id or row.agent_id, row.launched_for)
 
 
 def _nothing(_job: Job, _pipeline: Pipeline) -> bool:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from app.core.hardware import Catalog
 from app.engine.hooks import (
     Authenticator,
+    BootReports,
     CloneCredentials,
     EngineHooks,
     Registrar,
@@ -33,6 +34,7 @@ class Security:
         secrets: SecretsProvider | None = None,
         registrars: tuple[Registrar, ...] = (),
         authenticators: tuple[Authenticator, ...] = (),
+        boot_reports: tuple[BootReports, ...] = (),
         payload_hooks: dict[str, CloneCredentials] | None = None,
     ) -> EngineHooks:
         """The engine's hooks that deliver these secrets and enforce this policy: the
@@ -49,6 +51,7 @@ class Security:
             secrets=secrets or self.secrets.provide,
             registrars=registrars,
             authenticators=authenticators,
+            boot_reports=boot_reports,
             payload_hooks=payload_hooks or {},
         )
 

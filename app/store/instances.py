@@ -215,6 +215,24 @@ def by_credential(db: Database, credential_hash: str) -> InstanceView | None:
         return view(row)
 
 
+STARTING = (InstanceState.REQUESTED.value, InstanceState.BOOTING.value)
+
+
+def fail_boot(db: Database, token_hash: str, error: str) -> InstanceView | None:
+    """The machine whose agent has not registered yet and whose bootstrap reports, with
+    this token (its hash), that it could not start: moved to ``terminating`` (it shuts
+    itself down; the executor confirms), ``error`` kept. None when no starting machine
+    has the token (unknown, or its agent registered already)."""
+    with db.session() as s:
+        row = s.scalar(select(Instance).where(Instance.token_hash == token_hash))
+        if row is None or row.state not in STARTING or row.credential_hash is not None:
+            return None
+        instance_transition(row.state, InstanceState.TERMINATING)
+        row.state = InstanceState.TERMINATING.value
+        row.error = error[:2000]
+        return view(row)
+
+
 def count_by_state(db: Database) -> list[tuple[str, int]]:
     """(state, how many machines are in it), for the states that have any."""
     with db.session() as s:

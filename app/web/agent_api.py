@@ -9,6 +9,7 @@ from aiohttp import web
 from app.engine.engine import AgentAuthError, OutOfOrder
 from app.protocol import (
     Answer,
+    BootFailure,
     ClaimRequest,
     FinishAnswer,
     FinishReport,
@@ -17,7 +18,9 @@ from app.protocol import (
     ProtocolError,
     Registration,
     StepReport,
+    UpdateRequired,
 )
+from app.web.agent_files import AGENT_PATH
 from app.web.common import bearer, error, int_param, json_body, services
 
 routes = web.RouteTableDef()
@@ -50,10 +53,31 @@ async def claim(request: web.Request) -> web.StreamResponse:
         who = svc.engine.authenticate(bearer(request), body)
     except AgentAuthError as e:
         return error(e.status, str(e))
+    agent = svc.agent
+    if body.version and body.version != agent.version:
+        # another version of the agent: it gets no job until it runs this server's
+        update = UpdateRequired(version=agent.version, url=AGENT_PATH, sha256=agent.sha256)
+        return web.json_response(update.to_json(), status=426, headers={"Upgrade": "ployd-agent"})
     found = await svc.engine.claim(who, float(body.wait))
     if found is None:
         return web.Response(status=204)
     return web.json_response(found.to_json())
+
+
+@routes.post("/api/v1/agent/bootstrap-failed")
+async def bootstrap_failed(request: web.Request) -> web.StreamResponse:
+    """A machine's bootstrap could not start the agent (registration token): its attempt
+    ends `interrupted` saying why, and the machine retires."""
+    svc = services(request)
+    try:
+        body = BootFailure.from_json(await json_body(request, max_bytes=16 << 10))
+    except ProtocolError as e:
+        return error(400, str(e))
+    try:
+        failed = svc.engine.machine_failed_to_start(bearer(request), body.reason)
+    except AgentAuthError as e:
+        return error(e.status, str(e))
+    return web.json_response({"machine": failed.name, "attempt_id": failed.attempt_id})
 
 
 async def _guard(request: web.Request, fn: Any) -> web.StreamResponse:

@@ -6,7 +6,15 @@ from aiohttp import web
 
 from app import __version__
 from app.services import Services
-from app.web import agent_api, api, dashboard, logs, webhooks_github, webhooks_gitlab
+from app.web import (
+    agent_api,
+    agent_files,
+    api,
+    dashboard,
+    logs,
+    webhooks_github,
+    webhooks_gitlab,
+)
 from app.web.admin_api import install as install_admin
 from app.web.artifacts_api import install as install_artifacts
 from app.web.common import SERVICES
@@ -42,6 +50,7 @@ def make_app(services: Services) -> web.Application:
     app.add_routes(routes)
     app.add_routes(api.routes)
     app.add_routes(agent_api.routes)
+    app.add_routes(agent_files.routes)
     app.add_routes(logs.routes)
     app.add_routes(webhooks_github.routes)
     app.add_routes(webhooks_gitlab.routes)

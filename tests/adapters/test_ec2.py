@@ -1,6 +1,6 @@
 """The EC2 adapter against moto's server mode (``moto_server``): real boto3 over HTTP on
 loopback, faults injected at botocore's ``before-call`` event, and one simulated boot that
-runs the real agent with the token moto recorded in the user data."""
+runs the user data moto recorded, for real, in a throwaway root."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -32,13 +31,23 @@ from app.adapters.ec2 import (
     parse_registration,
     user_data,
 )
-from app.adapters.ec2.userdata import AGENT_VENV, RUNNER
+from app.adapters.ec2.userdata import AGENT_PATH, ENV_FILE, RUNNER, UNIT_FILE
+from app.agentbuild import AgentPackage
 from app.core.scheduler.prices import SpotPrices
 from tests.agent.conftest import AGENT_TOKEN, StubServer
+from tests.e2e.machine import Machine
 
 REGION = "us-west-2"  # this module's own region on the shared moto server
 KEYS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 REPO_ROOT = Path(__file__).resolve().parents[2]
+SHA = "ab" * 32
+AGENT_URL = "https://ployd.example.com/agent/ployd-agent.pyz"
+
+
+def script_for(server: str, token: str, agent_id: str, **kw: Any) -> str:
+    kw.setdefault("agent_url", AGENT_URL)
+    kw.setdefault("agent_sha256", SHA)
+    return user_data(server, token, agent_id, **kw)
 
 
 # -- fixtures ---------------------------------------------------------------------------
@@ -112,7 +121,7 @@ def client(boto: Any, sleeps: list[float]) -> Iterator[EC2Client]:
 
 def launch_kwargs(aws: dict[str, Any], **over: Any) -> dict[str, Any]:
     kw: dict[str, Any] = {
-        "user_data": user_data("http://127.0.0.1:9", "one-time-token-1", "agent-1"),
+        "user_data": script_for("http://127.0.0.1:9", "one-time-token-1", "agent-1"),
         "tags": {"ployd:job": "42", "ployd:tenant": "acme", "ployd:pool": "gpu"},
         "root_gb": 150, "ami": aws["ami"], "instance_profile": aws["profile"],
         "security_group": aws["sg"], "client_token": uuid.uuid4().hex,
@@ -197,40 +206,42 @@ def test_config_errors(change: dict[str, str], message: str) -> None:
 
 
 def test_user_data_round_trip_and_bash_syntax(tmp_path: Path) -> None:
-    script = user_data("https://ployd.example.com", "tok.EN-123_abc", "ec2-7", work_dir="/w")
+    """The values land in the script's head; the script itself is executed for real
+    below and in tests/e2e/test_bootstrap.py."""
+    script = script_for("https://ployd.example.com", "tok.EN-123_abc", "ec2-7", work_dir="/w")
     assert script.startswith("#!/bin/bash\n")
     assert parse_registration(script) == ("https://ployd.example.com", "tok.EN-123_abc", "ec2-7")
     (tmp_path / "ud.sh").write_text(script)
     subprocess.run(["bash", "-n", str(tmp_path / "ud.sh")], check=True)
-    runner = runner_of(script)
-    (tmp_path / "runner.sh").write_text(runner)
-    subprocess.run(["bash", "-n", str(tmp_path / "runner.sh")], check=True)
+    head = script.split("\nset -Eeuo pipefail\n", 1)[0]
+    assert f"\nPLOYD_AGENT_URL={AGENT_URL}\nPLOYD_AGENT_SHA256={SHA}\n" in head
+    assert "\nPLOYD_WORK_DIR=/w\n" in head and f"\nPLOYD_AGENT_PATH={AGENT_PATH}\n" in head
     # the token reaches the agent through systemd's EnvironmentFile, never its command line
-    assert "tok.EN-123_abc" not in runner and "--token" not in script
-    assert "EnvironmentFile=/etc/ployd/agent.env" in script and "set -x" not in script
-    assert "--server https://ployd.example.com --agent-id ec2-7 --work-dir /w" in runner
+    assert script.count("tok.EN-123_abc") == 1 and "--token" not in script
+    assert 'ENV_FILE="$ROOT/etc/ployd/agent.env"' in script and "set -x" not in script
+    assert "EnvironmentFile=$ENV_FILE" in script
+    # no package index, ever: no pip, and no python from the distribution's repositories
+    assert not re.search(r"\bpip3?\b", script) and "install -yq python" not in script
 
 
-@pytest.mark.parametrize("args", [
-    ("ftp://x", "token-123456", "a"),
-    ("https://x", "tok en 123456", "a"),
-    ("https://x", "short", "a"),
-    ("https://x", "token-123456", "a;reboot"),
-    ("https://x'$(id)", "token-123456", "a"),
+@pytest.mark.parametrize(("args", "kw"), [
+    (("ftp://x", "token-123456", "a"), {}),
+    (("https://x", "tok en 123456", "a"), {}),
+    (("https://x", "short", "a"), {}),
+    (("https://x", "token-123456", "a;reboot"), {}),
+    (("https://x'$(id)", "token-123456", "a"), {}),
+    (("https://x", "token-123456", "a"), {"agent_url": "https://x/$(reboot)"}),
+    (("https://x", "token-123456", "a"), {"agent_sha256": "abc"}),
+    (("https://x", "token-123456", "a"), {"agent_sha256": "AB" * 32}),
 ])
-def test_user_data_rejects_unsafe_values(args: tuple[str, str, str]) -> None:
+def test_user_data_rejects_unsafe_values(args: tuple[str, str, str], kw: dict[str, str]) -> None:
     with pytest.raises(ValueError, match="not usable in user data"):
-        user_data(*args)
+        script_for(*args, **kw)
 
 
 def test_parse_registration_rejects_other_scripts() -> None:
     with pytest.raises(ValueError, match="not PloyD user data"):
         parse_registration("#!/bin/bash\necho hi\n")
-
-
-def runner_of(script: str) -> str:
-    """The agent runner the bootstrap installs (its heredoc in the user data)."""
-    return script.split("<<'PLOYD_RUNNER'\n", 1)[1].split("\nPLOYD_RUNNER\n", 1)[0] + "\n"
 
 
 # -- launch, as moto recorded it ---------------------------------------------------------
@@ -498,13 +509,14 @@ async def test_booted_instance_runs_the_agent_and_retires(
     make_repo: Callable[..., tuple[Path, str]], tmp_path: Path,
 ) -> None:
     """Launch with user data for a stub PloyD server; read the user data back from moto;
-    run the runner script it installs (the real agent, the token in the environment as
-    systemd's EnvironmentFile would put it, ``shutdown`` faked); the agent claims and runs
-    a job; when the agent exits, the runner shuts the machine down."""
+    run it in a throwaway root (the agent file baked into the "image", ``systemctl`` and
+    ``shutdown`` stubbed); the agent it starts claims and runs a job; when the agent
+    exits, the runner shuts the machine down."""
     stub = StubServer()
     stub.url = str((await aiohttp_server(stub.app())).make_url("")).rstrip("/")
-    work = tmp_path / "work"
-    script = user_data(stub.url, AGENT_TOKEN, "ec2-agent-1", work_dir=str(work))
+    agent = AgentPackage.build()
+    script = user_data(stub.url, AGENT_TOKEN, "ec2-agent-1",
+                       agent_url=f"{stub.url}/agent/ployd-agent.pyz", agent_sha256=agent.sha256)
     iid = await client.launch("m5.large", aws["subnets"][f"{REGION}a"], "on-demand",
                               **launch_kwargs(aws, user_data=script))
     try:
@@ -514,30 +526,27 @@ async def test_booted_instance_runs_the_agent_and_retires(
     server_url, token, agent_id = parse_registration(booted)
     assert (server_url, token, agent_id) == (stub.url, AGENT_TOKEN, "ec2-agent-1")
 
-    fake_bin = tmp_path / "bin"
-    fake_bin.mkdir()
-    (fake_bin / "shutdown").write_text('#!/bin/sh\necho "$@" > "$SHUTDOWN_MARK"\n')
-    (fake_bin / "shutdown").chmod(0o755)
-    runner = tmp_path / "run-agent"
-    runner.write_text(runner_of(booted).replace(f"{AGENT_VENV}/bin/python", sys.executable))
-    mark = tmp_path / "shutdown-called"
-    env = {**os.environ, "PATH": f"{fake_bin}:{os.environ['PATH']}", "PYTHONPATH": str(REPO_ROOT),
-           "PLOYD_AGENT_TOKEN": token, "SHUTDOWN_MARK": str(mark)}
+    machine = Machine(tmp_path / "machine")
+    machine.path(AGENT_PATH).parent.mkdir(parents=True)
+    machine.path(AGENT_PATH).write_bytes(agent.data)  # baked: the stub serves no agent
     assert RUNNER.startswith("/usr/local/lib/ployd/")
-    proc = await asyncio.create_subprocess_exec("bash", str(runner), env=env, cwd=tmp_path)
     try:
+        assert await machine.run(booted) == 0, machine.output
+        assert "using the agent baked into the image" in machine.output
+        assert oct(machine.path(ENV_FILE).stat().st_mode & 0o777) == "0o600"
+        assert machine.path(UNIT_FILE).exists()
         repo, sha = make_repo({"hello.txt": "hi\n"})
         attempt = stub.add_job(str(repo), sha, [{"run": "cat hello.txt"}])
         await asyncio.wait_for(attempt.finished.wait(), 60)
         assert attempt.agent_id == agent_id
         assert attempt.finish is not None and "hi" in attempt.text
-        assert not mark.exists()
-        agents = _children(proc.pid)  # the agent decides to stop (here: told to)
+        assert machine.calls("shutdown") == []
+        runner = machine.agent_pid  # the unit's process: the runner, the agent its child
+        assert runner is not None
+        agents = _children(runner)  # the agent decides to stop (here: told to)
         assert len(agents) == 1
         os.kill(agents[0], signal.SIGTERM)
-        assert await asyncio.wait_for(proc.wait(), 30) == 0
-        assert mark.read_text().split() == ["-h", "now"]
+        await machine.exited()  # the runner exits after the agent
+        assert machine.calls("shutdown") == ["-h now"]
     finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+        machine.kill()

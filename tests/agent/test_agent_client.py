@@ -239,13 +239,6 @@ async def test_agent_process_once_and_sigterm(
     assert wait_gone(int((tmp_path / "w" / "child.pid").read_text()))
 
 
-def test_the_agent_tells_the_servers_version() -> None:
-    import app
-    from app.agent import VERSION
-
-    assert app.__version__ == VERSION
-
-
 async def test_a_refused_registration_exits_2_without_claiming(
     stub: StubServer, session: Http, tmp_path: Path
 ) -> None:
@@ -257,3 +250,22 @@ async def test_a_refused_registration_exits_2_without_claiming(
                                                                       disk_gb=0)))
     assert await agent.run() == 2
     assert stub.claims == {}
+
+
+def test_a_restart_into_a_new_version_gets_the_credential_on_a_pipe(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What the self-update re-executes with: the arguments less the used-up token, and
+    the agent's name and credential on an inherited pipe, read once."""
+    from app.agent.__main__ import handover, parse_args, without_token
+
+    argv = ["--server", "S", "--token", "T", "--agent-id", "a", "--token-fd=0", "--once"]
+    assert without_token(argv) == ["--server", "S", "--agent-id", "a", "--once"]
+    extra = handover(lambda: "lab-1", lambda: "the-credential")()
+    assert extra[0] == "--credential-fd" and os.get_inheritable(int(extra[1]))
+    monkeypatch.setenv("PLOYD_AGENT_TOKEN", "used-up")
+    args = parse_args(["--server", "S", "--agent-id", "a", *extra])
+    assert (args.agent_id, args.credential) == ("lab-1", "the-credential")
+    assert "PLOYD_AGENT_TOKEN" not in os.environ  # gone from the environment either way
+    with pytest.raises(OSError):
+        os.fstat(int(extra[1]))  # read once, then closed

@@ -1,7 +1,9 @@
 """A world for EC2 end-to-end tests: moto's server on loopback reached through its
-endpoint URL like real EC2, PloyD's EC2 executor, and "instances" simulated by starting
-the real agent locally with the registration token from the user data moto recorded,
-each with its own fake instance metadata service (to deliver spot interruption notices).
+endpoint URL like real EC2, PloyD's EC2 executor, and "instances" booted by running the
+user data moto recorded for them, for real, each in a throwaway root (``Machine``:
+``systemctl`` and ``shutdown`` stubbed): it downloads the agent from the server, checks
+its SHA-256 and starts it, with its own fake instance metadata service (to deliver spot
+interruption notices).
 """
 
 from __future__ import annotations
@@ -9,8 +11,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from app.core.ec2_policy import EC2Policy
 from app.executors.ec2 import EC2Executor
 from app.store.instances import InstanceView
 from tests.e2e.conftest import Harness
+from tests.e2e.machine import Machine
 
 KEYS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 
@@ -73,9 +74,13 @@ class EC2World:
         self.imds = FakeIMDS()
         self.h: Harness | None = None
         self.executor: EC2Executor | None = None
-        self.agents: dict[str, asyncio.subprocess.Process] = {}
+        self.machines: dict[str, Machine] = {}  # by agent id
         self.boot = True  # simulated instances boot (set False to test boot timeouts)
         self.launched: list[InstanceView] = []
+        self.booted: dict[str, int] = {}  # agent id -> the bootstrap's exit code
+        self.machine_path: list[Path] = []  # folders first on the machines' PATH
+        self._boots: set[asyncio.Task[None]] = set()
+        self._booted = asyncio.Condition()
 
     def network(self) -> EC2Config:
         vpc = self.boto.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
@@ -114,35 +119,36 @@ class EC2World:
         return executor
 
     async def _boot(self, row: InstanceView, _script: str) -> None:
-        """Boot the "instance": the real agent, with the token from the user data that
-        EC2 (moto) recorded for it."""
+        """Boot the "instance" (in the background, as EC2 does): run the user data that
+        EC2 (moto) recorded for it in a machine of its own."""
         self.launched.append(row)
         if not self.boot:
             return
-        raw = self.boto.describe_instance_attribute(
-            InstanceId=row.instance_id, Attribute="userData"
+        task = asyncio.get_running_loop().create_task(self._run_user_data(row))
+        self._boots.add(task)
+        task.add_done_callback(self._boots.discard)
+
+    async def _run_user_data(self, row: InstanceView) -> None:
+        raw = await asyncio.to_thread(
+            self.boto.describe_instance_attribute,
+            InstanceId=row.instance_id,
+            Attribute="userData",
         )
         script = base64.b64decode(raw["UserData"]["Value"]).decode()
-        server, token, agent_id = parse_registration(script)
-        env = {**os.environ, "PLOYD_AGENT_TOKEN": token}
-        self.agents[agent_id] = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "app.agent",
-            "--server",
-            server,
-            "--agent-id",
-            agent_id,
-            "--work-dir",
-            str(self.tmp / "machines" / agent_id),
-            "--imds-url",
-            f"{self.imds.url}/{agent_id}",
-            "--kill-grace",
-            "1",
-            env=env,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
+        _server, _token, agent_id = parse_registration(script)
+        machine = self.machines[agent_id] = Machine(self.tmp / "machines" / agent_id)
+        code = await machine.run(
+            script, path_first=self.machine_path, PLOYD_IMDS_URL=f"{self.imds.url}/{agent_id}"
         )
+        async with self._booted:
+            self.booted[agent_id] = code
+            self._booted.notify_all()
+
+    async def bootstrapped(self, agent_id: str) -> int:
+        """Wait for the bootstrap of ``agent_id``'s machine to end; its exit code."""
+        async with self._booted:
+            await asyncio.wait_for(self._booted.wait_for(lambda: agent_id in self.booted), 60)
+        return self.booted[agent_id]
 
     def interrupt(self, agent_id: str) -> None:
         self.imds.notices[agent_id] = '{"action": "terminate", "time": "2026-11-26T23:59:59Z"}'
@@ -159,11 +165,10 @@ class EC2World:
     async def stop(self) -> None:
         if self.executor is not None:
             await self.executor.retire_all("the test is over")
-        for proc in self.agents.values():
-            if proc.returncode is None:
-                proc.terminate()
-        for proc in self.agents.values():
-            await proc.wait()
+        for task in list(self._boots):
+            with contextlib.suppress(Exception):
+                await task
+        await asyncio.gather(*(m.stopped() for m in self.machines.values()))
         if self.executor is not None:
             await self.executor.stop()
         await self.imds.stop()
