@@ -366,7 +366,7 @@ class Engine:
         """A one-time registration token for an agent this server starts itself (the
         local executor's, one per process start), kept in memory: the agent exchanges
         it at its first contact for a credential that claims any tenant's job."""
-        token = pysecrets.token_urlsafe(32)
+        token = "ployd_local_" + pysecrets.token_urlsafe(32)  # never starts with "-"
         self._local_registrations.add(_hash(token))
         return token
 
@@ -374,7 +374,7 @@ class Engine:
         """A credential, in memory, for an agent of this very process (tests, benchmarks,
         an embedder's): it claims any tenant's job. Never hand it to a process that runs
         steps: agents that run steps register (``new_registration_token``)."""
-        token = pysecrets.token_urlsafe(32)
+        token = "ployd_self_" + pysecrets.token_urlsafe(32)
         self._agent_tokens.add(_hash(token))
         return token
 
@@ -394,7 +394,7 @@ class Engine:
         name = registration.name
         for old in [h for h, n in self._local_agents.items() if n == name]:
             del self._local_agents[old]  # its previous process's credential dies
-        credential = pysecrets.token_urlsafe(32)
+        credential = "ployd_agent_" + pysecrets.token_urlsafe(32)
         self._local_agents[_hash(credential)] = name
         return Enrolled(name, credential, target="local")
 

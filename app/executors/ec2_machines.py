@@ -56,7 +56,7 @@ class Machines:
         """Exchange a machine's user-data token (its registration token) at its agent's
         first contact for the agent's own credential; the token is refused afterwards
         (it stays readable on the machine, from the instance metadata)."""
-        credential = secrets.token_urlsafe(32)
+        credential = "ployd_agent_" + secrets.token_urlsafe(32)
         found = instances.register(self.db, token_hash(token), token_hash(credential))
         if found is None:
             return None
