@@ -15,6 +15,7 @@ from app.engine.logfinisher import LogFinisher
 from app.logs.store import LogStore
 from app.metrics import Metrics
 from app.policy.setup import Security
+from app.pools import Pools
 from app.settings import Settings
 from app.store.db import Database
 
@@ -30,3 +31,4 @@ class Services:
     security: Security  # the secret store and the policy book behind the engine's hooks
     finisher: LogFinisher  # finishes logs as attempts end
     agent: AgentPackage  # the agent file this server serves (app.agentbuild)
+    pools: Pools  # self-hosted agents: registration tokens, registered agents

@@ -5,7 +5,8 @@ Order matters and is the whole point of this module:
 
 1. the database, the log store, the hardware catalog, the metrics;
 2. the engine's decision hooks: the secret store and the policy book (gates, admission,
-   secrets), the agent authenticators (EC2 machines' registration tokens), and the
+   secrets), the agent registrars and authenticators (pools' and EC2 machines'
+   registration tokens, exchanged once for the agents' credentials), and the
    forges' claim credentials (clone tokens), so that the forge clients open first;
 3. the engine, with those hooks and an event bus; then the subscribers to its events:
    the log finisher and the metrics here, the forge reporters and the executors when
@@ -26,7 +27,7 @@ from app.agentbuild import AgentPackage
 from app.core.hardware import Catalog
 from app.engine.engine import Engine
 from app.engine.events import AttemptClaimed, AttemptEnded, EventBus
-from app.engine.hooks import AgentIdentity, CloneCredentials, SecretsProvider
+from app.engine.hooks import CloneCredentials, SecretsProvider
 from app.engine.logfinisher import LogFinisher
 from app.executors.base import Executor
 from app.executors.ec2_machines import Machines
@@ -42,6 +43,7 @@ from app.handlers.gitlab.setup import clone_token_hook as gitlab_clone_token_hoo
 from app.logs.store import make_log_store
 from app.metrics import Metrics
 from app.policy.setup import security_from
+from app.pools import Pools
 from app.services import Services
 from app.settings import Settings
 from app.store.db import Database
@@ -99,9 +101,7 @@ def build_services(
     catalog = Catalog.load(settings.catalog_file or None)
     security = security_from(settings, db, catalog)  # secrets, quotas, budgets
     machines = Machines(db)  # the machines PloyD started: their registration tokens
-
-    def machine_agent(token: str, _agent_id: str) -> AgentIdentity | None:
-        return machines.identity(token)
+    pools = Pools(db)  # self-hosted agents: their pools' registration tokens
 
     events = EventBus()
     engine = Engine(
@@ -109,7 +109,8 @@ def build_services(
         logs,
         hooks=security.hooks(
             secrets=secrets,
-            authenticators=(machine_agent,),
+            registrars=(pools.register, machines.register),
+            authenticators=(pools.identity, machines.identity),
             boot_reports=(machines.fail_boot,),
             payload_hooks=(forges or ForgeClients()).payload_hooks(db),
         ),
@@ -132,6 +133,7 @@ def build_services(
         security=security,
         finisher=finisher,
         agent=AgentPackage.build(),  # served at /agent/ployd-agent.pyz
+        pools=pools,
     )
 
 
@@ -184,7 +186,7 @@ async def start_local(services: Services, url: str) -> Executor:
 
     executor = LocalExecutor(
         server_url=url,
-        agent_token=engine.new_agent_token(),
+        agent_token=engine.new_registration_token,  # one per agent start
         work_dir=settings.workspaces_dir,
         concurrency=settings.local_agents,
         on_agent_exit=on_exit,

@@ -41,11 +41,12 @@ class FirstClaims:
         self._seen = asyncio.Event()
         original = engine.authenticate  # type: ignore[attr-defined]
 
-        def authenticate(token: str, agent_id: str) -> object:
+        def authenticate(token: str, claim: object) -> object:
+            agent_id = getattr(claim, "agent_id", claim)  # a ClaimRequest, or an id
             if agent_id not in self.at:
-                self.at[agent_id] = time.perf_counter()
+                self.at[str(agent_id)] = time.perf_counter()
                 self._seen.set()
-            return original(token, agent_id)
+            return original(token, claim)
 
         engine.authenticate = authenticate  # type: ignore[attr-defined]
 
@@ -83,13 +84,12 @@ async def run(n: int) -> int:
         try:
             claims = FirstClaims(server.services.engine)
             agent = server.services.agent
-            token = server.services.engine.new_agent_token()
             package = agent.write(root / "opt")
             for i in range(n):
                 m = Machine(root / f"machine-{i}")
                 script = user_data(
                     server.url,
-                    token,
+                    server.services.engine.new_registration_token(),  # one per machine
                     f"boot-{i}",
                     agent_url=f"{server.url}/agent/ployd-agent.pyz",
                     agent_sha256=agent.sha256,
@@ -101,6 +101,7 @@ async def run(n: int) -> int:
                     boots.append(await claims.wait(f"boot-{i}") - t0)
                 finally:
                     await m.stopped()
+                token = server.services.engine.new_registration_token()
                 t0 = time.perf_counter()
                 proc = await asyncio.create_subprocess_exec(
                     python, "-I", str(package), "--server", server.url, "--token", token,

@@ -1,6 +1,20 @@
-"""`python -m app.agent --server URL --token T --agent-id ID --work-dir DIR [--once]`,
+"""`python -m app.agent --server URL --token TOKEN [--agent-id ID] [--work-dir DIR] [--once]`,
 or the same arguments to the packaged agent: `python3 ployd-agent.pyz --server URL ...`
-(its ``__main__`` passes ``package``, the file it runs from, so that it can update)."""
+(its ``__main__`` passes ``package``, the file it runs from, so that it can update).
+
+The token is a one-time registration token (``ployd agents token create``, an EC2
+machine's user data, or the local executor's per-start one): the agent registers with it
+at start and from then on claims with the credential it gets back, kept in memory only.
+Where the token comes from, first found: ``--token-fd N`` (read once from that inherited
+file descriptor, e.g. 0 for standard input: nowhere a step could read it), ``--token``,
+``$PLOYD_AGENT_TOKEN`` (removed from the environment at once: the steps' environment is
+built from it). An agent that updates itself hands its credential to the new version on
+a pipe (``--credential-fd``), as the token is used up.
+
+SIGTERM (or SIGINT): take no new job, let the running one finish for up to ``--grace-s``
+seconds, then exit 0; a second SIGTERM, or the grace running out, stops the job (it is
+reported interrupted, and its retry policy decides).
+"""
 
 from __future__ import annotations
 
@@ -9,11 +23,21 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from app.protocol import MAX_AGENT_ID, Registration
+
 log = logging.getLogger("ployd.agent")
+
+TOKEN_ENV = "PLOYD_AGENT_TOKEN"
+LABELS_ENV = "PLOYD_AGENT_LABELS"  # install.sh's EnvironmentFile puts --labels there
+DEFAULT_WORK_DIR = Path("~/.ployd-agent/work")
+DEFAULT_GRACE_S = 600.0
+# What a restart into a new version must not repeat: the used-up token's sources.
+TOKEN_OPTIONS = ("--token", "--token-fd", "--credential-fd")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -21,15 +45,34 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--server", required=True, help="the PloyD server's base URL")
     p.add_argument(
         "--token",
-        default=os.environ.get("PLOYD_AGENT_TOKEN"),
-        help="agent token (default: $PLOYD_AGENT_TOKEN)",
+        help=f"the registration token (default: ${TOKEN_ENV}); used once, at start",
     )
-    p.add_argument("--agent-id", required=True)
+    p.add_argument(
+        "--token-fd",
+        type=int,
+        metavar="FD",
+        help="read the registration token from this inherited file descriptor (0: "
+        "standard input), once",
+    )
+    p.add_argument(  # the previous version's credential, when the agent updated itself
+        "--credential-fd", type=int, metavar="FD", help=argparse.SUPPRESS
+    )
+    p.add_argument(
+        "--agent-id",
+        default=socket.gethostname().split(".")[0][:MAX_AGENT_ID] or "agent",
+        help="this agent's name (default: the host name)",
+    )
     p.add_argument(
         "--work-dir",
-        required=True,
         type=Path,
-        help="where workspaces live (one per repository, reused)",
+        default=DEFAULT_WORK_DIR,
+        help=f"where workspaces live (one per repository, reused; default {DEFAULT_WORK_DIR})",
+    )
+    p.add_argument(
+        "--labels",
+        default=os.environ.get(LABELS_ENV, ""),
+        help=f"labels this agent reports, k=v,k2=v2 (default: ${LABELS_ENV}; its pool's "
+        "token may add more)",
     )
     p.add_argument("--once", action="store_true", help="exit after one job")
     p.add_argument(
@@ -45,6 +88,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="seconds between SIGTERM and SIGKILL of a step's process group",
     )
     p.add_argument(
+        "--grace-s",
+        type=float,
+        default=DEFAULT_GRACE_S,
+        help="on SIGTERM, seconds the running job may take to finish before it is stopped "
+        f"(default {DEFAULT_GRACE_S:g}; 0: stop it at once)",
+    )
+    p.add_argument(
         "--update-retry",
         type=float,
         default=5.0,
@@ -57,9 +107,107 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "(http://169.254.169.254); default $PLOYD_IMDS_URL, unset: not watched",
     )
     args = p.parse_args(argv)
-    if not args.token:
-        p.error("no agent token: pass --token or set PLOYD_AGENT_TOKEN")
+    # Out of the environment whatever happens next: steps and git inherit it.
+    from_env = os.environ.pop(TOKEN_ENV, None)
+    args.credential = None
+    try:
+        if args.credential_fd is not None:
+            agent_id, _, args.credential = read_line(args.credential_fd).partition(" ")
+            args.agent_id = agent_id or args.agent_id
+        elif args.token_fd is not None:
+            args.token = read_line(args.token_fd)
+        elif not args.token:
+            args.token = from_env
+    except OSError as e:
+        p.error(f"the token's file descriptor: {e}")
+    if not (args.token or args.credential):
+        p.error(f"no token: pass --token, --token-fd or set {TOKEN_ENV}")
+    try:
+        args.labels = parse_labels(args.labels)
+    except ValueError as e:
+        p.error(str(e))
+    args.work_dir = args.work_dir.expanduser()
     return args
+
+
+def read_line(fd: int) -> str:
+    """The first line that comes on ``fd`` (a pipe the agent inherited), read once; the
+    descriptor is closed afterwards (standard input: replaced by ``/dev/null``)."""
+    chunks: list[bytes] = []
+    while True:
+        data = os.read(fd, 4096)
+        if not data:
+            break
+        chunks.append(data)
+        if b"\n" in data:
+            break
+    if fd == 0:
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.close(devnull)
+    else:
+        os.close(fd)
+    return b"".join(chunks).decode().split("\n", 1)[0].strip()
+
+
+def parse_labels(text: str) -> dict[str, str]:
+    """``k=v,k2=v2`` as a dict (the server checks what they may hold)."""
+    labels: dict[str, str] = {}
+    for item in (text or "").split(","):
+        if not item.strip():
+            continue
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise ValueError(f"--labels: {item.strip()!r} is not key=value")
+        labels[key.strip()] = value.strip()
+    return labels
+
+
+def without_token(argv: Sequence[str]) -> list[str]:
+    """``argv`` less the token's options (``--token T``, ``--token=T``, ``--token-fd N``):
+    what a restart into a new version runs with (its credential comes on a pipe)."""
+    out: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        if arg in TOKEN_OPTIONS:
+            skip = True
+            continue
+        if arg.startswith(tuple(f"{o}=" for o in TOKEN_OPTIONS)):
+            continue
+        out.append(arg)
+    return out
+
+
+def handover(agent_id: Callable[[], str], credential: Callable[[], str]) -> Callable[[], list[str]]:
+    """Just before a restart into a new version: a pipe holding this agent's id and
+    credential, inherited by the new version (``--credential-fd``), which reads it once."""
+
+    def arguments() -> list[str]:
+        read, write = os.pipe()
+        os.write(write, f"{agent_id()} {credential()}\n".encode())
+        os.close(write)
+        os.set_inheritable(read, True)
+        return ["--credential-fd", str(read)]
+
+    return arguments
+
+
+def not_dumpable() -> None:
+    """On Linux, make this process non-dumpable: processes of the same user (steps, when
+    they run as the agent's user) can then neither ptrace it nor read its memory,
+    ``/proc/<pid>/environ`` or its open files, where its credential lives. Best effort;
+    root still can (steps run as another user: docs/agent-protocol.md)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE, 0
+    except (ImportError, OSError, AttributeError):
+        pass
 
 
 def version() -> str:
@@ -75,9 +223,11 @@ async def amain(
 ) -> int:
     from app.agent.agent import Agent
     from app.agent.client import AgentClient
+    from app.agent.hardware import detect
     from app.agent.update import SelfUpdate
 
-    client = AgentClient(args.server, args.token, version=version())
+    client = AgentClient(args.server, args.credential or args.token, version=version())
+    args.token = args.credential = None  # the client holds it now
     log.info(
         "ployd agent %s on Python %s (%s), for %s",
         client.version,
@@ -85,17 +235,17 @@ async def amain(
         package or "from source",
         args.server,
     )
-    updater = None
-    if package is not None:
-        updater = SelfUpdate(
-            Path(package),
-            argv,
-            args.server,
-            client.http,
-            version=client.version,
-            fallback_dir=args.work_dir,
-        )
     try:
+        args.work_dir.mkdir(parents=True, exist_ok=True)
+        registration = None
+        hardware = detect(args.work_dir)  # once: sent at registration and with each claim
+        if args.credential_fd is None:  # a fresh start: register with the token
+            registration = Registration(
+                name=args.agent_id,
+                version=client.version,
+                hardware=hardware,
+                labels=args.labels,
+            )
         agent = Agent(
             client,
             args.agent_id,
@@ -103,9 +253,21 @@ async def amain(
             claim_wait=args.claim_wait,
             kill_grace_s=args.kill_grace,
             imds_url=args.imds_url,
-            updater=updater,
-            update_retry_s=args.update_retry,
+            registration=registration,
+            grace_s=args.grace_s,
+            hardware=hardware,
         )
+        if package is not None:
+            agent.updater = SelfUpdate(
+                Path(package),
+                without_token(argv),
+                args.server,
+                client.http,
+                version=client.version,
+                fallback_dir=args.work_dir,
+                handover=handover(lambda: agent.agent_id, lambda: client.agent_token),
+            )
+            agent.update_retry_s = args.update_retry
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, agent.terminate)
@@ -118,6 +280,7 @@ def main(argv: Sequence[str] | None = None, package: str | None = None) -> int:
     """Run the agent. ``package``: the file this agent runs from (a ``ployd-agent.pyz``),
     which it may replace with the server's version; None (run from source): it never
     updates."""
+    not_dumpable()
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     logging.basicConfig(

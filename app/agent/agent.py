@@ -26,6 +26,7 @@ from app.protocol import (
     Hardware,
     JobPayload,
     LogChunk,
+    Registration,
     StepPayload,
     StepReport,
     UpdateRequired,
@@ -51,6 +52,8 @@ class Agent:
         kill_grace_s: float = 3.0,
         imds_url: str | None = None,
         imds_interval: float = 2.0,
+        registration: Registration | None = None,
+        grace_s: float = 600.0,
         updater: Updater | None = None,
         update_retry_s: float = 5.0,
         hardware: Hardware | None = None,
@@ -67,29 +70,91 @@ class Agent:
         self.claim_wait = claim_wait
         self.heartbeat_wait = heartbeat_wait
         self.kill_grace_s = kill_grace_s
+        # Registered at start when given (the client holds a registration token), else
+        # the client's token is already a credential.
+        self.registration = registration
+        self.grace_s = grace_s  # SIGTERM: how long the running job may still take
         self.stopping = False
+        self._stop_job: str | None = None  # why the running job is being stopped
+        self._grace: asyncio.TimerHandle | None = None
         self._claim: asyncio.Task[Claim | None] | None = None
         self._job_cancel: asyncio.Event | None = None
+        self._job_run: _JobRun | None = None
+        self._notes: set[asyncio.Future[None]] = set()
         self._stop: asyncio.Event | None = None
 
     def terminate(self) -> None:
-        """SIGTERM: stop claiming, kill the running step's group, exit without finishing
-        (the server counts the attempt as a lost machine)."""
+        """SIGTERM: take no new job and let the running one finish, for up to
+        ``grace_s``; a second call (or the grace running out) stops its steps, and it is
+        reported interrupted. ``run`` then returns 0."""
+        if self.stopping:
+            self._stop_running("stopped (SIGTERM again)")
+            return
         self.stopping = True
         if self._stop is not None:
             self._stop.set()
         if self._claim is not None:
             self._claim.cancel()
         if self._job_cancel is not None:
+            self._start_grace()
+
+    def _start_grace(self) -> None:
+        if self.grace_s <= 0:
+            self._stop_running("stopped (SIGTERM)")
+            return
+        if self._grace is None:
+            note = f"the running job may finish for {self.grace_s:g}s (SIGTERM again stops it now)"
+            log.warning("stopping: %s", note)
+            if self._job_run is not None:  # the job's log says so too
+                self._notes.add(
+                    asyncio.ensure_future(
+                        self._job_run.send_log(f"\n⚠ the agent is stopping: {note}\n")
+                    )
+                )
+            self._grace = asyncio.get_running_loop().call_later(
+                self.grace_s,
+                self._stop_running,
+                f"stopped (SIGTERM, and its {self.grace_s:g}s grace period ended)",
+            )
+
+    def _stop_running(self, why: str) -> None:
+        if self._stop_job is None:
+            self._stop_job = why
+        if self._job_cancel is not None:
             self._job_cancel.set()
 
+    async def register(self) -> bool:
+        """Exchange the registration token for this agent's credential (retried while
+        the server cannot be reached); False when the server refuses it."""
+        registration = self.registration
+        backoff = 0.5
+        while registration is not None and not self.stopping:
+            try:
+                registered = await self.client.register(registration)
+            except (AttemptGone, BadAnswer) as e:
+                log.error("the server refused to register this agent: %s", e)
+                return False
+            except Exception as e:  # network trouble, a server starting
+                log.warning("registration failed (%r); retrying in %.1fs", e, backoff)
+                await self._pause(backoff)  # backoff while the server is away
+                backoff = min(backoff * 2, 10.0)
+                continue
+            self.agent_id = registered.agent_id
+            self.registration = None
+            log.info("registered as %s", registered.agent_id)
+            break
+        return True
+
     async def run(self, *, once: bool = False) -> int:
-        """Claim and run jobs until terminated (or after one job with ``once``)."""
+        """Register (when asked to), then claim and run jobs until terminated (or after
+        one job with ``once``)."""
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self._stop = asyncio.Event()
         if self.hardware is None:
             loop = asyncio.get_running_loop()
             self.hardware = await loop.run_in_executor(None, machine.detect, self.work_dir)
+        if not await self.register():
+            return 2
         backoff = 0.5
         update_backoff = self.update_retry_s
         while not self.stopping:
@@ -154,9 +219,11 @@ class Agent:
         attempt_id = claim.attempt_id
         token = claim.job_token
         cancel = self._job_cancel = asyncio.Event()
-        if self.stopping:
+        job_run = self._job_run = _JobRun(self.client, attempt_id, token, cancel)
+        if self._stop_job is not None:
             cancel.set()
-        job_run = _JobRun(self.client, attempt_id, token, cancel)
+        elif self.stopping:  # claimed as SIGTERM came: it runs, within the grace
+            self._start_grace()
         heartbeat = asyncio.create_task(job_run.heartbeats(self.heartbeat_wait))
         interrupted = asyncio.Event()
         watcher = self._watch_spot(job_run, cancel, interrupted)
@@ -169,10 +236,13 @@ class Agent:
                     reason=SPOT_INTERRUPTION,
                     error="spot instance interruption notice",
                 )
+            elif self._stop_job is not None and finish.result == CANCELLED:
+                # Not the job's fault: the agent is going away (its policy retries it).
+                why = f"the agent was {self._stop_job} before the job finished"
+                await job_run.send_log(f"\n⚠ {why}\n")
+                finish = replace(finish, result=INTERRUPTED, reason=INFRASTRUCTURE, error=why)
             if job_run.gone:
                 log.warning("attempt %s is no longer ours; not finishing it", attempt_id)
-            elif self.stopping:
-                log.warning("terminated during attempt %s; not finishing it", attempt_id)
             else:
                 await self.client.finish(attempt_id, token, finish)
         except (AttemptGone, Unavailable) as e:
@@ -183,7 +253,15 @@ class Agent:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
+            for note in list(self._notes):
+                with contextlib.suppress(Exception):
+                    await note
+            self._notes.clear()
             self._job_cancel = None
+            self._job_run = None
+            if self._grace is not None:
+                self._grace.cancel()
+                self._grace = None
 
     def _watch_spot(
         self, job_run: _JobRun, cancel: asyncio.Event, interrupted: asyncio.Event
@@ -291,6 +369,7 @@ class _JobRun:
         self.cancel = cancel
         self.seq = 0
         self.gone = False
+        self._log_lock = asyncio.Lock()  # chunks go one at a time, in seq order
 
     def _answer(self, cancel: bool) -> None:
         if cancel:
@@ -305,11 +384,13 @@ class _JobRun:
     async def send_log(self, data: str) -> None:
         if self.gone or not data:
             return
-        seq, self.seq = self.seq, self.seq + 1  # a lost chunk still uses its seq
-        try:
-            self._answer(await self.client.log(self.attempt_id, self.token, LogChunk(seq, data)))
-        except (AttemptGone, Unavailable, BadAnswer) as e:
-            self._lost(e)
+        async with self._log_lock:  # the runner's output and the agent's own notes
+            seq, self.seq = self.seq, self.seq + 1  # a lost chunk still uses its seq
+            try:
+                chunk = LogChunk(seq, data)
+                self._answer(await self.client.log(self.attempt_id, self.token, chunk))
+            except (AttemptGone, Unavailable, BadAnswer) as e:
+                self._lost(e)
 
     async def send_step(self, index: int, state: str, exit_code: int | None) -> None:
         if self.gone:

@@ -27,6 +27,8 @@ from app.protocol import (
     Heartbeat,
     LogChunk,
     ProtocolError,
+    Registered,
+    Registration,
     StepReport,
     UpdateRequired,
 )
@@ -152,6 +154,21 @@ class AgentClient:
             return Answer.from_json(data).cancel
         except ProtocolError as e:
             raise BadAnswer(status, f"{e}: {data!r}") from None
+
+    async def register(self, registration: Registration) -> Registered:
+        """Exchange the registration token this client holds for the agent's own
+        credential, which the client uses from then on (the token is forgotten). Raises
+        ``AttemptGone`` when the server refuses the token (401: unknown, used already,
+        expired; 409: the name is another pool's agent's)."""
+        status, data = await self._post(
+            "/register", self.agent_token, registration.to_json(), 30.0
+        )
+        try:
+            registered = Registered.from_json(data)
+        except ProtocolError as e:
+            raise BadAnswer(status, f"registration answer: {e}") from None
+        self.agent_token = registered.credential
+        return registered
 
     async def claim(
         self, agent_id: str, wait: float, hardware: Hardware | None = None

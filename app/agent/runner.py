@@ -40,6 +40,8 @@ LogSink = Callable[[str], Awaitable[None]]
 StepSink = Callable[[int, str, "int | None"], Awaitable[None]]
 
 MIN_SECRET_LEN = 3
+# Never in a step's environment, whatever the agent was started with: its token.
+PRIVATE_ENV = ("PLOYD_AGENT_TOKEN",)
 READ_SIZE = 64 * 1024
 
 
@@ -291,8 +293,9 @@ async def run_steps(
     """Run ``steps`` in order in ``cwd`` and say how the job went.
 
     ``env`` (the job's) and each step's env are laid over ``base_env`` (default:
-    ``os.environ``); ``secrets`` are added as variables and masked in the output, and so
-    are the values in ``mask`` (not exported: e.g. the token in the clone URL).
+    ``os.environ``), less ``PRIVATE_ENV``; ``secrets`` are added as variables and masked
+    in the output, and so are the values in ``mask`` (not exported: e.g. the token in
+    the clone URL).
     ``timeout_s`` bounds the whole job; a step's own ``timeout_s`` bounds that step.
     Setting ``cancel`` kills the running step's process group and ends the job
     ``cancelled``. After a failure the remaining steps are reported ``skipped``.
@@ -300,6 +303,8 @@ async def run_steps(
     secrets = dict(secrets or {})
     out = LogStream(on_log, [*secrets.values(), *mask], flush_interval=flush_interval)
     job_env = dict(os.environ if base_env is None else base_env)
+    for name in PRIVATE_ENV:
+        job_env.pop(name, None)
     job_env.update(env or {})
     job_env.update(secrets)
     cancel = cancel or asyncio.Event()

@@ -12,7 +12,9 @@ version, where to fetch it, its SHA-256), ``SelfUpdate``:
    never touched: a restart by systemd runs the old one, which updates again, reusing
    the file already there when its SHA-256 matches);
 4. re-executes the interpreter with the new file and the same arguments and flags
-   (``os.execv``: the same process, so systemd keeps tracking it).
+   (``os.execv``: the same process, so systemd keeps tracking it), less the registration
+   token (used up) and with the agent's credential on an inherited pipe instead
+   (``handover``).
 
 An agent run from source (``python -m app.agent``) has no file to replace: it never
 updates (it is the server's own version: the local executor starts it).
@@ -88,6 +90,7 @@ class SelfUpdate:
         fallback_dir: Path,
         python: str = sys.executable,
         execv: Callable[[str, list[str]], Any] = os.execv,
+        handover: Callable[[], Sequence[str]] | None = None,
     ) -> None:
         self.package = Path(package)
         self.argv = list(argv)
@@ -97,6 +100,9 @@ class SelfUpdate:
         self.fallback_dir = Path(fallback_dir)
         self.python = python
         self.execv = execv
+        # More arguments for the new version, made just before it starts: how it gets
+        # this agent's credential (a pipe), since its registration token is used up.
+        self.handover = handover
 
     def url_of(self, update: UpdateRequired) -> str:
         return (
@@ -153,7 +159,8 @@ class SelfUpdate:
                 tmp.unlink()
 
     def _restart(self, dest: Path) -> None:
-        args = [self.python, *interpreter_flags(), str(dest), *self.argv]
+        extra = list(self.handover()) if self.handover is not None else []
+        args = [self.python, *interpreter_flags(), str(dest), *self.argv, *extra]
         log.warning("restarting as agent %s", dest.name)
         for handler in logging.getLogger().handlers:
             handler.flush()

@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "secrets": ("secrets", "a repository's secrets: set (value from stdin), list, delete"),
     "audit": ("audit", "the audit trail: verify its hash chain, export it as JSON lines"),
     "agent": ("agent", "the agent as one file: ployd agent build [--out DIR]"),
+    "agents": ("agents", "self-hosted agents: registration tokens for pools, list, disable"),
 }
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import hmac
 import secrets as pysecrets
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -30,13 +29,22 @@ from app.core.states import AttemptState, JobState, PipelineState
 from app.engine import progress
 from app.engine.connected import ConnectedAgents
 from app.engine.events import (
+    AgentRegistered,
     AttemptClaimed,
     AttemptEnded,
     EventBus,
     MachineFailed,
     PipelinesChanged,
 )
-from app.engine.hooks import AgentIdentity, Authenticator, EngineHooks, FailedMachine
+from app.engine.hooks import (
+    AgentIdentity,
+    Authenticator,
+    EngineHooks,
+    Enrolled,
+    FailedMachine,
+    Registrar,
+    RegistrationRefused,
+)
 from app.engine.notify import Broadcast
 from app.engine.progress import Changes
 from app.engine.specs import agent_payload, job_spec
@@ -52,9 +60,12 @@ from app.protocol import (
     TIMED_OUT,
     TIMEOUT,
     Claim,
+    ClaimRequest,
     FinishReport,
     Hardware,
     LogChunk,
+    Registered,
+    Registration,
     StepReport,
 )
 from app.store.db import Database
@@ -148,7 +159,11 @@ class Engine:
             *self.hooks.authenticators,
             self._local_agent,
         )
-        self._agent_tokens: set[str] = set()
+        self._registrars: tuple[Registrar, ...] = (*self.hooks.registrars, self._register_local)
+        self._agent_tokens: set[str] = set()  # new_agent_token's credentials (hashes)
+        self._local_registrations: set[str] = set()  # new_registration_token's, unused
+        self._used_registrations: set[str] = set()
+        self._local_agents: dict[str, str] = {}  # credential hash -> agent name
         # The agents that called lately, for "no agent with h100:8 is connected" (per
         # process: see app/engine/connected.py).
         self.connected = ConnectedAgents(heartbeat_timeout_s)
@@ -351,23 +366,92 @@ class Engine:
             pipeline_id = pipeline.id
         return pipeline_id
 
-    # ---- agents: claim ----------------------------------------------------------------
+    # ---- agents: registration ---------------------------------------------------------
+
+    def new_registration_token(self) -> str:
+        """A one-time registration token for an agent this server starts itself (the
+        local executor's, one per process start), kept in memory: the agent exchanges
+        it at its first contact for a credential that claims any tenant's job."""
+        token = "ployd_local_" + pysecrets.token_urlsafe(32)  # never starts with "-"
+        self._local_registrations.add(_hash(token))
+        return token
 
     def new_agent_token(self) -> str:
-        token = pysecrets.token_urlsafe(32)
+        """A credential, in memory, for an agent of this very process (tests, benchmarks,
+        an embedder's): it claims any tenant's job. Never hand it to a process that runs
+        steps: agents that run steps register (``new_registration_token``)."""
+        token = "ployd_self_" + pysecrets.token_urlsafe(32)
         self._agent_tokens.add(_hash(token))
         return token
 
-    def _local_agent(self, token: str, agent_id: str) -> AgentIdentity | None:
+    def _register_local(self, token: str, registration: Registration) -> Enrolled | None:
         digest = _hash(token)
-        if any(hmac.compare_digest(digest, t) for t in self._agent_tokens):
-            return AgentIdentity(agent_id=agent_id)
+        if digest in self._used_registrations:
+            raise RegistrationRefused(
+                "this registration token has been used already: an agent gets a new one "
+                "each time it starts",
+                target="local",
+                reason="used",
+            )
+        if digest not in self._local_registrations:
+            return None
+        self._local_registrations.discard(digest)
+        self._used_registrations.add(digest)
+        name = registration.name
+        for old in [h for h, n in self._local_agents.items() if n == name]:
+            del self._local_agents[old]  # its previous process's credential dies
+        credential = "ployd_agent_" + pysecrets.token_urlsafe(32)
+        self._local_agents[_hash(credential)] = name
+        return Enrolled(name, credential, target="local")
+
+    def register(self, token: str, registration: Registration) -> Registered:
+        """Exchange a registration token, once, for the agent's own credential. A token
+        a registrar knows but refuses (used already, expired) is audited; every refusal
+        is ``AgentAuthError`` (401 unless the registrar says otherwise)."""
+        actor = f"agent:{registration.name}"
+        for registrar in self._registrars:
+            try:
+                enrolled = registrar(token, registration)
+            except RegistrationRefused as e:
+                self.record(
+                    actor,
+                    "agent.register.refused",
+                    e.target,
+                    reason=e.reason,
+                    error=str(e),
+                    version=registration.version,
+                )
+                raise AgentAuthError(e.status, str(e)) from None
+            if enrolled is not None:
+                self.record(
+                    f"agent:{enrolled.agent_id}",
+                    "agent.register",
+                    enrolled.target,
+                    version=registration.version,
+                    **dict(enrolled.details),
+                )
+                self.events.publish(AgentRegistered(enrolled.agent_id, enrolled.target))
+                return Registered(agent_id=enrolled.agent_id, credential=enrolled.credential)
+        raise AgentAuthError(401, "unknown registration token")
+
+    # ---- agents: claim ----------------------------------------------------------------
+
+    def _local_agent(self, token: str, claim: ClaimRequest) -> AgentIdentity | None:
+        digest = _hash(token)
+        name = self._local_agents.get(digest)
+        if name is not None:
+            return AgentIdentity(agent_id=name)
+        if digest in self._agent_tokens:
+            return AgentIdentity(agent_id=claim.agent_id)
         return None
 
-    def authenticate(self, token: str, agent_id: str) -> AgentIdentity:
-        """The identity behind an agent token; ``AgentAuthError`` (401) when none."""
+    def authenticate(self, token: str, claim: ClaimRequest | str) -> AgentIdentity:
+        """The identity behind an agent credential (``claim``: what the agent says, or
+        just the id it calls itself); ``AgentAuthError`` (401) when none."""
+        if isinstance(claim, str):
+            claim = ClaimRequest(agent_id=claim)
         for authenticator in self._authenticators:
-            identity = authenticator(token, agent_id)
+            identity = authenticator(token, claim)
             if identity is not None:
                 return identity
         raise AgentAuthError(401, "unknown agent token")

@@ -53,8 +53,17 @@ class MachineFailed:
     error: str
 
 
-Event = PipelinesChanged | AttemptClaimed | AttemptEnded | MachineFailed
-E = TypeVar("E", PipelinesChanged, AttemptClaimed, AttemptEnded, MachineFailed)
+@dataclass(frozen=True)
+class AgentRegistered:
+    """An agent exchanged its registration token for its credential (``target``: what
+    it registered with, as audited: ``pool:lab``, ``instance:i-...``, ``local``)."""
+
+    agent_id: str
+    target: str
+
+
+Event = PipelinesChanged | AttemptClaimed | AttemptEnded | MachineFailed | AgentRegistered
+E = TypeVar("E", PipelinesChanged, AttemptClaimed, AttemptEnded, MachineFailed, AgentRegistered)
 
 
 class EventBus:

@@ -6,7 +6,9 @@ They are given to ``Engine(...)`` once, by the composition root (``app.wiring``)
   machine starts (a policy refusal, a missing secret).
 * ``Admission``: may it start now? A reason makes it wait (a tenant's quota).
 * ``SecretsProvider``: the secret values a claimed job receives (never a fork's).
-* ``Authenticator``: who an agent token belongs to (an EC2 machine's, a pool's).
+* ``Registrar``: exchanges an agent's registration token, once, for its own credential
+  (a pool's token, an EC2 machine's user-data token).
+* ``Authenticator``: who an agent credential belongs to (an EC2 machine's, a pool's).
 * ``BootReports``: which starting machine a registration token belongs to, when its
   bootstrap reports that it could not start the agent.
 * ``CloneCredentials``: what only a forge adapter can add to a claim (a clone token).
@@ -19,9 +21,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Protocol
+from typing import Any, Protocol
 
-from app.protocol import Hardware, JobPayload
+from app.protocol import ClaimRequest, Hardware, JobPayload, Registration
 from app.store.db import Tx
 from app.store.models import Attempt, Job, Pipeline
 
@@ -60,9 +62,40 @@ class AgentIdentity:
 
 
 class Authenticator(Protocol):
-    def __call__(self, token: str, agent_id: str, /) -> AgentIdentity | None:
-        """The identity behind ``token`` (``agent_id`` is what the agent calls itself),
-        or None when the token is not this authenticator's."""
+    def __call__(self, token: str, claim: ClaimRequest, /) -> AgentIdentity | None:
+        """The identity behind the credential ``token``, or None when it is not this
+        authenticator's. ``claim`` is what the agent says: the id it calls itself, and
+        the version and hardware it reports (an authenticator may record them)."""
+
+
+@dataclass(frozen=True)
+class Enrolled:
+    """A registration a registrar accepted: the agent's id, its new credential (given
+    to the agent once; only its hash is kept), and what the audit trail records."""
+
+    agent_id: str
+    credential: str = field(repr=False)
+    target: str = ""  # audited as the target: "pool:lab", "instance:i-0abc"
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+class RegistrationRefused(Exception):
+    """A registration token the registrar knows but will not exchange: used already,
+    expired, or the machine it was made for is gone. The engine audits the refusal and
+    answers ``status`` (401) with the message."""
+
+    def __init__(self, message: str, *, target: str, reason: str, status: int = 401) -> None:
+        super().__init__(message)
+        self.target = target
+        self.reason = reason
+        self.status = status
+
+
+class Registrar(Protocol):
+    def __call__(self, token: str, registration: Registration, /) -> Enrolled | None:
+        """Exchange the registration ``token`` for the agent's credential; None when the
+        token is not this registrar's; ``RegistrationRefused`` when it is but may not
+        be used (again)."""
 
 
 @dataclass(frozen=True)
@@ -108,6 +141,7 @@ class EngineHooks:
     admission: Admission | None = None
     secrets: SecretsProvider = _no_secrets
     # Tried in order before the engine's own (local agent) tokens.
+    registrars: tuple[Registrar, ...] = ()
     authenticators: tuple[Authenticator, ...] = ()
     boot_reports: tuple[BootReports, ...] = ()  # machines' bootstrap failures
     payload_hooks: Mapping[str, CloneCredentials] = field(default_factory=dict)  # by forge

@@ -1,15 +1,19 @@
 """The EC2 executor's machines (stored by ``app.store.instances``, moving through the
-instance state machine of ``app.core.instances``), and who a registering agent is."""
+instance state machine of ``app.core.instances``), and who a registering agent is: a
+machine's user-data token registers its agent once; the agent then claims with the
+credential it got for it."""
 
 from __future__ import annotations
 
 import hashlib
+import secrets
 from collections.abc import Callable
 
 from app.core.instances import InstanceState
 from app.core.jobspec import StoredJobSpec
 from app.engine.engine import AgentIdentity
-from app.engine.hooks import FailedMachine
+from app.engine.hooks import Enrolled, FailedMachine, RegistrationRefused
+from app.protocol import ClaimRequest, Registration
 from app.store import instances
 from app.store.db import Database
 from app.store.instances import InstanceView, NewInstance
@@ -48,10 +52,40 @@ class Machines:
 
     # -- agents ----------------------------------------------------------------------
 
-    def identity(self, token: str) -> AgentIdentity | None:
-        """The agent of a machine PloyD started, from its registration token. A machine
-        registers on its first claim (requested/booting -> idle)."""
-        row = instances.register(self.db, token_hash(token))
+    def register(self, token: str, registration: Registration) -> Enrolled | None:
+        """Exchange a machine's user-data token (its registration token) at its agent's
+        first contact for the agent's own credential; the token is refused afterwards
+        (it stays readable on the machine, from the instance metadata)."""
+        credential = "ployd_agent_" + secrets.token_urlsafe(32)
+        found = instances.register(self.db, token_hash(token), token_hash(credential))
+        if found is None:
+            return None
+        row = found.machine
+        target = f"instance:{row.instance_id or row.agent_id}"
+        if found.outcome == "used":
+            raise RegistrationRefused(
+                f"machine {row.instance_id or row.agent_id} has registered already: its "
+                "registration token works once",
+                target=target,
+                reason="used",
+            )
+        if found.outcome == "gone":
+            raise RegistrationRefused(
+                f"machine {row.instance_id or row.agent_id} is {row.state}",
+                target=target,
+                reason=row.state,
+            )
+        return Enrolled(
+            row.agent_id,
+            credential,
+            target=target,
+            details={"instance_type": row.instance_type, "pool": row.pool},
+        )
+
+    def identity(self, token: str, _claim: ClaimRequest | None = None) -> AgentIdentity | None:
+        """The agent of a live machine PloyD started, from the credential it got when it
+        registered. A machine moves from requested/booting to idle on its first claim."""
+        row = instances.by_credential(self.db, token_hash(token))
         if row is None:
             return None
         taking = row.state == InstanceState.IDLE.value

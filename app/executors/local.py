@@ -4,6 +4,13 @@ Each agent (``python -m app.agent --agent-id local-N``) long-polls the server fo
 so a queued job starts within milliseconds. An agent that exits is reported through
 ``on_agent_exit(agent_id, returncode)`` (so the server can mark its running attempt
 interrupted) and restarted, with a growing delay when it keeps crashing.
+
+Each start of an agent gets a fresh one-time registration token (``agent_token``, a
+callable: the engine's ``new_registration_token``), written to the agent's standard
+input and read once (``--token-fd 0``): never in its environment or its command line,
+where its steps could read it (``/proc/<agent>/environ``, ``ps``). The agent exchanges
+it for its credential, which it keeps in memory. The server's own ``PLOYD_*`` settings
+are left out of the agents' environment too (the steps' environment comes from it).
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
 log = logging.getLogger("ployd.executor.local")
@@ -30,7 +37,7 @@ class LocalExecutor:
     def __init__(
         self,
         server_url: str,
-        agent_token: str,
+        agent_token: str | Callable[[], str],
         work_dir: Path,
         concurrency: int = 2,
         on_agent_exit: OnAgentExit | None = None,
@@ -39,6 +46,7 @@ class LocalExecutor:
         claim_wait: float = 25.0,
         stop_grace_s: float = 10.0,
         first_backoff_s: float = 0.25,
+        agent_grace_s: float = 0.0,
     ) -> None:
         self.server_url = server_url
         self.agent_token = agent_token
@@ -49,6 +57,9 @@ class LocalExecutor:
         self.claim_wait = claim_wait
         self.stop_grace_s = stop_grace_s
         self.first_backoff_s = first_backoff_s
+        # SIGTERM (stop()): how long an agent may finish its running job; 0 stops it at
+        # once (reported interrupted, and retried when the server runs again).
+        self.agent_grace_s = agent_grace_s
         self._procs: dict[str, asyncio.subprocess.Process] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
@@ -70,27 +81,42 @@ class LocalExecutor:
             await self._spawn(agent_id)
             self._tasks.append(asyncio.create_task(self._watch(agent_id), name=agent_id))
 
+    def _token(self) -> str:
+        return self.agent_token() if callable(self.agent_token) else self.agent_token
+
     async def _spawn(self, agent_id: str) -> None:
-        env = dict(os.environ)
-        env["PLOYD_AGENT_TOKEN"] = self.agent_token  # not in argv, where `ps` shows it
+        env = agent_environment(os.environ)
         env["PYTHONUNBUFFERED"] = "1"
         # Each agent has its own workspaces: two jobs never share a checkout.
-        self._procs[agent_id] = await asyncio.create_subprocess_exec(
+        proc = await asyncio.create_subprocess_exec(
             self.python,
             "-m",
             "app.agent",
             "--server",
             self.server_url,
+            "--token-fd",
+            "0",
             "--agent-id",
             agent_id,
             "--work-dir",
             str(self.work_dir / agent_id),
             "--claim-wait",
             str(self.claim_wait),
+            "--grace-s",
+            str(self.agent_grace_s),
             env=env,
-            stdin=asyncio.subprocess.DEVNULL,
+            stdin=asyncio.subprocess.PIPE,
         )
-        log.info("agent %s started (pid %s)", agent_id, self._procs[agent_id].pid)
+        self._procs[agent_id] = proc
+        assert proc.stdin is not None
+        try:  # the token on a pipe, read once: not in the environment, not in argv
+            proc.stdin.write(self._token().encode() + b"\n")
+            await proc.stdin.drain()
+        except (BrokenPipeError, ConnectionResetError):
+            log.warning("agent %s exited before it read its token", agent_id)
+        finally:
+            proc.stdin.close()
+        log.info("agent %s started (pid %s)", agent_id, proc.pid)
 
     async def _watch(self, agent_id: str) -> None:
         """Restart ``agent_id`` whenever it exits, until stop()."""
@@ -142,3 +168,10 @@ class LocalExecutor:
             with contextlib.suppress(asyncio.CancelledError):
                 await t
         self._tasks.clear()
+
+
+def agent_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment a local agent starts with: the server's, without its ``PLOYD_*``
+    settings (the admin token, the secret key, the database URL...): the steps' base
+    environment is the agent's."""
+    return {k: v for k, v in environ.items() if not k.startswith("PLOYD_")}

@@ -10,6 +10,7 @@ from app.engine.hooks import (
     BootReports,
     CloneCredentials,
     EngineHooks,
+    Registrar,
     SecretsProvider,
 )
 from app.policy.enforce import PolicyBook
@@ -31,6 +32,7 @@ class Security:
         self,
         *,
         secrets: SecretsProvider | None = None,
+        registrars: tuple[Registrar, ...] = (),
         authenticators: tuple[Authenticator, ...] = (),
         boot_reports: tuple[BootReports, ...] = (),
         payload_hooks: dict[str, CloneCredentials] | None = None,
@@ -47,6 +49,7 @@ class Security:
             gates=gates,
             admission=self.policy.admission,
             secrets=secrets or self.secrets.provide,
+            registrars=registrars,
             authenticators=authenticators,
             boot_reports=boot_reports,
             payload_hooks=payload_hooks or {},

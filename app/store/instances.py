@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy import update as sql_update
 
 from app.core.instances import InstanceState, instance_transition
 from app.store.db import Database
@@ -165,18 +166,52 @@ def update(db: Database, row_id: int, **fields: Any) -> None:
             _set(row, fields)
 
 
-def register(db: Database, token_hash: str) -> InstanceView | None:
-    """The live machine whose agent registers with this token (its hash), moved to
-    ``idle`` on its first registration (``requested``/``booting`` -> ``idle``); None
-    when no live machine has it."""
+@dataclass(frozen=True)
+class Exchange:
+    """What became of a machine's registration: ``ok`` (its credential is set now),
+    ``used`` (an agent registered with this token before), ``gone`` (the machine is no
+    longer live)."""
+
+    outcome: str
+    machine: InstanceView
+
+
+def register(db: Database, token_hash: str, credential_hash: str) -> Exchange | None:
+    """Exchange the registration token of a live machine (its hash) for its agent's
+    credential (a hash too), once. None when no machine has this token. The machine
+    stays as it is until its agent's first claim (``by_credential``)."""
     with db.session() as s:
         row = s.scalar(select(Instance).where(Instance.token_hash == token_hash))
+        if row is None:
+            return None
+        if not InstanceState(row.state).live:
+            return Exchange("gone", view(row))
+        taken = s.execute(  # once, even when two agents race with one token
+            sql_update(Instance)
+            .where(Instance.id == row.id, Instance.credential_hash.is_(None))
+            .values(credential_hash=credential_hash, registered_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+        if getattr(taken, "rowcount", 0) != 1:
+            return Exchange("used", view(row))
+        s.refresh(row)  # as the database gives it back
+        return Exchange("ok", view(row))
+
+
+def by_credential(db: Database, credential_hash: str) -> InstanceView | None:
+    """The live machine whose agent holds this credential (its hash), moved to ``idle``
+    on its agent's first claim (``requested``/``booting`` -> ``idle``): the claim that
+    takes the job it was started for, in the same moment."""
+    with db.session() as s:
+        row = s.scalar(select(Instance).where(Instance.credential_hash == credential_hash))
         if row is None or not InstanceState(row.state).live:
             return None
         if row.state in (InstanceState.REQUESTED.value, InstanceState.BOOTING.value):
             instance_transition(row.state, InstanceState.IDLE)
             row.state = InstanceState.IDLE.value
-            row.registered_at = row.idle_since = utcnow()
+            row.idle_since = utcnow()
+            s.flush()
+            s.refresh(row)
         return view(row)
 
 
@@ -190,7 +225,7 @@ def fail_boot(db: Database, token_hash: str, error: str) -> InstanceView | None:
     has the token (unknown, or its agent registered already)."""
     with db.session() as s:
         row = s.scalar(select(Instance).where(Instance.token_hash == token_hash))
-        if row is None or row.state not in STARTING:
+        if row is None or row.state not in STARTING or row.credential_hash is not None:
             return None
         instance_transition(row.state, InstanceState.TERMINATING)
         row.state = InstanceState.TERMINATING.value

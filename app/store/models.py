@@ -231,6 +231,11 @@ class Instance(Base):
     state: Mapped[str] = mapped_column(String(16), default="requested")
     agent_id: Mapped[str] = mapped_column(String(128), unique=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # The agent's own credential, given for the registration token at its first contact
+    # (null until then; the registration token is refused afterwards).
+    credential_hash: Mapped[str | None] = mapped_column(
+        String(64), nullable=True, unique=True, index=True
+    )
     launched_for: Mapped[int | None] = mapped_column(Integer, nullable=True)  # attempt id
     attempt_id: Mapped[int | None] = mapped_column(Integer, nullable=True)  # running now
     clean_after: Mapped[bool] = mapped_column(Boolean, default=False)  # never reuse
@@ -336,3 +341,45 @@ class LogChunk(Base):
     lines: Mapped[int] = mapped_column(BigInteger)
     newlines: Mapped[int] = mapped_column(Integer)
     data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class AgentRegistrationToken(Base):
+    """A one-time token that lets a self-hosted agent join ``pool`` (``ployd agents token
+    create``): only its hash is kept; ``used_at`` is set when an agent exchanged it."""
+
+    __tablename__ = "agent_registration_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    pool: Mapped[str] = mapped_column(String(64), index=True)
+    tenants: Mapped[list[Any]] = mapped_column(default=list)  # ["*"] or ["forge:id", ...]
+    labels: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_by: Mapped[str] = mapped_column(String(255), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    used_by: Mapped[str | None] = mapped_column(String(128), nullable=True)  # agent name
+
+
+class RegisteredAgent(Base):
+    """A self-hosted agent that registered with a pool's token. ``state``: ``active``,
+    ``draining`` (finishing its job, taking no new one), ``disabled``. Only the hash of
+    its credential is kept. The job it runs now is the live attempt whose ``agent_id`` is
+    its name (``app.store.agents.current_job``), not a copy kept here."""
+
+    __tablename__ = "agents"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    pool: Mapped[str] = mapped_column(String(64), index=True)
+    tenants: Mapped[list[Any]] = mapped_column(default=list)
+    labels: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    hardware: Mapped[dict[str, Any]] = mapped_column(default=dict)  # app.protocol.Hardware
+    version: Mapped[str] = mapped_column(String(64), default="")
+    state: Mapped[str] = mapped_column(String(16), default="active")
+    credential_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    token_id: Mapped[int | None] = mapped_column(
+        ForeignKey("agent_registration_tokens.id"), nullable=True
+    )
+    registered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_seen: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

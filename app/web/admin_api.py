@@ -6,6 +6,10 @@ policies and their spend.
 - ``DELETE /api/v1/secrets?repo=...&name=...[&branch=...][&forge=...]``
 - ``GET /api/v1/tenants``; ``GET|PUT /api/v1/tenants/{id}/policy``;
   ``GET /api/v1/tenants/{id}/spend``
+- ``POST /api/v1/agents/tokens``: ``{"pool", "tenants": [...] | "*", "labels"?, "expires"?}``
+  -> a one-time registration token, shown once (201)
+- ``GET /api/v1/agents``; ``POST /api/v1/agents/{name}/disable`` (drains it),
+  ``POST /api/v1/agents/{name}/enable``
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from aiohttp import web
 
 from app.policy.model import PolicyError
 from app.policy.setup import Security
+from app.pools import AgentNotFound, PoolError, as_json, token_json
 from app.secrets.references import ReferenceError
 from app.secrets.store import SecretError, SecretNotFound
 from app.services import Services
@@ -175,3 +180,53 @@ async def get_spend(request: web.Request) -> web.Response:
     book = _security(request).policy
     spend = _found(book.spend_of(services(request).db, int_param(request, "tenant_id")))
     return web.json_response(spend.as_json())
+
+
+# ---- self-hosted agents --------------------------------------------------------------
+
+TOKEN_FIELDS = ("pool", "tenants", "labels", "expires")
+
+
+@routes.post("/api/v1/agents/tokens")
+async def create_agent_token(request: web.Request) -> web.Response:
+    require_admin(request)
+    body = await json_body(request)
+    unknown = sorted(k for k in body if k not in TOKEN_FIELDS)
+    if unknown:
+        return error(400, f"unknown field {unknown[0]!r}; known: {', '.join(TOKEN_FIELDS)}")
+    pool = body.get("pool")
+    if not isinstance(pool, str) or not pool:
+        return error(400, "pool must be a non-empty string")
+    tenants = body.get("tenants", [])
+    if isinstance(tenants, str):
+        tenants = [tenants]
+    if not isinstance(tenants, list):
+        return error(400, 'tenants must be a list like ["github:acme"], or "*" for every tenant')
+    expires = body.get("expires")
+    if expires is not None and not isinstance(expires, str):
+        return error(400, 'expires must be a duration like "7d", "12h" or "30m"')
+    try:
+        new = services(request).pools.create_token(
+            pool, tenants, labels=body.get("labels"), expires=expires, actor=ACTOR
+        )
+    except PoolError as e:
+        return error(400, str(e))
+    return web.json_response({"token": new.token, **token_json(new.info)}, status=201)
+
+
+@routes.get("/api/v1/agents")
+async def list_agents(request: web.Request) -> web.Response:
+    require_admin(request)
+    return web.json_response({"agents": [as_json(a) for a in services(request).pools.agents()]})
+
+
+@routes.post("/api/v1/agents/{name}/{action:disable|enable}")
+async def set_agent_state(request: web.Request) -> web.Response:
+    require_admin(request)
+    pools = services(request).pools
+    name, action = request.match_info["name"], request.match_info["action"]
+    try:
+        agent = (pools.disable if action == "disable" else pools.enable)(name, actor=ACTOR)
+    except AgentNotFound as e:
+        return error(404, str(e))
+    return web.json_response(as_json(agent))

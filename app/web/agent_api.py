@@ -17,6 +17,7 @@ from app.protocol import (
     Heartbeat,
     LogChunk,
     ProtocolError,
+    Registration,
     StepReport,
     UpdateRequired,
 )
@@ -24,6 +25,22 @@ from app.web.agent_files import AGENT_PATH
 from app.web.common import bearer, error, int_param, json_body, services
 
 routes = web.RouteTableDef()
+
+
+@routes.post("/api/v1/agent/register")
+async def register(request: web.Request) -> web.StreamResponse:
+    """A registration token (``Authorization: Bearer``), exchanged once for the agent's
+    own credential: 401 for a token that is unknown, used already or expired."""
+    svc = services(request)
+    try:
+        body = Registration.from_json(await json_body(request))
+    except ProtocolError as e:
+        return error(400, str(e))
+    try:
+        registered = svc.engine.register(bearer(request), body)
+    except AgentAuthError as e:
+        return error(e.status, str(e))
+    return web.json_response(registered.to_json())
 
 
 @routes.post("/api/v1/agent/claim")
@@ -34,7 +51,7 @@ async def claim(request: web.Request) -> web.StreamResponse:
     except ProtocolError as e:
         return error(400, str(e))
     try:
-        who = svc.engine.authenticate(bearer(request), body.agent_id)
+        who = svc.engine.authenticate(bearer(request), body)
     except AgentAuthError as e:
         return error(e.status, str(e))
     agent = svc.agent

@@ -1,7 +1,8 @@
 """`/`: the operators' dashboard, behind PLOYD_ADMIN_TOKEN (a sign-in form sets a cookie).
 
 What is queued and running by hardware and why each waits, machines with their state and
-age, queue time and duration p50/p95 over the last day, cost by repository this month,
+age, self-hosted agents (pool, hardware, labels, version, state, last seen, current job),
+queue time and duration p50/p95 over the last day, cost by repository this month,
 and a chart of jobs per hour. Server-rendered; no JavaScript needed.
 """
 
@@ -16,8 +17,10 @@ from datetime import UTC, datetime, timedelta
 from aiohttp import web
 
 from app.core.clock import aware
+from app.core.pools import hardware_summary, labels_text
 from app.core.stats import hourly, percentile
 from app.metrics import hardware_class
+from app.store.agents import AgentView
 from app.store.db import Database
 from app.store.overview import dashboard_summary
 from app.store.tenants import all_tenants
@@ -42,6 +45,7 @@ class Overview:
     active: list[tuple[str, str, str, str, str]] = field(default_factory=list)
     by_class: dict[str, int] = field(default_factory=dict)
     machines: list[tuple[str, str, str, str, str]] = field(default_factory=list)
+    agents: list[tuple[str, ...]] = field(default_factory=list)
     waits: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
     durations: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
     cost: list[tuple[str, float]] = field(default_factory=list)
@@ -121,6 +125,28 @@ def overview(db: Database, now: datetime) -> Overview:
     return o
 
 
+def agent_rows(agents: list[AgentView], now: datetime) -> list[tuple[str, ...]]:
+    """One row per registered agent: name, pool, hardware, labels, version, state, last
+    seen, current job."""
+    rows = []
+    for a in agents:
+        seen = aware(a.last_seen)
+        job = f"{a.job.name} (attempt {a.job.attempt_id})" if a.job else "-"
+        rows.append(
+            (
+                a.name,
+                a.pool,
+                hardware_summary(a.hardware),
+                labels_text(a.labels),
+                a.version or "-",
+                a.state,
+                f"{_age(now - seen)} ago" if seen else "never",
+                job,
+            )
+        )
+    return rows
+
+
 def _age(d: timedelta) -> str:
     s = int(d.total_seconds())
     if s < 120:
@@ -193,6 +219,15 @@ section {{ margin-bottom: 1.5em; }}
 <section><h2>Machines</h2>
 {_table(("instance", "type", "market", "state", "age"), o.machines, "no machines")}
 </section>
+<section><h2>Agents</h2>
+{
+        _table(
+            ("agent", "pool", "hardware", "labels", "version", "state", "last seen", "job"),
+            o.agents,
+            "no self-hosted agents (ployd agents token create)",
+        )
+    }
+</section>
 <section><h2>Last 24 hours</h2>
 {
         _table(
@@ -227,6 +262,7 @@ async def dashboard(request: web.Request) -> web.Response:
     now = datetime.now(UTC)
     o = overview(services(request).db, now)
     o.spend = tenant_spend(request, now)
+    o.agents = agent_rows(services(request).pools.agents(), now)
     page = render(o)
     return web.Response(text=page, content_type="text/html")
 

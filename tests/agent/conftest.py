@@ -58,6 +58,12 @@ class StubServer:
         self.attempts: dict[int, Attempt] = {}
         self.by_token: dict[str, Attempt] = {}
         self.claims: dict[str, int] = {}  # agent_id -> number of claim calls
+        self.claim_tokens: dict[str, str] = {}  # agent_id -> the token of its last claim
+        self.registrations: list[dict[str, Any]] = []  # the bodies of /register calls
+        self.credentials: set[str] = set()  # what /register gave out
+        self.registration_tokens: set[str] = {AGENT_TOKEN}  # what /register takes
+        self.registered_with: list[str] = []  # the token of each /register call
+        self.registered = asyncio.Condition()
         self.claim_seen: asyncio.Condition = asyncio.Condition()
         self.fail_next: dict[str, int] = {}  # path kind -> how many 500s to answer
         self._ids = itertools.count(1)
@@ -109,12 +115,28 @@ class StubServer:
             self.fail_next[kind] -= 1
             raise web.HTTPInternalServerError(text="injected failure")
 
+    async def register(self, request: web.Request) -> web.StreamResponse:
+        """A registration token (AGENT_TOKEN, as often as asked) for a credential."""
+        token = self._bearer(request)
+        if token not in self.registration_tokens:
+            raise web.HTTPUnauthorized()
+        body = await request.json()
+        async with self.registered:
+            self.registrations.append(body)
+            self.registered_with.append(token)
+            self.registered.notify_all()
+        credential = f"credential-{len(self.registrations)}"
+        self.credentials.add(credential)
+        return web.json_response({"agent_id": body["name"], "credential": credential})
+
     async def claim(self, request: web.Request) -> web.StreamResponse:
-        if self._bearer(request) != AGENT_TOKEN:
+        token = self._bearer(request)
+        if token != AGENT_TOKEN and token not in self.credentials:
             raise web.HTTPUnauthorized()
         body = await request.json()
         agent_id, wait = str(body["agent_id"]), min(float(body.get("wait", 25)), 30)
         async with self.claim_seen:
+            self.claim_tokens[agent_id] = token
             self.claims[agent_id] = self.claims.get(agent_id, 0) + 1
             self.claim_seen.notify_all()
         with contextlib.suppress(TimeoutError):
@@ -175,6 +197,7 @@ class StubServer:
     def app(self) -> web.Application:
         app = web.Application()
         p = "/api/v1/agent"
+        app.router.add_post(f"{p}/register", self.register)
         app.router.add_post(f"{p}/claim", self.claim)
         app.router.add_post(p + "/attempts/{aid}/log", self.log)
         app.router.add_post(p + "/attempts/{aid}/steps", self.steps)

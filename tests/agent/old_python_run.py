@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 STARTUP_MODULES = set(sys.modules)
-AGENT_TOKEN = "agent-token"
+AGENT_TOKEN = "agent-token"  # the registration token
+CREDENTIAL = "agent-credential"  # what registering gives the agent to claim with
 API = "/api/v1/agent"
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
@@ -126,8 +127,14 @@ def handler(stub: Stub) -> type:
             raw = self._body()
             body = json.loads(raw) if raw else {}
             path = self.path[len(API):]
-            if path == "/claim":
+            if path == "/register":  # the token (as often as asked) for a credential
                 if self._bearer() != AGENT_TOKEN:
+                    self._send(401)
+                    return
+                self._send(200, {"agent_id": body["name"], "credential": CREDENTIAL})
+                return
+            if path == "/claim":
+                if self._bearer() != CREDENTIAL:
                     self._send(401)
                     return
                 with stub.lock:

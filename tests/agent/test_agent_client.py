@@ -144,7 +144,30 @@ async def test_bad_agent_token(
     assert await agent.run(once=True) == 2
 
 
-async def test_terminate_mid_job_does_not_finish(
+async def test_terminate_lets_the_running_job_finish_then_takes_no_other(
+    stub: StubServer, session: Http, repo: tuple[Path, str], tmp_path: Path
+) -> None:
+    """SIGTERM (``terminate``) mid-job: the job runs to its end and is reported as it
+    ended; no other job is claimed; ``run`` returns 0."""
+    path, sha = repo
+    fifo = tmp_path / "go"
+    os.mkfifo(fifo)
+    att = stub.add_job(str(path), sha, [{"run": f"echo ready; read line < {fifo}; echo $line"}])
+    agent = make_agent(stub, session, tmp_path / "w", kill_grace_s=1)
+    task = asyncio.create_task(agent.run())
+    await att.wait_log("ready").wait()
+    claims = stub.claims["test-1"]
+    agent.terminate()
+    await att.wait_log("the agent is stopping").wait()
+    later = stub.add_job(str(path), sha, [{"run": "true"}])
+    await asyncio.to_thread(fifo.write_text, "finished-after-sigterm\n")  # the step reads it
+    assert await asyncio.wait_for(task, 20) == 0
+    assert att.finish is not None and att.finish["result"] == "succeeded"
+    assert "finished-after-sigterm" in att.text
+    assert stub.claims["test-1"] == claims and later.agent_id is None
+
+
+async def test_a_second_terminate_stops_the_job_reported_interrupted(
     stub: StubServer, session: Http, repo: tuple[Path, str], tmp_path: Path,
     wait_gone: Callable[[int], bool],
 ) -> None:
@@ -155,8 +178,30 @@ async def test_terminate_mid_job_does_not_finish(
     task = asyncio.create_task(agent.run())
     await att.wait_log("ready").wait()
     agent.terminate()
+    await att.wait_log("the agent is stopping").wait()
+    agent.terminate()
     assert await asyncio.wait_for(task, 20) == 0
-    assert att.finish is None
+    assert att.finish is not None
+    assert (att.finish["result"], att.finish["reason"]) == ("interrupted", "infrastructure")
+    assert "SIGTERM again" in (att.finish["error"] or "")
+    assert wait_gone(int((tmp_path / "w" / "child.pid").read_text()))
+
+
+async def test_the_grace_period_ending_stops_the_job(
+    stub: StubServer, session: Http, repo: tuple[Path, str], tmp_path: Path,
+    wait_gone: Callable[[int], bool],
+) -> None:
+    path, sha = repo
+    att = stub.add_job(str(path), sha, [
+        {"run": "sleep 300 & echo $! > ../child.pid; echo ready; wait"}])
+    agent = make_agent(stub, session, tmp_path / "w", kill_grace_s=1, grace_s=0.3)
+    task = asyncio.create_task(agent.run())
+    await att.wait_log("ready").wait()
+    agent.terminate()
+    assert await asyncio.wait_for(task, 20) == 0
+    assert att.finish is not None and att.finish["result"] == "interrupted"
+    assert "grace period ended" in (att.finish["error"] or "")
+    assert "the agent was stopped" in att.text
     assert wait_gone(int((tmp_path / "w" / "child.pid").read_text()))
 
 
@@ -164,23 +209,63 @@ async def test_agent_process_once_and_sigterm(
     stub: StubServer, repo: tuple[Path, str], tmp_path: Path,
     wait_gone: Callable[[int], bool],
 ) -> None:
-    """`python -m app.agent` as a process: --once runs one job and exits 0; SIGTERM
-    mid-job kills the step group and exits without finishing the attempt."""
+    """`python -m app.agent` as a process: it registers with its token and claims with
+    the credential it got; --once runs one job and exits 0; SIGTERM mid-job lets the job
+    run, a second SIGTERM stops it (reported interrupted), and the agent exits 0."""
     path, sha = repo
     env = {**os.environ, "PLOYD_AGENT_TOKEN": stub.agent_token}
     args = [sys.executable, "-m", "app.agent", "--server", stub.url, "--agent-id", "p-1",
-            "--work-dir", str(tmp_path / "w"), "--claim-wait", "5", "--kill-grace", "1"]
+            "--work-dir", str(tmp_path / "w"), "--claim-wait", "5", "--kill-grace", "1",
+            "--labels", "rack=b2"]
     done = stub.add_job(str(path), sha, [{"run": "echo from-process"}])
     proc = await asyncio.create_subprocess_exec(*args, "--once", env=env)
     assert await asyncio.wait_for(proc.wait(), 30) == 0
     assert done.finish is not None and done.finish["result"] == "succeeded"
     assert "from-process" in done.text
+    (registration,) = stub.registrations
+    assert registration["name"] == "p-1" and registration["labels"] == {"rack": "b2"}
+    assert registration["version"] and registration["hardware"]["cpus"] >= 1
+    assert stub.claim_tokens["p-1"] == "credential-1"  # not the registration token
 
     att = stub.add_job(str(path), sha, [
         {"run": "sleep 300 & echo $! > ../child.pid; echo ready; wait"}])
     proc = await asyncio.create_subprocess_exec(*args, env=env)
     await asyncio.wait_for(att.wait_log("ready").wait(), 30)
     proc.send_signal(signal.SIGTERM)
+    await asyncio.wait_for(att.wait_log("the agent is stopping").wait(), 30)
+    proc.send_signal(signal.SIGTERM)
     assert await asyncio.wait_for(proc.wait(), 20) == 0
-    assert att.finish is None
+    assert att.finish is not None and att.finish["result"] == "interrupted"
     assert wait_gone(int((tmp_path / "w" / "child.pid").read_text()))
+
+
+async def test_a_refused_registration_exits_2_without_claiming(
+    stub: StubServer, session: Http, tmp_path: Path
+) -> None:
+    from app.protocol import Hardware, Registration
+
+    client = AgentClient(stub.url, "used-up-token", http=session, backoff_s=0.01)
+    agent = Agent(client, "r-1", tmp_path / "w", claim_wait=1,
+                  registration=Registration("r-1", "0.1.0", Hardware(cpus=2, memory_mb=0,
+                                                                      disk_gb=0)))
+    assert await agent.run() == 2
+    assert stub.claims == {}
+
+
+def test_a_restart_into_a_new_version_gets_the_credential_on_a_pipe(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What the self-update re-executes with: the arguments less the used-up token, and
+    the agent's name and credential on an inherited pipe, read once."""
+    from app.agent.__main__ import handover, parse_args, without_token
+
+    argv = ["--server", "S", "--token", "T", "--agent-id", "a", "--token-fd=0", "--once"]
+    assert without_token(argv) == ["--server", "S", "--agent-id", "a", "--once"]
+    extra = handover(lambda: "lab-1", lambda: "the-credential")()
+    assert extra[0] == "--credential-fd" and os.get_inheritable(int(extra[1]))
+    monkeypatch.setenv("PLOYD_AGENT_TOKEN", "used-up")
+    args = parse_args(["--server", "S", "--agent-id", "a", *extra])
+    assert (args.agent_id, args.credential) == ("lab-1", "the-credential")
+    assert "PLOYD_AGENT_TOKEN" not in os.environ  # gone from the environment either way
+    with pytest.raises(OSError):
+        os.fstat(int(extra[1]))  # read once, then closed

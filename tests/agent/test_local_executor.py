@@ -64,3 +64,44 @@ async def test_warm_agents_restart_and_report(
     assert ex.agents == {}
     assert all(wait_gone(p) for p in pids)
     assert exits.empty()  # stop() is not reported as a crash
+
+
+async def test_each_agent_start_gets_a_fresh_token_on_its_stdin(
+    stub: StubServer, tmp_path: Path, wait_gone: Callable[[int], bool]
+) -> None:
+    """The token comes from ``agent_token()`` once per start, on a pipe: not in the
+    agent's environment or command line; the server's PLOYD_* settings stay out too."""
+    minted: list[str] = []
+
+    def mint() -> str:
+        minted.append(f"one-time-{len(minted)}")
+        stub.registration_tokens.add(minted[-1])
+        return minted[-1]
+
+    os.environ["PLOYD_SECRET_KEY_FOR_TEST"] = "server-secret"
+    try:
+        ex = LocalExecutor(stub.url, mint, tmp_path / "agents", concurrency=1,
+                           python=sys.executable, claim_wait=5, stop_grace_s=5,
+                           first_backoff_s=0.05)
+        await ex.start()
+    finally:
+        del os.environ["PLOYD_SECRET_KEY_FOR_TEST"]
+    try:
+        await asyncio.wait_for(stub.wait_claims("local-1", 1), 30)
+        assert stub.registered_with == ["one-time-0"]
+        assert stub.claim_tokens["local-1"] == "credential-1"
+        pid = ex.agents["local-1"]
+        environ = Path(f"/proc/{pid}/environ").read_bytes()
+        assert b"one-time-0" not in environ and b"PLOYD_" not in environ
+        assert b"one-time-0" not in Path(f"/proc/{pid}/cmdline").read_bytes()
+        os.kill(pid, signal.SIGKILL)
+        async with stub.registered:
+            await asyncio.wait_for(
+                stub.registered.wait_for(lambda: len(stub.registered_with) == 2), 30)
+        await asyncio.wait_for(stub.wait_claims("local-1", 2), 30)
+        assert stub.registered_with == ["one-time-0", "one-time-1"]
+        assert stub.claim_tokens["local-1"] == "credential-2"
+    finally:
+        pids = list(ex.agents.values())
+        await ex.stop()
+    assert all(wait_gone(p) for p in pids)

@@ -79,7 +79,7 @@ async def test_the_agent_file_runs_a_job_under_a_bare_interpreter(
     async with serve(agents=0) as h:
         h: Harness
         package = h.server.services.agent.write(tmp_path / "opt")
-        token = h.engine.new_agent_token()
+        token = h.engine.new_registration_token()
         repo, _ = make_repo({".ployd.yml": JOB})
         async with agent_process(python, package, h.url, token, "bare-1", tmp_path / "w"):
             pid = await h.start(repo)
@@ -106,7 +106,7 @@ async def test_an_agent_of_another_version_updates_itself_then_runs_the_job(
         h: Harness
         agent = h.server.services.agent
         assert old.sha256 != agent.sha256
-        token = h.engine.new_agent_token()
+        token = h.engine.new_registration_token()
         repo, _ = make_repo({".ployd.yml": JOB})
         async with agent_process(python, old_path, h.url, token, "upd-1", tmp_path / "w") as proc:
             pid = await h.start(repo)
@@ -196,7 +196,7 @@ async def test_a_tampered_update_is_refused_and_the_old_version_carries_on(
         proxy = TamperingProxy(h.url)
         await proxy.start()
         try:
-            token = h.engine.new_agent_token()
+            token = h.engine.new_registration_token()
             repo, _ = make_repo({".ployd.yml": JOB})
             async with agent_process(
                 sys.executable, old_path, proxy.url, token, "tamper-1", tmp_path / "w",

@@ -185,7 +185,7 @@ async def test_an_agent_baked_into_the_image_is_used_without_a_download(
         m.path(AGENT_PATH).write_bytes(agent.data)
         script = user_data(
             h.url,
-            h.engine.new_agent_token(),
+            h.engine.new_registration_token(),
             "baked-1",
             agent_url="http://127.0.0.1:9/agent/ployd-agent.pyz",
             agent_sha256=agent.sha256,
@@ -212,7 +212,7 @@ async def test_a_baked_agent_of_another_version_is_replaced_by_the_servers(
         m.path(AGENT_PATH).write_bytes(b"an older agent")
         script = user_data(
             h.url,
-            h.engine.new_agent_token(),
+            h.engine.new_registration_token(),
             "stale-1",
             agent_url=f"{h.url}/agent/ployd-agent.pyz",
             agent_sha256=agent.sha256,
@@ -258,7 +258,8 @@ async def test_the_bootstrap_failure_report_takes_only_a_starting_machines_token
             az="x-1a", subnet_id="subnet-1", price_hourly=0.2, agent_id="ec2-running",
             token_hash=token_hash("machine-token-2"),
         ))
-        assert instances.register(db, token_hash("machine-token-2")) is not None
+        registered = instances.register(db, token_hash("machine-token-2"), token_hash("cred-2"))
+        assert registered is not None and registered.outcome == "ok"
         status, _ = await h.post(url, {"reason": "late"}, headers=bearer("machine-token-2"))
         assert status == 401
 

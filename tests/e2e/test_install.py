@@ -30,7 +30,7 @@ async def test_install_sh_installs_and_starts_a_self_hosted_agent(
     async with serve(agents=0) as h:
         h: Harness
         agent = h.server.services.agent
-        token = h.engine.new_agent_token()
+        token = h.engine.new_registration_token()
         m = Machine(tmp_path / "lab-box")
         pipe = (
             f"curl -fsSL {h.url}/agent/install.sh | "

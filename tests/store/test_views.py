@@ -347,7 +347,8 @@ def test_machines_on_an_empty_database(db: Database) -> None:
     assert instances.by_agent(db, "nobody") is None
     assert instances.move(db, 1, InstanceState.IDLE) is None
     instances.update(db, 1, instance_id="i-1")  # nothing to change: no error
-    assert instances.register(db, "hash-nobody") is None
+    assert instances.register(db, "hash-nobody", "cred-nobody") is None
+    assert instances.by_credential(db, "cred-nobody") is None
     assert instances.count_by_state(db) == []
 
 
@@ -357,19 +358,29 @@ def test_a_machine_through_its_states(db: Database) -> None:
     assert m.launched_at is not None and m.tenant_id is None
     instances.update(db, m.id, instance_id="i-abc")
     assert instances.get(db, m.id) == dataclasses.replace(m, instance_id="i-abc")
-    registered = instances.register(db, "hash-ag-1")
-    assert registered is not None and registered.state == "idle"
-    assert registered.registered_at is not None and registered.idle_since is not None
+    # The registration token is exchanged once, for the agent's credential (issue 13).
+    registered = instances.register(db, "hash-ag-1", "cred-ag-1")
+    assert registered is not None and registered.outcome == "ok"
+    assert registered.machine.state == "requested"  # until its first claim
+    assert registered.machine.registered_at is not None
+    claiming = instances.by_credential(db, "cred-ag-1")
+    assert claiming is not None and claiming.state == "idle"
+    assert claiming.registered_at is not None and claiming.idle_since is not None
+    assert instances.by_credential(db, "cred-ag-1") == claiming
     busy = instances.move(db, m.id, InstanceState.BUSY, attempt_id=3, tenant_id=None)
     assert busy is not None and (busy.state, busy.attempt_id) == ("busy", 3)
     assert instances.by_agent(db, "ag-1") == busy
-    again = instances.register(db, "hash-ag-1")  # busy: registering does not move it
-    assert again is not None and again.state == "busy"
+    again = instances.register(db, "hash-ag-1", "cred-other")  # a second use: refused
+    assert again is not None and again.outcome == "used" and again.machine.state == "busy"
+    assert instances.by_credential(db, "cred-other") is None
+    assert instances.by_credential(db, "cred-ag-1") == busy
     assert instances.move(db, m.id, InstanceState.REQUESTED) is None  # not legal from busy
     gone = instances.move(db, m.id, InstanceState.TERMINATED, error="done")
     assert gone is not None and gone.terminated_at is not None and gone.error == "done"
     assert instances.live(db) == []
-    assert instances.register(db, "hash-ag-1") is None  # a terminated machine's token
+    late = instances.register(db, "hash-ag-1", "cred-late")  # a terminated machine's token
+    assert late is not None and late.outcome == "gone"
+    assert instances.by_credential(db, "cred-ag-1") is None
     assert instances.count_by_state(db) == [("terminated", 1)]
 
 
