@@ -36,7 +36,7 @@ async def agent(
     env = {
         **os.environ,
         "PATH": nvidia_smi.path_with(bin_dir),
-        "PLOYD_AGENT_TOKEN": h.engine.new_agent_token(),
+        "PLOYD_AGENT_TOKEN": h.engine.new_registration_token(),
         "PYTHONUNBUFFERED": "1",
     }
     proc = await asyncio.create_subprocess_exec(
