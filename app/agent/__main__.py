@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import logging
 import os
 import signal
@@ -29,7 +28,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from app.protocol import MAX_AGENT_ID, Hardware, Registration
+from app.protocol import MAX_AGENT_ID, Registration
 
 log = logging.getLogger("ployd.agent")
 
@@ -211,19 +210,6 @@ def not_dumpable() -> None:
         pass
 
 
-def detect_hardware(work_dir: Path) -> Hardware:
-    """This machine's hardware, for the registration: ``app.agent.hardware``'s detection
-    where the agent has it, else the CPUs alone."""
-    try:
-        module = importlib.import_module("app.agent.hardware")
-        detected = module.detect(work_dir)
-        if isinstance(detected, Hardware):
-            return detected
-    except Exception:  # no detection module, or it failed: say what is certain
-        pass
-    return Hardware(cpus=os.cpu_count() or 1, memory_mb=0, disk_gb=0)
-
-
 def version() -> str:
     """This agent's version: its package's (``app.__version__``), the server's own when
     run from the server's source."""
@@ -235,6 +221,7 @@ def version() -> str:
 async def amain(
     args: argparse.Namespace, argv: Sequence[str] = (), package: str | None = None
 ) -> int:
+    from app.agent import hardware as machine
     from app.agent.agent import Agent
     from app.agent.client import AgentClient
     from app.agent.update import SelfUpdate
@@ -250,12 +237,13 @@ async def amain(
     )
     try:
         args.work_dir.mkdir(parents=True, exist_ok=True)
+        hardware = machine.detect(args.work_dir)  # told at registration and in each claim
         registration = None
         if args.credential_fd is None:  # a fresh start: register with the token
             registration = Registration(
                 name=args.agent_id,
                 version=client.version,
-                hardware=detect_hardware(args.work_dir),
+                hardware=hardware,
                 labels=args.labels,
             )
         agent = Agent(
@@ -267,6 +255,7 @@ async def amain(
             imds_url=args.imds_url,
             registration=registration,
             grace_s=args.grace_s,
+            hardware=hardware,
         )
         if package is not None:
             agent.updater = SelfUpdate(

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 
+from app.agent import hardware as machine
 from app.agent import runner, transfer, workspace
 from app.agent.client import AgentClient, AttemptGone, BadAnswer, MustUpdate, Unavailable
 from app.agent.compat import ASYNC_TIMEOUT
@@ -22,6 +23,7 @@ from app.protocol import (
     SUCCEEDED,
     Claim,
     FinishReport,
+    Hardware,
     JobPayload,
     LogChunk,
     Registration,
@@ -54,10 +56,13 @@ class Agent:
         grace_s: float = 600.0,
         updater: Updater | None = None,
         update_retry_s: float = 5.0,
+        hardware: Hardware | None = None,
     ) -> None:
         self.client = client
         self.updater = updater  # None: run from source, never updates
         self.update_retry_s = update_retry_s
+        # What this machine has, sent with every claim; detected at start when not given.
+        self.hardware = hardware
         self.imds_url = imds_url  # set on EC2: watch for the spot interruption notice
         self.imds_interval = imds_interval
         self.agent_id = agent_id
@@ -145,12 +150,17 @@ class Agent:
         one job with ``once``)."""
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self._stop = asyncio.Event()
+        if self.hardware is None:
+            loop = asyncio.get_running_loop()
+            self.hardware = await loop.run_in_executor(None, machine.detect, self.work_dir)
         if not await self.register():
             return 2
         backoff = 0.5
         update_backoff = self.update_retry_s
         while not self.stopping:
-            self._claim = asyncio.create_task(self.client.claim(self.agent_id, self.claim_wait))
+            self._claim = asyncio.create_task(
+                self.client.claim(self.agent_id, self.claim_wait, self.hardware)
+            )
             try:
                 claim = await self._claim
             except asyncio.CancelledError:

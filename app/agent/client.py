@@ -23,6 +23,7 @@ from app.protocol import (
     Claim,
     ClaimRequest,
     FinishReport,
+    Hardware,
     Heartbeat,
     LogChunk,
     ProtocolError,
@@ -169,11 +170,16 @@ class AgentClient:
         self.agent_token = registered.credential
         return registered
 
-    async def claim(self, agent_id: str, wait: float) -> Claim | None:
-        """Long-poll for a job: the claim answer, or None when none came within ``wait``.
-        Raises ``AttemptGone`` (401) for a bad agent token, ``MustUpdate`` when the
-        server wants this agent to run its version first."""
-        request = ClaimRequest(agent_id=agent_id, wait=wait, version=self.version)
+    async def claim(
+        self, agent_id: str, wait: float, hardware: Hardware | None = None
+    ) -> Claim | None:
+        """Long-poll for a job (one this machine's ``hardware`` can run, when given): the
+        claim answer, or None when none came within ``wait``. Raises ``AttemptGone``
+        (401) for a bad agent token, ``MustUpdate`` when the server wants this agent to
+        run its version first."""
+        request = ClaimRequest(
+            agent_id=agent_id, wait=wait, version=self.version, hardware=hardware
+        )
         status, data = await self._post(
             "/claim", self.agent_token, request.to_json(), wait + 15, also=(426,)
         )

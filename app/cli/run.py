@@ -3,7 +3,9 @@
 Jobs run in the order their needs allow, in parallel up to ``--jobs``; steps run in the
 current directory with the same runner as the agent (bash -eo pipefail, timeouts, secret
 masking). Output lines are prefixed with the job name; a summary table ends the run.
-The exit code is 0 only when the pipeline succeeded.
+The exit code is 0 only when the pipeline succeeded. A job that asks for hardware this
+machine lacks (detected as the agent does, ``app.agent.hardware``) runs all the same,
+after a warning line: "ployd run: this machine has no h100; running anyway".
 
 Module-level imports stay light: `ployd` imports every command module to build its parser.
 """
@@ -17,9 +19,10 @@ import time
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
 
     from app.agent.runner import JobResult
+    from app.core.agentfit import MachineLike
     from app.core.config.model import PlannedJob
     from app.core.dag import Node
     from app.core.states import JobState
@@ -69,6 +72,8 @@ def main(args: argparse.Namespace) -> int:
         print_plan(jobs, selected, args.file, sys.stdout)
         return 0
     parallel = args.jobs if args.jobs and args.jobs > 0 else (os.cpu_count() or 2)
+    for line in hardware_warnings(jobs, selected, _this_machine):
+        print(line, file=sys.stderr)
     return run(jobs, selected, cwd=os.getcwd(), parallel=parallel)
 
 
@@ -80,6 +85,42 @@ def load_jobs(path: str) -> tuple[PlannedJob, ...]:
 
     catalog = Catalog.default()
     return tuple(expand(load_config_file(path, catalog), catalog))
+
+
+def _this_machine() -> MachineLike:
+    from app.agent.hardware import detect
+
+    return detect(os.getcwd())
+
+
+def hardware_warnings(
+    jobs: Sequence[PlannedJob],
+    nodes: Mapping[str, Node],
+    machine: Callable[[], MachineLike],
+) -> list[str]:
+    """A line for each thing the jobs about to run need and this machine lacks
+    (``machine()`` detects it, only when a job asks for more than any machine has)."""
+    from app.core.agentfit import Need, shortfall
+    from app.core.config.model import When
+    from app.protocol import Hardware
+
+    needs: dict[str, Need] = {}
+    for job in jobs:
+        if job.name in nodes and nodes[job.name].when is not When.MANUAL:
+            needs[job.name] = Need.of((str(h) for h in job.hardware), job.resources)
+    anything = Hardware(cpus=1, memory_mb=0, disk_gb=0)
+    if all(shortfall(anything, need) is None for need in needs.values()):
+        return []
+    have = machine()
+    missing: dict[str, list[str]] = {}
+    for name, need in needs.items():
+        lack = shortfall(have, need)
+        if lack is not None:
+            missing.setdefault(lack, []).append(f"{name} asks for {need}")
+    return [
+        f"ployd run: this machine has {lack}; running anyway ({'; '.join(asks)})"
+        for lack, asks in missing.items()
+    ]
 
 
 def _node(job: PlannedJob, *, promote: bool = False) -> Node:

@@ -19,7 +19,9 @@ from app.core.config.model import (
     DEFAULT_TIMEOUT_S,
     Artifacts,
     Cache,
+    GpuRequest,
     PlannedJob,
+    Resources,
     RetryPolicy,
     RetryReason,
     SpotPolicy,
@@ -86,6 +88,9 @@ class StoredJobSpec:
     disk_gb: int | None = None  # the root volume asked for (``resources.disk``), whole GB
     cache: Cache | None = None  # ``${{ matrix.K }}`` expanded; ``hashFiles`` left to the agent
     artifacts: Artifacts | None = None
+    # What the job asked with ``resources`` (None when it named ``hardware``): agents are
+    # matched to it (``app.core.agentfit``).
+    resources: Resources | None = None
 
     @classmethod
     def from_planned(cls, job: PlannedJob) -> StoredJobSpec:
@@ -103,6 +108,7 @@ class StoredJobSpec:
             disk_gb=_disk_gb(job),
             cache=_cache(job),
             artifacts=s.artifacts if s.artifacts is not None and s.artifacts.paths else None,
+            resources=_resources(job),
         )
 
     @classmethod
@@ -126,6 +132,7 @@ class StoredJobSpec:
             disk_gb=int(disk) if disk is not None else None,
             cache=_stored_cache(d.get("cache")),
             artifacts=_stored_artifacts(d.get("artifacts")),
+            resources=stored_resources(d),
         )
 
     def to_stored(self) -> dict[str, Any]:
@@ -160,6 +167,7 @@ class StoredJobSpec:
                 if self.artifacts is not None
                 else None
             ),
+            "resources": _resources_json(self.resources),
         }
 
 
@@ -201,6 +209,56 @@ def _cache(job: PlannedJob) -> Cache | None:
     if cache is None or not cache.key or not cache.paths:
         return None
     return cache
+
+
+def _resources(job: PlannedJob) -> Resources | None:
+    if job.resources is not None:
+        return job.resources
+    return job.spec.resources if not job.hardware else None
+
+
+def _resources_json(r: Resources | None) -> dict[str, Any] | None:
+    if r is None:
+        return None
+    gpu = r.gpu
+    return {
+        "gpu": (
+            {"type": gpu.type, "count": gpu.count, "memory_gb": gpu.memory_gb}
+            if gpu is not None
+            else None
+        ),
+        "cpu": r.cpu,
+        "memory_gb": r.memory_gb,
+        "disk_gb": r.disk_gb,
+    }
+
+
+def _opt_float(value: Any) -> float | None:
+    return float(value) if value is not None else None
+
+
+def stored_resources(d: Mapping[str, Any] | None) -> Resources | None:
+    """The ``resources`` of a stored spec alone (the engine reads it for each queued job
+    an agent looks at, without the rest); None when the job named ``hardware``."""
+    r = (d or {}).get("resources")
+    if not r:
+        return None
+    g = r.get("gpu")
+    gpu = None
+    if g:
+        gtype = g.get("type")
+        gpu = GpuRequest(
+            type=str(gtype) if gtype is not None else None,
+            count=int(g.get("count") or 1),
+            memory_gb=_opt_float(g.get("memory_gb")),
+        )
+    cpu = r.get("cpu")
+    return Resources(
+        gpu=gpu,
+        cpu=int(cpu) if cpu is not None else None,
+        memory_gb=_opt_float(r.get("memory_gb")),
+        disk_gb=_opt_float(r.get("disk_gb")),
+    )
 
 
 def _disk_gb(job: PlannedJob) -> int | None:

@@ -19,13 +19,15 @@ from typing import Any, TypeVar
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from app.core.agentfit import WAITING_PREFIX, Need, satisfies, waiting_message
 from app.core.clock import aware
 from app.core.config.model import RetryReason
 from app.core.deadlines import Interrupt, TimeOut, overdue
-from app.core.jobspec import StoredJobSpec
+from app.core.jobspec import StoredJobSpec, stored_resources
 from app.core.planner import JobPlan
 from app.core.states import AttemptState, JobState, PipelineState
 from app.engine import progress
+from app.engine.connected import ConnectedAgents
 from app.engine.events import (
     AgentRegistered,
     AttemptClaimed,
@@ -60,6 +62,7 @@ from app.protocol import (
     Claim,
     ClaimRequest,
     FinishReport,
+    Hardware,
     LogChunk,
     Registered,
     Registration,
@@ -161,6 +164,9 @@ class Engine:
         self._local_registrations: set[str] = set()  # new_registration_token's, unused
         self._used_registrations: set[str] = set()
         self._local_agents: dict[str, str] = {}  # credential hash -> agent name
+        # The agents that called lately, for "no agent with h100:8 is connected" (per
+        # process: see app/engine/connected.py).
+        self.connected = ConnectedAgents(heartbeat_timeout_s)
         self._postgres = db.engine.dialect.name == "postgresql"
         self.closing = False
 
@@ -456,18 +462,52 @@ class Engine:
     def _pick(
         self, s: Session, who: AgentIdentity, changes: Changes | None = None
     ) -> Attempt | None:
-        """The oldest queued attempt this agent may run (its own first, if it has one)
-        and that its tenant's quotas admit (one that waits says why)."""
+        """The oldest queued attempt this agent may run (its own first, if it has one),
+        that its hardware satisfies and that its tenant's quotas admit (one that waits
+        says why)."""
         q = claimable().limit(CLAIM_SCAN)
         if self._postgres:
             q = q.with_for_update(skip_locked=True, of=Attempt)
         queued = list(s.scalars(q))
         queued.sort(key=lambda a: a.id != who.prefer_attempt)
+        connected: list[tuple[str, Hardware | None]] | None = None
         for attempt in queued:
-            accepted = who.accepts is None or who.accepts(attempt.job, attempt.job.pipeline)
-            if accepted and self._admit(s, attempt, changes) is None:
+            job = attempt.job
+            if who.accepts is not None and not who.accepts(job, job.pipeline):
+                continue
+            if who.hardware is not None and who.match_hardware:
+                need = Need.of(job.hardware or (), stored_resources(job.spec))
+                if not satisfies(who.hardware, need):
+                    if connected is None:
+                        connected = self.connected.now()
+                    self._no_agent_fits(job, need, connected, changes)
+                    continue
+            if self._admit(s, attempt, changes) is None:
                 return attempt
         return None
+
+    def _no_agent_fits(
+        self,
+        job: Job,
+        need: Need,
+        connected: list[tuple[str, Hardware | None]],
+        changes: Changes | None,
+    ) -> None:
+        """Say on a job this agent cannot run whether any connected agent could: none
+        does -> "waiting: no agent with h100:8 is connected (connected: ...)"; one does
+        (busy now) -> no such message. A reason another part set (capacity, a quota)
+        stays: it is theirs to change."""
+        if any(satisfies(hw, need) for _, hw in connected):
+            reason = None
+        else:
+            reason = waiting_message(need, connected)
+        current = job.waiting_reason
+        if current == reason or (current is not None and not current.startswith(WAITING_PREFIX)):
+            return
+        job.waiting_reason = reason
+        job.waiting_since = (job.waiting_since or utcnow()) if reason else None
+        if changes is not None:
+            changes.pipelines.add(job.pipeline_id)
 
     def _admit(self, s: Session, attempt: Attempt, changes: Changes | None) -> str | None:
         """Why a queued attempt must wait (recorded on its job), or None: admitted."""
@@ -521,6 +561,8 @@ class Engine:
             now = utcnow()
             progress.set_attempt_state(attempt, AttemptState.DISPATCHING, now)
             progress.set_job_state(job, JobState.DISPATCHING, now)
+            job.waiting_reason = None  # it waits no more
+            job.waiting_since = None
             token = pysecrets.token_urlsafe(32)
             attempt.token_hash = _hash(token)
             attempt.agent_id = agent_id
@@ -546,6 +588,7 @@ class Engine:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + min(max(wait, 0.0), MAX_CLAIM_WAIT)
         while True:
+            self.connected.claimed(who.agent_id, who.hardware)
             found = self._claim_now(who)
             if found is not None:
                 hook = self.hooks.payload_hooks.get(found.job.forge)
@@ -584,6 +627,7 @@ class Engine:
             raise AgentAuthError(409, f"attempt {attempt_id} has already ended ({attempt.state})")
         now = utcnow()
         attempt.heartbeat_at = now
+        self.connected.called(attempt.agent_id)
         if attempt.state == AttemptState.DISPATCHING:
             progress.set_attempt_state(attempt, AttemptState.RUNNING, now)
             progress.set_job_state(attempt.job, JobState.RUNNING, now)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Protocol
 
-from app.protocol import ClaimRequest, JobPayload, Registration
+from app.protocol import ClaimRequest, Hardware, JobPayload, Registration
 from app.store.db import Tx
 from app.store.models import Attempt, Job, Pipeline
 
@@ -53,6 +53,12 @@ class AgentIdentity:
     price_hourly: float = 0.0
     accepts: Callable[[Job, Pipeline], bool] | None = None
     prefer_attempt: int | None = None  # the attempt this machine was started for
+    # What the agent reported in its claim (None: an older agent, which runs anything).
+    # The engine gives it only jobs this hardware satisfies (``app.core.agentfit``),
+    # beside ``accepts``; unless ``match_hardware`` is off: an EC2 machine is matched by
+    # its instance type instead (``accepts``), whatever its agent could detect.
+    hardware: Hardware | None = None
+    match_hardware: bool = True
 
 
 class Authenticator(Protocol):

@@ -98,6 +98,7 @@ class Machines:
             price_hourly=row.price_hourly,
             accepts=accepts,
             prefer_attempt=row.launched_for,
+            match_hardware=False,  # its instance type says what it has
         )
 
     def fail_boot(self, token: str, reason: str) -> FailedMachine | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from aiohttp import web
@@ -58,6 +59,8 @@ async def claim(request: web.Request) -> web.StreamResponse:
         # another version of the agent: it gets no job until it runs this server's
         update = UpdateRequired(version=agent.version, url=AGENT_PATH, sha256=agent.sha256)
         return web.json_response(update.to_json(), status=426, headers={"Upgrade": "ployd-agent"})
+    if body.hardware is not None:
+        who = replace(who, hardware=body.hardware)
     found = await svc.engine.claim(who, float(body.wait))
     if found is None:
         return web.Response(status=204)

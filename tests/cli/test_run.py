@@ -233,3 +233,71 @@ def test_secrets_from_the_environment_are_masked(
     assert "wandb-secret-value" not in captured.out
     assert "train | key=***" in captured.out
     assert "MISSING_ONE is not set" in captured.err
+
+
+def test_a_gpu_job_runs_here_after_a_warning(
+    tree: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.fakes import nvidia_smi
+
+    # This machine has one L4, as its nvidia-smi tells (whatever it really has).
+    bin_dir = nvidia_smi.install(tree.parent / "bin", nvidia_smi.fixture("l4"))
+    monkeypatch.setenv("PATH", nvidia_smi.path_with(bin_dir))
+    write_config(tree, """\
+        version: 1
+        jobs:
+          train:
+            hardware: h100:8
+            steps:
+              - run: echo trained
+          infer:
+            hardware: l4
+            steps:
+              - run: echo inferred
+          eval:
+            hardware: [h100:8, a100:8]
+            steps:
+              - run: echo evaluated
+    """)
+    assert ployd_run() == 0
+    captured = capsys.readouterr()
+    warnings = [line for line in captured.err.splitlines() if "running anyway" in line]
+    assert warnings == [
+        "ployd run: this machine has no h100; running anyway "
+        "(train asks for h100:8; eval asks for h100:8 or a100:8)"
+    ]
+    assert "train | trained" in captured.out and "eval  | evaluated" in captured.out
+    assert "infer | inferred" in captured.out  # an L4 job on an L4: no warning
+
+
+def test_warnings_for_what_the_jobs_ask_and_the_machine_lacks() -> None:
+    from app.cli.run import hardware_warnings
+    from app.core.config.loader import load_config
+    from app.core.expand import expand
+    from app.core.hardware import Catalog
+    from app.protocol import Gpu, Hardware
+
+    jobs = expand(load_config(textwrap.dedent("""\
+        version: 1
+        jobs:
+          unit: {steps: [{run: 'true'}]}
+          big: {hardware: 'cpu:64', steps: [{run: 'true'}]}
+          seven: {hardware: 'h100:8', steps: [{run: 'true'}]}
+          res: {resources: {memory: 512GB}, steps: [{run: 'true'}]}
+          later: {when: manual, hardware: 'b200:8', steps: [{run: 'true'}]}
+    """)), Catalog.default())
+    nodes = run_cmd.select(jobs, [])
+    h100 = Gpu("NVIDIA H100 80GB HBM3", "h100", 81559)
+    machine = Hardware(cpus=16, memory_mb=64000, disk_gb=500, gpus=(h100,) * 7)
+    assert hardware_warnings(jobs, nodes, lambda: machine) == [
+        "ployd run: this machine has only 16 CPUs, not 64; running anyway (big asks for cpu:64)",
+        "ployd run: this machine has only 7 h100, not 8; running anyway (seven asks for h100:8)",
+        "ployd run: this machine has only 67GB memory, not 512GB; running anyway "
+        "(res asks for >= 512GB memory)",
+    ]  # the manual job does not run: no warning for it
+
+    def never() -> Hardware:
+        raise AssertionError("no job asks for more than any machine has: nothing detected")
+
+    cpu_only = run_cmd.select(jobs, ["unit"])
+    assert hardware_warnings(jobs, cpu_only, never) == []

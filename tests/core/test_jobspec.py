@@ -15,6 +15,8 @@ from app.core.config.model import (
     DEFAULT_TIMEOUT_S,
     Artifacts,
     Cache,
+    GpuRequest,
+    Resources,
     RetryPolicy,
     RetryReason,
     SpotPolicy,
@@ -86,6 +88,7 @@ def test_from_planned_reads_the_planned_job() -> None:
     assert (t.image, t.clean_machine, t.disk_gb) == ("img:1", True, 21)  # disk: whole GB, up
     assert t.cache == Cache("pip-3.12", ("~/.cache/pip", ".venv"))
     assert t.artifacts == Artifacts(("out/**",))
+    assert t.resources == Resources(cpu=4, disk_gb=20.5)  # what agents are matched to
     lint = jobs["lint"]
     assert lint == StoredJobSpec(steps=(StoredStep("ruff check .", "ruff check ."),))
     assert lint.timeout_s == DEFAULT_TIMEOUT_S and lint.retry == DEFAULT_RETRY
@@ -103,7 +106,7 @@ def test_stored_json_round_trips(name: str) -> None:
     assert StoredJobSpec.from_stored(again).to_stored() == stored
     assert list(stored) == [
         "steps", "env", "secrets", "timeout_s", "retry", "workload", "spot", "image",
-        "clean_machine", "disk_gb", "cache", "artifacts",
+        "clean_machine", "disk_gb", "cache", "artifacts", "resources",
     ]
 
 
@@ -140,6 +143,15 @@ def test_an_empty_spec_has_the_defaults(stored: dict[str, Any] | None) -> None:
         ({"artifacts": {}}, "artifacts", None),
         ({"artifacts": {"paths": ["a"]}}, "artifacts", Artifacts(("a",))),
         ({"artifacts": {"paths": ["a"], "expire_in_s": 60}}, "artifacts", Artifacts(("a",), 60)),
+        ({"resources": None}, "resources", None),
+        ({"resources": {"cpu": 8}}, "resources", Resources(cpu=8)),
+        (
+            {"resources": {"gpu": {"type": "h100", "count": 8, "memory_gb": 80}}},
+            "resources",
+            Resources(gpu=GpuRequest("h100", 8, 80.0)),
+        ),
+        ({"resources": {"gpu": {}, "memory_gb": 64}}, "resources", Resources(memory_gb=64.0)),
+        ({"resources": {"gpu": {"count": 2}}}, "resources", Resources(gpu=GpuRequest(count=2))),
     ],
 )
 def test_missing_and_null_values(stored: dict[str, Any], field: str, expected: object) -> None:

@@ -120,11 +120,22 @@ def serve(tmp_path: Path, db_url: str) -> Callable[..., Any]:
 
 
 @pytest.fixture
+def l4_machine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """This machine has an L4, as far as the local executor's agents can tell: a fake
+    ``nvidia-smi`` first on the PATH they inherit (agents report their hardware and get
+    only the jobs it satisfies; the worlds' configs have an ``l4`` job)."""
+    from tests.fakes import nvidia_smi
+
+    bin_dir = nvidia_smi.install(tmp_path / "fake-gpu-bin", nvidia_smi.fixture("l4"))
+    monkeypatch.setenv("PATH", nvidia_smi.path_with(bin_dir))
+
+
+@pytest.fixture
 def github_world(
-    tmp_path: Path, db_url: str, make_repo: Callable[..., tuple[Path, str]]
+    tmp_path: Path, db_url: str, make_repo: Callable[..., tuple[Path, str]], l4_machine: None
 ) -> Callable[..., Any]:
     """``async with github_world(agents=1) as w``: the fake GitHub, mirrored git repos, and
-    PloyD serving as the GitHub App (w.h is the Harness)."""
+    PloyD serving as the GitHub App (w.h is the Harness); its agents see an L4."""
     from contextlib import asynccontextmanager
 
     from tests.e2e.github_world import GitHubWorld

@@ -199,7 +199,8 @@ async def test_commands_retry_run_cancel_help_and_refusals(
         replies = await say("bob", "/ployd rety")
         assert any("unknown command" in r for r in replies)
         # Retry on other hardware, run a manual job, help.
-        replies = await say("bob", "/ployd retry unit on cpu:4")
+        # (cpu:1: the local agent reports this machine's CPUs, and gets only what fits)
+        replies = await say("bob", "/ployd retry unit on cpu:1")
         assert not replies and attempts("unit") == 3
         replies = await say("bob", "/ployd run bench")
         assert not replies and attempts("bench") == 1
@@ -401,11 +402,13 @@ async def test_more_commands_run_all_retry_job_retry_on_and_cancel_job(
         await say("/ployd retry lint")  # a job that passed, by name
         await w.settle()
         assert len(job("lint").attempts) == 2
-        await say("/ployd retry on cpu:4")  # the failed jobs, on other hardware
+        # the failed jobs, on other hardware (cpu:1: one any machine has, as the local
+        # agent reports this machine's CPUs and gets only the jobs that fit)
+        await say("/ployd retry on cpu:1")
         await w.settle()
         unit = job("unit")
-        assert len(unit.attempts) == 2 and unit.hardware == ["cpu:4"]
-        assert unit.attempts[1].reason == "retried by bob on cpu:4"
+        assert len(unit.attempts) == 2 and unit.hardware == ["cpu:1"]
+        assert unit.attempts[1].reason == "retried by bob on cpu:1"
         await say("/ployd run all")  # manual ones too
         pid = unit.pipeline_id
         await w.h.log_contains(pid, "slow", "SLOW-42")

@@ -79,6 +79,7 @@ LINT: dict[str, Any] = {
     "disk_gb": None,
     "cache": None,
     "artifacts": None,
+    "resources": None,
 }
 
 TRAIN: dict[str, Any] = {
@@ -113,6 +114,8 @@ TRAIN: dict[str, Any] = {
     "disk_gb": 100,
     "cache": {"key": "pip-3.11", "paths": ["~/.cache/pip"], "restore_keys": ["pip-"]},
     "artifacts": {"paths": ["out/**", "metrics.json"], "expire_in_s": 604800},
+    # What agents are matched to (issue 13: `resources: {cpu: 8}` only to >= 8 CPUs).
+    "resources": {"gpu": None, "cpu": 8, "memory_gb": None, "disk_gb": 100.0},
 }
 
 
