@@ -221,6 +221,7 @@ def version() -> str:
 async def amain(
     args: argparse.Namespace, argv: Sequence[str] = (), package: str | None = None
 ) -> int:
+    from app.agent import hardware as machine
     from app.agent.agent import Agent
     from app.agent.client import AgentClient
     from app.agent.hardware import detect
@@ -237,6 +238,7 @@ async def amain(
     )
     try:
         args.work_dir.mkdir(parents=True, exist_ok=True)
+        hardware = machine.detect(args.work_dir)  # told at registration and in each claim
         registration = None
         hardware = detect(args.work_dir)  # once: sent at registration and with each claim
         if args.credential_fd is None:  # a fresh start: register with the token

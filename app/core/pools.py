@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from app.core.agentfit import describe_machine
 from app.core.durations import DURATION_HELP, parse_duration
 
 ALL_TENANTS = "*"
@@ -146,20 +148,45 @@ def serves(tenants: Sequence[str], forge: str, external_id: str, name: str) -> b
     return f"{forge}:{external_id}" in tenants or f"{forge}:{name}" in tenants
 
 
+@dataclass(frozen=True)
+class _Gpu:
+    name: str
+    model: str
+    memory_mb: int
+
+
+@dataclass(frozen=True)
+class _Machine:
+    cpus: int
+    memory_mb: int
+    disk_gb: int
+    gpus: tuple[_Gpu, ...]
+
+
 def hardware_summary(hardware: Mapping[str, Any] | None) -> str:
-    """``h100:8``, ``a100:4+l4:1``, ``cpu:16``; ``-`` when not reported. A GPU of no
-    catalog class counts as ``gpu``."""
+    """A stored ``Hardware`` (its JSON) as ``app.core.agentfit`` says it: ``h100:8``,
+    ``a100:4+l4:1``, ``cpu:16``, ``gpu:1 (NVIDIA RTX A6000)`` (no catalog class); ``-``
+    when not reported."""
     if not hardware:
         return "-"
-    counts: dict[str, int] = {}
     gpus = hardware.get("gpus") or []
-    for g in gpus if isinstance(gpus, list) else []:
-        model = (g.get("model") if isinstance(g, Mapping) else "") or "gpu"
-        counts[str(model)] = counts.get(str(model), 0) + 1
-    if counts:
-        return "+".join(f"{m}:{n}" for m, n in counts.items())
-    cpus = hardware.get("cpus")
-    return f"cpu:{cpus}" if isinstance(cpus, int) and cpus > 0 else "-"
+    machine = _Machine(
+        cpus=_count(hardware.get("cpus")),
+        memory_mb=_count(hardware.get("memory_mb")),
+        disk_gb=_count(hardware.get("disk_gb")),
+        gpus=tuple(
+            _Gpu(str(g.get("name") or ""), str(g.get("model") or ""), _count(g.get("memory_mb")))
+            for g in (gpus if isinstance(gpus, list) else [])
+            if isinstance(g, Mapping)
+        ),
+    )
+    if not machine.gpus and machine.cpus <= 0:
+        return "-"
+    return describe_machine(machine)
+
+
+def _count(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def labels_text(labels: Mapping[str, str]) -> str:

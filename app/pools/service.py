@@ -10,8 +10,9 @@
   the refusal.
 * The agent claims with its credential (the engine's ``Authenticator`` hook): its
   identity accepts only jobs of the tenants its pool serves, and nothing at all once it
-  is draining or disabled. Each claim records when it was last seen, its version and,
-  when it reports them, its hardware.
+  is draining or disabled, and carries the hardware it reported (the engine matches
+  jobs to it). Each claim records when it was last seen, its version and, when it
+  reports them, its hardware.
 * ``disable`` drains an agent: it finishes the job it runs and takes no other.
 """
 
@@ -37,7 +38,7 @@ from app.core.pools import (
     serves,
 )
 from app.engine.hooks import AgentIdentity, Enrolled, RegistrationRefused
-from app.protocol import ClaimRequest, Registration
+from app.protocol import ClaimRequest, Hardware, ProtocolError, Registration
 from app.store import agents as rows
 from app.store.agents import AgentView, TokenView
 from app.store.db import Database, Tx, session_of
@@ -230,10 +231,16 @@ class Pools:
                 return None
             state = rows.seen(s, row, version=claim.version, hardware=hardware)
             name, pool, tenants = row.name, row.pool, tuple(row.tenants)
+            stored = dict(row.hardware)
+        try:  # what it reported last (at registration, or in an earlier claim)
+            reported = claim.hardware or (Hardware.from_json(stored) if stored else None)
+        except ProtocolError:
+            reported = None
         return AgentIdentity(
             agent_id=name,
             instance_type=f"pool:{pool}",
             accepts=_accepts(name, tenants) if state == "active" else _nothing,
+            hardware=reported,
         )
 
 

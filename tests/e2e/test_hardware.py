@@ -36,7 +36,8 @@ async def agent(
     env = {
         **os.environ,
         "PATH": nvidia_smi.path_with(bin_dir),
-        "PLOYD_AGENT_TOKEN": h.engine.new_registration_token(),
+        # a self-hosted agent: a pool's one-time registration token (every tenant)
+        "PLOYD_AGENT_TOKEN": h.server.services.pools.create_token("lab", ["*"]).token,
         "PYTHONUNBUFFERED": "1",
     }
     proc = await asyncio.create_subprocess_exec(
