@@ -174,7 +174,11 @@ WorkingDirectory=$ROOT$HOME_DIR
 ExecStart=$PYTHON -I $ROOT$AGENT_PATH --server $server --agent-id $name --work-dir $ROOT$HOME_DIR/work
 Restart=always
 RestartSec=5
-TimeoutStopSec=30
+# Exit 2: the server refused the registration token (used once already, expired):
+# restarting cannot help; a new token (`ployd agents token create`) and a re-install can.
+RestartPreventExitStatus=2
+# SIGTERM lets the running job finish (the agent's --grace-s, 600 s by default).
+TimeoutStopSec=630
 NoNewPrivileges=yes
 PrivateTmp=yes
 

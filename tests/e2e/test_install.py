@@ -55,6 +55,8 @@ async def test_install_sh_installs_and_starts_a_self_hosted_agent(
             unit = m.path(UNIT).read_text()
             assert mode(m.path(UNIT)) == 0o644
             assert "\nUser=ployd\nGroup=ployd\n" in unit
+            # a refused token is not retried forever; a stop waits for the job's grace
+            assert "\nRestartPreventExitStatus=2\n" in unit and "\nTimeoutStopSec=630\n" in unit
             assert f"\nEnvironmentFile={env_file}\n" in unit
             exec_start = next(line for line in unit.splitlines() if line.startswith("ExecStart="))
             python, *args = exec_start.removeprefix("ExecStart=").split()
