@@ -19,6 +19,8 @@ import sys
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from app.core.clock import aware
+
 if TYPE_CHECKING:
     from app.store.agents import AgentView
 
@@ -61,9 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _ago(when: datetime | None, now: datetime) -> str:
     if when is None:
         return "never"
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    s = max(0, int((now - when).total_seconds()))
+    s = max(0, int((now - aware(when)).total_seconds()))
     if s < 120:
         return f"{s}s ago"
     if s < 7200:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 
@@ -25,6 +27,20 @@ from app.web.agent_files import AGENT_PATH
 from app.web.common import bearer, error, int_param, json_body, services
 
 routes = web.RouteTableDef()
+M = TypeVar("M")
+
+
+async def _read(
+    parse: Callable[[object], M], request: web.Request, max_bytes: int = 1 << 20
+) -> M:
+    """The request's body read by a message's ``from_json``; 400 naming the field
+    otherwise (``ProtocolError``)."""
+    try:
+        return parse(await json_body(request, max_bytes=max_bytes))
+    except ProtocolError as e:
+        raise web.HTTPBadRequest(
+            text=json.dumps({"error": str(e)}), content_type="application/json"
+        ) from None
 
 
 @routes.post("/api/v1/agent/register")
@@ -32,10 +48,7 @@ async def register(request: web.Request) -> web.StreamResponse:
     """A registration token (``Authorization: Bearer``), exchanged once for the agent's
     own credential: 401 for a token that is unknown, used already or expired."""
     svc = services(request)
-    try:
-        body = Registration.from_json(await json_body(request))
-    except ProtocolError as e:
-        return error(400, str(e))
+    body = await _read(Registration.from_json, request)
     try:
         registered = svc.engine.register(bearer(request), body)
     except AgentAuthError as e:
@@ -46,10 +59,7 @@ async def register(request: web.Request) -> web.StreamResponse:
 @routes.post("/api/v1/agent/claim")
 async def claim(request: web.Request) -> web.StreamResponse:
     svc = services(request)
-    try:
-        body = ClaimRequest.from_json(await json_body(request))
-    except ProtocolError as e:
-        return error(400, str(e))
+    body = await _read(ClaimRequest.from_json, request)
     try:
         who = svc.engine.authenticate(bearer(request), body)
     except AgentAuthError as e:
@@ -72,10 +82,7 @@ async def bootstrap_failed(request: web.Request) -> web.StreamResponse:
     """A machine's bootstrap could not start the agent (registration token): its attempt
     ends `interrupted` saying why, and the machine retires."""
     svc = services(request)
-    try:
-        body = BootFailure.from_json(await json_body(request, max_bytes=16 << 10))
-    except ProtocolError as e:
-        return error(400, str(e))
+    body = await _read(BootFailure.from_json, request, max_bytes=16 << 10)
     try:
         failed = svc.engine.machine_failed_to_start(bearer(request), body.reason)
     except AgentAuthError as e:
@@ -95,10 +102,7 @@ async def _guard(request: web.Request, fn: Any) -> web.StreamResponse:
 @routes.post("/api/v1/agent/attempts/{attempt_id}/log")
 async def log(request: web.Request) -> web.StreamResponse:
     svc, attempt_id = services(request), int_param(request, "attempt_id")
-    try:
-        chunk = LogChunk.from_json(await json_body(request, max_bytes=4 << 20))
-    except ProtocolError as e:
-        return error(400, str(e))
+    chunk = await _read(LogChunk.from_json, request, max_bytes=4 << 20)
 
     async def run() -> web.StreamResponse:
         cancel = svc.engine.record_log(attempt_id, bearer(request), chunk)
@@ -110,10 +114,7 @@ async def log(request: web.Request) -> web.StreamResponse:
 @routes.post("/api/v1/agent/attempts/{attempt_id}/steps")
 async def step(request: web.Request) -> web.StreamResponse:
     svc, attempt_id = services(request), int_param(request, "attempt_id")
-    try:
-        report = StepReport.from_json(await json_body(request))
-    except ProtocolError as e:
-        return error(400, str(e))
+    report = await _read(StepReport.from_json, request)
 
     async def run() -> web.StreamResponse:
         cancel = svc.engine.record_step(attempt_id, bearer(request), report)
@@ -125,10 +126,7 @@ async def step(request: web.Request) -> web.StreamResponse:
 @routes.post("/api/v1/agent/attempts/{attempt_id}/heartbeat")
 async def heartbeat(request: web.Request) -> web.StreamResponse:
     svc, attempt_id = services(request), int_param(request, "attempt_id")
-    try:
-        beat = Heartbeat.from_json(await json_body(request))
-    except ProtocolError as e:
-        return error(400, str(e))
+    beat = await _read(Heartbeat.from_json, request)
 
     async def run() -> web.StreamResponse:
         cancel = await svc.engine.heartbeat(attempt_id, bearer(request), float(beat.wait))
@@ -140,10 +138,7 @@ async def heartbeat(request: web.Request) -> web.StreamResponse:
 @routes.post("/api/v1/agent/attempts/{attempt_id}/finish")
 async def finish(request: web.Request) -> web.StreamResponse:
     svc, attempt_id = services(request), int_param(request, "attempt_id")
-    try:
-        report = FinishReport.from_json(await json_body(request))
-    except ProtocolError as e:
-        return error(400, str(e))
+    report = await _read(FinishReport.from_json, request)
 
     async def run() -> web.StreamResponse:
         svc.engine.finish(attempt_id, bearer(request), report)
