@@ -260,6 +260,56 @@ async def _pump(stream: asyncio.StreamReader, out: LogStream) -> None:
             await out.flush()
 
 
+@dataclass(frozen=True)
+class Launch:
+    """The process that runs one step: what to exec, with which environment, where, and
+    further ``subprocess`` arguments (``user``/``group`` to drop privileges)."""
+
+    argv: Sequence[str]
+    env: Mapping[str, str]
+    cwd: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Launcher:
+    """How a job's steps become processes. This one runs each step with bash on the
+    host, in its own process group; subclasses confine it (``app.agent.sandbox``) or run
+    it in the job's container (``app.agent.container``).
+
+    ``start`` runs once before the first step (an error message returned fails that step
+    with it, e.g. an image that cannot be pulled); ``launch`` says how to start a step;
+    ``stop`` ends a running step on timeout or cancellation; ``close`` runs at the end of
+    the job and must leave nothing of it running.
+    """
+
+    shell = ("bash", "--noprofile", "--norc", "-eo", "pipefail", "-c")
+
+    def __init__(self) -> None:
+        self.leftovers: list[int] = []  # process groups still alive after their step
+
+    async def start(self, out: LogStream) -> str | None:
+        return None
+
+    def launch(self, step: StepSpec, env: Mapping[str, str], cwd: str) -> Launch:
+        return Launch(argv=(*self.shell, step.run), env=env, cwd=cwd)
+
+    def started(self, pid: int) -> None:
+        """The step's process group ``pid`` is running."""
+
+    def ended(self, pid: int, *, lingering: bool) -> None:
+        """The step's leader exited; ``lingering``: members may still hold its output."""
+        if lingering:
+            self.leftovers.append(pid)
+
+    async def stop(self, pid: int, exited: asyncio.Future[None], grace_s: float) -> None:
+        await kill_group(pid, exited, grace_s)
+
+    async def close(self) -> None:
+        for pgid in self.leftovers:  # background processes do not outlive the job
+            _killpg(pgid, signal.SIGKILL)
+        self.leftovers.clear()
+
+
 def _fmt_s(seconds: float) -> str:
     if seconds < 60:
         return f"{seconds:.1f}s"
@@ -286,6 +336,7 @@ async def run_steps(
     mask: Iterable[str] = (),
     timeout_s: float | None = None,
     cancel: asyncio.Event | None = None,
+    launcher: Launcher | None = None,
     flush_interval: float = 0.25,
     kill_grace_s: float = 3.0,
     drain_s: float = 0.5,
@@ -299,7 +350,9 @@ async def run_steps(
     ``timeout_s`` bounds the whole job; a step's own ``timeout_s`` bounds that step.
     Setting ``cancel`` kills the running step's process group and ends the job
     ``cancelled``. After a failure the remaining steps are reported ``skipped``.
+    ``launcher`` turns steps into processes (default: bash on the host).
     """
+    launcher = launcher or Launcher()
     secrets = dict(secrets or {})
     out = LogStream(on_log, [*secrets.values(), *mask], flush_interval=flush_interval)
     job_env = dict(os.environ if base_env is None else base_env)
@@ -316,9 +369,12 @@ async def run_steps(
             await on_step(index, state, code)
 
     results: list[StepResult] = []
-    leftovers: list[int] = []  # process groups still alive after their step
     result, reason, failed_step, failed_code = SUCCEEDED, None, None, None
     stop = False
+    try:
+        setup_error = await launcher.start(out)
+    except Exception as e:  # the launcher's own trouble: a clear failed step, not a crash
+        setup_error = f"{type(e).__name__}: {e}"
     for step in steps:
         if stop:
             results.append(StepResult(step.index, step.title, SKIPPED, None, 0.0))
@@ -326,12 +382,19 @@ async def run_steps(
             continue
         if cancel.is_set():
             state, code, dur, job_timeout = CANCELLED, None, 0.0, False
+        elif setup_error is not None:
+            await report(step.index, RUNNING)
+            out.write(f"▶ {step.title}\n{setup_error.rstrip()}\n")
+            state, code, dur, job_timeout = FAILED, None, 0.0, False
+            setup_error = None
+            out.write(_footer(step, state, code, dur, job_timeout))
+            await out.flush(final=True)
         else:
             await report(step.index, RUNNING)
             out.write(f"▶ {step.title}\n")
             await out.flush()
             state, code, dur, job_timeout = await _run_one(
-                step, cwd, job_env, out, deadline, cancel, kill_grace_s, drain_s, leftovers
+                step, cwd, job_env, out, deadline, cancel, kill_grace_s, drain_s, launcher
             )
             out.write(_footer(step, state, code, dur, job_timeout))
             await out.flush(final=True)
@@ -348,8 +411,7 @@ async def run_steps(
         else:
             continue  # continue-on-error
         failed_step, failed_code, stop = step.index, code, True
-    for pgid in leftovers:  # background processes do not outlive the job
-        _killpg(pgid, signal.SIGKILL)
+    await launcher.close()
     await out.flush(final=True)
     return JobResult(
         result=result,
@@ -383,7 +445,7 @@ async def _run_one(
     cancel: asyncio.Event,
     kill_grace_s: float,
     drain_s: float,
-    leftovers: list[int],
+    launcher: Launcher,
 ) -> tuple[str, int | None, float, bool]:
     """Run one step; (state, exit code, duration, whether the job's timeout hit)."""
     t0 = time.monotonic()
@@ -397,26 +459,23 @@ async def _run_one(
     env.update(step.env)
     loop = asyncio.get_running_loop()
     try:
+        spec = launcher.launch(step, env, os.fspath(cwd))
         transport, protocol = await loop.subprocess_exec(
             lambda: _StepProtocol(loop),
-            "bash",
-            "--noprofile",
-            "--norc",
-            "-eo",
-            "pipefail",
-            "-c",
-            step.run,
-            cwd=cwd,
-            env=env,
+            *spec.argv,
+            cwd=spec.cwd,
+            env=dict(spec.env),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,
+            **spec.options,
         )
-    except OSError as e:
+    except (OSError, ValueError) as e:
         out.write(f"could not start the step: {e}\n")
         return FAILED, None, time.monotonic() - t0, False
     pid = transport.get_pid()
+    launcher.started(pid)
     assert protocol.stdout is not None
     reader = asyncio.create_task(_pump(protocol.stdout, out))
     cancelled = asyncio.create_task(cancel.wait())
@@ -428,7 +487,7 @@ async def _run_one(
             state = SUCCEEDED if code == 0 else FAILED
         else:
             state = CANCELLED if cancelled in done else TIMED_OUT
-            await kill_group(pid, protocol.exited, kill_grace_s)
+            await launcher.stop(pid, protocol.exited, kill_grace_s)
             code = exit_code_of(transport.get_returncode())
     finally:
         cancelled.cancel()
@@ -436,6 +495,7 @@ async def _run_one(
             _killpg(pid, signal.SIGKILL)
     # Background children may keep the pipe open after the step ended: read what comes
     # within `drain_s`, then let go of the pipe (and kill them when the job ends).
+    lingering = False
     try:
         await asyncio.wait_for(asyncio.shield(reader), drain_s)
     except ASYNC_TIMEOUT:
@@ -443,6 +503,7 @@ async def _run_one(
         with contextlib.suppress(asyncio.CancelledError):
             await reader
         out.write("(background processes of this step still hold its output; not captured)\n")
-        leftovers.append(pid)
+        lingering = True
+    launcher.ended(pid, lingering=lingering)
     transport.close()
     return state, code, time.monotonic() - t0, job_timeout and state == TIMED_OUT
