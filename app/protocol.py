@@ -137,6 +137,8 @@ def _one_of(value: object, path: str, allowed: tuple[str, ...]) -> str:
 
 MAX_GPUS = 64
 MAX_LABELS = 64
+# The container runtimes an agent may report ("": none).
+CONTAINER_RUNTIMES = ("", "podman", "docker")
 
 
 def _agent_id(value: object, path: str) -> str:
@@ -169,22 +171,35 @@ class Gpu:
         )
 
 
+def _runtime(value: object, path: str) -> str:
+    if not isinstance(value, str) or value not in CONTAINER_RUNTIMES:
+        known = ", ".join(r for r in CONTAINER_RUNTIMES if r)
+        raise ProtocolError(f"{path} must be one of {known}, or empty")
+    return value
+
+
 @dataclass(frozen=True)
 class Hardware:
-    """What the agent's machine has (``app.agent.hardware`` detects it at start)."""
+    """What the agent's machine has (``app.agent.hardware`` detects it at start), and
+    the container runtime it can run jobs' images with (``podman``, ``docker``; empty:
+    none, and it gets no job with an ``image``)."""
 
     cpus: int
     memory_mb: int
     disk_gb: int
     gpus: tuple[Gpu, ...] = ()
+    containers: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "cpus": self.cpus,
             "memory_mb": self.memory_mb,
             "disk_gb": self.disk_gb,
             "gpus": [g.to_json() for g in self.gpus],
         }
+        if self.containers:
+            out["containers"] = self.containers
+        return out
 
     @classmethod
     def from_json(cls, obj: object, where: str = "hardware") -> Hardware:
@@ -199,6 +214,7 @@ class Hardware:
             gpus=tuple(
                 Gpu.from_json(g, f"{_at(where, 'gpus')}[{i}]") for i, g in enumerate(gpus)
             ),
+            containers=_runtime(_get(d, where, "containers", ""), _at(where, "containers")),
         )
 
 
@@ -423,6 +439,72 @@ class ArtifactsPayload:
         )
 
 
+# What ``image.options`` may set (``app.agent.container`` applies them).
+IMAGE_OPTIONS = ("user", "entrypoint", "shm_size")
+
+
+@dataclass(frozen=True)
+class RegistryCredentials:
+    """A registry login, from the secret an ``image`` names (its value, too, is in the
+    job's ``mask``)."""
+
+    username: str
+    password: str = field(repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"username": self.username, "password": self.password}
+
+    @classmethod
+    def from_json(cls, obj: object, where: str = "credentials") -> RegistryCredentials:
+        d = _object(obj, where)
+        return cls(
+            username=_str(_get(d, where, "username"), _at(where, "username")),
+            password=_str(_get(d, where, "password"), _at(where, "password")),
+        )
+
+
+@dataclass(frozen=True)
+class ImagePayload:
+    """The container image a job's steps run in: its name, how its container starts
+    (``IMAGE_OPTIONS``), and the login for its registry (None: none given; an ECR
+    image then uses the machine's instance role)."""
+
+    name: str
+    options: Mapping[str, str] = field(default_factory=dict)
+    credentials: RegistryCredentials | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "options": dict(self.options),
+            "credentials": self.credentials.to_json() if self.credentials is not None else None,
+        }
+
+    @classmethod
+    def from_json(cls, obj: object, where: str = "image") -> ImagePayload:
+        d = _object(obj, where)
+        name = _str(_get(d, where, "name"), _at(where, "name"))
+        if not name:
+            raise ProtocolError(f"{_at(where, 'name')} must be a non-empty string")
+        options = _str_map(_get(d, where, "options", {}), _at(where, "options"))
+        for key in options:
+            if key not in IMAGE_OPTIONS:
+                raise ProtocolError(
+                    f"{_at(where, 'options')}: unknown option {key!r}; "
+                    f"known: {', '.join(IMAGE_OPTIONS)}"
+                )
+        creds = _get(d, where, "credentials", None)
+        return cls(
+            name=name,
+            options=options,
+            credentials=(
+                RegistryCredentials.from_json(creds, _at(where, "credentials"))
+                if creds is not None
+                else None
+            ),
+        )
+
+
 @dataclass(frozen=True)
 class JobPayload:
     """The ``job`` object of a claim answer: everything the agent needs to run it."""
@@ -446,6 +528,10 @@ class JobPayload:
     steps: tuple[StepPayload, ...] = ()
     cache: CachePayload | None = None
     artifacts: ArtifactsPayload | None = None
+    # The container image the steps run in (None: on the machine itself), and how many
+    # of the machine's GPUs the job gets (0: none asked for).
+    image: ImagePayload | None = None
+    gpus: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -467,6 +553,8 @@ class JobPayload:
             "steps": [s.to_json() for s in self.steps],
             "cache": self.cache.to_json() if self.cache is not None else None,
             "artifacts": self.artifacts.to_json() if self.artifacts is not None else None,
+            "image": self.image.to_json() if self.image is not None else None,
+            "gpus": self.gpus,
         }
 
     @classmethod
@@ -486,6 +574,7 @@ class JobPayload:
         if not isinstance(steps, list):
             raise ProtocolError(f"{_at(where, 'steps')} must be a list")
         cache, artifacts = get("cache", None), get("artifacts", None)
+        image = get("image", None)
         return cls(
             pipeline_id=i("pipeline_id"),
             job_id=i("job_id"),
@@ -514,6 +603,8 @@ class JobPayload:
                 if artifacts is not None
                 else None
             ),
+            image=ImagePayload.from_json(image, _at(where, "image")) if image is not None else None,
+            gpus=_int(get("gpus", 0), _at(where, "gpus"), 0, MAX_GPUS),
         )
 
 

@@ -15,10 +15,14 @@ the user's preference order) or its ``resources``.
   (1 GB = 10^9 bytes) against the MiB a machine reports, so that the few percent a
   kernel or driver keeps back does not make a "24GB" L4 or a "64GB" machine fall short.
 * A job without GPU needs runs on any machine, GPU or not.
-* An agent that reported nothing (``None``: an older agent) runs anything, as before.
+* A job with an ``image`` runs only where the agent reported a container runtime
+  (``containers``: podman or docker); an agent that reported nothing cannot.
+* Otherwise an agent that reported nothing (``None``: an older agent) runs anything.
 
 ``describe_machine`` and ``waiting_message`` say what is connected when no agent fits:
-"waiting: no agent with h100:8 is connected (connected: lab-1 a100:8, local-1 cpu:2)".
+"waiting: no agent with h100:8 is connected (connected: lab-1 a100:8, local-1 cpu:2)",
+or, for an image job that only lacks a container runtime, "waiting: no agent can run
+containers (connected: local-1 cpu:2)". ``gpus_for`` says how many GPUs a job gets.
 """
 
 from __future__ import annotations
@@ -31,7 +35,9 @@ from app.core.config.model import GpuRequest, HardwareSpec, Resources
 from app.core.config.semantic import describe_resources
 from app.core.hardware import DEFAULT_CPU_COUNT, parse_spec
 
-WAITING_PREFIX = "waiting: no agent with "
+# Every "no connected agent can run it" reason starts so (the engine replaces only these).
+WAITING_PREFIX = "waiting: no agent "
+NO_CONTAINERS = "waiting: no agent can run containers"
 MAX_LISTED = 10  # connected agents named in a waiting message
 
 
@@ -57,18 +63,23 @@ class MachineLike(Protocol):
     def disk_gb(self) -> int: ...
     @property
     def gpus(self) -> Sequence[GpuLike]: ...
+    @property
+    def containers(self) -> str: ...
 
 
 @dataclass(frozen=True, slots=True)
 class Need:
     """What a job asks of a machine: one of ``hardware`` (preference order), or
-    ``resources``; neither: anything."""
+    ``resources``; neither: anything. ``containers``: it has an ``image``."""
 
     hardware: tuple[HardwareSpec, ...] = ()
     resources: Resources | None = None
+    containers: bool = False
 
     @classmethod
-    def of(cls, hardware: Iterable[str], resources: Resources | None = None) -> Need:
+    def of(
+        cls, hardware: Iterable[str], resources: Resources | None = None, *, containers: bool = False
+    ) -> Need:
         """From a job's stored specs (``["h100:8"]``); a spec that does not parse is
         left out (the config loader refused those long before)."""
         specs: list[HardwareSpec] = []
@@ -77,7 +88,7 @@ class Need:
                 specs.append(parse_spec(str(text)))
             except ValueError:
                 continue
-        return cls(tuple(specs), resources)
+        return cls(tuple(specs), resources, containers)
 
     def __str__(self) -> str:
         if self.hardware:
@@ -87,8 +98,20 @@ class Need:
         return "anything"
 
 
+def runs_containers(have: MachineLike | None) -> bool:
+    """Whether the agent reported a container runtime."""
+    return have is not None and bool(have.containers)
+
+
 def satisfies(have: MachineLike | None, need: Need) -> bool:
     """Whether a machine that reported ``have`` can run a job needing ``need``."""
+    if need.containers and not runs_containers(have):
+        return False
+    return fits_hardware(have, need)
+
+
+def fits_hardware(have: MachineLike | None, need: Need) -> bool:
+    """Whether ``have`` has the hardware ``need`` asks for (containers aside)."""
     if have is None:
         return True
     if need.hardware and not any(_provides(have, spec) for spec in need.hardware):
@@ -148,11 +171,31 @@ def describe_machine(have: MachineLike | None) -> str:
 
 
 def waiting_message(need: Need, connected: Sequence[tuple[str, MachineLike | None]]) -> str:
-    """Why a job waits when no connected agent (``(agent_id, hardware)``) can run it."""
+    """Why a job waits when no connected agent (``(agent_id, hardware)``) can run it:
+    the hardware none has, or else (an image job) that none runs containers."""
     listed = [f"{agent} {describe_machine(hw)}" for agent, hw in sorted(connected, key=_first)]
     if len(listed) > MAX_LISTED:
         listed = [*listed[:MAX_LISTED], f"and {len(listed) - MAX_LISTED} more"]
-    return f"{WAITING_PREFIX}{need} is connected (connected: {', '.join(listed) or 'none'})"
+    where = f"(connected: {', '.join(listed) or 'none'})"
+    hardware_fits = any(fits_hardware(hw, need) for _, hw in connected)
+    if need.containers and (hardware_fits or not (need.hardware or need.resources)):
+        return f"{NO_CONTAINERS} {where}"
+    return f"waiting: no agent with {need} is connected {where}"
+
+
+def gpus_for(have: MachineLike | None, need: Need) -> int:
+    """How many GPUs a job needing ``need`` gets on ``have``: the count of the first
+    hardware spec that machine provides (the preferred one when it reported nothing;
+    ``cpu:N``: none), or ``resources.gpu.count``."""
+    if need.hardware:
+        spec = next(
+            (s for s in need.hardware if have is not None and _provides(have, s)),
+            need.hardware[0],
+        )
+        return 0 if spec.cls == "cpu" else spec.count
+    if need.resources is not None and need.resources.gpu is not None:
+        return need.resources.gpu.count
+    return 0
 
 
 def _first(item: tuple[str, object]) -> str:

@@ -192,7 +192,11 @@ def expand(config: Config, catalog: Catalog) -> tuple[PlannedJob, ...]:
                     candidates=cands,
                     spec=job,
                     cache=cache,
-                    image=expand_matrix_refs(job.image, values) if job.image else job.image,
+                    image=(
+                        replace(job.image, name=expand_matrix_refs(job.image.name, values))
+                        if job.image is not None and values
+                        else job.image
+                    ),
                     resources=resources,
                 )
             )

@@ -20,6 +20,8 @@ from app.core.config.model import (
     Artifacts,
     Cache,
     GpuRequest,
+    Image,
+    ImageOptions,
     PlannedJob,
     Resources,
     RetryPolicy,
@@ -83,7 +85,7 @@ class StoredJobSpec:
     retry: RetryPolicy = DEFAULT_RETRY
     workload: Workload = Workload.TEST
     spot: SpotPolicy = SpotPolicy.AUTO
-    image: str | None = None
+    image: Image | None = None  # ``${{ matrix.K }}`` expanded in its name
     clean_machine: bool = False
     disk_gb: int | None = None  # the root volume asked for (``resources.disk``), whole GB
     cache: Cache | None = None  # ``${{ matrix.K }}`` expanded; ``hashFiles`` left to the agent
@@ -103,7 +105,7 @@ class StoredJobSpec:
             retry=s.retry,
             workload=s.workload,
             spot=s.spot,
-            image=s.image,
+            image=job.image if job.image is not None else s.image,
             clean_machine=s.clean_machine,
             disk_gb=_disk_gb(job),
             cache=_cache(job),
@@ -118,7 +120,6 @@ class StoredJobSpec:
         d = d or {}
         timeout = d.get("timeout_s")
         disk = d.get("disk_gb")
-        image = d.get("image")
         return cls(
             steps=tuple(StoredStep.from_stored(step) for step in d.get("steps") or ()),
             env=_str_map(d.get("env")),
@@ -127,13 +128,23 @@ class StoredJobSpec:
             retry=_retry(d.get("retry") or {}),
             workload=Workload(str(d.get("workload") or Workload.TEST.value)),
             spot=SpotPolicy(str(d.get("spot") or SpotPolicy.AUTO.value)),
-            image=str(image) if image is not None else None,
+            image=stored_image(d),
             clean_machine=bool(d.get("clean_machine")),
             disk_gb=int(disk) if disk is not None else None,
             cache=_stored_cache(d.get("cache")),
             artifacts=_stored_artifacts(d.get("artifacts")),
             resources=stored_resources(d),
         )
+
+    @property
+    def secret_names(self) -> tuple[str, ...]:
+        """Every secret the job reads: its ``secrets`` (exported to the steps) and its
+        image's registry ``credentials`` (used for the pull only)."""
+        names = list(self.secrets)
+        creds = self.image.credentials if self.image is not None else None
+        if creds is not None and creds not in names:
+            names.append(creds)
+        return tuple(names)
 
     def to_stored(self) -> dict[str, Any]:
         """The JSON stored in ``jobs.spec``."""
@@ -150,7 +161,7 @@ class StoredJobSpec:
             },
             "workload": self.workload.value,
             "spot": self.spot.value,
-            "image": self.image,
+            "image": _image_json(self.image),
             "clean_machine": self.clean_machine,
             "disk_gb": self.disk_gb,
             "cache": (
@@ -231,6 +242,44 @@ def _resources_json(r: Resources | None) -> dict[str, Any] | None:
         "memory_gb": r.memory_gb,
         "disk_gb": r.disk_gb,
     }
+
+
+def stored_image(d: Mapping[str, Any] | None) -> Image | None:
+    """The ``image`` of a stored spec alone: a name (as older specs store it, and as one
+    without credentials or options is stored) or ``{name, credentials, options}``."""
+    raw = (d or {}).get("image")
+    if raw is None or raw == "":
+        return None
+    if not isinstance(raw, Mapping):
+        return Image(name=str(raw))
+    opts = raw.get("options") or {}
+
+    def opt(key: str) -> str | None:
+        v = opts.get(key)
+        return str(v) if v is not None else None
+
+    creds = raw.get("credentials")
+    return Image(
+        name=str(raw.get("name") or ""),
+        credentials=str(creds) if creds else None,
+        options=ImageOptions(
+            user=opt("user"), entrypoint=opt("entrypoint"), shm_size=opt("shm_size")
+        ),
+    )
+
+
+def _image_json(image: Image | None) -> str | dict[str, Any] | None:
+    if image is None:
+        return None
+    o = image.options
+    options = {
+        k: v
+        for k, v in (("user", o.user), ("entrypoint", o.entrypoint), ("shm_size", o.shm_size))
+        if v is not None
+    }
+    if image.credentials is None and not options:
+        return image.name
+    return {"name": image.name, "credentials": image.credentials, "options": options}
 
 
 def _opt_float(value: Any) -> float | None:

@@ -161,12 +161,14 @@ class _Machine:
     memory_mb: int
     disk_gb: int
     gpus: tuple[_Gpu, ...]
+    containers: str = ""
 
 
 def hardware_summary(hardware: Mapping[str, Any] | None) -> str:
     """A stored ``Hardware`` (its JSON) as ``app.core.agentfit`` says it: ``h100:8``,
-    ``a100:4+l4:1``, ``cpu:16``, ``gpu:1 (NVIDIA RTX A6000)`` (no catalog class); ``-``
-    when not reported."""
+    ``a100:4+l4:1``, ``cpu:16``, ``gpu:1 (NVIDIA RTX A6000)`` (no catalog class), with
+    the container runtime it reported after it (``cpu:16 podman``); ``-`` when not
+    reported."""
     if not hardware:
         return "-"
     gpus = hardware.get("gpus") or []
@@ -182,7 +184,9 @@ def hardware_summary(hardware: Mapping[str, Any] | None) -> str:
     )
     if not machine.gpus and machine.cpus <= 0:
         return "-"
-    return describe_machine(machine)
+    runtime = hardware.get("containers")
+    tail = f" {runtime}" if isinstance(runtime, str) and runtime else ""
+    return describe_machine(machine) + tail
 
 
 def _count(value: object) -> int:

@@ -19,11 +19,19 @@ from typing import Any, TypeVar
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from app.core.agentfit import WAITING_PREFIX, Need, satisfies, waiting_message
+from app.core.agentfit import (
+    WAITING_PREFIX,
+    Need,
+    fits_hardware,
+    gpus_for,
+    runs_containers,
+    satisfies,
+    waiting_message,
+)
 from app.core.clock import aware
 from app.core.config.model import RetryReason
 from app.core.deadlines import Interrupt, TimeOut, overdue
-from app.core.jobspec import StoredJobSpec, stored_resources
+from app.core.jobspec import StoredJobSpec, stored_image, stored_resources
 from app.core.planner import JobPlan
 from app.core.states import AttemptState, JobState, PipelineState
 from app.engine import progress
@@ -463,8 +471,8 @@ class Engine:
         self, s: Session, who: AgentIdentity, changes: Changes | None = None
     ) -> Attempt | None:
         """The oldest queued attempt this agent may run (its own first, if it has one),
-        that its hardware satisfies and that its tenant's quotas admit (one that waits
-        says why)."""
+        that its hardware satisfies (and its container runtime, for a job with an image)
+        and that its tenant's quotas admit (one that waits says why)."""
         q = claimable().limit(CLAIM_SCAN)
         if self._postgres:
             q = q.with_for_update(skip_locked=True, of=Attempt)
@@ -475,13 +483,16 @@ class Engine:
             job = attempt.job
             if who.accepts is not None and not who.accepts(job, job.pipeline):
                 continue
-            if who.hardware is not None and who.match_hardware:
-                need = Need.of(job.hardware or (), stored_resources(job.spec))
-                if not satisfies(who.hardware, need):
-                    if connected is None:
-                        connected = self.connected.now()
-                    self._no_agent_fits(job, need, connected, changes)
-                    continue
+            need = _need(job)
+            if (need.containers and not runs_containers(who.hardware)) or (
+                who.hardware is not None
+                and who.match_hardware
+                and not fits_hardware(who.hardware, need)
+            ):
+                if connected is None:
+                    connected = self.connected.now()
+                self._no_agent_fits(job, need, connected, changes)
+                continue
             if self._admit(s, attempt, changes) is None:
                 return attempt
         return None
@@ -547,6 +558,13 @@ class Engine:
             except Exception as e:  # a reference that cannot be resolved: the job fails
                 self._refuse(s, attempt, f"its secrets could not be read: {e}", changes)
                 return None
+            try:
+                payload = agent_payload(
+                    pipeline, job, attempt, secrets, gpus=gpus_for(who.hardware, _need(job))
+                )
+            except ValueError as e:  # the image's credentials secret was not provided
+                self._refuse(s, attempt, f"its image could not be prepared: {e}", changes)
+                return None
             if secrets:  # names only, never values
                 self.audit(
                     s,
@@ -574,7 +592,6 @@ class Engine:
             attempt.heartbeat_at = now
             attempt.log_path = self.logs.path_for(pipeline.id, job.id, attempt.id)
             attempt.hardware = list(job.hardware)
-            payload = agent_payload(pipeline, job, attempt, secrets)
             changes.pipelines.add(pipeline.id)
             attempt_id = attempt.id
             result = Claim(attempt_id=attempt_id, job_token=token, job=payload)
@@ -894,6 +911,15 @@ class Engine:
                 self._interrupt(s, a, "the server restarted while the job ran", changes)
             s.execute(update(Attempt).where(Attempt.state == "queued").values(agent_id=None))
         return len(live)
+
+
+def _need(job: Job) -> Need:
+    """What a queued job asks of an agent's machine, from its stored spec."""
+    return Need.of(
+        job.hardware or (),
+        stored_resources(job.spec),
+        containers=stored_image(job.spec) is not None,
+    )
 
 
 def _live_attempts(s: Session, agent_id: str | None = None) -> list[Attempt]:

@@ -6,7 +6,15 @@ from typing import Any
 
 from app.core.config.model import PlannedJob
 from app.core.jobspec import StoredJobSpec, StoredStep
-from app.protocol import ArtifactsPayload, CachePayload, JobPayload, StepPayload
+from app.core.config.model import Image
+from app.protocol import (
+    ArtifactsPayload,
+    CachePayload,
+    ImagePayload,
+    JobPayload,
+    RegistryCredentials,
+    StepPayload,
+)
 from app.store.models import Attempt, Job, Pipeline
 
 
@@ -16,10 +24,24 @@ def job_spec(job: PlannedJob) -> dict[str, Any]:
 
 
 def agent_payload(
-    pipeline: Pipeline, job: Job, attempt: Attempt, secrets: dict[str, str]
+    pipeline: Pipeline,
+    job: Job,
+    attempt: Attempt,
+    secrets: dict[str, str],
+    *,
+    gpus: int = 0,
 ) -> JobPayload:
-    """The ``job`` object of a claim answer (docs/agent-protocol.md)."""
+    """The ``job`` object of a claim answer (docs/agent-protocol.md). ``secrets``: the
+    values of the job's ``secret_names``; those of ``secrets:`` go to the steps, the
+    image's ``credentials`` only to the pull (a fork's pipeline has neither). Raises
+    ``ValueError`` when the image's credentials are not among them."""
     spec = StoredJobSpec.from_stored(job.spec)
+    image, mask = _image(spec.image, secrets, fork=pipeline.fork)
+    exported = {
+        k: v
+        for k, v in secrets.items()
+        if k in spec.secrets or spec.image is None or k != spec.image.credentials
+    }
     repo = pipeline.repository
     env = {
         "CI": "true",
@@ -47,8 +69,8 @@ def agent_payload(
         workspace_key=f"{repo.forge}-{repo.full_name}".replace("/", "-"),
         timeout_s=spec.timeout_s,
         env=env,
-        secrets=secrets,
-        mask=(),  # more values to mask in the log (a forge adapter's clone token)
+        secrets=exported,
+        mask=mask,  # more values to mask in the log (registry credentials; a clone token)
         steps=tuple(_step(i, step) for i, step in enumerate(spec.steps)),
         # Forks' pipelines neither read nor write caches (docs/agent-protocol.md).
         cache=(
@@ -69,7 +91,47 @@ def agent_payload(
             if spec.artifacts is not None
             else None
         ),
+        image=image,
+        gpus=gpus,
     )
+
+
+# The user name sent with a credentials secret that is a bare token (no "user:").
+TOKEN_USER = "ployd"
+
+
+def registry_login(value: str) -> RegistryCredentials:
+    """A credentials secret's value: ``username:password``, or a bare token."""
+    user, sep, password = value.strip().partition(":")
+    if not sep:
+        return RegistryCredentials(username=TOKEN_USER, password=value.strip())
+    return RegistryCredentials(username=user, password=password)
+
+
+def _image(
+    image: Image | None, secrets: dict[str, str], *, fork: bool
+) -> tuple[ImagePayload | None, tuple[str, ...]]:
+    """The image as sent to the agent, and the values to mask (its credentials)."""
+    if image is None:
+        return None, ()
+    o = image.options
+    options = {
+        k: v
+        for k, v in (("user", o.user), ("entrypoint", o.entrypoint), ("shm_size", o.shm_size))
+        if v is not None
+    }
+    creds: RegistryCredentials | None = None
+    mask: tuple[str, ...] = ()
+    if image.credentials is not None and not fork:
+        value = secrets.get(image.credentials)
+        if value is None:
+            raise ValueError(
+                f"the secret {image.credentials} (the credentials of image {image.name}) "
+                "was not provided"
+            )
+        creds = registry_login(value)
+        mask = (value, creds.password)
+    return ImagePayload(name=image.name, options=options, credentials=creds), mask
 
 
 def _step(index: int, step: StoredStep) -> StepPayload:

@@ -240,7 +240,7 @@ class SecretStore:
 
     def missing(self, s: Tx, pipeline: Pipeline, job: Job) -> Names:
         """The names ``job`` declares that no secret of its repository and branch covers."""
-        names = list(StoredJobSpec.from_stored(job.spec).secrets)
+        names = list(StoredJobSpec.from_stored(job.spec).secret_names)
         branch = branch_of(pipeline.ref)
         return [
             n for n, rows in self._rows(s, pipeline, names).items() if pick(rows, branch) is None
@@ -272,7 +272,7 @@ class SecretStore:
 
     def provide(self, pipeline: Pipeline, job: Job) -> dict[str, str]:
         """The engine's secrets provider: the declared secrets' values, for one claim."""
-        names = list(StoredJobSpec.from_stored(job.spec).secrets)
+        names = list(StoredJobSpec.from_stored(job.spec).secret_names)
         if not names:
             return {}
         s = session_of(job)

@@ -24,9 +24,11 @@ from app.protocol import (
     FinishAnswer,
     FinishReport,
     Heartbeat,
+    ImagePayload,
     JobPayload,
     LogChunk,
     ProtocolError,
+    RegistryCredentials,
     StepPayload,
     StepReport,
 )
@@ -55,6 +57,8 @@ JOB_JSON: dict[str, Any] = {
                           "timeout_s": None, "continue_on_error": True}],
     "cache": CACHE_JSON,
     "artifacts": ARTIFACTS_JSON,
+    "image": None,
+    "gpus": 0,
 }
 CLAIM_JSON = {"attempt_id": 12, "job_token": "job-token-abc", "job": JOB_JSON}
 
@@ -87,7 +91,21 @@ PINNED: list[tuple[Any, dict[str, Any]]] = [
         {"pipeline_id": 1, "job_id": 2, "attempt_id": 3, "attempt_number": 1, "name": "t",
          "forge": "local", "repo": "r", "clone_url": "file:///r", "sha": "a" * 40,
          "ref": "refs/heads/main", "workspace_key": "local-r", "timeout_s": 60, "env": {},
-         "secrets": {}, "mask": [], "steps": [], "cache": None, "artifacts": None},
+         "secrets": {}, "mask": [], "steps": [], "cache": None, "artifacts": None,
+         "image": None, "gpus": 0},
+    ),
+    (
+        JobPayload(1, 2, 3, 1, "t", "local", "r", "file:///r", "a" * 40, "refs/heads/main",
+                   "local-r", 60, mask=("pw",), gpus=2,
+                   image=ImagePayload("ghcr.io/acme/train:3", {"shm_size": "2g"},
+                                      RegistryCredentials("bot", "pw"))),
+        {"pipeline_id": 1, "job_id": 2, "attempt_id": 3, "attempt_number": 1, "name": "t",
+         "forge": "local", "repo": "r", "clone_url": "file:///r", "sha": "a" * 40,
+         "ref": "refs/heads/main", "workspace_key": "local-r", "timeout_s": 60, "env": {},
+         "secrets": {}, "mask": ["pw"], "steps": [], "cache": None, "artifacts": None,
+         "image": {"name": "ghcr.io/acme/train:3", "options": {"shm_size": "2g"},
+                   "credentials": {"username": "bot", "password": "pw"}},
+         "gpus": 2},
     ),
     (JOB.steps[0], STEP_JSON),
     (JOB.cache, CACHE_JSON),
@@ -214,6 +232,15 @@ CLAIM_CASES: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
     ("artifacts a list", _set("job.artifacts", ["out/**"]), "job.artifacts must be an object"),
     ("artifacts expiry text", _set("job.artifacts.expire_in_s", "1d"),
      "job.artifacts.expire_in_s must be an integer"),
+    ("image a string", _set("job.image", "python:3.12"), "job.image must be an object"),
+    ("image without name", _set("job.image", {"options": {}}), "job.image.name is missing"),
+    ("image name empty", _set("job.image", {"name": ""}), "job.image.name must be a non-empty"),
+    ("image option unknown", _set("job.image", {"name": "x", "options": {"privileged": "1"}}),
+     "job.image.options: unknown option 'privileged'; known: user, entrypoint, shm_size"),
+    ("image credentials no password",
+     _set("job.image", {"name": "x", "credentials": {"username": "u"}}),
+     "job.image.credentials.password is missing"),
+    ("gpus negative", _set("job.gpus", -1), "job.gpus must be an integer from 0 to 64"),
 ]
 
 
@@ -263,6 +290,8 @@ BODY_CASES: list[tuple[Any, object, str]] = [
     (ClaimRequest, {"agent_id": ""}, "agent_id must be a non-empty string of at most 128"),
     (ClaimRequest, {"agent_id": "a" * 129}, "agent_id must be a non-empty string"),
     (ClaimRequest, {"agent_id": "a", "wait": True}, "wait must be a finite number"),
+    (ClaimRequest, {"agent_id": "a", "hardware": {"cpus": 1, "containers": "lxc"}},
+     "hardware.containers must be one of podman, docker, or empty"),
     (Answer, {"cancel": "false"}, "cancel must be true or false"),
     (Answer, None, "an answer must be an object"),
     (FinishAnswer, {"ok": 1}, "ok must be true or false"),
@@ -501,6 +530,8 @@ jobs:
                           "paths": ["~/.cache/pip"], "restore_keys": ["pip-"],
                           "read": True, "write": True},
                 "artifacts": {"paths": ["out/**"], "expire_in_s": 86400},
+                "image": None,
+                "gpus": 0,
             },
         }
         assert Claim.from_json(claim).to_json() == claim

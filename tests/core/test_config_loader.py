@@ -17,6 +17,7 @@ from app.core.config.model import (
     DEFAULT_TIMEOUT_S,
     GpuRequest,
     HardwareSpec,
+    Image,
     PullRequestTrigger,
     PushTrigger,
     Resources,
@@ -132,7 +133,7 @@ def test_every_feature_is_modelled() -> None:
     assert lint.timeout_s == 45 * 60
     assert lint.workload is Workload.BATCH and lint.spot is SpotPolicy.ALWAYS
     assert lint.retry.max == 3 and lint.retry.when == DEFAULT_RETRY.when
-    assert lint.image == "python:3.12" and lint.allow_failure is True
+    assert lint.image == Image("python:3.12") and lint.allow_failure is True
     assert lint.clean_machine is False
     assert lint.secrets == ("TOKEN",)
     assert dict(lint.env) == {"A": "1", "B": "true", "C": "x"}
@@ -155,7 +156,7 @@ def test_every_feature_is_modelled() -> None:
     assert unit.artifacts is not None
     assert unit.artifacts.paths == ("out/**",) and unit.artifacts.expire_in_s == 7 * 86400
     assert unit.allow_failure is False
-    assert unit.image == "nvcr.io/nvidia/pytorch:24.05-py3"
+    assert unit.image == Image("nvcr.io/nvidia/pytorch:24.05-py3")
     assert unit.secrets == ("WANDB_API_KEY", "HF_TOKEN")
     # env merged over defaults; numbers keep their spelling
     assert dict(unit.env) == {"A": "1", "B": "true", "C": "overridden", "VER": "3.10",

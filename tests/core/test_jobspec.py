@@ -16,6 +16,7 @@ from app.core.config.model import (
     Artifacts,
     Cache,
     GpuRequest,
+    Image,
     Resources,
     RetryPolicy,
     RetryReason,
@@ -85,7 +86,7 @@ def test_from_planned_reads_the_planned_job() -> None:
     assert (t.secrets, t.timeout_s, t.workload, t.spot) == (
         ("TOKEN",), 3600, Workload.TRAIN, SpotPolicy.ALWAYS)
     assert t.retry == RetryPolicy(1, frozenset({RetryReason.ALWAYS}), (2,))
-    assert (t.image, t.clean_machine, t.disk_gb) == ("img:1", True, 21)  # disk: whole GB, up
+    assert (t.image, t.clean_machine, t.disk_gb) == (Image("img:1"), True, 21)  # disk: whole GB, up
     assert t.cache == Cache("pip-3.12", ("~/.cache/pip", ".venv"))
     assert t.artifacts == Artifacts(("out/**",))
     assert t.resources == Resources(cpu=4, disk_gb=20.5)  # what agents are matched to

@@ -193,6 +193,27 @@ class Triggers:
     implicit: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class ImageOptions:
+    """How the job's container is started (``image.options``): the user it runs as
+    (``1000``, ``1000:1000``, ``ci``), its entrypoint (``""``: none), and the size of its
+    ``/dev/shm`` (``2g``, as docker's ``--shm-size``). None: the image's / runtime's own."""
+
+    user: str | None = None
+    entrypoint: str | None = None
+    shm_size: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Image:
+    """``image:``: the container image the steps run in; ``credentials`` names the
+    secret holding ``username:password`` (or a token) for its registry."""
+
+    name: str
+    credentials: str | None = None
+    options: ImageOptions = ImageOptions()
+
+
 DEFAULT_TIMEOUT_S = 30 * 60
 MAX_TIMEOUT_S = 72 * 3600
 
@@ -219,7 +240,7 @@ class JobSpec:
     cache: Cache | None = None
     artifacts: Artifacts | None = None
     allow_failure: bool = False
-    image: str | None = None
+    image: Image | None = None
     clean_machine: bool = False  # a fresh machine, never a warm one; retired after
     mark: Mark = NO_MARK
 
@@ -256,7 +277,7 @@ class PlannedJob:
     # Added with the loader: the job's cache and image with ``${{ matrix.K }}`` expanded, and
     # the resources the candidates were chosen for (None when ``hardware`` is used).
     cache: Cache | None = None
-    image: str | None = None
+    image: Image | None = None
     resources: Resources | None = None
 
     @property

@@ -22,6 +22,8 @@ from app.core.config.model import (
     Config,
     GpuRequest,
     HardwareSpec,
+    Image,
+    ImageOptions,
     JobSpec,
     Matrix,
     PullRequestTrigger,
@@ -486,8 +488,31 @@ class Builder:
             else None,
             allow_failure=allow_failure is not None and allow_failure[0] is True,
             clean_machine=clean_machine is not None and clean_machine[0] is True,
-            image=image[0] if image and isinstance(image[0], str) else None,
+            image=self.image(image[0], image[1]) if image else None,
             mark=self.doc.key_mark(jp),
+        )
+
+    def image(self, value: Any, path: NodePath) -> Image | None:
+        """``image:`` as a name, or ``{name, credentials, options}`` (the schema checked
+        the keys and their syntax)."""
+        if isinstance(value, str):
+            return Image(name=self.doc.text(path, value)) if value else None
+        if not isinstance(value, dict) or not isinstance(value.get("name"), str):
+            return None
+        creds = value.get("credentials")
+        raw = value.get("options")
+        opts = raw if isinstance(raw, dict) else {}
+
+        def opt(key: str) -> str | None:
+            v = opts.get(key)
+            return self.doc.text((*path, "options", key), v) if isinstance(v, str) else None
+
+        return Image(
+            name=self.doc.text((*path, "name"), value["name"]),
+            credentials=creds if isinstance(creds, str) else None,
+            options=ImageOptions(
+                user=opt("user"), entrypoint=opt("entrypoint"), shm_size=opt("shm_size")
+            ),
         )
 
     def check_needs(self, jobs: dict[str, JobSpec], raw: dict[str, Any]) -> None:
