@@ -211,9 +211,7 @@ class Hardware:
             cpus=_int(_get(d, where, "cpus"), _at(where, "cpus")),
             memory_mb=_int(_get(d, where, "memory_mb", 0), _at(where, "memory_mb")),
             disk_gb=_int(_get(d, where, "disk_gb", 0), _at(where, "disk_gb")),
-            gpus=tuple(
-                Gpu.from_json(g, f"{_at(where, 'gpus')}[{i}]") for i, g in enumerate(gpus)
-            ),
+            gpus=tuple(Gpu.from_json(g, f"{_at(where, 'gpus')}[{i}]") for i, g in enumerate(gpus)),
             containers=_runtime(_get(d, where, "containers", ""), _at(where, "containers")),
         )
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 
+from app.agent import container, runner, transfer, workspace
 from app.agent import hardware as machine
-from app.agent import runner, transfer, workspace
 from app.agent.client import AgentClient, AttemptGone, BadAnswer, MustUpdate, Unavailable
 from app.agent.compat import ASYNC_TIMEOUT
 from app.agent.update import UpdateFailed
@@ -57,8 +58,12 @@ class Agent:
         updater: Updater | None = None,
         update_retry_s: float = 5.0,
         hardware: Hardware | None = None,
+        runtime: container.Runtime | bool | None = True,
     ) -> None:
         self.client = client
+        # The container runtime jobs with an image run in: True, found at start;
+        # None/False: none.
+        self.runtime: container.Runtime | bool | None = runtime
         self.updater = updater  # None: run from source, never updates
         self.update_retry_s = update_retry_s
         # What this machine has, sent with every claim; detected at start when not given.
@@ -150,11 +155,19 @@ class Agent:
         one job with ``once``)."""
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self._stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        if self.runtime is True:
+            self.runtime = await loop.run_in_executor(None, container.detect_runtime)
+        runtime = self.runtime if isinstance(self.runtime, container.Runtime) else None
         if self.hardware is None:
-            loop = asyncio.get_running_loop()
-            self.hardware = await loop.run_in_executor(None, machine.detect, self.work_dir)
+            name = runtime.name if runtime is not None else ""
+            self.hardware = await loop.run_in_executor(
+                None, lambda: machine.detect(self.work_dir, containers=name)
+            )
         if not await self.register():
             return 2
+        if runtime is not None:  # what a killed agent of this name left running
+            await container.cleanup(runtime, self.agent_id)
         backoff = 0.5
         update_backoff = self.update_retry_s
         while not self.stopping:
@@ -321,18 +334,28 @@ class Agent:
         )
         cached = await xfer.restore_cache(job.cache)
         steps = [_step_spec(s) for s in job.steps]
-        result = await runner.run_steps(
-            steps,
-            cwd=path,
-            on_log=job_run.send_log,
-            on_step=job_run.send_step,
-            env=dict(job.env),
-            secrets=secrets,
-            mask=mask,
-            timeout_s=job.timeout_s,
-            cancel=cancel,
-            kill_grace_s=self.kill_grace_s,
-        )
+        env = dict(job.env)
+        launcher = self._launcher(job, job_run, path, xfer.home, cancel)
+        gpus = self._gpus(job.gpus)
+        if job.image is None and gpus:
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in gpus)
+        try:
+            result = await runner.run_steps(
+                steps,
+                cwd=path,
+                on_log=job_run.send_log,
+                on_step=job_run.send_step,
+                env=env,
+                secrets=secrets,
+                mask=mask,
+                timeout_s=job.timeout_s,
+                cancel=cancel,
+                kill_grace_s=self.kill_grace_s,
+                launcher=launcher,
+            )
+        finally:
+            if launcher is not None:  # also when this is cancelled: no container stays
+                await launcher.close()
         if result.result != CANCELLED and not job_run.gone:  # also after a failure
             await xfer.upload_artifacts(job.artifacts)
             await xfer.save_cache(job.cache, cached, result.result == SUCCEEDED)
@@ -341,6 +364,37 @@ class Agent:
             exit_code=result.exit_code,
             failed_step=result.failed_step,
             reason=result.reason,
+        )
+
+    def _gpus(self, count: int) -> list[int]:
+        """The indices of the GPUs a job needing ``count`` gets here."""
+        have = len(self.hardware.gpus) if self.hardware is not None else 0
+        return container.gpu_indices(count, have, os.environ.get("CUDA_VISIBLE_DEVICES"))
+
+    def _launcher(
+        self,
+        job: JobPayload,
+        job_run: _JobRun,
+        path: Path,
+        home: Path,
+        cancel: asyncio.Event,
+    ) -> container.ContainerLauncher | None:
+        """The job's container, when it has an image (None: steps run on the host)."""
+        if job.image is None:
+            return None
+        return container.ContainerLauncher(
+            self.runtime if isinstance(self.runtime, container.Runtime) else None,
+            job.image,
+            name=container.container_name(self.agent_id, job_run.attempt_id),
+            workspace=path,
+            forward=[*job.env, *job.secrets],
+            agent_id=self.agent_id,
+            attempt=str(job_run.attempt_id),
+            home=home,
+            cache_paths=job.cache.paths if job.cache is not None else (),
+            gpus=self._gpus(job.gpus),
+            imds_url=self.imds_url,
+            cancel=cancel,
         )
 
 

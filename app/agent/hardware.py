@@ -12,6 +12,8 @@ lacks.
   (``os.sysconf``); 0 when neither is known. In MiB.
 * Disk: the size of the file system holding the work directory
   (``shutil.disk_usage``), in GB of 10^9 bytes, rounded down.
+* Containers: the runtime jobs' images can run in (podman or docker, answering; see
+  ``app.agent.container.detect_runtime``), or none.
 * GPUs: ``nvidia-smi --query-gpu=name,memory.total --format=csv,noheader,nounits``, one
   line per GPU (``NVIDIA H100 80GB HBM3, 81559``: memory in MiB), each name mapped to
   the catalog's hardware class by ``gpu_class`` (``GPU_TOKENS``, the one table of it).
@@ -198,13 +200,23 @@ def detect_disk_gb(path: Path) -> int:
         return 0
 
 
-def detect(work_dir: Path | str = ".", *, nvidia_smi: str | None = None) -> Hardware:
-    """This machine's hardware (``work_dir``: where jobs' workspaces live)."""
+def detect(
+    work_dir: Path | str = ".", *, nvidia_smi: str | None = None, containers: str | None = None
+) -> Hardware:
+    """This machine's hardware (``work_dir``: where jobs' workspaces live), and the
+    container runtime it can run images with (``containers``: already known; None:
+    looked for, ``app.agent.container.detect_runtime``)."""
+    if containers is None:
+        from app.agent.container import detect_runtime
+
+        runtime = detect_runtime()
+        containers = runtime.name if runtime is not None else ""
     hw = Hardware(
         cpus=detect_cpus(),
         memory_mb=detect_memory_mb(),
         disk_gb=detect_disk_gb(Path(work_dir)),
         gpus=detect_gpus(nvidia_smi=nvidia_smi),
+        containers=containers,
     )
     log.info("hardware: %s", describe(hw))
     return hw
@@ -219,6 +231,7 @@ def describe(hw: Hardware) -> str:
         f"{hw.cpus} CPUs",
         f"{hw.memory_mb * 2**20 // 10**9} GB memory",
         f"{hw.disk_gb} GB disk",
+        f"containers: {hw.containers or 'none'}",
     ]
     return ", ".join(parts)
 

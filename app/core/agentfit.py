@@ -78,7 +78,11 @@ class Need:
 
     @classmethod
     def of(
-        cls, hardware: Iterable[str], resources: Resources | None = None, *, containers: bool = False
+        cls,
+        hardware: Iterable[str],
+        resources: Resources | None = None,
+        *,
+        containers: bool = False,
     ) -> Need:
         """From a job's stored specs (``["h100:8"]``); a spec that does not parse is
         left out (the config loader refused those long before)."""

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.core.config.model import PlannedJob
+from app.core.config.model import Image, PlannedJob
 from app.core.jobspec import StoredJobSpec, StoredStep
-from app.core.config.model import Image
 from app.protocol import (
     ArtifactsPayload,
     CachePayload,
