@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -126,3 +128,101 @@ def moto_server() -> Iterator[str]:
     host, port = server.get_host_and_port()
     yield f"http://{host}:{port}"
     server.stop()
+
+
+# --- containers (podman) --------------------------------------------------------------
+
+REQUIRE_CONTAINERS = "PLOYD_REQUIRE_CONTAINERS"
+TEST_IMAGE = "localhost/ployd-test:1"  # busybox and a marker file
+TEST_BASH_IMAGE = "localhost/ployd-test-bash:1"  # the same, with bash
+IMAGE_MARKER = "marker-only-in-image"
+# This sandbox refuses crun's rlimit and cgroup setup: runc, with no default ulimits.
+CONTAINERS_CONF = '[containers]\ndefault_ulimits = []\n[engine]\nruntime = "runc"\n'
+
+
+@dataclass(frozen=True)
+class Podman:
+    """Images made here for the container tests, and podman set up to run them."""
+
+    exe: str
+    conf_dir: Path
+    rootfs_tar: Path  # the busybox image's root file system, for a registry to serve
+
+    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [self.exe, *args], capture_output=True, text=True, check=check, timeout=120
+        )
+
+    def exists(self, container: str) -> bool:
+        return self.run("container", "exists", container, check=False).returncode == 0
+
+
+def _no_containers(why: str) -> None:
+    if os.environ.get(REQUIRE_CONTAINERS):
+        pytest.fail(f"{REQUIRE_CONTAINERS} is set but {why}")
+    pytest.skip(why)
+
+
+def _rootfs(root: Path, busybox: str, *, bash: bool) -> None:
+    (root / "bin").mkdir(parents=True)
+    shutil.copy2(busybox, root / "bin" / "busybox")
+    for cmd in ("sh", "echo", "cat", "ls", "env", "id", "kill", "sleep", "ps", "pwd", "grep",
+                "mkdir", "rm", "touch", "true", "false", "wc", "head", "tr", "date"):
+        (root / "bin" / cmd).symlink_to("busybox")
+    (root / "tmp").mkdir()
+    (root / "IMAGE_MARKER").write_text(IMAGE_MARKER + "\n")
+    if bash:  # /bin/bash and the libraries it links
+        real = Path(os.path.realpath(shutil.which("bash") or "/bin/bash"))
+        (root / "bin" / "bash").unlink(missing_ok=True)
+        shutil.copy2(real, root / "bin" / "bash")
+        out = subprocess.run(["ldd", str(real)], capture_output=True, text=True).stdout
+        for line in out.splitlines():
+            parts = line.split()
+            lib = parts[2] if "=>" in parts and len(parts) > 2 else parts[0] if parts else ""
+            if lib.startswith("/"):
+                dest = root / lib.lstrip("/")
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(lib, dest)
+
+
+@pytest.fixture(scope="session")
+def podman(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Podman]:
+    """podman, set up as this sandbox needs (``CONTAINERS_CONF`` in the environment for
+    the session: agents started as processes inherit it), with ``TEST_IMAGE`` and
+    ``TEST_BASH_IMAGE`` imported from root file systems made of Debian's busybox-static.
+    Skips when podman is not installed (fails instead under ``PLOYD_REQUIRE_CONTAINERS``)."""
+    exe = shutil.which("podman")
+    if exe is None:
+        _no_containers("podman is not installed (Debian: apt-get install podman runc)")
+    busybox = shutil.which("busybox")
+    if busybox is None:
+        _no_containers("busybox is not installed (Debian: apt-get install busybox-static)")
+    assert exe is not None and busybox is not None
+    base = tmp_path_factory.mktemp("podman")
+    conf = base / "containers.conf"
+    conf.write_text(CONTAINERS_CONF)
+    saved = os.environ.get("CONTAINERS_CONF")
+    os.environ["CONTAINERS_CONF"] = str(conf)
+    try:
+        tars: dict[str, Path] = {}
+        for image, bash in ((TEST_IMAGE, False), (TEST_BASH_IMAGE, True)):
+            root = base / f"root-{bash}"
+            _rootfs(root, busybox, bash=bash)
+            tar = base / f"rootfs-{bash}.tar"
+            subprocess.run(["tar", "-C", str(root), "-cf", str(tar), "."], check=True)
+            done = subprocess.run(
+                [exe, "import", "-q", str(tar), image], capture_output=True, text=True, timeout=120
+            )
+            if done.returncode != 0:
+                _no_containers(f"podman cannot import an image here: {done.stderr.strip()}")
+            tars[image] = tar
+        world = Podman(exe=exe, conf_dir=base, rootfs_tar=tars[TEST_IMAGE])
+        check = world.run("run", "--rm", TEST_IMAGE, "cat", "/IMAGE_MARKER", check=False)
+        if IMAGE_MARKER not in check.stdout:
+            pytest.fail(f"podman cannot run a container here: {check.stderr.strip()}")
+        yield world
+    finally:
+        if saved is None:
+            os.environ.pop("CONTAINERS_CONF", None)
+        else:
+            os.environ["CONTAINERS_CONF"] = saved
