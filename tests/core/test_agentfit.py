@@ -9,6 +9,7 @@ from app.agent.hardware import GPU_CLASSES, gpu_class
 from app.core.agentfit import (
     Need,
     describe_machine,
+    gpus_for,
     satisfies,
     shortfall,
     waiting_message,
@@ -45,6 +46,18 @@ def spec(*texts: str) -> Need:
 
 def res(**kw: object) -> Need:
     return Need(resources=Resources(**kw))  # type: ignore[arg-type]
+
+
+def test_an_image_job_needs_an_agent_with_a_container_runtime() -> None:
+    need = Need.of((), containers=True)
+    podman = Hardware(cpus=2, memory_mb=0, disk_gb=0, containers="podman")
+    assert satisfies(podman, need) and not satisfies(LAPTOP, need) and not satisfies(None, need)
+    assert waiting_message(need, [("local-1", LAPTOP)]) == (
+        "waiting: no agent can run containers (connected: local-1 cpu:2)")
+    gpus = Need.of(["h100:8"], containers=True)
+    assert waiting_message(gpus, [("local-1", podman)]).startswith(
+        "waiting: no agent with h100:8 is connected")  # the hardware is what none has
+    assert gpus_for(None, gpus) == 8 and gpus_for(podman, Need.of(["cpu:4"])) == 0
 
 
 @pytest.mark.parametrize(

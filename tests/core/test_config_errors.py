@@ -142,6 +142,30 @@ CASES = [
     ("python tag", "version: 1\njobs: !!python/object:os.system {}\n",
      2, 7, "unsupported YAML tag"),
     ("undefined alias", "version: 1\njobs: *nope\n", 2, 7, "alias *nope refers to no anchor"),
+    ("image option unknown",
+     BASE + "  g:\n    image: {name: x, options: {privileged: true}}\n    steps: [{run: x}]\n",
+     7, 32, "unknown key 'privileged' in job 'g' at 'image.options'; known keys: user, "
+     "entrypoint, shm_size"),
+    ("image key unknown", BASE + "  g:\n    image: {name: x, pull: always}\n    steps: [{run: x}]\n",
+     7, 22, "unknown key 'pull' in job 'g' at 'image'; known keys: name, credentials, options"),
+    ("image without name", BASE + "  g:\n    image: {credentials: REG}\n    steps: [{run: x}]\n",
+     7, 5, "job 'g': 'image' is missing the required key 'name'"),
+    ("image a number", BASE + "  g:\n    image: 3\n    steps: [{run: x}]\n",
+     7, 12, "job 'g': 'image' must be a string or a mapping, not an integer"),
+    ("image shm size", BASE + "  g:\n    image: {name: x, options: {shm_size: lots}}\n"
+                              "    steps: [{run: x}]\n",
+     7, 42, "'image.options.shm_size' must be a size like 512m or 2g, not 'lots'"),
+    ("image user", BASE + "  g:\n    image: {name: x, options: {user: 'root; rm'}}\n"
+                          "    steps: [{run: x}]\n",
+     7, 38, "'image.options.user' must be a user name or id, optionally :group"),
+    ("image credentials name", BASE + "  g:\n    image: {name: x, credentials: my-login}\n"
+                                      "    steps: [{run: x}]\n",
+     7, 35, "'image.credentials' is not a valid secret name"),
+    ("defaults image option", BASE + "defaults:\n  image: {name: x, options: {gpus: all}}\n",
+     7, 30, "unknown key 'gpus' in defaults at 'image.options'"),
+    ("image matrix ref", BASE + "  g:\n    image: {name: 'py:${{ matrix.pyy }}'}\n"
+                                "    matrix: {py: ['3.12']}\n    steps: [{run: x}]\n",
+     7, 19, "job 'g' uses ${{ matrix.pyy }}, but its matrix has no 'pyy' (did you mean 'py'?)"),
 ]
 
 

@@ -144,3 +144,63 @@ def test_connected_agents_are_bounded() -> None:
     seen = [a for a, _ in agents.now()]
     assert len(seen) == connected.MAX_AGENTS
     assert "a0" not in seen and f"a{connected.MAX_AGENTS + 9}" in seen
+
+
+# --- jobs with an image: only to agents that can run containers ------------------------
+
+PODMAN_CPU2 = Hardware(cpus=2, memory_mb=15684, disk_gb=200, containers="podman")
+DOCKER_H100X8 = Hardware(
+    cpus=192, memory_mb=2096400, disk_gb=3500, gpus=(H100,) * 8, containers="docker"
+)
+IMAGE_JOB = "version: 1\njobs:\n  unit: {image: 'python:3.12', steps: [{run: 'true'}]}\n"
+NO_CONTAINERS = "waiting: no agent can run containers"
+
+
+async def test_an_image_job_goes_only_to_an_agent_that_can_run_containers(
+    driver: Driver, engine: Engine
+) -> None:
+    pid = driver.start(IMAGE_JOB)
+    assert await engine.claim(agent("local-1", CPU2), 0) is None
+    assert await engine.claim("old-agent", 0) is None  # reported nothing: cannot either
+    job = driver.job(pid, "unit")
+    assert job.state == "queued"
+    assert job.waiting_reason == f"{NO_CONTAINERS} (connected: local-1 cpu:2, old-agent " \
+        "(hardware not reported))"
+    got = await engine.claim(agent("box-1", PODMAN_CPU2), 0)
+    assert got is not None and got.job.name == "unit"
+    assert got.job.image is not None and got.job.image.name == "python:3.12"
+    assert got.job.gpus == 0
+    assert driver.job(pid, "unit").waiting_reason is None
+
+
+async def test_an_image_job_needing_gpus_says_which_is_missing(
+    driver: Driver, engine: Engine
+) -> None:
+    pid = driver.start(
+        "version: 1\njobs:\n  train: {hardware: [h100:8, a100:8], image: 'nvcr.io/nvidia/pytorch:24.05-py3',"
+        " steps: [{run: 'true'}]}\n"
+    )
+    assert await engine.claim(agent("box-1", PODMAN_CPU2), 0) is None  # containers, no H100s
+    assert driver.job(pid, "train").waiting_reason == (
+        "waiting: no agent with h100:8 or a100:8 is connected (connected: box-1 cpu:2)"
+    )
+    assert await engine.claim(agent("lab-8", H100X8), 0) is None  # H100s, no containers
+    assert driver.job(pid, "train").waiting_reason == (
+        f"{NO_CONTAINERS} (connected: box-1 cpu:2, lab-8 h100:8)"
+    )
+    got = await engine.claim(agent("dgx", DOCKER_H100X8), 0)
+    assert got is not None and got.job.gpus == 8  # exactly what it asked for
+    assert got.job.image is not None and got.job.image.name.startswith("nvcr.io/")
+
+
+async def test_a_job_gets_the_gpu_count_it_asked_for(driver: Driver, engine: Engine) -> None:
+    driver.start(
+        "version: 1\njobs:\n"
+        "  two: {resources: {gpu: 2}, steps: [{run: 'true'}]}\n"
+        "  pick: {hardware: [a100:8, h100:2], steps: [{run: 'true'}]}\n"
+    )
+    first = await engine.claim(agent("lab-8", H100X8), 0)
+    second = await engine.claim(agent("lab-8", H100X8), 0)
+    assert first is not None and second is not None
+    gpus = {first.job.name: first.job.gpus, second.job.name: second.job.gpus}
+    assert gpus == {"two": 2, "pick": 2}  # h100:2 is the spec this machine provides

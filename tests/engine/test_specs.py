@@ -194,3 +194,63 @@ def test_agent_payload_of_an_empty_spec_uses_the_defaults() -> None:
     assert payload["cache"] is None
     assert payload["artifacts"] is None
     assert payload["env"]["PLOYD_JOB"] == "train (py=3.11)"
+
+
+PRIVATE = """
+version: 1
+jobs:
+  train:
+    image:
+      name: ghcr.io/acme/train:${{ matrix.py }}
+      credentials: GHCR_LOGIN
+      options: {shm_size: 2g, user: "1000"}
+    secrets: [WANDB_API_KEY]
+    matrix:
+      py: ["3.11"]
+    steps: [{run: train}]
+"""
+
+
+def private_spec() -> dict[str, Any]:
+    (job,) = expand(load_config(textwrap.dedent(PRIVATE)), Catalog.default())
+    return job_spec(job)
+
+
+def test_an_image_with_credentials_is_stored_whole_with_its_matrix_expanded() -> None:
+    spec = private_spec()
+    assert spec["image"] == {
+        "name": "ghcr.io/acme/train:3.11",
+        "credentials": "GHCR_LOGIN",
+        "options": {"user": "1000", "shm_size": "2g"},
+    }
+    from app.core.jobspec import StoredJobSpec
+
+    assert StoredJobSpec.from_stored(spec).secret_names == ("WANDB_API_KEY", "GHCR_LOGIN")
+
+
+def test_the_registry_login_goes_to_the_pull_only_masked_and_never_to_a_fork() -> None:
+    secrets = {"WANDB_API_KEY": "k", "GHCR_LOGIN": "bot:ghp_s3cr3t"}
+    pipeline, job, attempt = rows(private_spec(), False)
+    payload = agent_payload(pipeline, job, attempt, dict(secrets), gpus=1)
+    assert payload.secrets == {"WANDB_API_KEY": "k"}  # the login is no step's variable
+    assert payload.image is not None
+    assert payload.image.to_json() == {
+        "name": "ghcr.io/acme/train:3.11",
+        "options": {"user": "1000", "shm_size": "2g"},
+        "credentials": {"username": "bot", "password": "ghp_s3cr3t"},
+    }
+    assert set(payload.mask) == {"bot:ghp_s3cr3t", "ghp_s3cr3t"}
+    assert payload.gpus == 1
+    pipeline, job, attempt = rows(private_spec(), True)
+    fork = agent_payload(pipeline, job, attempt, {})
+    assert fork.image is not None and fork.image.credentials is None and fork.mask == ()
+    pipeline, job, attempt = rows(private_spec(), False)
+    with pytest.raises(ValueError, match="the secret GHCR_LOGIN .* was not provided"):
+        agent_payload(pipeline, job, attempt, {"WANDB_API_KEY": "k"})
+
+
+def test_a_bare_token_is_a_password() -> None:
+    from app.engine.specs import TOKEN_USER, registry_login
+
+    assert registry_login("glpat-abc") == registry_login(f"{TOKEN_USER}:glpat-abc")
+    assert registry_login("user:pa:ss").password == "pa:ss"
