@@ -146,7 +146,8 @@ CASES = [
      BASE + "  g:\n    image: {name: x, options: {privileged: true}}\n    steps: [{run: x}]\n",
      7, 32, "unknown key 'privileged' in job 'g' at 'image.options'; known keys: user, "
      "entrypoint, shm_size"),
-    ("image key unknown", BASE + "  g:\n    image: {name: x, pull: always}\n    steps: [{run: x}]\n",
+    ("image key unknown",
+     BASE + "  g:\n    image: {name: x, pull: always}\n    steps: [{run: x}]\n",
      7, 22, "unknown key 'pull' in job 'g' at 'image'; known keys: name, credentials, options"),
     ("image without name", BASE + "  g:\n    image: {credentials: REG}\n    steps: [{run: x}]\n",
      7, 5, "job 'g': 'image' is missing the required key 'name'"),

@@ -164,8 +164,9 @@ async def test_an_image_job_goes_only_to_an_agent_that_can_run_containers(
     assert await engine.claim("old-agent", 0) is None  # reported nothing: cannot either
     job = driver.job(pid, "unit")
     assert job.state == "queued"
-    assert job.waiting_reason == f"{NO_CONTAINERS} (connected: local-1 cpu:2, old-agent " \
-        "(hardware not reported))"
+    assert job.waiting_reason == (
+        f"{NO_CONTAINERS} (connected: local-1 cpu:2, old-agent (hardware not reported))"
+    )
     got = await engine.claim(agent("box-1", PODMAN_CPU2), 0)
     assert got is not None and got.job.name == "unit"
     assert got.job.image is not None and got.job.image.name == "python:3.12"
@@ -177,8 +178,8 @@ async def test_an_image_job_needing_gpus_says_which_is_missing(
     driver: Driver, engine: Engine
 ) -> None:
     pid = driver.start(
-        "version: 1\njobs:\n  train: {hardware: [h100:8, a100:8], image: 'nvcr.io/nvidia/pytorch:24.05-py3',"
-        " steps: [{run: 'true'}]}\n"
+        "version: 1\njobs:\n  train: {hardware: [h100:8, a100:8],"
+        " image: 'nvcr.io/nvidia/pytorch:24.05-py3', steps: [{run: 'true'}]}\n"
     )
     assert await engine.claim(agent("box-1", PODMAN_CPU2), 0) is None  # containers, no H100s
     assert driver.job(pid, "train").waiting_reason == (
