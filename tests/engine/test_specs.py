@@ -245,7 +245,7 @@ def test_the_registry_login_goes_to_the_pull_only_masked_and_never_to_a_fork() -
     fork = agent_payload(pipeline, job, attempt, {})
     assert fork.image is not None and fork.image.credentials is None and fork.mask == ()
     pipeline, job, attempt = rows(private_spec(), False)
-    with pytest.raises(ValueError, match="the secret GHCR_LOGIN .* was not provided"):
+    with pytest.raises(ValueError, match=r"the secret GHCR_LOGIN .* was not provided"):
         agent_payload(pipeline, job, attempt, {"WANDB_API_KEY": "k"})
 
 
