@@ -221,9 +221,9 @@ def version() -> str:
 async def amain(
     args: argparse.Namespace, argv: Sequence[str] = (), package: str | None = None
 ) -> int:
-    from app.agent import hardware as machine
     from app.agent.agent import Agent
     from app.agent.client import AgentClient
+    from app.agent.container import detect_runtime
     from app.agent.hardware import detect
     from app.agent.update import SelfUpdate
 
@@ -238,9 +238,10 @@ async def amain(
     )
     try:
         args.work_dir.mkdir(parents=True, exist_ok=True)
-        hardware = machine.detect(args.work_dir)  # told at registration and in each claim
         registration = None
-        hardware = detect(args.work_dir)  # once: sent at registration and with each claim
+        runtime = detect_runtime()  # what jobs' images run with (None: none)
+        # Once: sent at registration and with each claim.
+        hardware = detect(args.work_dir, containers=runtime.name if runtime is not None else "")
         if args.credential_fd is None:  # a fresh start: register with the token
             registration = Registration(
                 name=args.agent_id,
@@ -258,6 +259,7 @@ async def amain(
             registration=registration,
             grace_s=args.grace_s,
             hardware=hardware,
+            runtime=runtime,
         )
         if package is not None:
             agent.updater = SelfUpdate(
