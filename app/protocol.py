@@ -439,6 +439,8 @@ class ArtifactsPayload:
 
 # What ``image.options`` may set (``app.agent.container`` applies them).
 IMAGE_OPTIONS = ("user", "entrypoint", "shm_size")
+# The user name sent with a registry credentials secret that is a bare token.
+TOKEN_USER = "ployd"
 
 
 @dataclass(frozen=True)
@@ -448,6 +450,15 @@ class RegistryCredentials:
 
     username: str
     password: str = field(repr=False)
+
+    @classmethod
+    def from_secret(cls, value: str) -> RegistryCredentials:
+        """A credentials secret's value: ``username:password``, or a bare token (sent
+        with the user name ``TOKEN_USER``)."""
+        user, sep, password = value.strip().partition(":")
+        if not sep:
+            return cls(username=TOKEN_USER, password=value.strip())
+        return cls(username=user, password=password)
 
     def to_json(self) -> dict[str, Any]:
         return {"username": self.username, "password": self.password}

@@ -268,6 +268,10 @@ async def run_pipeline(
     environ = dict(os.environ if environ is None else environ)
     by_name = {j.name: j for j in jobs}
     secret_names = sorted({s for n in nodes for s in by_name[n].spec.secrets})
+    # An image's registry credentials come from the environment too (never to a step).
+    secret_names += sorted(
+        {c for n in nodes if (c := _credentials_name(by_name[n])) and c not in secret_names}
+    )
     secrets = {s: environ[s] for s in secret_names if s in environ}
     for s in secret_names:
         if s not in secrets:
@@ -295,6 +299,10 @@ async def run_pipeline(
         ]
         env = {"CI": "true", "PLOYD": "true", "PLOYD_JOB": name, **job.env}
         pre = _Prefixer(name, width, out)
+        job_secrets = {k: v for k, v in secrets.items() if k in job.spec.secrets}
+        launcher, mask = _launcher(job, cwd, [*env, *job_secrets], secrets, cancel)
+        if launcher is None and (gpus := _gpus(job)):
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in gpus)
         try:
             return await run_steps(
                 steps,
@@ -302,11 +310,15 @@ async def run_pipeline(
                 on_log=pre.write,
                 env=env,
                 base_env=environ,
-                secrets=secrets,
+                secrets=job_secrets,
+                mask=mask,
                 timeout_s=job.spec.timeout_s,
                 cancel=cancel,
+                launcher=launcher,
             )
         finally:
+            if launcher is not None:
+                await launcher.close()
             pre.close()
 
     loop = asyncio.get_running_loop()
@@ -344,6 +356,70 @@ async def run_pipeline(
     result = pipeline_result(nodes, states)
     print_summary(order, states, results, result.value, time.monotonic() - t0, by_name, out)
     return result, states
+
+
+def _credentials_name(job: PlannedJob) -> str | None:
+    image = job.image or job.spec.image
+    return image.credentials if image is not None else None
+
+
+def _need_gpus(job: PlannedJob) -> int:
+    from app.core.agentfit import Need, gpus_for
+
+    return gpus_for(None, Need.of((str(h) for h in job.hardware), job.resources))
+
+
+def _gpus(job: PlannedJob) -> list[int]:
+    """The GPUs of this machine a job that asks for some gets (the first N)."""
+    count = _need_gpus(job)
+    if count == 0:
+        return []
+    from app.agent.container import gpu_indices
+    from app.agent.hardware import detect_gpus
+
+    return gpu_indices(count, len(detect_gpus()), os.environ.get("CUDA_VISIBLE_DEVICES"))
+
+
+_RUNTIME: list[Any] = []  # found once per `ployd run`
+
+
+def _launcher(
+    job: PlannedJob,
+    cwd: str,
+    forward: Sequence[str],
+    secrets: Mapping[str, str],
+    cancel: Any,
+) -> tuple[Any, list[str]]:
+    """A job with an image runs in a container of it (the agent's ``ContainerLauncher``);
+    (launcher or None, values to mask)."""
+    image = job.image or job.spec.image
+    if image is None:
+        return None, []
+    from app.agent.container import ContainerLauncher, container_name, detect_runtime
+    from app.protocol import ImagePayload, RegistryCredentials
+
+    if not _RUNTIME:
+        _RUNTIME.append(detect_runtime())
+    o = image.options
+    options = {
+        k: v
+        for k, v in (("user", o.user), ("entrypoint", o.entrypoint), ("shm_size", o.shm_size))
+        if v is not None
+    }
+    value = secrets.get(image.credentials) if image.credentials else None
+    creds = RegistryCredentials.from_secret(value) if value else None
+    launcher = ContainerLauncher(
+        _RUNTIME[0],
+        ImagePayload(image.name, options, creds),
+        name=container_name("run", os.getpid(), job.name),
+        workspace=cwd,
+        forward=forward,
+        agent_id=f"ployd-run-{os.getpid()}",
+        cache_paths=job.cache.paths if job.cache is not None else (),
+        gpus=_gpus(job),
+        cancel=cancel,
+    )
+    return launcher, [value, creds.password] if value and creds else []
 
 
 def print_summary(

@@ -95,18 +95,6 @@ def agent_payload(
     )
 
 
-# The user name sent with a credentials secret that is a bare token (no "user:").
-TOKEN_USER = "ployd"
-
-
-def registry_login(value: str) -> RegistryCredentials:
-    """A credentials secret's value: ``username:password``, or a bare token."""
-    user, sep, password = value.strip().partition(":")
-    if not sep:
-        return RegistryCredentials(username=TOKEN_USER, password=value.strip())
-    return RegistryCredentials(username=user, password=password)
-
-
 def _image(
     image: Image | None, secrets: dict[str, str], *, fork: bool
 ) -> tuple[ImagePayload | None, tuple[str, ...]]:
@@ -128,7 +116,7 @@ def _image(
                 f"the secret {image.credentials} (the credentials of image {image.name}) "
                 "was not provided"
             )
-        creds = registry_login(value)
+        creds = RegistryCredentials.from_secret(value)
         mask = (value, creds.password)
     return ImagePayload(name=image.name, options=options, credentials=creds), mask
 

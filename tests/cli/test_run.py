@@ -301,3 +301,27 @@ def test_warnings_for_what_the_jobs_ask_and_the_machine_lacks() -> None:
 
     cpu_only = run_cmd.select(jobs, ["unit"])
     assert hardware_warnings(jobs, cpu_only, never) == []
+
+
+def test_a_job_with_an_image_runs_in_its_container(
+    tree: Path, podman: object, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.conftest import IMAGE_MARKER, TEST_IMAGE
+
+    write_config(tree, f"""\
+        version: 1
+        jobs:
+          boxed:
+            image: {TEST_IMAGE}
+            steps:
+              - run: cat /IMAGE_MARKER; echo "in $PWD"; echo made > made.txt
+              - run: cat made.txt
+          host:
+            steps:
+              - run: test ! -e /IMAGE_MARKER && echo on-the-host
+    """)
+    assert ployd_run() == 0
+    out = capsys.readouterr().out
+    assert f"boxed | {IMAGE_MARKER}" in out
+    assert f"boxed | in {tree}" in out and "boxed | made" in out
+    assert "host  | on-the-host" in out

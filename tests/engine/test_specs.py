@@ -250,7 +250,8 @@ def test_the_registry_login_goes_to_the_pull_only_masked_and_never_to_a_fork() -
 
 
 def test_a_bare_token_is_a_password() -> None:
-    from app.engine.specs import TOKEN_USER, registry_login
+    from app.protocol import TOKEN_USER, RegistryCredentials
 
-    assert registry_login("glpat-abc") == registry_login(f"{TOKEN_USER}:glpat-abc")
-    assert registry_login("user:pa:ss").password == "pa:ss"
+    login = RegistryCredentials.from_secret
+    assert login("glpat-abc\n") == login(f"{TOKEN_USER}:glpat-abc")
+    assert login("user:pa:ss").password == "pa:ss"
