@@ -660,3 +660,22 @@ def test_the_signature_is_botocores() -> None:
         "AWS4-HMAC-SHA256 Credential=ASIAFAKE/20240517/eu-west-1/ecr/aws4_request, "
         "SignedHeaders=content-type;host;x-amz-date;x-amz-security-token;x-amz-target, "
     )
+
+
+async def test_home_cache_paths_are_mounted_from_the_jobs_home(
+    podman: Podman, tmp_path: Path
+) -> None:
+    home, ws = tmp_path / "home", tmp_path / "ws"
+    ws.mkdir()
+    lr = launcher(TEST_IMAGE, ws, home=home, cache_paths=["~/.cache/pip", ".venv", "/tmp/x"])
+    assert lr.spec().mounts == (
+        (str(ws), str(ws)),
+        (str(home / ".cache/pip"), str(home / ".cache/pip")),
+        ("/tmp/x", "/tmp/x"),
+    )
+    result, r = await run_job(
+        [step(0, 'echo "$HOME"; echo wheel > ~/.cache/pip/kept; mkdir -p .venv')], ws, lr
+    )
+    assert result.result == SUCCEEDED, r.log
+    assert f"\n{home}\n" in r.log  # HOME is the job's home, where `~/` caches live
+    assert (home / ".cache/pip/kept").read_text() == "wheel\n"  # saved from the host after

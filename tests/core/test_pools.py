@@ -130,6 +130,7 @@ def test_which_tenants_a_pool_serves() -> None:
 def test_hardware_summary_and_labels_text() -> None:
     h100 = {"model": "h100", "name": "NVIDIA H100 80GB HBM3", "memory_mb": 81559}
     assert hardware_summary({"cpus": 192, "gpus": [h100] * 8}) == "h100:8"
+    assert hardware_summary({"cpus": 16, "gpus": [], "containers": "podman"}) == "cpu:16 podman"
     assert hardware_summary({"cpus": 8, "gpus": [{"model": "l4"}, {"model": "t4"}]}) == "l4:1+t4:1"
     assert hardware_summary({"cpus": 8, "gpus": [{"name": "RTX A6000", "model": ""}]}) == (
         "gpu:1 (RTX A6000)")
