@@ -446,9 +446,12 @@ class JobPayload:
     steps: tuple[StepPayload, ...] = ()
     cache: CachePayload | None = None
     artifacts: ArtifactsPayload | None = None
+    # A fork's pull request: the agent gives it a workspace of its own, removed after.
+    fork: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "fork": self.fork,
             "pipeline_id": self.pipeline_id,
             "job_id": self.job_id,
             "attempt_id": self.attempt_id,
@@ -487,6 +490,7 @@ class JobPayload:
             raise ProtocolError(f"{_at(where, 'steps')} must be a list")
         cache, artifacts = get("cache", None), get("artifacts", None)
         return cls(
+            fork=_bool(get("fork", False), _at(where, "fork")),
             pipeline_id=i("pipeline_id"),
             job_id=i("job_id"),
             attempt_id=i("attempt_id"),
