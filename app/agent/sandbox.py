@@ -253,8 +253,8 @@ class Confinement:
         # user (bwrap would make them root's, 0700), so that absolute paths work.
         made: set[str] = set()
         for top in (workspace, home, *tools):
-            for d in reversed(Path(top).parents):
-                a = str(d)
+            for parent in reversed(Path(top).parents):
+                a = str(parent)
                 if a == "/" or a in made or _under(a, SYSTEM_DIRS) or a in ("/tmp", "/dev"):
                     continue
                 made.add(a)
