@@ -541,9 +541,12 @@ class JobPayload:
     # of the machine's GPUs the job gets (0: none asked for).
     image: ImagePayload | None = None
     gpus: int = 0
+    # A fork's pull request: the agent gives it a workspace of its own, removed after.
+    fork: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "fork": self.fork,
             "pipeline_id": self.pipeline_id,
             "job_id": self.job_id,
             "attempt_id": self.attempt_id,
@@ -585,6 +588,7 @@ class JobPayload:
         cache, artifacts = get("cache", None), get("artifacts", None)
         image = get("image", None)
         return cls(
+            fork=_bool(get("fork", False), _at(where, "fork")),
             pipeline_id=i("pipeline_id"),
             job_id=i("job_id"),
             attempt_id=i("attempt_id"),

@@ -84,6 +84,9 @@ class Settings:
     public_url: str = ""  # default: http://<host>:<port>
     executor: str = "local"
     local_agents: int = 2
+    # The local agents' workspaces: outside the data directory (steps never see it).
+    work_dir: Path | None = None  # PLOYD_WORK_DIR; default: <data dir>-work beside it
+    step_isolation: str = "auto"  # PLOYD_STEP_ISOLATION: auto | sandbox | none
     admin_token: str = ""
     secret_key: str = ""
     catalog_file: str = ""
@@ -133,6 +136,8 @@ class Settings:
             public_url=(env.get("PLOYD_PUBLIC_URL") or "").rstrip("/"),
             executor=executor,
             local_agents=_int(env, "PLOYD_LOCAL_AGENTS", 2, minimum=0),
+            work_dir=_path(env, "PLOYD_WORK_DIR"),
+            step_isolation=_choice(env, "PLOYD_STEP_ISOLATION", ("auto", "sandbox", "none")),
             admin_token=env.get("PLOYD_ADMIN_TOKEN") or "",
             secret_key=env.get("PLOYD_SECRET_KEY") or "",
             catalog_file=env.get("PLOYD_CATALOG_FILE") or "",
@@ -172,7 +177,10 @@ class Settings:
 
     @property
     def workspaces_dir(self) -> Path:
-        return self.data_dir / "workspaces"
+        """Where the local agents' workspaces live: never inside the data directory."""
+        if self.work_dir is not None:
+            return self.work_dir
+        return self.data_dir.with_name(self.data_dir.name + "-work")
 
     def secret_key_bytes(self) -> bytes:
         """PLOYD_SECRET_KEY, or a random key kept in the data directory (created once)."""
@@ -198,6 +206,17 @@ class Settings:
                 f"PLOYD_HOST={self.host} listens beyond this machine: set PLOYD_ADMIN_TOKEN "
                 "so that only you can use the API"
             )
+
+
+def _path(env: Mapping[str, str], name: str) -> Path | None:
+    return Path(env[name]).expanduser() if env.get(name) else None
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    value = env.get(name) or choices[0]
+    if value not in choices:
+        raise SettingsError(f"{name}={value!r}: one of {', '.join(choices)}")
+    return value
 
 
 def env_setting(name: str) -> str:

@@ -18,6 +18,7 @@ reads the environment, builds a client of its own, or registers itself on the en
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -45,10 +46,11 @@ from app.metrics import Metrics
 from app.policy.setup import security_from
 from app.pools import Pools
 from app.services import Services
-from app.settings import Settings
+from app.settings import Settings, SettingsError
 from app.store.db import Database
 from app.web.common import GITHUB_WORKER, GITLAB_WORKER
 
+log = logging.getLogger("ployd.wiring")
 
 @dataclass
 class ForgeClients:
@@ -96,6 +98,7 @@ def build_services(
     ``secrets`` replaces the secret store as the provider of job secrets (an embedder's
     or a test's)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.data_dir.chmod(0o700)  # the secret key, the database, the logs: the server's
     db = Database.connect(settings.db_url, migrate=True)
     logs = make_log_store(settings, db)
     catalog = Catalog.load(settings.catalog_file or None)
@@ -177,6 +180,7 @@ async def start_executor(services: Services, url: str) -> Executor | None:
 
 async def start_local(services: Services, url: str) -> Executor:
     """Warm agent processes on this machine (the embedded default)."""
+    from app.agent.sandbox import Confinement, SandboxError
     from app.executors.local import LocalExecutor
 
     engine, settings = services.engine, services.settings
@@ -184,12 +188,32 @@ async def start_local(services: Services, url: str) -> Executor:
     async def on_exit(agent_id: str, code: int | None) -> None:
         engine.agent_lost(agent_id, f"the agent process exited (code {code})")
 
+    work_dir, data_dir = settings.workspaces_dir.resolve(), settings.data_dir.resolve()
+    if work_dir == data_dir or data_dir in work_dir.parents:
+        raise SettingsError(
+            f"PLOYD_WORK_DIR={work_dir} is inside the data directory {data_dir}: steps "
+            "would be next to the server's secrets; put it elsewhere"
+        )
+    try:  # what the agents will do, checked once here: a clear refusal, not a crash loop
+        confinement = Confinement.configure(
+            settings.step_isolation, work_dir, hide=[str(data_dir)]
+        )
+    except SandboxError as e:
+        raise SettingsError(f"local executor: {e}") from None
+    if confinement.bwrap is None:
+        log.warning(
+            "local executor: bubblewrap is not installed: %s; steps can read what that "
+            "user can (install bubblewrap to confine them)",
+            confinement.describe(),
+        )
     executor = LocalExecutor(
         server_url=url,
         agent_token=engine.new_registration_token,  # one per agent start
-        work_dir=settings.workspaces_dir,
+        work_dir=work_dir,
         concurrency=settings.local_agents,
         on_agent_exit=on_exit,
+        isolation=settings.step_isolation,
+        hide=(data_dir,),
     )
     await executor.start()
     return executor

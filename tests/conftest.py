@@ -107,6 +107,47 @@ def _wait_gone(pid: int, deadline_s: float = 5.0) -> bool:
 
 
 @pytest.fixture
+def open_dir() -> Iterator[Path]:
+    """A fresh directory every user can pass through (0711, under /tmp): a work dir that a
+    step user can reach without a sandbox (pytest's tmp_path is closed to other users)."""
+    import shutil
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="ployd-open-", dir="/tmp"))
+    path.chmod(0o711)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def host_pids(marker: str) -> list[int]:
+    """Live processes (not zombies) whose command line contains ``marker``: how a test
+    finds a sandboxed step's processes, whose own ``$!`` is a pid of their namespace."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            state = (entry / "stat").read_text().rsplit(")", 1)[-1].split()[0]
+        except OSError:
+            continue
+        if marker in cmdline and state != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+def wait_no_process(marker: str, deadline_s: float = 5.0) -> bool:
+    """True once no live process's command line holds ``marker`` (SIGKILLed processes are
+    reaped a moment later: polled, with a deadline)."""
+    end = time.monotonic() + deadline_s
+    while host_pids(marker) and time.monotonic() < end:
+        time.sleep(0.01)
+    return not host_pids(marker)
+
+
+@pytest.fixture
 def wait_gone() -> Callable[[int], bool]:
     """``wait_gone(pid)``: True once the process is gone (within a 5 s deadline)."""
     return _wait_gone

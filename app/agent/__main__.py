@@ -106,7 +106,37 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="on EC2: the instance metadata service to watch for spot interruptions "
         "(http://169.254.169.254); default $PLOYD_IMDS_URL, unset: not watched",
     )
+    p.add_argument(
+        "--isolation",
+        choices=("auto", "sandbox", "none"),
+        default=os.environ.get("PLOYD_STEP_ISOLATION") or "auto",
+        help="how host steps are confined: sandbox (bubblewrap, required), auto (bubblewrap "
+        "when installed), none (their own user and environment only); default "
+        "$PLOYD_STEP_ISOLATION or auto",
+    )
+    p.add_argument(
+        "--step-user",
+        help="when the agent runs as root: the unprivileged user host steps run as "
+        "(default ployd-job)",
+    )
+    p.add_argument(
+        "--hide",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a directory sandboxed steps see empty (repeatable; the local executor hides "
+        "the server's data directory)",
+    )
+    p.add_argument(
+        "--pass-env",
+        default=os.environ.get("PLOYD_PASS_ENV", ""),
+        metavar="NAMES",
+        help="comma-separated names of this machine's variables steps also get, e.g. "
+        "LD_LIBRARY_PATH,HTTPS_PROXY (default $PLOYD_PASS_ENV); steps get nothing else of "
+        "the agent's environment",
+    )
     args = p.parse_args(argv)
+    args.pass_env = tuple(n.strip() for n in args.pass_env.split(",") if n.strip())
     # Out of the environment whatever happens next: steps and git inherit it.
     from_env = os.environ.pop(TOKEN_ENV, None)
     args.credential = None
@@ -225,7 +255,16 @@ async def amain(
     from app.agent.client import AgentClient
     from app.agent.container import detect_runtime
     from app.agent.hardware import detect
+    from app.agent.sandbox import Confinement, SandboxError
     from app.agent.update import SelfUpdate
+
+    try:
+        confinement = Confinement.configure(
+            args.isolation, args.work_dir, step_user=args.step_user, hide=args.hide
+        )
+    except SandboxError as e:
+        log.error("%s", e)
+        return 2
 
     client = AgentClient(args.server, args.credential or args.token, version=version())
     args.token = args.credential = None  # the client holds it now
@@ -260,6 +299,8 @@ async def amain(
             grace_s=args.grace_s,
             hardware=hardware,
             runtime=runtime,
+            confinement=confinement,
+            pass_env=args.pass_env,
         )
         if package is not None:
             agent.updater = SelfUpdate(

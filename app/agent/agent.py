@@ -6,11 +6,12 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 
-from app.agent import container, runner, transfer, workspace
+from app.agent import container, runner, sandbox, transfer, workspace
 from app.agent import hardware as machine
 from app.agent.client import AgentClient, AttemptGone, BadAnswer, MustUpdate, Unavailable
 from app.agent.compat import ASYNC_TIMEOUT
@@ -59,11 +60,17 @@ class Agent:
         update_retry_s: float = 5.0,
         hardware: Hardware | None = None,
         runtime: container.Runtime | bool | None = True,
+        confinement: sandbox.Confinement | None = None,
+        pass_env: tuple[str, ...] = (),
     ) -> None:
         self.client = client
         # The container runtime jobs with an image run in: True, found at start;
         # None/False: none.
         self.runtime: container.Runtime | bool | None = runtime
+        # How host steps are confined (their user, the sandbox); None: as the agent, on
+        # the host (tests of the loop itself).
+        self.confinement = confinement
+        self.pass_env = pass_env  # the machine's variables steps also get (--pass-env)
         self.updater = updater  # None: run from source, never updates
         self.update_retry_s = update_retry_s
         # What this machine has, sent with every claim; detected at start when not given.
@@ -153,7 +160,12 @@ class Agent:
     async def run(self, *, once: bool = False) -> int:
         """Register (when asked to), then claim and run jobs until terminated (or after
         one job with ``once``)."""
-        self.work_dir.mkdir(parents=True, exist_ok=True)
+        sandbox.private_dir(self.work_dir)
+        killed = sandbox.StepRecords(self.work_dir).reap()
+        if killed:
+            log.warning("killed the steps an earlier agent left running here: %s", killed)
+        if self.confinement is not None:
+            log.info("%s", self.confinement.describe())
         self._stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         if self.runtime is True:
@@ -312,18 +324,43 @@ class Agent:
             await job_run.send_log(masker.feed(text) + masker.finish())
 
         await job_run.send_log(f"ployd agent {self.agent_id}: {job.name or '?'}\n")
+        # A fork's job gets a workspace of its own, removed afterwards: nothing it leaves
+        # (a poisoned build directory, a git hook) reaches a later job.
+        key = f"fork-{job.attempt_id}" if job.fork else (job.workspace_key or job.repo)
+        key = key or "workspace"
         try:
             path, _ = await workspace.prepare(
-                self.work_dir,
-                job.workspace_key or job.repo or "workspace",
-                job.clone_url,
-                job.sha,
-                log=send_masked,
+                self.work_dir, key, job.clone_url, job.sha, log=send_masked
             )
         except (workspace.WorkspaceError, OSError) as e:
             error = masker.feed(str(e)) + masker.finish()
             await job_run.send_log(f"error: {error}\n")
             return FinishReport(result=FAILED, reason=INFRASTRUCTURE, error=error)
+        try:
+            return await self._run_in(job, job_run, cancel, path, key, secrets, mask)
+        finally:
+            if job.fork:
+                await asyncio.to_thread(_remove, path, self._home(key))
+
+    def _home(self, key: str) -> Path:
+        """The job's HOME: one per workspace, beside it (kept, like the workspace)."""
+        return workspace.workspace_dir(self.work_dir / HOMES_DIR, key)
+
+    async def _run_in(
+        self,
+        job: JobPayload,
+        job_run: _JobRun,
+        cancel: asyncio.Event,
+        path: Path,
+        key: str,
+        secrets: dict[str, str],
+        mask: list[str],
+    ) -> FinishReport:
+        confinement = self.confinement
+        user = confinement.user if confinement is not None else None
+        home = self._home(key)
+        sandbox.private_dir(home.parent)
+        home.mkdir(exist_ok=True)
         xfer = transfer.JobTransfers(
             self.client,
             job_run.attempt_id,
@@ -331,14 +368,28 @@ class Agent:
             job_run.send_log,
             workspace=path,
             scratch=self.work_dir,
+            home=home,
         )
         cached = await xfer.restore_cache(job.cache)
+        await sandbox.hand_over_async((path, home), user)
         steps = [_step_spec(s) for s in job.steps]
         env = dict(job.env)
-        launcher = self._launcher(job, job_run, path, xfer.home, cancel)
+        boxed = self._launcher(job, job_run, path, home, cancel)
+        launcher: runner.Launcher = runner.Launcher()
+        if boxed is not None:  # the job's image: its steps run in its container
+            launcher = boxed
+        elif confinement is not None:
+            records = sandbox.StepRecords(self.work_dir)
+            launcher = sandbox.HostLauncher(confinement, path, home, records)
         gpus = self._gpus(job.gpus)
-        if job.image is None and gpus:
+        if boxed is None and gpus:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in gpus)
+        base_env = runner.base_environment(
+            os.environ,
+            home=str(home),
+            user=user.name if user is not None else None,
+            passed=self.pass_env,
+        )
         try:
             result = await runner.run_steps(
                 steps,
@@ -346,6 +397,7 @@ class Agent:
                 on_log=job_run.send_log,
                 on_step=job_run.send_step,
                 env=env,
+                base_env=base_env,
                 secrets=secrets,
                 mask=mask,
                 timeout_s=job.timeout_s,
@@ -354,8 +406,8 @@ class Agent:
                 launcher=launcher,
             )
         finally:
-            if launcher is not None:  # also when this is cancelled: no container stays
-                await launcher.close()
+            if boxed is not None:  # also when this is cancelled: no container stays
+                await boxed.close()
         if result.result != CANCELLED and not job_run.gone:  # also after a failure
             await xfer.upload_artifacts(job.artifacts)
             await xfer.save_cache(job.cache, cached, result.result == SUCCEEDED)
@@ -396,6 +448,14 @@ class Agent:
             imds_url=self.imds_url,
             cancel=cancel,
         )
+
+
+HOMES_DIR = ".homes"  # under the work dir: each workspace's HOME, by the same name
+
+
+def _remove(*paths: Path) -> None:
+    for p in paths:
+        shutil.rmtree(p, ignore_errors=True)
 
 
 def _step_spec(step: StepPayload) -> runner.StepSpec:

@@ -42,6 +42,7 @@ StepSink = Callable[[int, str, "int | None"], Awaitable[None]]
 MIN_SECRET_LEN = 3
 # Never in a step's environment, whatever the agent was started with: its token.
 PRIVATE_ENV = ("PLOYD_AGENT_TOKEN",)
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 READ_SIZE = 64 * 1024
 
 
@@ -78,6 +79,31 @@ class JobResult:
     @property
     def succeeded(self) -> bool:
         return self.result == SUCCEEDED
+
+
+def base_environment(
+    machine: Mapping[str, str],
+    *,
+    home: str,
+    user: str | None = None,
+    passed: Iterable[str] = (),
+) -> dict[str, str]:
+    """A step's environment before the job's own: PATH (the machine's), HOME (the job's
+    home), USER/LOGNAME, LANG, CI=true, and the variables named in ``passed`` (``--pass-env``:
+    e.g. LD_LIBRARY_PATH on a CUDA machine, HTTPS_PROXY); nothing else of the agent's."""
+    env = {
+        "PATH": machine.get("PATH") or DEFAULT_PATH,
+        "HOME": home,
+        "LANG": machine.get("LANG") or "C.UTF-8",
+        "CI": "true",
+    }
+    if user:
+        env["USER"] = env["LOGNAME"] = user
+    for name in passed:
+        if name in machine and not name.startswith("PLOYD_"):
+            env[name] = machine[name]
+    return env
+
 
 
 # --- secret masking -------------------------------------------------------------------
@@ -344,7 +370,8 @@ async def run_steps(
     """Run ``steps`` in order in ``cwd`` and say how the job went.
 
     ``env`` (the job's) and each step's env are laid over ``base_env`` (default:
-    ``os.environ``), less ``PRIVATE_ENV``; ``secrets`` are added as variables and masked
+    ``base_environment(os.environ)``: PATH, HOME, LANG, CI; nothing else of the caller's),
+    less ``PRIVATE_ENV``; ``secrets`` are added as variables and masked
     in the output, and so are the values in ``mask`` (not exported: e.g. the token in
     the clone URL).
     ``timeout_s`` bounds the whole job; a step's own ``timeout_s`` bounds that step.
@@ -355,7 +382,9 @@ async def run_steps(
     launcher = launcher or Launcher()
     secrets = dict(secrets or {})
     out = LogStream(on_log, [*secrets.values(), *mask], flush_interval=flush_interval)
-    job_env = dict(os.environ if base_env is None else base_env)
+    if base_env is None:
+        base_env = base_environment(os.environ, home=os.environ.get("HOME") or os.fspath(cwd))
+    job_env = dict(base_env)
     for name in PRIVATE_ENV:
         job_env.pop(name, None)
     job_env.update(env or {})

@@ -41,6 +41,9 @@ async def _git(cwd: Path, *args: str) -> tuple[int, str]:
         "git",
         "-c",
         "advice.detachedHead=false",
+        # The agent's git in a workspace its steps' user owns (sandbox.hand_over).
+        "-c",
+        "safe.directory=*",
         *args,
         cwd=cwd,
         env=env,

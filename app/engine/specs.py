@@ -66,6 +66,7 @@ def agent_payload(
         sha=pipeline.sha,
         ref=pipeline.ref,
         workspace_key=f"{repo.forge}-{repo.full_name}".replace("/", "-"),
+        fork=pipeline.fork,
         timeout_s=spec.timeout_s,
         env=env,
         secrets=exported,

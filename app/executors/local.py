@@ -10,7 +10,10 @@ callable: the engine's ``new_registration_token``), written to the agent's stand
 input and read once (``--token-fd 0``): never in its environment or its command line,
 where its steps could read it (``/proc/<agent>/environ``, ``ps``). The agent exchanges
 it for its credential, which it keeps in memory. The server's own ``PLOYD_*`` settings
-are left out of the agents' environment too (the steps' environment comes from it).
+are left out of the agents' environment too, and the agents confine their steps
+(``app.agent.sandbox``: the step user, bubblewrap with the data directory hidden, an
+environment built from nothing). A step an agent left running when it died is killed
+before the agent's death is reported (and its attempt retried).
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
+
+from app.agent.sandbox import StepRecords
 
 log = logging.getLogger("ployd.executor.local")
 
@@ -47,6 +52,8 @@ class LocalExecutor:
         stop_grace_s: float = 10.0,
         first_backoff_s: float = 0.25,
         agent_grace_s: float = 0.0,
+        isolation: str = "auto",
+        hide: tuple[Path, ...] = (),
     ) -> None:
         self.server_url = server_url
         self.agent_token = agent_token
@@ -60,6 +67,10 @@ class LocalExecutor:
         # SIGTERM (stop()): how long an agent may finish its running job; 0 stops it at
         # once (reported interrupted, and retried when the server runs again).
         self.agent_grace_s = agent_grace_s
+        # How the agents confine their steps (their --isolation), and what the steps must
+        # not see (the server's data directory).
+        self.isolation = isolation
+        self.hide = hide
         self._procs: dict[str, asyncio.subprocess.Process] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
@@ -104,6 +115,9 @@ class LocalExecutor:
             str(self.claim_wait),
             "--grace-s",
             str(self.agent_grace_s),
+            "--isolation",
+            self.isolation,
+            *[a for p in self.hide for a in ("--hide", str(p))],
             env=env,
             stdin=asyncio.subprocess.PIPE,
         )
@@ -128,6 +142,11 @@ class LocalExecutor:
             if self._stopping.is_set():
                 return
             log.warning("agent %s (pid %s) exited with %s", agent_id, proc.pid, rc)
+            # What its running step left (a killed agent cannot stop it) goes before its
+            # attempt is given up and retried.
+            killed = StepRecords(self.work_dir / agent_id).reap()
+            if killed:
+                log.warning("killed the steps agent %s left running: %s", agent_id, killed)
             if self.on_agent_exit is not None:
                 try:
                     await self.on_agent_exit(agent_id, rc)

@@ -233,6 +233,29 @@ def make_repo(root: Path) -> str:
     return git("rev-parse", "HEAD")
 
 
+def _bwrap() -> bool:
+    from app.agent.sandbox import find_bwrap
+
+    return find_bwrap() is not None
+
+
+def _alive(marker: str) -> bool:
+    """A live process (not a zombie) whose command line holds ``marker``."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read().replace(b"\0", b" ").decode()
+            with open(f"/proc/{entry}/stat") as f:
+                state = f.read().rsplit(")", 1)[-1].split()[0]
+        except OSError:
+            continue
+        if marker in cmdline and state != "Z":
+            return True
+    return False
+
+
 def main(work: Path) -> int:
     from app.agent.__main__ import main as agent_main
 
@@ -246,7 +269,7 @@ def main(work: Path) -> int:
     first = stub.add(job(1, str(repo), sha, [
         {"run": "printf partial; sleep 0.6; echo ' done'"},
         {"run": "mkdir -p out .cache-dir; echo artifact > out/a.txt; echo cached > .cache-dir/c"},
-        {"run": "(sleep 30 &); echo background"},
+        {"run": "(sleep 30.0419 &); echo background"},
     ], cache=cache, artifacts={"paths": ["out/**"]}))
     second = stub.add(job(2, str(repo), sha, [
         {"run": "cat .cache-dir/c"},
@@ -271,7 +294,11 @@ def main(work: Path) -> int:
     check(first.finish is not None and first.finish["result"] == "succeeded",
           f"job 1 finish {first.finish}")
     check("partial done" in first.text, "job 1: the output around a pause")
-    check("still hold its output" in first.text, "job 1: the background process")
+    # Sandboxed (bubblewrap: a pid namespace per step), a step's background processes end
+    # with it; else they hold its output (said so) and are killed when the job ends.
+    sandboxed = "still hold its output" not in first.text
+    check(sandboxed == bool(_bwrap()), "job 1: the background process")
+    check(not _alive("sleep 30.0419"), "job 1: its background process outlived the job")
     check(first.log_posts == len(first.logs) + 1, "job 1: the log chunk answered 500 retried")
     check(sorted(first.logs) == list(range(len(first.logs))), "job 1: log seq without gaps")
     check("cache: miss" in first.text and "cache: saved" in first.text, "job 1: cache saved")

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 from app.agent.agent import Agent
 from app.agent.client import AgentClient
 from app.agent.httpclient import Http
+from tests.conftest import wait_no_process
 
 
 @pytest.fixture
@@ -227,8 +228,8 @@ async def test_agent_process_once_and_sigterm(
     assert registration["version"] and registration["hardware"]["cpus"] >= 1
     assert stub.claim_tokens["p-1"] == "credential-1"  # not the registration token
 
-    att = stub.add_job(str(path), sha, [
-        {"run": "sleep 300 & echo $! > ../child.pid; echo ready; wait"}])
+    # Sandboxed (its own pid namespace): the sleep is found by its unusual argument.
+    att = stub.add_job(str(path), sha, [{"run": "sleep 300.0417 & echo ready; wait"}])
     proc = await asyncio.create_subprocess_exec(*args, env=env)
     await asyncio.wait_for(att.wait_log("ready").wait(), 30)
     proc.send_signal(signal.SIGTERM)
@@ -236,7 +237,7 @@ async def test_agent_process_once_and_sigterm(
     proc.send_signal(signal.SIGTERM)
     assert await asyncio.wait_for(proc.wait(), 20) == 0
     assert att.finish is not None and att.finish["result"] == "interrupted"
-    assert wait_gone(int((tmp_path / "w" / "child.pid").read_text()))
+    assert wait_no_process("sleep 300.0417")
 
 
 async def test_a_refused_registration_exits_2_without_claiming(

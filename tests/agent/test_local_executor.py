@@ -10,24 +10,34 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pytest
+
+from app.agent.sandbox import find_bwrap
 from app.executors import Executor, LocalExecutor
+from tests.conftest import host_pids, wait_no_process
 
 if TYPE_CHECKING:
     from tests.agent.conftest import StubServer
 
 
+@pytest.mark.parametrize("isolation", ["sandbox", "none"])
 async def test_warm_agents_restart_and_report(
-    stub: StubServer, repo: tuple[Path, str], tmp_path: Path,
+    stub: StubServer, repo: tuple[Path, str], open_dir: Path, isolation: str,
     wait_gone: Callable[[int], bool],
 ) -> None:
+    """Two warm agents; one is SIGKILLed mid-step: its step (in its sandbox, or a bare
+    process group recorded in the work dir) is dead before the exit is reported, and the
+    agent is restarted under the same id."""
+    if isolation == "sandbox" and find_bwrap() is None:
+        pytest.skip("bubblewrap is not installed here")
     exits: asyncio.Queue[tuple[str, int | None]] = asyncio.Queue()
 
     async def on_exit(agent_id: str, rc: int | None) -> None:
         await exits.put((agent_id, rc))
 
-    ex = LocalExecutor(stub.url, stub.agent_token, tmp_path / "agents", concurrency=2,
+    ex = LocalExecutor(stub.url, stub.agent_token, open_dir / "agents", concurrency=2,
                        on_agent_exit=on_exit, python=sys.executable, claim_wait=5,
-                       stop_grace_s=5, first_backoff_s=0.05)
+                       stop_grace_s=5, first_backoff_s=0.05, isolation=isolation)
     assert isinstance(ex, Executor)
     await ex.start()
     try:
@@ -39,25 +49,24 @@ async def test_warm_agents_restart_and_report(
 
         # A job is picked up by one of them; kill that agent mid-job.
         path, sha = repo
-        script = f"echo $$ > {tmp_path}/step.pid; echo ready; exec sleep 300"
+        script = "sleep 300.0423 & echo ready; exec sleep 300.0424"
         att = stub.add_job(str(path), sha, [{"run": script}])
         await asyncio.wait_for(att.wait_log("ready").wait(), 30)
         victim = att.agent_id
         assert victim in ex.agents
         old_pid = ex.agents[victim]
         claims_before = stub.claims[victim]
+        assert host_pids("sleep 300.0423") and host_pids("sleep 300.0424")
         os.kill(old_pid, signal.SIGKILL)
 
         assert await asyncio.wait_for(exits.get(), 30) == (victim, -signal.SIGKILL)
+        # Killed before its death was reported (SIGKILLed: reaped by init a moment later).
+        assert wait_no_process("sleep 300.0423") and wait_no_process("sleep 300.0424")
         # Restarted under the same id, claiming again.
         await asyncio.wait_for(stub.wait_claims(victim, claims_before + 1), 30)
         assert ex.agents[victim] != old_pid
         assert ex.restarts[victim] == 1
         assert att.finish is None  # the server's job: mark it interrupted
-        # A SIGKILLed agent cannot clean up: its step's group lives on (a lost machine).
-        step_pid = int((tmp_path / "step.pid").read_text())
-        os.killpg(step_pid, signal.SIGKILL)
-        assert wait_gone(step_pid)
     finally:
         pids = list(ex.agents.values())
         await ex.stop()

@@ -39,7 +39,7 @@ jobs:
           echo "report $((6*7))" > out/report.txt
           echo deep > out/sub/deep.log
           ln -s /bin/sh out/escape
-          echo not-yours > ../outside.txt
+          (echo not-yours > ../outside.txt) 2>/dev/null || echo cannot write outside the workspace
   broken:
     retry: {max: 0}
     artifacts:

@@ -41,11 +41,10 @@ async def stop_agent(proc: asyncio.subprocess.Process) -> int:
 async def test_a_self_hosted_agent_joins_runs_its_pools_job_and_drains(
     serve: Callable[..., Any], make_repo: Callable[..., tuple[Path, str]], tmp_path: Path
 ) -> None:
-    fifo = tmp_path / "go"
-    os.mkfifo(fifo)
+    # The step holds on a FIFO in its workspace (all of the machine it can write to).
     config = (
         "version: 1\njobs:\n  hold:\n    steps:\n"
-        f"      - run: echo held $((6*7)); read line < {fifo}; echo \"got $line\"\n"
+        "      - run: mkfifo go; echo held $((6*7)); read line < go; echo \"got $line\"\n"
     )
     repo, _ = make_repo({".ployd.yml": config})
     async with serve(agents=0, admin_token=ADMIN) as h:
@@ -84,6 +83,7 @@ async def test_a_self_hosted_agent_joins_runs_its_pools_job_and_drains(
             assert "<h2>Agents</h2>" in page and "lab-1" in page and "draining" in page
             assert "site=paris" in page and "hold (attempt" in page
 
+            (fifo,) = (tmp_path / "lab-1").glob("*/go")
             await asyncio.to_thread(fifo.write_text, "released\n")  # its job goes on
             p = await h.finished(pid)
             assert p.state == "succeeded" and "got released" in h.log(pid, "hold")

@@ -48,7 +48,7 @@ async def test_a_job_with_an_image_runs_in_its_container(
         assert f"image: {TEST_IMAGE} present" in log
         missing = h.log(pid, "missing")
         assert "image: could not pull localhost/ployd-no-such-image:1: " in missing
-        assert "54" not in missing
+        assert "\n54\n" not in missing
         attempt = h.job(pid, "missing").attempts[0]
         assert attempt.end_reason == "script_failure" and attempt.failed_step == 0
         left = podman.run("ps", "-a", "-q", "--filter", "label=ployd.agent=local-1").stdout

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from tests.conftest import host_pids, wait_no_process
 
 from .conftest import Harness
 
@@ -17,15 +18,15 @@ jobs:
   a:
     steps:
       - name: first
-        run: echo "a ran" >> "$OUT/order"; echo hello from a
+        run: echo "a ran"; echo hello from a
   b:
     needs: [a]
     steps:
-      - run: echo "b ran" >> "$OUT/order"
+      - run: echo "b ran"
   c:
     needs: [b]
     steps:
-      - run: echo "c ran" >> "$OUT/order"
+      - run: echo "c ran"
   broken:
     retry: {max: 0}
     steps:
@@ -48,9 +49,7 @@ def with_out(text: str, out: Path) -> str:
 async def test_pipeline_runs_dag_order_logs_and_results(
     serve: Callable[..., Any], make_repo: Callable[..., tuple[Path, str]], tmp_path: Path
 ) -> None:
-    out = tmp_path / "out"
-    out.mkdir()
-    repo, sha = make_repo({".ployd.yml": with_out(CHAIN, out)})
+    repo, sha = make_repo({".ployd.yml": CHAIN})
     async with serve(agents=2) as h:
         h: Harness
         pid = await h.start(repo)
@@ -65,7 +64,10 @@ async def test_pipeline_runs_dag_order_logs_and_results(
             "bench": "manual",
         }
         assert p.state == "failed" and p.sha == sha
-        assert (out / "order").read_text().splitlines() == ["a ran", "b ran", "c ran"]
+        # needs: each ran after the one it needs had finished.
+        a, b, c = (h.job(pid, n).attempts[0] for n in "abc")
+        assert a.finished_at <= b.started_at and b.finished_at <= c.started_at
+        assert all(f"{n} ran" in h.log(pid, n).splitlines() for n in "abc")
         assert "hello from a" in h.log(pid, "a")
         broken_log = h.log(pid, "broken")
         assert "before" in broken_log.splitlines()
@@ -109,22 +111,21 @@ async def test_cancel_mid_step_kills_the_process_group(
     tmp_path: Path,
     wait_gone: Callable[[int], bool],
 ) -> None:
-    pidfile = tmp_path / "sleeper.pid"
     config = (
         "version: 1\njobs:\n  long:\n    steps:\n"
-        f"      - run: sleep 300 & echo $! > {pidfile}; echo READY-$((6*7)); wait\n"
+        "      - run: sleep 300.0431 & echo READY-$((6*7)); wait\n"
     )
     repo, _ = make_repo({".ployd.yml": config})
     async with serve(agents=1) as h:
         pid = await h.start(repo)
         await h.log_contains(pid, "long", "READY-42")
-        sleeper = int(pidfile.read_text())
+        assert host_pids("sleep 300.0431")
         status, _ = await h.post(f"/api/v1/pipelines/{pid}/cancel")
         assert status == 200
         p = await h.finished(pid)
         assert p.state == "cancelled"
         assert h.job(pid, "long").state == "cancelled"
-        assert wait_gone(sleeper)
+        assert wait_no_process("sleep 300.0431")
 
 
 async def test_step_timeout(
@@ -145,12 +146,11 @@ async def test_step_timeout(
 async def test_killed_agent_interrupts_and_the_job_is_retried(
     serve: Callable[..., Any], make_repo: Callable[..., tuple[Path, str]], tmp_path: Path
 ) -> None:
-    pidfile = tmp_path / "step.pid"
     config = (
         "version: 1\njobs:\n  t:\n    steps:\n"
         "      - run: |\n"
         '          if [ "$PLOYD_ATTEMPT" = 1 ]; then\n'
-        f"            echo $$ > {pidfile}; echo WAITING-$((6*7)); sleep 300\n"
+        "            echo WAITING-$((6*7)); sleep 300.0432\n"
         "          fi\n"
         "          echo second attempt\n"
     )
@@ -162,12 +162,9 @@ async def test_killed_agent_interrupts_and_the_job_is_retried(
         assert executor is not None
         (agent_pid,) = executor.agents.values()  # type: ignore[attr-defined]
         os.kill(agent_pid, signal.SIGKILL)
-        try:
-            p = await h.finished(pid)
-        finally:
-            step_pid = int(pidfile.read_text())
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(step_pid, signal.SIGKILL)
+        p = await h.finished(pid)
+        # The killed agent's step was killed too, before its retry ran.
+        assert wait_no_process("sleep 300.0432")
         assert p.state == "succeeded"
         first, second = h.job(pid, "t").attempts
         assert first.state == "interrupted" and first.end_reason == "infrastructure"

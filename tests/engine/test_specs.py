@@ -182,6 +182,7 @@ def test_agent_payload_from_the_stored_spec(fork: bool) -> None:
         "artifacts": {"paths": ["out/**", "metrics.json"], "expire_in_s": 604800},
         "image": {"name": "python:3.11", "options": {}, "credentials": None},
         "gpus": 0,
+        "fork": fork,
     }
     assert json.dumps(payload["steps"][0]) == json.dumps({"index": 0, **TRAIN["steps"][0]})
 
