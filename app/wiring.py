@@ -221,6 +221,7 @@ async def start_local(services: Services, url: str) -> Executor:
         on_agent_exit=on_exit,
         isolation=settings.step_isolation,
         hide=(data_dir,),
+        pass_env=settings.pass_env,
     )
     await executor.start()
     return executor
