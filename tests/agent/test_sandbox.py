@@ -3,6 +3,7 @@ real), the step user, and the records that let a dead agent's steps be killed.""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import pwd
@@ -159,13 +160,16 @@ async def test_the_host_launcher_records_a_running_step(tmp_path: Path) -> None:
     records = StepRecords(tmp_path / "w")
     launcher = sandbox.HostLauncher(Confinement(work_dir=tmp_path), tmp_path, tmp_path, records)
     seen: list[list[str]] = []
+    cancel = asyncio.Event()
 
     async def log(text: str) -> None:
-        if "ready" in text:
+        if "ready" in text and not seen:  # the step is running: recorded, then stopped
             seen.append(sorted(p.name for p in records.dir.iterdir()))
+            cancel.set()
 
-    result = await runner.run_steps([_sh("echo ready")], cwd=tmp_path, on_log=log,
-                                    launcher=launcher, flush_interval=0)
-    assert result.succeeded
-    assert seen and len(seen[0]) == 1  # while it ran
+    result = await runner.run_steps([_sh("echo ready; exec sleep 300")], cwd=tmp_path,
+                                    on_log=log, launcher=launcher, flush_interval=0,
+                                    cancel=cancel, kill_grace_s=1)
+    assert result.result == "cancelled"
+    assert seen and len(seen[0]) == 1
     assert list(records.dir.iterdir()) == []  # and gone after
