@@ -515,6 +515,40 @@ class ImagePayload:
 
 
 @dataclass(frozen=True)
+class CloneAuth:
+    """The credential a job fetches its code with, for HTTP Basic: a forge's user name
+    (GitHub ``x-access-token``, GitLab ``oauth2`` or a deploy token's) and its short-lived
+    token. The agent hands it to git per command in an ``Authorization`` header, never in
+    the remote URL or a file; it is masked in the log (the token and ``user:token``, so
+    also the header's base64)."""
+
+    username: str
+    token: str = field(repr=False)
+
+    @property
+    def mask(self) -> tuple[str, ...]:
+        """The values to mask in the log: the token, and ``user:token`` (whose base64 is
+        what the ``Authorization`` header carries)."""
+        return (self.token, f"{self.username}:{self.token}")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"username": self.username, "token": self.token}
+
+    @classmethod
+    def from_json(cls, obj: object, where: str = "clone_auth") -> CloneAuth:
+        d = _object(obj, where)
+        username = _str(_get(d, where, "username"), _at(where, "username"))
+        token = _str(_get(d, where, "token"), _at(where, "token"))
+        if not username or ":" in username or not username.isprintable():
+            raise ProtocolError(
+                f"{_at(where, 'username')} must be a non-empty printable string without ':'"
+            )
+        if not token or not token.isprintable():
+            raise ProtocolError(f"{_at(where, 'token')} must be a non-empty printable string")
+        return cls(username=username, token=token)
+
+
+@dataclass(frozen=True)
 class JobPayload:
     """The ``job`` object of a claim answer: everything the agent needs to run it."""
 
@@ -532,8 +566,10 @@ class JobPayload:
     timeout_s: int
     env: Mapping[str, str] = field(default_factory=dict)
     secrets: Mapping[str, str] = field(default_factory=dict)
-    # More values to mask in the log (a forge's clone token), not exported to the steps.
+    # More values to mask in the log, not exported to the steps.
     mask: tuple[str, ...] = ()
+    # What the agent fetches ``clone_url`` with (a forge's clone token); None: nothing.
+    clone_auth: CloneAuth | None = None
     steps: tuple[StepPayload, ...] = ()
     cache: CachePayload | None = None
     artifacts: ArtifactsPayload | None = None
@@ -562,6 +598,7 @@ class JobPayload:
             "env": dict(self.env),
             "secrets": dict(self.secrets),
             "mask": list(self.mask),
+            "clone_auth": self.clone_auth.to_json() if self.clone_auth is not None else None,
             "steps": [s.to_json() for s in self.steps],
             "cache": self.cache.to_json() if self.cache is not None else None,
             "artifacts": self.artifacts.to_json() if self.artifacts is not None else None,
@@ -587,6 +624,7 @@ class JobPayload:
             raise ProtocolError(f"{_at(where, 'steps')} must be a list")
         cache, artifacts = get("cache", None), get("artifacts", None)
         image = get("image", None)
+        clone_auth = get("clone_auth", None)
         return cls(
             fork=_bool(get("fork", False), _at(where, "fork")),
             pipeline_id=i("pipeline_id"),
@@ -604,6 +642,11 @@ class JobPayload:
             env=_str_map(get("env"), _at(where, "env")),
             secrets=_str_map(get("secrets"), _at(where, "secrets")),
             mask=_strings(get("mask", []), _at(where, "mask")),
+            clone_auth=(
+                CloneAuth.from_json(clone_auth, _at(where, "clone_auth"))
+                if clone_auth is not None
+                else None
+            ),
             steps=tuple(
                 StepPayload.from_json(step, f"{_at(where, 'steps')}[{n}]")
                 for n, step in enumerate(steps)

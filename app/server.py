@@ -79,6 +79,7 @@ async def start_server(settings: Settings, *, secrets: SecretsProvider | None = 
     replaces the secret store as the provider of job secrets (an embedder's, a test's)."""
     clients = open_forges(settings)
     try:
+        await clients.check()
         services = build_services(settings, forges=clients, secrets=secrets)
     except BaseException:
         await clients.close()

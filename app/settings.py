@@ -87,6 +87,7 @@ class Settings:
     # The local agents' workspaces: outside the data directory (steps never see it).
     work_dir: Path | None = None  # PLOYD_WORK_DIR; default: <data dir>-work beside it
     step_isolation: str = "auto"  # PLOYD_STEP_ISOLATION: auto | sandbox | none
+    pass_env: str = ""  # PLOYD_PASS_ENV: machine variables local agents' steps also get
     admin_token: str = ""
     secret_key: str = ""
     catalog_file: str = ""
@@ -138,6 +139,7 @@ class Settings:
             local_agents=_int(env, "PLOYD_LOCAL_AGENTS", 2, minimum=0),
             work_dir=_path(env, "PLOYD_WORK_DIR"),
             step_isolation=_choice(env, "PLOYD_STEP_ISOLATION", ("auto", "sandbox", "none")),
+            pass_env=env.get("PLOYD_PASS_ENV") or "",
             admin_token=env.get("PLOYD_ADMIN_TOKEN") or "",
             secret_key=env.get("PLOYD_SECRET_KEY") or "",
             catalog_file=env.get("PLOYD_CATALOG_FILE") or "",

@@ -19,7 +19,7 @@ reads the environment, builds a client of its own, or registers itself on the en
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from aiohttp import web
 
@@ -39,8 +39,8 @@ from app.handlers.github.setup import (
     open_github,
     start_github,
 )
+from app.handlers.gitlab.clone import GitLabCloneCredentials
 from app.handlers.gitlab.setup import GitLabParts, start_gitlab
-from app.handlers.gitlab.setup import clone_token_hook as gitlab_clone_token_hook
 from app.logs.store import make_log_store
 from app.metrics import Metrics
 from app.policy.setup import security_from
@@ -58,15 +58,21 @@ class ForgeClients:
 
     github: GitHubClientParts | None = None
     gitlab: GitLabClient | None = None
-    clone_token: str = field(default="", repr=False)  # GitLab: what agents fetch with
+    gitlab_clone: GitLabCloneCredentials | None = None  # what agents fetch GitLab with
 
     def payload_hooks(self, db: Database) -> dict[str, CloneCredentials]:
         hooks: dict[str, CloneCredentials] = {}
         if self.github is not None:
             hooks["github"] = clone_token_hook(self.github.client, db)
-        if self.gitlab is not None:
-            hooks["gitlab"] = gitlab_clone_token_hook(self.clone_token)
+        if self.gitlab_clone is not None:
+            hooks["gitlab"] = self.gitlab_clone
         return hooks
+
+    async def check(self) -> None:
+        """What can only be checked with the forges (SettingsError): GitLab's clone
+        token is read-only."""
+        if self.gitlab_clone is not None:
+            await self.gitlab_clone.check()
 
     async def close(self) -> None:
         if self.github is not None:
@@ -82,8 +88,9 @@ def open_forges(settings: Settings) -> ForgeClients:
         forges.github = open_github(settings.github)
     if settings.gitlab is not None:
         forges.gitlab = GitLabClient.from_config(settings.gitlab)
-        # PLOYD_GITLAB_CLONE_TOKEN (read_repository only) when set, else the bot's token.
-        forges.clone_token = settings.gitlab_clone_token or settings.gitlab.token
+        # PLOYD_GITLAB_CLONE_TOKEN (checked: read_repository only) when set, else a
+        # read-only deploy token per project, minted with the bot's token.
+        forges.gitlab_clone = GitLabCloneCredentials(forges.gitlab, settings.gitlab_clone_token)
     return forges
 
 
@@ -214,6 +221,7 @@ async def start_local(services: Services, url: str) -> Executor:
         on_agent_exit=on_exit,
         isolation=settings.step_isolation,
         hide=(data_dir,),
+        pass_env=settings.pass_env,
     )
     await executor.start()
     return executor

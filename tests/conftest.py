@@ -106,6 +106,17 @@ def _wait_gone(pid: int, deadline_s: float = 5.0) -> bool:
     return pid_gone(pid)
 
 
+def bwrap_or_skip() -> None:
+    """Skip a test of the sandbox where bubblewrap is not installed; fail instead where
+    PLOYD_REQUIRE_SANDBOX is set (CI installs it)."""
+    from app.agent.sandbox import find_bwrap
+
+    if find_bwrap() is None:
+        if os.environ.get("PLOYD_REQUIRE_SANDBOX"):
+            pytest.fail("bubblewrap (bwrap) is required here (PLOYD_REQUIRE_SANDBOX)")
+        pytest.skip("bubblewrap is not installed here")
+
+
 @pytest.fixture
 def open_dir() -> Iterator[Path]:
     """A fresh directory every user can pass through (0711, under /tmp): a work dir that a

@@ -317,7 +317,7 @@ class Agent:
     async def _run(self, job: JobPayload, job_run: _JobRun, cancel: asyncio.Event) -> FinishReport:
         """Fetch and run; the body of the finish call."""
         secrets = dict(job.secrets)
-        mask = list(job.mask)
+        mask = [*job.mask, *(job.clone_auth.mask if job.clone_auth is not None else ())]
         masker = runner.Masker([*secrets.values(), *mask])
 
         async def send_masked(text: str) -> None:  # git's messages can hold the clone URL
@@ -330,7 +330,7 @@ class Agent:
         key = key or "workspace"
         try:
             path, _ = await workspace.prepare(
-                self.work_dir, key, job.clone_url, job.sha, log=send_masked
+                self.work_dir, key, job.clone_url, job.sha, auth=job.clone_auth, log=send_masked
             )
         except (workspace.WorkspaceError, OSError) as e:
             error = masker.feed(str(e)) + masker.finish()

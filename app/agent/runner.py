@@ -12,11 +12,9 @@ SIGKILL after a short grace).
 from __future__ import annotations
 
 import asyncio
-import base64
 import codecs
 import contextlib
 import os
-import re
 import signal
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -24,6 +22,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.agent.compat import ASYNC_TIMEOUT
+from app.agent.masking import MIN_SECRET_LEN as MIN_SECRET_LEN  # re-exported: masking moved
+from app.agent.masking import Masker as Masker
+from app.agent.masking import secret_forms as secret_forms
 from app.protocol import (
     CANCELLED,
     FAILED,
@@ -39,7 +40,6 @@ from app.protocol import (
 LogSink = Callable[[str], Awaitable[None]]
 StepSink = Callable[[int, str, "int | None"], Awaitable[None]]
 
-MIN_SECRET_LEN = 3
 # Never in a step's environment, whatever the agent was started with: its token.
 PRIVATE_ENV = ("PLOYD_AGENT_TOKEN",)
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -104,76 +104,6 @@ def base_environment(
             env[name] = machine[name]
     return env
 
-
-
-# --- secret masking -------------------------------------------------------------------
-
-
-def secret_forms(values: Iterable[str]) -> list[str]:
-    """The strings to mask for these secret values: each value, its base64 (standard and
-    URL-safe, unpadded, and the prefix that stays the same whatever follows it) and its
-    URL-encoded forms; longest first."""
-    from urllib.parse import quote, quote_plus
-
-    forms: set[str] = set()
-    for v in values:
-        if len(v) < MIN_SECRET_LEN:
-            continue
-        forms.add(v)
-        raw = v.encode()
-        for enc in (base64.b64encode(raw), base64.urlsafe_b64encode(raw)):
-            forms.add(enc.decode())
-            b64 = enc.decode().rstrip("=")
-            forms.add(b64)
-            stable = b64[: (len(raw) // 3) * 4]
-            if len(stable) >= 8:
-                forms.add(stable)
-        forms.add(quote(v, safe=""))
-        forms.add(quote_plus(v, safe=""))
-        # A multi-line secret (a key file) is also masked line by line.
-        for line in v.splitlines():
-            if len(line.strip()) >= 8:
-                forms.add(line.strip())
-    return sorted(forms, key=len, reverse=True)
-
-
-class Masker:
-    """Masks secrets in a text stream that arrives in arbitrary pieces.
-
-    ``feed`` returns the text that is safe to send now; a tail that could be the start of
-    a secret is held back until more text decides it (or ``finish`` releases it).
-    """
-
-    def __init__(self, secrets: Iterable[str]) -> None:
-        self.forms = secret_forms(secrets)
-        self._re = re.compile("|".join(re.escape(f) for f in self.forms)) if self.forms else None
-        self._held = ""
-
-    def feed(self, text: str) -> str:
-        if self._re is None:
-            return text
-        text = self._held + text
-        # Hold back the longest tail that could still grow into a (longer) secret form,
-        # and any match that straddles that point; mask and release the rest.
-        cut = len(text) - self._partial_suffix(text)
-        for m in self._re.finditer(text):
-            if m.start() < cut < m.end():
-                cut = m.start()
-                break
-        self._held = text[cut:]
-        return self._re.sub("***", text[:cut])
-
-    def finish(self) -> str:
-        out, self._held = self._held, ""
-        return self._re.sub("***", out) if self._re is not None else out
-
-    def _partial_suffix(self, text: str) -> int:
-        longest = len(self.forms[0]) - 1 if self.forms else 0
-        for k in range(min(longest, len(text)), 0, -1):
-            tail = text[-k:]
-            if any(f.startswith(tail) for f in self.forms if len(f) > k):
-                return k
-        return 0
 
 
 class LogStream:

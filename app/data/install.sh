@@ -125,6 +125,12 @@ chmod 0644 "$part"
 mv -f "$part" "$ROOT$AGENT_PATH"
 say "agent $PLOYD_AGENT_VERSION installed at $AGENT_PATH (SHA-256 verified)"
 
+# -- steps are confined in a bubblewrap sandbox when bwrap is installed -----------------------
+if ! have bwrap; then
+  say "warning: bubblewrap (bwrap) is not installed: steps will run unconfined as $USER_NAME"
+  say "  (apt-get install bubblewrap, or dnf install bubblewrap, then restart the agent)"
+fi
+
 # -- the unprivileged user the agent runs as ---------------------------------------------------
 nologin=/usr/sbin/nologin
 [ -x "$nologin" ] || nologin=/sbin/nologin

@@ -618,7 +618,7 @@ class Engine:
                     if credentials is not None:
                         job = replace(
                             found.job,
-                            clone_url=credentials.clone_url,
+                            clone_auth=credentials.auth,
                             mask=(*found.job.mask, *credentials.mask),
                         )
                         found = replace(found, job=job)

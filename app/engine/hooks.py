@@ -22,8 +22,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
-from app.protocol import ClaimRequest, Hardware, JobPayload, Registration
+from app.protocol import ClaimRequest, CloneAuth, Hardware, JobPayload, Registration
 from app.store.db import Tx
 from app.store.models import Attempt, Job, Pipeline
 
@@ -115,16 +116,38 @@ class BootReports(Protocol):
 
 @dataclass(frozen=True)
 class Credentials:
-    """How a claimed job fetches its code: the clone URL to use instead of the
-    repository's, and the values (a token) to mask in the job's log."""
+    """How a claimed job fetches its code: the credential the agent hands to git for
+    the job's (unchanged, credential-free) clone URL. Its token and ``user:token`` are
+    masked in the job's log."""
 
-    clone_url: str
-    mask: tuple[str, ...] = ()
+    auth: CloneAuth
+
+    @property
+    def mask(self) -> tuple[str, ...]:
+        return self.auth.mask
+
+
+LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
+
+
+def takes_credentials(clone_url: str) -> bool:
+    """Whether a clone credential may be sent to ``clone_url``: over HTTPS, or plain
+    HTTP to this machine's loopback (a test's, a local mirror's); never to anything else
+    (``file://``, ``ssh://``, plain HTTP across a network)."""
+    try:
+        parts = urlsplit(clone_url)
+        host = parts.hostname
+    except ValueError:
+        return False
+    if not host or parts.username is not None or parts.password is not None:
+        return False
+    return parts.scheme == "https" or (parts.scheme == "http" and host in LOOPBACK_HOSTS)
 
 
 class CloneCredentials(Protocol):
     """Asked with a claimed job before it goes to its agent: a forge adapter gives what
-    only it can (a short-lived clone token), or None to leave the job as it is."""
+    only it can (a short-lived clone token), or None to leave the job as it is. Raising
+    ends the attempt as an infrastructure failure with the exception's message."""
 
     async def __call__(self, job: JobPayload, /) -> Credentials | None: ...
 

@@ -54,6 +54,7 @@ class LocalExecutor:
         agent_grace_s: float = 0.0,
         isolation: str = "auto",
         hide: tuple[Path, ...] = (),
+        pass_env: str = "",
     ) -> None:
         self.server_url = server_url
         self.agent_token = agent_token
@@ -71,6 +72,7 @@ class LocalExecutor:
         # not see (the server's data directory).
         self.isolation = isolation
         self.hide = hide
+        self.pass_env = pass_env  # the machine variables steps also get (--pass-env)
         self._procs: dict[str, asyncio.subprocess.Process] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
@@ -118,6 +120,8 @@ class LocalExecutor:
             "--isolation",
             self.isolation,
             *[a for p in self.hide for a in ("--hide", str(p))],
+            "--pass-env",
+            self.pass_env,
             env=env,
             stdin=asyncio.subprocess.PIPE,
         )

@@ -208,3 +208,32 @@ def test_config_from_env() -> None:
     client = GitLabClient.from_config(cfg)
     assert "glpat-secret" not in repr(client)
     client.close()
+
+
+async def test_token_self_and_deploy_tokens(fake_gitlab: FakeGitLab, client: GitLabClient) -> None:
+    fake_gitlab.add_project("group/models")
+    assert (await client.token_self())["scopes"] == ["api"]
+    made = await client.create_deploy_token(
+        "group/models", "ployd-clone", ["read_repository"], "2030-01-01T00:00:00Z"
+    )
+    assert made["username"] == "gitlab+deploy-token-1" and made["token"]
+    assert made["expires_at"] == "2030-01-01T00:00:00.000Z"
+    (call,) = fake_gitlab.calls("POST", "/projects/:id/deploy_tokens")
+    assert call.params == {
+        "name": "ployd-clone", "scopes": ["read_repository"], "expires_at": "2030-01-01T00:00:00Z"
+    }
+    fake_gitlab.fail_next("POST", "/projects/:id/deploy_tokens", status=403)
+    with pytest.raises(GitLabError) as e:
+        await client.create_deploy_token("group/models", "x", ["read_repository"], "2030-01-01")
+    assert e.value.status == 403
+
+
+async def test_deploy_token_parameters_are_checked_as_gitlab_does(
+    fake_gitlab: FakeGitLab, client: GitLabClient
+) -> None:
+    fake_gitlab.add_project("group/models")
+    for scopes, expires in ((["write_repository"], "2030-01-01"), (["read_repository"], "soon")):
+        with pytest.raises(GitLabError) as e:
+            await client.create_deploy_token("group/models", "x", scopes, expires)
+        assert e.value.status == 400
+    assert [v.kind for v in fake_gitlab.take_violations()] == ["params", "params"]

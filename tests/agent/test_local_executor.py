@@ -12,9 +12,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from app.agent.sandbox import find_bwrap
 from app.executors import Executor, LocalExecutor
-from tests.conftest import host_pids, wait_no_process
+from tests.conftest import bwrap_or_skip, host_pids, wait_no_process
 
 if TYPE_CHECKING:
     from tests.agent.conftest import StubServer
@@ -28,8 +27,8 @@ async def test_warm_agents_restart_and_report(
     """Two warm agents; one is SIGKILLed mid-step: its step (in its sandbox, or a bare
     process group recorded in the work dir) is dead before the exit is reported, and the
     agent is restarted under the same id."""
-    if isolation == "sandbox" and find_bwrap() is None:
-        pytest.skip("bubblewrap is not installed here")
+    if isolation == "sandbox":
+        bwrap_or_skip()
     exits: asyncio.Queue[tuple[str, int | None]] = asyncio.Queue()
 
     async def on_exit(agent_id: str, rc: int | None) -> None:

@@ -21,6 +21,7 @@ from app.protocol import (
     CachePayload,
     Claim,
     ClaimRequest,
+    CloneAuth,
     FinishAnswer,
     FinishReport,
     Heartbeat,
@@ -52,7 +53,8 @@ JOB_JSON: dict[str, Any] = {
     "workspace_key": "github-acme-model", "timeout_s": 1800, "fork": False,
     "env": {"PYTHONUNBUFFERED": "1", "PLOYD": "true"},
     "secrets": {"WANDB_API_KEY": "wandb-123"},
-    "mask": ["ghs_token"],
+    "mask": [],
+    "clone_auth": {"username": "x-access-token", "token": "ghs_token"},
     "steps": [STEP_JSON, {"index": 1, "title": "Test", "run": "pytest", "env": {},
                           "timeout_s": None, "continue_on_error": True}],
     "cache": CACHE_JSON,
@@ -70,7 +72,7 @@ JOB = JobPayload(
     workspace_key="github-acme-model", timeout_s=1800,
     env={"PYTHONUNBUFFERED": "1", "PLOYD": "true"},
     secrets={"WANDB_API_KEY": "wandb-123"},
-    mask=("ghs_token",),
+    clone_auth=CloneAuth("x-access-token", "ghs_token"),
     steps=(
         StepPayload(0, "Install", "pip install -r requirements.txt", {"PIP_NO_INPUT": "1"}, 300),
         StepPayload(1, "Test", "pytest", continue_on_error=True),
@@ -91,7 +93,8 @@ PINNED: list[tuple[Any, dict[str, Any]]] = [
         {"pipeline_id": 1, "job_id": 2, "attempt_id": 3, "attempt_number": 1, "name": "t",
          "forge": "local", "repo": "r", "clone_url": "file:///r", "sha": "a" * 40,
          "ref": "refs/heads/main", "workspace_key": "local-r", "timeout_s": 60, "env": {},
-         "secrets": {}, "mask": [], "steps": [], "cache": None, "artifacts": None,
+         "secrets": {}, "mask": [], "clone_auth": None, "steps": [], "cache": None,
+         "artifacts": None,
          "image": None, "gpus": 0, "fork": False},
     ),
     (
@@ -102,7 +105,8 @@ PINNED: list[tuple[Any, dict[str, Any]]] = [
         {"pipeline_id": 1, "job_id": 2, "attempt_id": 3, "attempt_number": 1, "name": "t",
          "forge": "local", "repo": "r", "clone_url": "file:///r", "sha": "a" * 40,
          "ref": "refs/heads/main", "workspace_key": "local-r", "timeout_s": 60, "env": {},
-         "secrets": {}, "mask": ["pw"], "steps": [], "cache": None, "artifacts": None,
+         "secrets": {}, "mask": ["pw"], "clone_auth": None, "steps": [], "cache": None,
+         "artifacts": None,
          "image": {"name": "ghcr.io/acme/train:3", "options": {"shm_size": "2g"},
                    "credentials": {"username": "bot", "password": "pw"}},
          "gpus": 2, "fork": False},
@@ -150,9 +154,12 @@ def test_json_is_pinned_and_round_trips(message: Any, pinned: dict[str, Any]) ->
 def test_from_json_fills_what_the_protocol_leaves_out() -> None:
     """Optional parts: a job without mask/cache/artifacts, a step with only index and
     run, a cache without restore keys or flags, answers without their flags."""
-    job = {k: v for k, v in JOB_JSON.items() if k not in ("mask", "cache", "artifacts")}
+    left_out = ("mask", "clone_auth", "cache", "artifacts")
+    job = {k: v for k, v in JOB_JSON.items() if k not in left_out}
     parsed = JobPayload.from_json(job)
-    assert (parsed.mask, parsed.cache, parsed.artifacts) == ((), None, None)
+    assert (parsed.mask, parsed.clone_auth, parsed.cache, parsed.artifacts) == (
+        (), None, None, None
+    )
     assert JobPayload.from_json({**job, "mask": None, "cache": None}).cache is None
     assert StepPayload.from_json({"index": 3, "run": "make"}) == StepPayload(3, "", "make")
     assert CachePayload.from_json({"key": "k", "paths": ["p"]}) == CachePayload("k", ("p",))
@@ -224,6 +231,17 @@ CLAIM_CASES: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
     ("secrets nested", _set("job.secrets", {"K": {"v": "x"}}), "job.secrets.K must be a string"),
     ("mask a string", _set("job.mask", "ghs_token"), "job.mask must be a list of strings"),
     ("mask holds null", _set("job.mask", ["a", None]), "job.mask[1] must be a string"),
+    ("clone_auth a string", _set("job.clone_auth", "x:y"), "job.clone_auth must be an object"),
+    ("clone_auth without token", _set("job.clone_auth", {"username": "u"}),
+     "job.clone_auth.token is missing"),
+    ("clone_auth user with colon", _set("job.clone_auth.username", "a:b"),
+     "job.clone_auth.username must be a non-empty printable string without ':'"),
+    ("clone_auth empty user", _set("job.clone_auth.username", ""),
+     "job.clone_auth.username must be a non-empty printable string without ':'"),
+    ("clone_auth token a number", _set("job.clone_auth.token", 12),
+     "job.clone_auth.token must be a string"),
+    ("clone_auth token with a newline", _set("job.clone_auth.token", "t\r\nX-Evil: 1"),
+     "job.clone_auth.token must be a non-empty printable string"),
     ("cache a string", _set("job.cache", "pip"), "job.cache must be an object"),
     ("cache without key", _set("job.cache", {"paths": []}), "job.cache.key is missing"),
     ("cache paths nested", _set("job.cache.paths", [["~/.cache"]]),
@@ -304,6 +322,12 @@ def test_a_bad_body_names_the_field(cls: Any, body: object, message: str) -> Non
     with pytest.raises(ProtocolError) as e:
         cls.from_json(body)
     assert message in str(e.value)
+
+
+def test_the_clone_token_is_kept_out_of_repr_and_masked_with_its_header_form() -> None:
+    auth = CloneAuth("x-access-token", "ghs_secret")
+    assert "ghs_secret" not in repr(auth) and "ghs_secret" not in repr(JOB)
+    assert auth.mask == ("ghs_secret", "x-access-token:ghs_secret")
 
 
 def test_messages_are_frozen() -> None:
@@ -521,6 +545,7 @@ jobs:
                 },
                 "secrets": {},
                 "mask": [],
+                "clone_auth": None,
                 "steps": [
                     {"index": 0, "title": "Install", "run": "echo hi", "env": {"B": "2"},
                      "timeout_s": 300, "continue_on_error": True},

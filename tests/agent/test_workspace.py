@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import subprocess
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from app.agent.workspace import WorkspaceError, prepare
+from app.agent.workspace import WorkspaceError, git_env, git_version, prepare
+from app.protocol import CloneAuth
+from tests.fakes.git_http import GitHttp, serve_git_http
 
 GIT_ENV = {
     **os.environ,
@@ -110,3 +114,175 @@ async def test_unsafe_key_stays_inside_work_dir(tmp_path: Path, remote: Path) ->
     sha = commit(remote, {"a.txt": "one"})
     path, _ = await prepare(tmp_path / "w", "../../etc/acme model", str(remote), sha)
     assert path.parent == tmp_path / "w"
+
+
+# --- the clone credential, over git's smart HTTP for real ------------------------------
+
+TOKEN = "ghs_LiveInstallationToken0123456789abcdef"
+USER = "x-access-token"
+
+
+def secret_forms_of(auth: CloneAuth) -> list[bytes]:
+    """What must be nowhere on disk: the token, user:token and the header's base64."""
+    pair = f"{auth.username}:{auth.token}".encode()
+    return [auth.token.encode(), pair, base64.b64encode(pair)]
+
+
+def files_holding(root: Path, needles: list[bytes]) -> list[str]:
+    """Every file under ``root`` (.git included) that contains one of ``needles``."""
+    found = []
+    for f in root.rglob("*"):
+        if f.is_file() and not f.is_symlink():
+            data = f.read_bytes()
+            found += [f"{f}: {n[:12]!r}" for n in needles if n in data]
+    return found
+
+
+@pytest.fixture
+async def served(tmp_path: Path) -> AsyncIterator[tuple[str, GitHttp, Path]]:
+    """acme/models (a working copy under tmp_path/git) served over HTTP, readable with
+    x-access-token:TOKEN only."""
+    root = tmp_path / "git"
+    (root / "acme" / "models").mkdir(parents=True)
+    git(root / "acme" / "models", "init", "-q", "-b", "main")
+
+    def authorize(user: str, password: str, repo: str) -> bool:
+        return (user, password, repo) == (USER, TOKEN, "acme/models")
+
+    async with serve_git_http(root, authorize) as (url, server):
+        yield f"{url}/acme/models.git", server, root / "acme" / "models"
+
+
+@pytest.mark.parametrize("config_count", [True, False], ids=["GIT_CONFIG_COUNT", "old git"])
+async def test_the_right_token_checks_out_and_stays_off_disk(
+    tmp_path: Path, served: tuple[str, GitHttp, Path], config_count: bool
+) -> None:
+    url, server, repo = served
+    sha = commit(repo, {"a.txt": "one"})
+    auth = CloneAuth(USER, TOKEN)
+    work = tmp_path / "work"
+    path, _ = await prepare(work, "k", url, sha, auth=auth, config_count=config_count)
+    assert (path / "a.txt").read_text() == "one"
+    assert git(path, "remote", "get-url", "origin") == url  # the clean URL
+    assert files_holding(work, secret_forms_of(auth)) == []
+    # Sent as a header from the first request on (no 401 round trip), to the server only.
+    assert server.requests and all(r.status == 200 for r in server.requests)
+    assert {(r.user, r.password) for r in server.requests} == {(USER, TOKEN)}
+    # And again on a reused workspace.
+    sha2 = commit(repo, {"a.txt": "two"})
+    _, reused = await prepare(work, "k", url, sha2, auth=auth, config_count=config_count)
+    assert reused and (path / "a.txt").read_text() == "two"
+    assert files_holding(work, secret_forms_of(auth)) == []
+
+
+async def test_a_wrong_token_is_a_clear_error_and_stays_off_disk(
+    tmp_path: Path, served: tuple[str, GitHttp, Path]
+) -> None:
+    url, server, repo = served
+    sha = commit(repo, {"a.txt": "one"})
+    wrong = CloneAuth(USER, "ghs_expired0000000000000000000000000000")
+    with pytest.raises(WorkspaceError) as e:
+        await prepare(tmp_path / "work", "k", url, sha, auth=wrong)
+    message = str(e.value)
+    assert "refused the clone credential" in message and url in message
+    assert wrong.token not in message
+    assert files_holding(tmp_path / "work", secret_forms_of(wrong)) == []
+    assert server.requests and all(r.status == 401 for r in server.requests)
+
+
+async def test_no_token_for_a_private_repository_says_so(
+    tmp_path: Path, served: tuple[str, GitHttp, Path]
+) -> None:
+    url, _, repo = served
+    sha = commit(repo, {"a.txt": "one"})
+    with pytest.raises(WorkspaceError) as e:
+        await prepare(tmp_path / "work", "k", url, sha)
+    assert "asks for a credential, and this job has none" in str(e.value)
+
+
+async def test_an_old_workspace_with_a_token_in_its_remote_is_cleaned(
+    tmp_path: Path, served: tuple[str, GitHttp, Path]
+) -> None:
+    """What older PloyD left: the token in .git/config. Also what a step could leave:
+    hooks, a URL rewrite, an include; none of them is used."""
+    url, _, repo = served
+    sha = commit(repo, {"a.txt": "one"})
+    auth = CloneAuth(USER, TOKEN)
+    work = tmp_path / "work"
+    path, _ = await prepare(work, "k", url, sha, auth=auth)
+    old_url = url.replace("http://", f"http://{USER}:{TOKEN}@", 1)
+    git(path, "remote", "set-url", "origin", old_url)
+    spy = tmp_path / "spy.txt"
+    hook = path / ".git" / "hooks" / "reference-transaction"
+    hook.write_text(f"#!/bin/sh\nenv >> {spy}\n")
+    hook.chmod(0o755)
+    (path / ".git" / "hooks" / "post-checkout").write_bytes(hook.read_bytes())
+    (path / ".git" / "hooks" / "post-checkout").chmod(0o755)
+    git(path, "config", "url.http://127.0.0.1:9/steal/.insteadOf", url)
+    git(path, "config", "include.path", str(tmp_path / "evil.cfg"))
+    assert TOKEN in (path / ".git" / "config").read_text()
+    sha2 = commit(repo, {"a.txt": "two"})
+    _, reused = await prepare(work, "k", url, sha2, auth=auth)
+    assert reused and (path / "a.txt").read_text() == "two"
+    assert git(path, "remote", "get-url", "origin") == url
+    assert "insteadOf" not in (path / ".git" / "config").read_text()
+    assert not spy.exists()  # no hook ran
+    assert files_holding(work, secret_forms_of(auth)) == []
+
+
+async def test_credential_helpers_and_askpass_are_not_asked(
+    tmp_path: Path, served: tuple[str, GitHttp, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A helper in the user's config (which a step could write) would store what git
+    asked for or was given: git runs without the user's config and without helpers."""
+    url, _, repo = served
+    sha = commit(repo, {"a.txt": "one"})
+    log = tmp_path / "helper.log"
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".gitconfig").write_text(
+        f"[credential]\n\thelper = \"!f() {{ echo helper \\\"$@\\\" >> {log}; }}; f\"\n"
+    )
+    askpass = tmp_path / "askpass.sh"
+    askpass.write_text(f"#!/bin/sh\necho askpass >> {log}\n")
+    askpass.chmod(0o755)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("GIT_ASKPASS", str(askpass))
+    monkeypatch.setenv("SSH_ASKPASS", str(askpass))
+    await prepare(tmp_path / "w1", "k", url, sha, auth=CloneAuth(USER, TOKEN))
+    with pytest.raises(WorkspaceError):
+        await prepare(tmp_path / "w2", "k", url, sha, auth=CloneAuth(USER, "wrong-token"))
+    assert not log.exists()
+
+
+def test_git_gets_a_minimal_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PLOYD_ADMIN_TOKEN", "server-secret")
+    monkeypatch.setenv("https_proxy", "http://proxy.internal:3128")
+    env = git_env(CloneAuth(USER, TOKEN), config_count=True)
+    assert "PLOYD_ADMIN_TOKEN" not in env
+    assert env["https_proxy"] == "http://proxy.internal:3128"
+    header = "Authorization: Basic " + base64.b64encode(f"{USER}:{TOKEN}".encode()).decode()
+    assert (env["GIT_CONFIG_COUNT"], env["GIT_CONFIG_KEY_0"]) == ("1", "http.extraHeader")
+    assert env["GIT_CONFIG_VALUE_0"] == header
+    assert env["GIT_TERMINAL_PROMPT"] == "0" and env["GIT_ASKPASS"] == ""
+    assert "GIT_CONFIG_COUNT" not in git_env(None)
+    old = git_env(CloneAuth(USER, TOKEN), config_count=False)
+    assert old["GIT_CONFIG_PARAMETERS"] == f"'http.extraheader={header}'"
+    assert git_version() >= (2, 31)  # this machine's git: the GIT_CONFIG_COUNT path
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://github.example.com/acme/models.git",
+        "file:///srv/git/acme/models",
+        "ssh://git@github.com/acme/models.git",
+        "https://user:pw@github.com/acme/models.git",
+    ],
+)
+async def test_the_credential_goes_only_over_https_or_loopback_http(
+    tmp_path: Path, url: str
+) -> None:
+    with pytest.raises(WorkspaceError) as e:
+        await prepare(tmp_path / "w", "k", url, "a" * 40, auth=CloneAuth(USER, TOKEN))
+    assert "clone credential" in str(e.value) and TOKEN not in str(e.value)

@@ -38,8 +38,8 @@ jobs:
 """
 
 
-def live_config(go: Path) -> str:
-    return f"""
+# The step waits for a file ``go`` in its workspace (all a sandboxed step can see).
+LIVE_CONFIG = """
 version: 1
 jobs:
   train:
@@ -47,9 +47,15 @@ jobs:
       - name: Train
         run: |
           echo "first-$((6*7))"
-          while [ ! -f {go} ]; do sleep 0.05; done
+          while [ ! -f go ]; do sleep 0.05; done
           echo "second-$((6*7))"
 """
+
+
+def release(data_dir: Path) -> None:
+    """Let the live job go on: ``go`` in its workspace (the local agent's work dir)."""
+    (workspace,) = data_dir.with_name(data_dir.name + "-work").glob("local-1/local-*")
+    (workspace / "go").write_text("go")
 
 
 async def until(w: LogWorld, check: Callable[[], bool], what: str) -> None:
@@ -117,8 +123,7 @@ async def test_failing_job_shows_its_error_line_in_view(
 async def test_running_job_log_grows_live(
     browser: Any, tmp_path: Path, db_url: str, make_repo: Callable[..., tuple[Path, str]]
 ) -> None:
-    go = tmp_path / "go"
-    repo, _ = make_repo({".ployd.yml": live_config(go)})
+    repo, _ = make_repo({".ployd.yml": LIVE_CONFIG})
     async with running(tmp_path / "data", db_url, agents=1) as w:
         pid = await start(w, repo)
 
@@ -140,7 +145,7 @@ async def test_running_job_log_grows_live(
         assert "second-42" not in await asyncio.to_thread(
             lambda: browser.find_element(By.ID, "log").text
         )
-        go.write_text("go")
+        release(tmp_path / "data")
 
         def second_arrives() -> tuple[Any, Any]:
             wait = WebDriverWait(browser, DEADLINE)

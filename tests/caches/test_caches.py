@@ -1,7 +1,8 @@
 """Caches end to end: a real server, real local agents, real git repos and bash.
 
-Every run gets a fresh HOME for its agents (a new machine), and the workspace is cleaned
-by git between runs, so a file found by a step can only come from a restored cache.
+Every run gets a fresh work dir for its agents (a new machine: the jobs' homes live
+there), and the workspace is cleaned by git between runs, so a file found by a step can
+only come from a restored cache.
 """
 
 from __future__ import annotations
@@ -68,11 +69,10 @@ class Runs:
         self.serve, self.tmp, self.mp, self.kw = serve, tmp, mp, kw
 
     async def run(self, repo: Path, *, fork: bool = False) -> tuple[dict[str, str], int]:
-        """One pipeline on a new machine (fresh HOME): the jobs' logs, the pipeline id."""
-        home = self.tmp / f"home-{uuid.uuid4().hex[:8]}"
-        home.mkdir()
-        self.mp.setenv("HOME", str(home))
-        async with self.serve(agents=2, **self.kw) as h:
+        """One pipeline on a new machine (a fresh work dir, so fresh job homes): the jobs'
+        logs, the pipeline id."""
+        work = self.tmp / f"work-{uuid.uuid4().hex[:8]}"
+        async with self.serve(agents=2, work_dir=work, **self.kw) as h:
             h: Harness
             pid = await (start_fork(h, repo) if fork else h.start(repo))
             p = await h.finished(pid)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import zlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -134,17 +134,18 @@ def l4_machine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def github_world(
     tmp_path: Path, db_url: str, make_repo: Callable[..., tuple[Path, str]], l4_machine: None
 ) -> Callable[..., Any]:
-    """``async with github_world(agents=1) as w``: the fake GitHub, mirrored git repos, and
-    PloyD serving as the GitHub App (w.h is the Harness); its agents see an L4."""
+    """``async with github_world(agents=1, git_http=False) as w``: the fake GitHub, mirrored
+    git repos (fetched over HTTP from the fake with ``git_http``), and PloyD serving as the
+    GitHub App (w.h is the Harness); its agents see an L4."""
     from contextlib import asynccontextmanager
 
     from tests.e2e.github_world import GitHubWorld
     from tests.fakes.github import serve_fake_github
 
     @asynccontextmanager
-    async def run(agents: int = 1) -> AsyncIterator[Any]:
+    async def run(agents: int = 1, git_http: bool = False) -> AsyncIterator[Any]:
         async with serve_fake_github() as fake:
-            world = GitHubWorld(fake, tmp_path / "git", make_repo)
+            world = GitHubWorld(fake, tmp_path / "git", make_repo, git_http=git_http)
             settings = world.settings(tmp_path / "data", db_url, agents)
             server = await start_server(settings)
             async with aiohttp.ClientSession() as http:
@@ -161,17 +162,29 @@ def github_world(
 def gitlab_world(
     tmp_path: Path, db_url: str, make_repo: Callable[..., tuple[Path, str]]
 ) -> Callable[..., Any]:
-    """``async with gitlab_world() as w``: the fake GitLab, mirrored git repos, and PloyD
-    serving as the GitLab bot (w.h is the Harness)."""
+    """``async with gitlab_world(git_http=False, clone_token="") as w``: the fake GitLab,
+    mirrored git repos (fetched over HTTP from the fake with ``git_http``), and PloyD
+    serving as the GitLab bot (w.h is the Harness). ``before_start(w)`` runs before PloyD
+    starts; ``clean=False`` lets requests GitLab would refuse pass."""
     from contextlib import asynccontextmanager
 
     from tests.e2e.gitlab_world import GitLabWorld
     from tests.fakes.gitlab import serve_fake_gitlab
 
     @asynccontextmanager
-    async def run(agents: int = 1) -> AsyncIterator[Any]:
-        async with serve_fake_gitlab() as fake:
-            world = GitLabWorld(fake, tmp_path / "git", make_repo)
+    async def run(
+        agents: int = 1,
+        git_http: bool = False,
+        clone_token: str = "",
+        before_start: Callable[[Any], Awaitable[None]] | None = None,
+        clean: bool = True,
+    ) -> AsyncIterator[Any]:
+        async with serve_fake_gitlab(assert_clean=clean) as fake:
+            world = GitLabWorld(
+                fake, tmp_path / "git", make_repo, git_http=git_http, clone_token=clone_token
+            )
+            if before_start is not None:
+                await before_start(world)
             server = await start_server(world.settings(tmp_path / "data", db_url, agents))
             async with aiohttp.ClientSession() as http:
                 try:

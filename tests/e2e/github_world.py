@@ -41,11 +41,22 @@ def commit_on(
 
 
 class GitHubWorld:
-    def __init__(self, fake: FakeGitHub, git_root: Path, make_repo: Callable[..., Any]) -> None:
+    def __init__(
+        self,
+        fake: FakeGitHub,
+        git_root: Path,
+        make_repo: Callable[..., Any],
+        *,
+        git_http: bool = False,
+    ) -> None:
         self.fake = fake
         self.git_root = git_root
         self.make_repo = make_repo
         self.h: Harness | None = None
+        # git_http: agents fetch over HTTP from the fake (tests/fakes/git_http.py), with
+        # the installation token; else from the repositories' files (file://).
+        self.git_http = git_http
+        fake.git_root = git_root
 
     def settings(self, data_dir: Path, db_url: str, agents: int = 1) -> Settings:
         return Settings(
@@ -62,7 +73,9 @@ class GitHubWorld:
                 api_url=self.fake.url,
                 webhook_secret=SECRET,
             ),
-            github_git_url=self.git_root.as_uri(),
+            github_git_url=self.fake.base_url + "/_git"
+            if self.git_http
+            else self.git_root.as_uri(),
         )
 
     # -- repositories ----------------------------------------------------------------

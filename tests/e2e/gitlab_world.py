@@ -22,11 +22,24 @@ SECRET = "gitlab-hook-secret"
 
 
 class GitLabWorld:
-    def __init__(self, fake: FakeGitLab, git_root: Path, make_repo: Callable[..., Any]) -> None:
+    def __init__(
+        self,
+        fake: FakeGitLab,
+        git_root: Path,
+        make_repo: Callable[..., Any],
+        *,
+        git_http: bool = False,
+        clone_token: str = "",
+    ) -> None:
         self.fake = fake
         self.git_root = git_root
         self.make_repo = make_repo
         self.h: Harness | None = None
+        # git_http: agents fetch over HTTP from the fake (a deploy token, or clone_token
+        # as PLOYD_GITLAB_CLONE_TOKEN); else from the repositories' files (file://).
+        self.git_http = git_http
+        self.clone_token = clone_token
+        fake.git_root = git_root
 
     def settings(self, data_dir: Path, db_url: str, agents: int = 1) -> Settings:
         return Settings(
@@ -38,7 +51,10 @@ class GitLabWorld:
             public_url="http://ployd.test",
             secret_key="test-secret-key-0123456789abcdef",
             gitlab=GitLabConfig(url=self.fake.url, token=self.fake.token, webhook_secret=SECRET),
-            gitlab_git_url=self.git_root.as_uri(),
+            gitlab_git_url=self.fake.base_url + "/_git"
+            if self.git_http
+            else self.git_root.as_uri(),
+            gitlab_clone_token=self.clone_token,
         )
 
     def project(self, path: str, files: dict[str, str]) -> str:

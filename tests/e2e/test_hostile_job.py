@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from app.agent.sandbox import find_bwrap
 from app.agent.workspace import workspace_dir
+from tests.conftest import bwrap_or_skip
 
 from .conftest import Harness
 
@@ -108,11 +108,11 @@ def _report(log: str) -> dict[str, Any]:
     return dict(json.loads(line.removeprefix("REPORT ")))
 
 
-@pytest.mark.skipif(find_bwrap() is None, reason="bubblewrap is not installed here")
 async def test_a_hostile_job_on_the_local_executor_reaches_nothing(
     serve: Callable[..., Any], make_repo: Callable[..., tuple[Path, str]],
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
 ) -> None:
+    bwrap_or_skip()
     # What the server process has in its environment (the agents inherit the non-PLOYD_).
     monkeypatch.setenv("PLOYD_ADMIN_TOKEN", ADMIN)
     monkeypatch.setenv("PLOYD_SECRET_KEY", SECRET_KEY)

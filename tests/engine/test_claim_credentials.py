@@ -7,34 +7,37 @@ from dataclasses import replace
 
 from app.engine.engine import Engine
 from app.engine.hooks import Credentials, EngineHooks
-from app.protocol import JobPayload
+from app.protocol import CloneAuth, JobPayload
 
 from .conftest import Driver
 
 ONE_JOB = "version: 1\njobs:\n  t: {steps: [{run: 'true'}]}\n"
 
 
-async def test_credentials_replace_the_clone_url_and_add_to_the_mask(
+async def test_credentials_add_the_clone_auth_and_its_mask_and_keep_the_url(
     driver: Driver, engine: Engine
 ) -> None:
     seen: list[JobPayload] = []
+    auth = CloneAuth("x", "tok-123")
 
     async def hook(job: JobPayload) -> Credentials | None:
         seen.append(job)
-        return Credentials(clone_url="https://x:tok-123@example.com/r.git", mask=("tok-123",))
+        return Credentials(auth)
 
     engine = Engine(engine.db, engine.logs, hooks=EngineHooks(payload_hooks={"local": hook}))
     driver = Driver(engine, driver.make_repo)
     driver.start(ONE_JOB)
     got = await engine.claim("a", 0)
     assert got is not None
-    assert got.job.clone_url == "https://x:tok-123@example.com/r.git"
-    assert got.job.mask == ("tok-123",)
-    assert got.to_json()["job"]["mask"] == ["tok-123"]
+    assert got.job.clone_auth == auth and got.job.clone_url.startswith("file://")
+    assert got.job.mask == ("tok-123", "x:tok-123")
+    wire = got.to_json()["job"]
+    assert wire["clone_auth"] == {"username": "x", "token": "tok-123"}
+    assert wire["mask"] == ["tok-123", "x:tok-123"]
     # The hook saw the job as the engine made it; that object itself was not changed.
     (before,) = seen
-    assert before.clone_url.startswith("file://") and before.mask == ()
-    assert got.job == replace(before, clone_url=got.job.clone_url, mask=("tok-123",))
+    assert before.clone_auth is None and before.mask == ()
+    assert got.job == replace(before, clone_auth=auth, mask=("tok-123", "x:tok-123"))
 
 
 async def test_no_credentials_leave_the_job_as_it_is(driver: Driver, engine: Engine) -> None:

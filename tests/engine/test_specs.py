@@ -171,6 +171,7 @@ def test_agent_payload_from_the_stored_spec(fork: bool) -> None:
         },
         "secrets": {"WANDB_API_KEY": "k"},
         "mask": [],
+        "clone_auth": None,
         "steps": [{"index": i, **step} for i, step in enumerate(TRAIN["steps"])],
         "cache": {
             "key": "pip-3.11",

@@ -40,6 +40,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.fakes import github_handlers as handlers
+from tests.fakes.git_http import GitHttp
 from tests.fakes.github_model import (
     FakeInstallation,
     FakePull,
@@ -174,6 +175,10 @@ class FakeGitHub(ViolationLog):
         self.requests: list[RecordedRequest] = []
         self.violations: list[Violation] = []
         self.faults: list[Fault] = []
+        # git over HTTP at /_git/OWNER/NAME.git, from working copies under git_root,
+        # for x-access-token and a live installation token of the repository's app.
+        self.git_root: Path | None = None
+        self.git = GitHttp(Path("/nonexistent"), self._git_allows, realm="GitHub")
 
     # ---------------------------------------------------------------- set-up helpers
 
@@ -426,6 +431,7 @@ class FakeGitHub(ViolationLog):
     def make_app(self) -> web.Application:
         app = web.Application()
         app.router.add_route("GET", "/_codeload/{tail:.*}", self._codeload)
+        app.router.add_route("*", "/_git/{tail:.*}", self._git)
         app.router.add_route("*", "/{tail:.*}", self._serve)
         return app
 
@@ -490,6 +496,23 @@ class FakeGitHub(ViolationLog):
         if status in (204, 302) or payload is None:
             return web.Response(status=status, headers=headers)
         return web.json_response(payload, status=status, headers=headers)
+
+    async def _git(self, request: web.Request) -> web.StreamResponse:
+        if self.git_root is None:
+            return web.Response(status=404, text="no git root\n")
+        self.git.root = self.git_root
+        return await self.git.handle(request)
+
+    def _git_allows(self, user: str, password: str, repo: str) -> bool:
+        held = self.tokens.get(password)
+        found = self.repos.get(repo.lower())
+        return (
+            user == "x-access-token"
+            and held is not None
+            and found is not None
+            and held[0] == found.installation_id
+            and self.clock() < held[1]
+        )
 
     async def _codeload(self, request: web.Request) -> web.StreamResponse:
         return await handlers.codeload(self, request)

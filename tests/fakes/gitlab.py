@@ -24,12 +24,15 @@ from __future__ import annotations
 
 import itertools
 import json
+import time
 import zlib
 from contextlib import AbstractAsyncContextManager
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
+from tests.fakes.git_http import GitHttp
 from tests.fakes.gitlab_contract import ParamError, check, find_endpoint
 from tests.fakes.gitlab_handlers import HANDLERS, Call
 from tests.fakes.gitlab_model import (
@@ -66,6 +69,13 @@ class FakeGitLab(ViolationLog):
     ) -> None:
         self.tokens = set(tokens)
         self.token = tokens[0]
+        # What ``GET /personal_access_tokens/self`` says of each token (default: api).
+        self.token_scopes: dict[str, list[str]] = {t: ["api"] for t in tokens}
+        self.bot_role = 40  # the bot's role on every project (deploy tokens need 40)
+        self.deploy_tokens: list[dict[str, Any]] = []  # as created, with "_project"
+        self.clock = time.time
+        self.git_root: Path | None = None  # git over HTTP at /_git/PATH.git, from here
+        self.git = GitHttp(Path("/nonexistent"), self._git_allows, realm="GitLab")
         self.token_user = token_user
         self.web_base = web_base
         self.base_url = ""  # "http://127.0.0.1:PORT", set when served
@@ -273,6 +283,30 @@ class FakeGitLab(ViolationLog):
             "user": {"can_merge": True},
         }
 
+    def add_token(self, token: str, scopes: list[str]) -> None:
+        """Another access token of the bot user, with these scopes."""
+        self.tokens.add(token)
+        self.token_scopes[token] = list(scopes)
+
+    def _git_allows(self, user: str, password: str, repo: str) -> bool:
+        """GitLab's git over HTTP: an access token (any user name) with a repository
+        scope, or a project's live deploy token with its own user name."""
+        project = self.find_project(repo)
+        if project is None:
+            return False
+        if password in self.tokens:
+            scopes = self.token_scopes.get(password, [])
+            return bool({"api", "read_repository", "write_repository"} & set(scopes))
+        now = self.clock()
+        return any(
+            d["_project"] == project.id
+            and (d["username"], d["token"]) == (user, password)
+            and "read_repository" in d["scopes"]
+            and not d["revoked"]
+            and (d["_expires"] is None or now < d["_expires"])
+            for d in self.deploy_tokens
+        )
+
     # ---------------------------------------------------------------- fault injection
 
     def fail_next(
@@ -323,8 +357,15 @@ class FakeGitLab(ViolationLog):
 
     def make_app(self) -> web.Application:
         app = web.Application()
+        app.router.add_route("*", "/_git/{tail:.*}", self._git)
         app.router.add_route("*", "/{tail:.*}", self._serve)
         return app
+
+    async def _git(self, request: web.Request) -> web.StreamResponse:
+        if self.git_root is None:
+            return web.Response(status=404, text="no git root\n")
+        self.git.root = self.git_root
+        return await self.git.handle(request)
 
     async def _serve(self, request: web.Request) -> web.StreamResponse:
         raw_path = request.rel_url.raw_path
@@ -373,7 +414,7 @@ class FakeGitLab(ViolationLog):
             )
         endpoint, path_params = found
         rec.endpoint = endpoint.key
-        self._authenticate(rec.headers)
+        token = self._authenticate(rec.headers)
         try:
             params, unknown = check(endpoint, {**rec.params, **path_params})
         except ParamError as err:
@@ -394,10 +435,10 @@ class FakeGitLab(ViolationLog):
             project = self.find_project(params["id"])
             if project is None:
                 raise GitLabAnswer(404, {"message": "404 Project Not Found"})
-        call = Call(method, rec.path, params, project, self.base_url + API_PREFIX)
+        call = Call(method, rec.path, params, project, self.base_url + API_PREFIX, token)
         return HANDLERS[endpoint.handler](self, call)
 
-    def _authenticate(self, headers: dict[str, str]) -> None:
+    def _authenticate(self, headers: dict[str, str]) -> str:
         token = headers.get("private-token")
         if token is None:
             scheme, _, credential = headers.get("authorization", "").partition(" ")
@@ -407,6 +448,7 @@ class FakeGitLab(ViolationLog):
             raise GitLabAnswer(
                 401, {"message": "401 Unauthorized"}, violation="auth", detail=detail
             )
+        return token
 
 
 def _parse_body(data: bytes, content_type: str) -> Any:

@@ -11,16 +11,27 @@ does not list are ignored by GitLab, so they are only reported (``unknown``), no
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 from urllib.parse import unquote
 
 STATES = ("pending", "running", "success", "failed", "canceled", "skipped")
 PAGED = ("page", "per_page")
+DEPLOY_TOKEN_SCOPES = (
+    "read_repository",
+    "read_registry",
+    "write_registry",
+    "read_package_registry",
+    "write_package_registry",
+    "read_virtual_registry",
+    "write_virtual_registry",
+)
 
 
 @dataclass(frozen=True)
 class P:
-    """One parameter: ``kind`` is string, integer, boolean, float or id (integer or path)."""
+    """One parameter: ``kind`` is string, integer, boolean, float, id (integer or path),
+    datetime (ISO 8601) or array (of strings; ``enum`` applies to each)."""
 
     kind: str = "string"
     required: bool = False
@@ -234,6 +245,21 @@ ENDPOINTS: tuple[Endpoint, ...] = (
             "unidiff": _p("boolean"),
         },
     ),
+    # 13. the calling token (added section)
+    Endpoint("GET", "/personal_access_tokens/self", "token_self", {}),
+    # 14. project deploy tokens (added section)
+    Endpoint(
+        "POST",
+        "/projects/:id/deploy_tokens",
+        "create_deploy_token",
+        {
+            **_PROJECT,
+            "name": _p(required=True),
+            "scopes": _p("array", required=True, enum=DEPLOY_TOKEN_SCOPES),
+            "expires_at": _p("datetime"),
+            "username": _p(),
+        },
+    ),
     # 11. users by username (added section)
     Endpoint(
         "GET",
@@ -281,6 +307,18 @@ def _coerce(name: str, spec: P, value: Any) -> Any:
         if isinstance(value, str) and value.lower() in ("true", "false", "1", "0"):
             return value.lower() in ("true", "1")
         raise invalid
+    if spec.kind == "array":
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise invalid
+        return value
+    if spec.kind == "datetime":
+        if not isinstance(value, str):
+            raise invalid
+        try:
+            datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise invalid from None
+        return value
     if spec.kind == "float":
         if isinstance(value, bool):
             raise invalid
@@ -302,7 +340,13 @@ def check(endpoint: Endpoint, given: dict[str, Any]) -> tuple[dict[str, Any], li
                 raise ParamError({"error": f"{name} is missing"}, f"{name} is required")
             continue
         value = _coerce(name, spec, given[name])
-        if spec.enum and value not in spec.enum:
+        if spec.kind == "array" and spec.enum:
+            if not value or any(v not in spec.enum for v in value):
+                raise ParamError(
+                    {"error": f"{name} does not have a valid value"},
+                    f"{name}={value!r}: each must be one of {', '.join(spec.enum)}",
+                )
+        elif spec.enum and value not in spec.enum:
             raise ParamError(
                 {"error": f"{name} does not have a valid value"},
                 f"{name}={value!r} not in {', '.join(spec.enum)}",

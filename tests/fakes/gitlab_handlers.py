@@ -11,6 +11,7 @@ import base64
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
@@ -47,6 +48,7 @@ class Call:
     params: dict[str, Any]
     project: FakeProject | None
     base_url: str
+    token: str = ""  # what the call authenticated with
 
     @property
     def proj(self) -> FakeProject:
@@ -410,6 +412,78 @@ def compare(fake: FakeGitLab, call: Call) -> Result:
     )
 
 
+def token_self(fake: FakeGitLab, call: Call) -> Result:
+    """Section 13: any scope may ask; only personal (project, group) access tokens."""
+    scopes = fake.token_scopes.get(call.token)
+    if scopes is None:
+        raise GitLabAnswer(
+            400,
+            {
+                "message": "400 Bad request - This endpoint requires token type to be a "
+                "personal access token"
+            },
+        )
+    token_id = 1 + sorted(fake.tokens).index(call.token)
+    return (
+        200,
+        {
+            "id": token_id,
+            "name": f"token-{token_id}",
+            "revoked": False,
+            "created_at": now_iso(),
+            "description": "",
+            "scopes": list(scopes),
+            "user_id": fake.user_id(fake.token_user),
+            "last_used_at": now_iso(),
+            "active": True,
+            "expires_at": None,
+            "last_used_ips": [],
+        },
+        {},
+    )
+
+
+def create_deploy_token(fake: FakeGitLab, call: Call) -> Result:
+    """Section 14: needs an api token and the Maintainer role."""
+    if "api" not in fake.token_scopes.get(call.token, []):
+        raise GitLabAnswer(
+            403,
+            {
+                "error": "insufficient_scope",
+                "error_description": "The request requires higher privileges than provided "
+                "by the access token.",
+                "scope": "api",
+            },
+        )
+    if fake.bot_role < 40:
+        raise GitLabAnswer(403, {"message": "403 Forbidden"})
+    expires: float | None = None
+    if call.params.get("expires_at"):
+        when = datetime.fromisoformat(str(call.params["expires_at"]).replace("Z", "+00:00"))
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        expires = when.timestamp()
+    token_id = len(fake.deploy_tokens) + 1
+    username = call.params.get("username") or f"gitlab+deploy-token-{token_id}"
+    token = {
+        "id": token_id,
+        "name": call.params["name"],
+        "username": username,
+        "expires_at": None if expires is None else _iso(expires),
+        "token": f"gldt-{base64.b32encode(token_id.to_bytes(4, 'big')).decode().lower()}"
+        f"{fake.next_id()}deploy",
+        "revoked": False,
+        "expired": False,
+        "scopes": list(call.params["scopes"]),
+    }
+    fake.deploy_tokens.append({**token, "_project": call.proj.id, "_expires": expires})
+    return 201, token, {}
+
+
+def _iso(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
 HANDLERS: dict[str, Callable[[FakeGitLab, Call], Result]] = {
     name: fn
     for name, fn in globals().items()
@@ -436,5 +510,7 @@ HANDLERS: dict[str, Callable[[FakeGitLab, Call], Result]] = {
         "mr_changes",
         "mr_raw_diffs",
         "compare",
+        "token_self",
+        "create_deploy_token",
     }
 }

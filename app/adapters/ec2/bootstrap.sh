@@ -129,6 +129,12 @@ else
   log "downloaded the agent from $PLOYD_AGENT_URL (SHA-256 verified)"
 fi
 
+# -- how steps are confined: the agent runs as root and its steps as ployd-job (which it
+# creates), in a bubblewrap sandbox when bwrap is installed (bake it into the AMI).
+if ! have bwrap; then
+  log "bubblewrap (bwrap) is not installed: steps will run as ployd-job without a sandbox"
+fi
+
 # -- the token, for systemd's EnvironmentFile (root only, never on a command line) -------
 umask 077
 mkdir -p "$ROOT/etc/ployd"

@@ -252,6 +252,36 @@ class GitLabClient:
 
         return await self._runner.run("find_user", call)
 
+    # ------------------------------------------------------------------ tokens
+
+    async def token_self(self) -> dict[str, Any]:
+        """What GitLab knows of the token this client calls with: ``scopes``,
+        ``active``, ``revoked``, ``expires_at`` (``GET /personal_access_tokens/self``;
+        personal, project and group access tokens)."""
+
+        def call() -> dict[str, Any]:
+            data = self._gl.http_get("/personal_access_tokens/self")
+            assert isinstance(data, dict)
+            return data
+
+        return await self._runner.run("token_self", call)
+
+    async def create_deploy_token(
+        self, project: ProjectId, name: str, scopes: list[str], expires_at: str
+    ) -> dict[str, Any]:
+        """A new deploy token of the project (``username``, ``token``, ``expires_at``);
+        needs the Maintainer role. ``expires_at``: ISO 8601."""
+
+        def call() -> dict[str, Any]:
+            data = self._gl.http_post(
+                f"/projects/{EncodedId(project)}/deploy_tokens",
+                post_data={"name": name, "scopes": scopes, "expires_at": expires_at},
+            )
+            assert isinstance(data, dict)
+            return data
+
+        return await self._runner.run("create_deploy_token", call)
+
     # ------------------------------------------------------------------ plumbing
 
     def _project(self, project: ProjectId) -> Project:

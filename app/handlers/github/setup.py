@@ -13,17 +13,19 @@ from gidgethub import routing, sansio
 from app.adapters.github.client import GitHubClient, Repo
 from app.adapters.github.config import GitHubAppConfig
 from app.engine.events import PipelinesChanged
-from app.engine.hooks import CloneCredentials, Credentials
+from app.engine.hooks import CloneCredentials, Credentials, takes_credentials
 from app.handlers.github import events, installations, slash
 from app.handlers.github.context import GitHubContext
 from app.handlers.inbox_worker import InboxWorker
-from app.protocol import JobPayload
+from app.protocol import CloneAuth, JobPayload
 from app.reporters.base import ReportSources
 from app.reporters.github import GitHubReporter
 from app.services import Services
 from app.store.db import Database
 from app.store.lookups import repo_installation
 from app.store.models import InboxEvent
+
+GITHUB_CLONE_USER = "x-access-token"  # GitHub's user name for an installation token
 
 
 @dataclass
@@ -50,18 +52,16 @@ def open_github(config: GitHubAppConfig) -> GitHubClientParts:
 
 
 def clone_token_hook(client: GitHubClient, db: Database) -> CloneCredentials:
-    """Each claim of a GitHub pipeline gets an installation token for its repository."""
+    """Each claim of a GitHub pipeline gets an installation token for its repository,
+    read-only (``x-access-token`` and the token, as GitHub's git over HTTPS takes it);
+    for an HTTPS (or loopback HTTP) clone URL only."""
 
     async def clone_token(job: JobPayload) -> Credentials | None:
-        url = job.clone_url
-        if not url.startswith("https://"):
+        if not takes_credentials(job.clone_url):
             return None
         full_name, installation = repo_installation(db, job.pipeline_id)
         token = await client.clone_token(Repo.parse(full_name, installation))
-        return Credentials(
-            clone_url=url.replace("https://", f"https://x-access-token:{token}@", 1),
-            mask=(token,),
-        )
+        return Credentials(CloneAuth(GITHUB_CLONE_USER, token))
 
     return clone_token
 

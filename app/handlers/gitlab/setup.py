@@ -1,5 +1,5 @@
-"""The GitLab bot's parts, for the composition root (``app.wiring``): the hook that lets
-agents fetch the code (given to the engine), then the inbox worker and the reporter."""
+"""The GitLab bot's parts, for the composition root (``app.wiring``): the inbox worker and
+the reporter (the hook that lets agents fetch the code is ``app.handlers.gitlab.clone``)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,9 @@ from typing import Any
 
 from app.adapters.gitlab.client import GitLabClient
 from app.engine.events import PipelinesChanged
-from app.engine.hooks import CloneCredentials, Credentials
 from app.handlers.gitlab import events, notes
 from app.handlers.gitlab.context import GitLabContext
 from app.handlers.inbox_worker import InboxWorker
-from app.protocol import JobPayload
 from app.reporters.base import ReportSources
 from app.reporters.gitlab import GitLabReporter
 from app.services import Services
@@ -26,22 +24,6 @@ HANDLERS: dict[str, Handler] = {
     "Merge Request Hook": events.on_merge_request,
     "Note Hook": notes.on_note,
 }
-
-
-def clone_token_hook(token: str) -> CloneCredentials:
-    """Agents fetch over HTTPS with ``token`` (PLOYD_GITLAB_CLONE_TOKEN, read_repository
-    only, when set; else the bot's token). It is masked in the job's log."""
-
-    async def with_token(job: JobPayload) -> Credentials | None:
-        url = job.clone_url
-        if not url.startswith("https://"):
-            return None
-        return Credentials(
-            clone_url=url.replace("https://", f"https://oauth2:{token}@", 1),
-            mask=(token,),
-        )
-
-    return with_token
 
 
 @dataclass
