@@ -88,6 +88,7 @@ class Settings:
     work_dir: Path | None = None  # PLOYD_WORK_DIR; default: <data dir>-work beside it
     step_isolation: str = "auto"  # PLOYD_STEP_ISOLATION: auto | sandbox | none
     pass_env: str = ""  # PLOYD_PASS_ENV: machine variables local agents' steps also get
+    container_runtime: str = ""  # PLOYD_CONTAINER_RUNTIME: podman | docker | none; "" finds
     admin_token: str = ""
     secret_key: str = ""
     catalog_file: str = ""
@@ -140,6 +141,9 @@ class Settings:
             work_dir=_path(env, "PLOYD_WORK_DIR"),
             step_isolation=_choice(env, "PLOYD_STEP_ISOLATION", ("auto", "sandbox", "none")),
             pass_env=env.get("PLOYD_PASS_ENV") or "",
+            container_runtime=_choice(
+                env, "PLOYD_CONTAINER_RUNTIME", ("", "podman", "docker", "none")
+            ),
             admin_token=env.get("PLOYD_ADMIN_TOKEN") or "",
             secret_key=env.get("PLOYD_SECRET_KEY") or "",
             catalog_file=env.get("PLOYD_CATALOG_FILE") or "",
@@ -217,7 +221,7 @@ def _path(env: Mapping[str, str], name: str) -> Path | None:
 def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
     value = env.get(name) or choices[0]
     if value not in choices:
-        raise SettingsError(f"{name}={value!r}: one of {', '.join(choices)}")
+        raise SettingsError(f"{name}={value!r}: one of {', '.join(c for c in choices if c)}")
     return value
 
 

@@ -222,6 +222,7 @@ async def start_local(services: Services, url: str) -> Executor:
         isolation=settings.step_isolation,
         hide=(data_dir,),
         pass_env=settings.pass_env,
+        container_runtime=settings.container_runtime,
     )
     await executor.start()
     return executor

@@ -9,7 +9,7 @@
   temporary directory, removed after the pull (never the machine's default auth file).
   Then one container is started for the whole job (what step 1 installs is there in
   step 2): the workspace mounted at the same path and as the working directory, the
-  ``~/`` cache paths mounted under the job's home (``HOME`` is that path then),
+  job's home mounted and ``HOME`` (its ``~/`` cache paths restored there),
   ``--shm-size``, ``--user`` and ``--entrypoint`` from the image's options, exactly the
   job's GPUs, a label naming the agent and the attempt. It is kept alive by
   ``sh -c 'read _'`` reading a pipe the agent holds: when the agent dies, however it
@@ -476,7 +476,12 @@ class ContainerLauncher(runner.Launcher):
         return creds
 
     def _mounts(self) -> tuple[tuple[str, str], ...]:
+        # The workspace, and the job's home (HOME, as for host steps: kept beside the
+        # workspace, where ``~/`` caches are restored), as GitHub's container jobs do.
         mounts = [(self.workspace, self.workspace)]
+        if self.home.is_dir():
+            mounts.append((str(self.home), str(self.home)))
+            self._set_home = True
         for raw in self.cache_paths:
             if raw == "~" or raw.startswith("~/"):
                 path = self.home / raw[2:] if raw != "~" else self.home

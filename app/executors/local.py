@@ -55,6 +55,7 @@ class LocalExecutor:
         isolation: str = "auto",
         hide: tuple[Path, ...] = (),
         pass_env: str = "",
+        container_runtime: str = "",
     ) -> None:
         self.server_url = server_url
         self.agent_token = agent_token
@@ -73,6 +74,7 @@ class LocalExecutor:
         self.isolation = isolation
         self.hide = hide
         self.pass_env = pass_env  # the machine variables steps also get (--pass-env)
+        self.container_runtime = container_runtime  # "": the agents find one
         self._procs: dict[str, asyncio.subprocess.Process] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
@@ -100,6 +102,8 @@ class LocalExecutor:
     async def _spawn(self, agent_id: str) -> None:
         env = agent_environment(os.environ)
         env["PYTHONUNBUFFERED"] = "1"
+        if self.container_runtime:  # the server's choice, passed on (PLOYD_* are not)
+            env["PLOYD_CONTAINER_RUNTIME"] = self.container_runtime
         # Each agent has its own workspaces: two jobs never share a checkout.
         proc = await asyncio.create_subprocess_exec(
             self.python,

@@ -1,0 +1,33 @@
+"""The settings that place and confine the local agents' work (issue 14)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from app.server import start_server
+from app.settings import Settings, SettingsError
+
+
+def test_the_work_dir_is_beside_the_data_dir_and_the_choices_are_checked() -> None:
+    s = Settings.from_env({"PLOYD_DATA_DIR": "/srv/ployd/data"})
+    assert s.workspaces_dir == Path("/srv/ployd/data-work")
+    assert (s.step_isolation, s.pass_env, s.container_runtime) == ("auto", "", "")
+    s = Settings.from_env({"PLOYD_WORK_DIR": "/scratch/w", "PLOYD_STEP_ISOLATION": "sandbox",
+                           "PLOYD_PASS_ENV": "LD_LIBRARY_PATH",
+                           "PLOYD_CONTAINER_RUNTIME": "podman"})
+    assert s.workspaces_dir == Path("/scratch/w")
+    assert (s.step_isolation, s.pass_env, s.container_runtime) == (
+        "sandbox", "LD_LIBRARY_PATH", "podman")
+    with pytest.raises(SettingsError, match="PLOYD_STEP_ISOLATION='off': one of auto, sandbox"):
+        Settings.from_env({"PLOYD_STEP_ISOLATION": "off"})
+    with pytest.raises(SettingsError, match="one of podman, docker, none"):
+        Settings.from_env({"PLOYD_CONTAINER_RUNTIME": "lxc"})
+
+
+async def test_a_work_dir_inside_the_data_dir_is_refused(tmp_path: Path) -> None:
+    settings = Settings(port=0, data_dir=tmp_path / "data", work_dir=tmp_path / "data" / "w")
+    with pytest.raises(SettingsError, match="inside the data directory"):
+        server = await start_server(settings)
+        await server.stop()
