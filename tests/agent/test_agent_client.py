@@ -72,6 +72,30 @@ async def test_second_job_reuses_the_workspace(
     assert "workspace: reused" in second.text
 
 
+async def test_a_forks_job_gets_a_workspace_of_its_own_removed_after(
+    stub: StubServer, session: Http, repo: tuple[Path, str], tmp_path: Path
+) -> None:
+    """A fork's job never reuses the repository's workspace (nor leaves one): what it
+    plants is gone, and the next job of the repository does not see it."""
+    path, sha = repo
+    work = tmp_path / "work"
+    base = stub.add_job(str(path), sha, [{"run": "echo base > base-was-here"}])
+    fork = stub.add_job(str(path), sha, [
+        {"run": "ls base-was-here || echo fresh-workspace; echo evil > planted; pwd"}],
+        fork=True)
+    after = stub.add_job(str(path), sha, [{"run": "ls planted || echo nothing-planted"}])
+    agent = make_agent(stub, session, work)
+    for _ in range(3):
+        assert await agent.run(once=True) == 0
+    assert base.finish and fork.finish and after.finish
+    assert fork.finish["result"] == "succeeded", fork.text
+    assert "new clone" in fork.text and "fresh-workspace" in fork.text
+    fork_dir = next(ln for ln in fork.text.splitlines() if ln.startswith(str(work)))
+    assert "fork-" in Path(fork_dir).name and not Path(fork_dir).exists()
+    assert not list(work.glob("fork-*")) and not list((work / ".homes").glob("fork-*"))
+    assert "workspace: reused" in after.text and "nothing-planted" in after.text
+
+
 async def test_failed_step(
     stub: StubServer, session: Http, repo: tuple[Path, str], tmp_path: Path
 ) -> None:
