@@ -176,9 +176,9 @@ def gpu_indices(count: int, machine_gpus: int, assigned: str | None = None) -> l
     if count <= 0:
         return []
     pool = list(range(machine_gpus))
-    if assigned is not None and assigned.strip():
-        parts = [p.strip() for p in assigned.split(",")]
-        if all(p.isdigit() for p in parts):
+    if assigned is not None:
+        parts = [p.strip() for p in assigned.split(",") if p.strip()]
+        if all(p.isdigit() for p in parts):  # "" too: CUDA's "no GPUs"
             pool = [int(p) for p in parts]
     return pool[:count]
 

@@ -200,6 +200,18 @@ def detect_disk_gb(path: Path) -> int:
         return 0
 
 
+def visible_gpus(gpus: tuple[Gpu, ...], assigned: str | None) -> tuple[Gpu, ...]:
+    """The GPUs of ``gpus`` (nvidia-smi's, by index) this agent may use: those its
+    ``CUDA_VISIBLE_DEVICES`` names when that is a list of indices (empty: none), as the
+    local executor gives each of its agents a share of the machine's; all otherwise."""
+    if assigned is None:
+        return gpus
+    parts = [p.strip() for p in assigned.split(",") if p.strip()]
+    if not all(p.isdigit() for p in parts):
+        return gpus  # UUIDs or MIG names: not ours to interpret
+    return tuple(gpus[int(p)] for p in dict.fromkeys(parts) if int(p) < len(gpus))
+
+
 def detect(
     work_dir: Path | str = ".", *, nvidia_smi: str | None = None, containers: str | None = None
 ) -> Hardware:
@@ -215,7 +227,9 @@ def detect(
         cpus=detect_cpus(),
         memory_mb=detect_memory_mb(),
         disk_gb=detect_disk_gb(Path(work_dir)),
-        gpus=detect_gpus(nvidia_smi=nvidia_smi),
+        gpus=visible_gpus(
+            detect_gpus(nvidia_smi=nvidia_smi), os.environ.get("CUDA_VISIBLE_DEVICES")
+        ),
         containers=containers,
     )
     log.info("hardware: %s", describe(hw))

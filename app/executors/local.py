@@ -13,7 +13,9 @@ it for its credential, which it keeps in memory. The server's own ``PLOYD_*`` se
 are left out of the agents' environment too, and the agents confine their steps
 (``app.agent.sandbox``: the step user, bubblewrap with the data directory hidden, an
 environment built from nothing). A step an agent left running when it died is killed
-before the agent's death is reported (and its attempt retried).
+before the agent's death is reported (and its attempt retried). On a GPU machine each
+agent gets a disjoint share of the GPUs (``share_gpus``, as its ``CUDA_VISIBLE_DEVICES``),
+reports only those, and gives its jobs only those.
 """
 
 from __future__ import annotations
@@ -79,6 +81,8 @@ class LocalExecutor:
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
         self.restarts: dict[str, int] = {}
+        # agent id -> the GPUs it may use (its CUDA_VISIBLE_DEVICES); none: no GPUs here
+        self.gpu_shares: dict[str, str] = {}
 
     @property
     def agents(self) -> dict[str, int]:
@@ -91,6 +95,12 @@ class LocalExecutor:
     async def start(self) -> None:
         self._stopping.clear()
         self.work_dir.mkdir(parents=True, exist_ok=True)
+        from app.agent.hardware import detect_gpus
+
+        found = await asyncio.to_thread(detect_gpus)
+        self.gpu_shares = share_gpus(
+            len(found), self.concurrency, os.environ.get("CUDA_VISIBLE_DEVICES")
+        )
         for n in range(1, self.concurrency + 1):
             agent_id = f"local-{n}"
             await self._spawn(agent_id)
@@ -102,6 +112,8 @@ class LocalExecutor:
     async def _spawn(self, agent_id: str) -> None:
         env = agent_environment(os.environ)
         env["PYTHONUNBUFFERED"] = "1"
+        if agent_id in self.gpu_shares:  # its share of the machine's GPUs, its alone
+            env["CUDA_VISIBLE_DEVICES"] = self.gpu_shares[agent_id]
         if self.container_runtime:  # the server's choice, passed on (PLOYD_* are not)
             env["PLOYD_CONTAINER_RUNTIME"] = self.container_runtime
         # Each agent has its own workspaces: two jobs never share a checkout.
@@ -195,6 +207,29 @@ class LocalExecutor:
             with contextlib.suppress(asyncio.CancelledError):
                 await t
         self._tasks.clear()
+
+
+def share_gpus(gpus: int, agents: int, visible: str | None = None) -> dict[str, str]:
+    """Each local agent's GPUs (``CUDA_VISIBLE_DEVICES``): the machine's ``gpus`` (or
+    those ``visible`` names, when the server was given a subset) split into contiguous,
+    disjoint blocks, the first agents taking one more when they do not divide evenly;
+    agents beyond the GPUs get none (""). Empty when there are no GPUs: nothing to share.
+    Two agents never hand the same GPU to two jobs."""
+    pool = [str(i) for i in range(gpus)]
+    if visible is not None:
+        parts = [p.strip() for p in visible.split(",") if p.strip()]
+        if all(p.isdigit() for p in parts):
+            pool = [p for p in parts if int(p) < gpus]
+    if not pool or agents <= 0:
+        return {}
+    size, extra = divmod(len(pool), agents)
+    shares: dict[str, str] = {}
+    at = 0
+    for n in range(agents):
+        take = size + (1 if n < extra else 0)
+        shares[f"local-{n + 1}"] = ",".join(pool[at : at + take])
+        at += take
+    return shares
 
 
 def agent_environment(environ: Mapping[str, str]) -> dict[str, str]:

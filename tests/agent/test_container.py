@@ -54,6 +54,7 @@ def test_a_job_gets_the_first_n_of_the_agents_gpus(
 def test_an_agent_given_a_subset_of_gpus_hands_out_those() -> None:
     assert container.gpu_indices(2, 8, "4,5,6,7") == [4, 5]
     assert container.gpu_indices(1, 8, "GPU-uuid-1") == [0]  # not indices: all of them
+    assert container.gpu_indices(2, 8, "") == []  # CUDA's "no GPUs": an agent without a share
 
 
 @pytest.mark.parametrize(

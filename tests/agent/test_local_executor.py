@@ -113,3 +113,47 @@ async def test_each_agent_start_gets_a_fresh_token_on_its_stdin(
         pids = list(ex.agents.values())
         await ex.stop()
     assert all(wait_gone(p) for p in pids)
+
+
+def test_gpus_are_shared_out_in_disjoint_blocks() -> None:
+    from app.executors.local import share_gpus
+
+    assert share_gpus(8, 2) == {"local-1": "0,1,2,3", "local-2": "4,5,6,7"}
+    assert share_gpus(3, 2) == {"local-1": "0,1", "local-2": "2"}
+    assert share_gpus(1, 3) == {"local-1": "0", "local-2": "", "local-3": ""}
+    assert share_gpus(0, 2) == {}
+    assert share_gpus(8, 2, visible="6,7,9") == {"local-1": "6", "local-2": "7"}
+    assert share_gpus(8, 2, visible="GPU-1234") == {"local-1": "0,1,2,3", "local-2": "4,5,6,7"}
+
+
+def test_an_agent_reports_only_its_share() -> None:
+    from app.agent.hardware import visible_gpus
+    from app.protocol import Gpu
+
+    gpus = tuple(Gpu(f"H100 #{i}", "h100", 81559) for i in range(4))
+    assert visible_gpus(gpus, None) == gpus
+    assert visible_gpus(gpus, "2,3") == gpus[2:]
+    assert visible_gpus(gpus, "") == ()
+    assert visible_gpus(gpus, "3,9") == (gpus[3],)
+    assert visible_gpus(gpus, "MIG-abc") == gpus
+
+
+async def test_two_local_agents_on_an_eight_gpu_machine_report_four_each(
+    stub: StubServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.fakes import nvidia_smi
+
+    bin_dir = nvidia_smi.install(tmp_path / "gpu-bin", nvidia_smi.fixture("h100x8"))
+    monkeypatch.setenv("PATH", nvidia_smi.path_with(bin_dir))
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    ex = LocalExecutor(stub.url, stub.agent_token, tmp_path / "agents", concurrency=2,
+                       python=sys.executable, claim_wait=5, stop_grace_s=5)
+    await ex.start()
+    try:
+        assert ex.gpu_shares == {"local-1": "0,1,2,3", "local-2": "4,5,6,7"}
+        await asyncio.wait_for(stub.wait_claims("local-1", 1), 30)
+        await asyncio.wait_for(stub.wait_claims("local-2", 1), 30)
+        hardware = {r["name"]: r["hardware"] for r in stub.registrations}
+        assert {n: len(h["gpus"]) for n, h in hardware.items()} == {"local-1": 4, "local-2": 4}
+    finally:
+        await ex.stop()
