@@ -473,7 +473,12 @@ class Engine:
         """The oldest queued attempt this agent may run (its own first, if it has one),
         that its hardware satisfies (and its container runtime, for a job with an image)
         and that its tenant's quotas admit (one that waits says why)."""
-        q = claimable().limit(CLAIM_SCAN)
+        q = claimable()
+        if who.serves_tenant is not None:  # a tenant-scoped pool: only its tenants' jobs
+            ids = [t.id for t in s.scalars(select(Tenant)) if who.serves_tenant(t)]
+            repos = select(Repository.id).where(Repository.tenant_id.in_(ids))
+            q = q.where(Pipeline.repository_id.in_(repos))
+        q = q.limit(CLAIM_SCAN)
         if self._postgres:
             q = q.with_for_update(skip_locked=True, of=Attempt)
         queued = list(s.scalars(q))

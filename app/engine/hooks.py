@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 
 from app.protocol import ClaimRequest, CloneAuth, Hardware, JobPayload, Registration
 from app.store.db import Tx
-from app.store.models import Attempt, Job, Pipeline
+from app.store.models import Attempt, Job, Pipeline, Tenant
 
 
 class Gate(Protocol):
@@ -60,6 +60,9 @@ class AgentIdentity:
     # its instance type instead (``accepts``), whatever its agent could detect.
     hardware: Hardware | None = None
     match_hardware: bool = True
+    # The tenants whose jobs it may run (None: any): narrows the claim's scan of the
+    # queue in SQL, so that other tenants' queued jobs never hide this agent's.
+    serves_tenant: Callable[[Tenant], bool] | None = None
 
 
 class Authenticator(Protocol):

@@ -241,6 +241,7 @@ class Pools:
             instance_type=f"pool:{pool}",
             accepts=_accepts(name, tenants) if state == "active" else _nothing,
             hardware=reported,
+            serves_tenant=lambda t: serves(tenants, t.forge, t.external_id, t.name),
         )
 
 

@@ -140,6 +140,23 @@ async def test_a_pool_for_tenant_a_never_gets_tenant_bs_job(
     assert b is not None and b.job.pipeline_id == b_pipeline  # '*' serves everyone
 
 
+async def test_other_tenants_queued_jobs_never_hide_a_pools_own(
+    engine: Engine, pools: Pools, make_repo: Callable[..., tuple[Path, str]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A claim looks at the oldest CLAIM_SCAN queued attempts; a tenant-scoped pool's are
+    those of its tenants, however many of other tenants' are queued ahead of them."""
+    import app.engine.engine as engine_module
+
+    monkeypatch.setattr(engine_module, "CLAIM_SCAN", 2)
+    a = engine.register(pools.create_token("acme-pool", ["github:acme"]).token, reg("a-1"))
+    for n in range(3):  # more of bravo's than one scan sees, all older than acme's
+        start(engine, make_repo, "github", "bravo", f"b-{n}")
+    mine = start(engine, make_repo, "github", "acme", "a-job")
+    got = await engine.claim(engine.authenticate(a.credential, "a-1"), 0)
+    assert got is not None and got.job.pipeline_id == mine
+
+
 async def test_disable_drains_an_agent(
     engine: Engine, pools: Pools, make_repo: Callable[..., tuple[Path, str]]
 ) -> None:
