@@ -24,6 +24,7 @@ from app.agent.workspace import workspace_dir
 from tests.conftest import bwrap_or_skip
 
 from .conftest import Harness
+from .test_hostile_step import TRY_TOKEN
 
 ADMIN = "hostile-suite-admin-token-0123456789abcdef"
 WEBHOOK = "hostile-suite-webhook-secret-0123456789"
@@ -76,16 +77,7 @@ for pid in pids:
     for name in ("environ", "cmdline"):
         read(f"/proc/{pid}/{name}")
 
-def post(path, token, body):
-    req = urllib.request.Request(
-        server + "/api/v1/agent" + path, data=json.dumps(body).encode(),
-        headers={"Authorization": "Bearer " + token, "Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=20) as r:
-            return r.status
-    except urllib.error.HTTPError as e:
-        return e.code
-
+''' + TRY_TOKEN + r'''
 tried = {t: [post("/claim", t, {"agent_id": "thief", "wait": 0}),
              post("/register", t, {"name": "thief", "version": "x", "hardware": {"cpus": 1}})]
          for t in sorted(found)}

@@ -29,6 +29,19 @@ from .conftest import Harness
 ADMIN = "hostile-admin-token"
 AUTH = {"Authorization": f"Bearer {ADMIN}"}
 
+# In a hunt script: try a token against the agent API; the HTTP status it got.
+TRY_TOKEN = r'''
+def post(path, token, body):
+    req = urllib.request.Request(
+        server + "/api/v1/agent" + path, data=json.dumps(body).encode(),
+        headers={"Authorization": "Bearer " + token, "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=20) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+'''
+
 HUNT = r'''
 import json, os, re, sys, urllib.error, urllib.request
 
@@ -54,16 +67,7 @@ while pid >= 1:  # up to and including pid 1 (in a sandbox: its init)
     with open(f"/proc/{pid}/status") as f:
         pid = int(re.search(r"PPid:\s+(\d+)", f.read()).group(1)) if pid > 1 else 0
 
-def post(path, token, body):
-    req = urllib.request.Request(
-        server + "/api/v1/agent" + path, data=json.dumps(body).encode(),
-        headers={"Authorization": "Bearer " + token, "Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=20) as r:
-            return r.status
-    except urllib.error.HTTPError as e:
-        return e.code
-
+''' + TRY_TOKEN + r'''
 tried = {}
 for token in found:
     tried[token] = [
