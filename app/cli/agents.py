@@ -1,10 +1,12 @@
-"""`ployd agents token create|list|disable|enable`: self-hosted agents, in this server's
-database (like `ployd secrets`).
+"""`ployd agents token create|list|revoke`, `ployd agents list|disable|enable`:
+self-hosted agents, in this server's database (like `ployd secrets`).
 
 * ``ployd agents token create --pool NAME --tenant T [--tenant T2 ...] [--labels k=v,...]
   [--expires 7d]`` prints a one-time registration token (on standard output, alone, so
   ``TOKEN=$(ployd agents token create ...)`` works; what it is for goes to standard
-  error). It is shown once: only its hash is kept.
+  error). It is shown once: only its hash is kept. ``ployd agents token list`` shows the
+  tokens (never the tokens themselves: id, pool, state, who used them);
+  ``ployd agents token revoke ID`` makes an unused one useless.
 * ``ployd agents list [--format json]``: each agent's pool, hardware, labels, version,
   state, when it was last seen and the job it runs.
 * ``ployd agents disable NAME`` drains an agent (it finishes its job, takes no new one);
@@ -22,7 +24,7 @@ from typing import TYPE_CHECKING
 from app.core.clock import aware
 
 if TYPE_CHECKING:
-    from app.store.agents import AgentView
+    from app.store.agents import AgentView, TokenView
 
 FORMATS = ("text", "json")
 
@@ -52,6 +54,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     create.add_argument(
         "--expires", default=None, help="how long the token may be used: 7d (default), 12h"
     )
+    tls = tsub.add_parser("list", help="registration tokens: pool, state, who used them")
+    tls.add_argument("--format", choices=FORMATS, default="text")
+    revoke = tsub.add_parser(
+        "revoke", help="revoke an unused registration token (no agent can register with it)"
+    )
+    revoke.add_argument("id", type=int, help="the token's id (ployd agents token list)")
     ls = sub.add_parser("list", help="registered agents: pool, hardware, state, job")
     ls.add_argument("--format", choices=FORMATS, default="text")
     d = sub.add_parser("disable", help="drain an agent: it finishes its job, takes no new one")
@@ -74,7 +82,7 @@ def _ago(when: datetime | None, now: datetime) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
-    from app.pools import AgentNotFound, PoolError, Pools, as_json
+    from app.pools import AgentNotFound, PoolError, Pools, TokenNotFound, as_json, token_json
     from app.settings import Settings, SettingsError
     from app.store.db import Database
 
@@ -87,7 +95,16 @@ def main(args: argparse.Namespace) -> int:
     db = Database.connect(settings.db_url)
     try:
         pools = Pools(db)
-        if args.action == "token":
+        if args.action == "token" and args.token_action == "list":
+            tokens = pools.tokens()
+            if args.format == "json":
+                print(json.dumps({"tokens": [token_json(t) for t in tokens]}, indent=2))
+            else:
+                _print_tokens(tokens)
+        elif args.action == "token" and args.token_action == "revoke":
+            info = pools.revoke_token(args.id, actor="cli")
+            print(f"token {info.id} (pool {info.pool}): revoked")
+        elif args.action == "token":
             new = pools.create_token(
                 args.pool, args.tenant, labels=args.labels, expires=args.expires, actor="cli"
             )
@@ -113,12 +130,36 @@ def main(args: argparse.Namespace) -> int:
     except PoolError as e:
         print(f"ployd agents: {e}", file=sys.stderr)
         return 2
-    except AgentNotFound as e:
+    except (AgentNotFound, TokenNotFound) as e:
         print(f"ployd agents: {e}", file=sys.stderr)
         return 1
     finally:
         db.dispose()
     return 0
+
+
+def _print_tokens(tokens: list[TokenView]) -> None:
+    from app.pools import token_state
+
+    if not tokens:
+        print("no registration tokens (ployd agents token create --pool NAME --tenant T)")
+        return
+    rows = [("ID", "POOL", "TENANTS", "STATE", "EXPIRES", "USED BY", "CREATED BY")]
+    for t in tokens:
+        rows.append(
+            (
+                str(t.id),
+                t.pool,
+                ",".join(t.tenants),
+                token_state(t),
+                aware(t.expires_at).strftime("%Y-%m-%d %H:%M"),
+                t.used_by or "-",
+                t.created_by,
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
 
 
 def _print_table(agents: list[AgentView]) -> None:

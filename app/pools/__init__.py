@@ -2,6 +2,23 @@
 claim what (``service.Pools``; the rows are ``app.store.agents``'s)."""
 
 from app.core.pools import PoolError
-from app.pools.service import AgentNotFound, NewToken, Pools, as_json, token_json
+from app.pools.service import (
+    AgentNotFound,
+    NewToken,
+    Pools,
+    TokenNotFound,
+    as_json,
+    token_json,
+    token_state,
+)
 
-__all__ = ["AgentNotFound", "NewToken", "PoolError", "Pools", "as_json", "token_json"]
+__all__ = [
+    "AgentNotFound",
+    "NewToken",
+    "PoolError",
+    "Pools",
+    "TokenNotFound",
+    "as_json",
+    "token_json",
+    "token_state",
+]

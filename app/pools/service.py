@@ -22,7 +22,7 @@ import hashlib
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from app.audit.chain import append
@@ -55,6 +55,10 @@ __all__ = ["AgentNotFound", "NewToken", "PoolError", "Pools", "as_json", "token_
 
 class AgentNotFound(LookupError):
     """No registered agent has this name."""
+
+
+class TokenNotFound(LookupError):
+    """No registration token has this id."""
 
 
 @dataclass(frozen=True)
@@ -118,6 +122,21 @@ class Pools:
             )
         return NewToken(token, info)
 
+    def tokens(self) -> list[TokenView]:
+        """Every registration token (never the token itself), newest first."""
+        with self.db.session() as s:
+            return rows.all_tokens(s)
+
+    def revoke_token(self, token_id: int, *, actor: str = "cli") -> TokenView:
+        """Revoke a registration token: no agent can register with it from then on (an
+        agent that already did keeps running: ``disable`` it). ``TokenNotFound`` when none."""
+        with self.db.session() as s:
+            info = rows.revoke_token(s, token_id)
+            if info is None:
+                raise TokenNotFound(f"no registration token {token_id} (ployd agents token list)")
+            self._audit(s, actor, "agent.token.revoke", f"pool:{info.pool}", token_id=token_id)
+        return info
+
     def agents(self) -> list[AgentView]:
         """Every registered agent, by pool then name."""
         return rows.all_agents(self.db)
@@ -159,6 +178,14 @@ class Pools:
             if tok is None:
                 return None
             target = f"pool:{tok.pool}"
+            if tok.revoked_at is not None:
+                raise RegistrationRefused(
+                    f"this registration token was revoked at "
+                    f"{aware(tok.revoked_at):%Y-%m-%d %H:%M} UTC; make a new one: "
+                    f"ployd agents token create --pool {tok.pool}",
+                    target=target,
+                    reason="revoked",
+                )
             if tok.used_at is not None:
                 raise RegistrationRefused(
                     f"this registration token was used already (by agent {tok.used_by}); "
@@ -290,4 +317,17 @@ def token_json(info: TokenView) -> dict[str, Any]:
         "expires_at": aware(info.expires_at).isoformat(),
         "used_at": aware(info.used_at).isoformat() if info.used_at else None,
         "used_by": info.used_by,
+        "revoked_at": aware(info.revoked_at).isoformat() if info.revoked_at else None,
+        "state": token_state(info),
     }
+
+
+def token_state(info: TokenView, now: datetime | None = None) -> str:
+    """``revoked``, ``used`` (by an agent), ``expired`` or ``usable``."""
+    if info.revoked_at is not None:
+        return "revoked"
+    if info.used_at is not None:
+        return "used"
+    if aware(info.expires_at) <= (now or utcnow()):
+        return "expired"
+    return "usable"

@@ -33,6 +33,7 @@ class TokenView:
     expires_at: datetime
     used_at: datetime | None
     used_by: str | None
+    revoked_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,7 @@ def token_view(row: AgentRegistrationToken) -> TokenView:
         expires_at=row.expires_at,
         used_at=row.used_at,
         used_by=row.used_by,
+        revoked_at=row.revoked_at,
     )
 
 
@@ -126,11 +128,33 @@ def token_by_hash(tx: Tx, token_hash: str) -> TokenView | None:
     return token_view(row) if row is not None else None
 
 
+def all_tokens(tx: Tx) -> list[TokenView]:
+    """Every registration token, newest first."""
+    q = select(AgentRegistrationToken).order_by(AgentRegistrationToken.id.desc())
+    return [token_view(row) for row in tx.scalars(q)]
+
+
+def revoke_token(tx: Tx, token_id: int) -> TokenView | None:
+    """Mark token ``token_id`` revoked (once: a second revoke changes nothing); None when
+    there is no such token."""
+    row = tx.get(AgentRegistrationToken, token_id)
+    if row is None:
+        return None
+    if row.revoked_at is None:
+        row.revoked_at = utcnow()
+        tx.flush()
+    return token_view(row)
+
+
 def use_token(tx: Tx, token_id: int, agent_name: str) -> bool:
     """Mark the token used by ``agent_name``; False when it was used already."""
     result = tx.execute(
         update(AgentRegistrationToken)
-        .where(AgentRegistrationToken.id == token_id, AgentRegistrationToken.used_at.is_(None))
+        .where(
+            AgentRegistrationToken.id == token_id,
+            AgentRegistrationToken.used_at.is_(None),
+            AgentRegistrationToken.revoked_at.is_(None),
+        )
         .values(used_at=utcnow(), used_by=agent_name)
     )
     return bool(getattr(result, "rowcount", 0) == 1)

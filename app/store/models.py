@@ -359,6 +359,8 @@ class AgentRegistrationToken(Base):
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     used_by: Mapped[str | None] = mapped_column(String(128), nullable=True)  # agent name
+    # `ployd agents token revoke`: refused from then on (a used token's agent stays).
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class RegisteredAgent(Base):

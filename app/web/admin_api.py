@@ -6,6 +6,8 @@ policies and their spend.
 - ``DELETE /api/v1/secrets?repo=...&name=...[&branch=...][&forge=...]``
 - ``GET /api/v1/tenants``; ``GET|PUT /api/v1/tenants/{id}/policy``;
   ``GET /api/v1/tenants/{id}/spend``
+- ``GET /api/v1/agents/tokens``: the registration tokens (never the tokens themselves);
+  ``DELETE /api/v1/agents/tokens/{id}`` revokes one.
 - ``POST /api/v1/agents/tokens``: ``{"pool", "tenants": [...] | "*", "labels"?, "expires"?}``
   -> a one-time registration token, shown once (201)
 - ``GET /api/v1/agents``; ``POST /api/v1/agents/{name}/disable`` (drains it),
@@ -21,7 +23,7 @@ from aiohttp import web
 
 from app.policy.model import PolicyError
 from app.policy.setup import Security
-from app.pools import AgentNotFound, PoolError, as_json, token_json
+from app.pools import AgentNotFound, PoolError, TokenNotFound, as_json, token_json
 from app.secrets.references import ReferenceError
 from app.secrets.store import SecretError, SecretNotFound
 from app.services import Services
@@ -185,6 +187,28 @@ async def get_spend(request: web.Request) -> web.Response:
 # ---- self-hosted agents --------------------------------------------------------------
 
 TOKEN_FIELDS = ("pool", "tenants", "labels", "expires")
+
+
+@routes.get("/api/v1/agents/tokens")
+async def list_agent_tokens(request: web.Request) -> web.Response:
+    require_admin(request)
+    tokens = await asyncio.to_thread(services(request).pools.tokens)
+    return web.json_response({"tokens": [token_json(t) for t in tokens]})
+
+
+@routes.delete("/api/v1/agents/tokens/{id}")
+async def revoke_agent_token(request: web.Request) -> web.Response:
+    require_admin(request)
+    raw = request.match_info["id"]
+    if not raw.isdigit():
+        return error(400, f"not a token id: {raw!r}")
+    try:
+        info = await asyncio.to_thread(
+            services(request).pools.revoke_token, int(raw), actor=ACTOR
+        )
+    except TokenNotFound as e:
+        return error(404, str(e))
+    return web.json_response(token_json(info))
 
 
 @routes.post("/api/v1/agents/tokens")

@@ -116,3 +116,35 @@ def test_unknown_flags_are_refused_by_the_parser(
         cli_main(["agents", *args])
     assert exited.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_token_list_and_revoke(env: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from app.engine.engine import AgentAuthError
+
+    assert cli_main(["agents", "token", "list"]) == 0
+    assert "no registration tokens" in capsys.readouterr().out
+    made = []
+    for pool in ("lab", "farm"):
+        assert cli_main(["agents", "token", "create", "--pool", pool, "--tenant", "*"]) == 0
+        made.append(capsys.readouterr().out.strip())
+    assert _register(env, made[0], "lab-1") == "lab-1"
+    assert cli_main(["agents", "token", "list"]) == 0
+    out = capsys.readouterr().out
+    assert made[0] not in out and made[1] not in out  # never the tokens themselves
+    head, farm, lab = out.splitlines()
+    assert head.split() == ["ID", "POOL", "TENANTS", "STATE", "EXPIRES", "USED", "BY",
+                            "CREATED", "BY"]
+    assert farm.split()[1:4] == ["farm", "*", "usable"]
+    assert lab.split()[1:4] == ["lab", "*", "used"] and "lab-1" in lab
+    farm_id = farm.split()[0]
+
+    assert cli_main(["agents", "token", "revoke", farm_id]) == 0
+    assert capsys.readouterr().out.strip() == f"token {farm_id} (pool farm): revoked"
+    assert cli_main(["agents", "token", "list", "--format", "json"]) == 0
+    listed = {t["pool"]: t for t in json.loads(capsys.readouterr().out)["tokens"]}
+    assert listed["farm"]["state"] == "revoked" and listed["farm"]["revoked_at"]
+    assert listed["lab"]["state"] == "used" and listed["lab"]["used_by"] == "lab-1"
+    with pytest.raises(AgentAuthError, match="revoked at"):
+        _register(env, made[1], "farm-1")
+    assert cli_main(["agents", "token", "revoke", "999"]) == 1
+    assert "no registration token 999" in capsys.readouterr().err

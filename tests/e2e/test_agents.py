@@ -5,6 +5,7 @@ the dashboard, draining, and the admin API's answers to bad input (400, never 5x
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sys
@@ -171,3 +172,30 @@ async def test_the_agents_admin_api_needs_the_admin_token_and_names_what_is_miss
         assert status == 404
         status, body = await h.get("/api/v1/agents", headers=AUTH)
         assert (status, body) == (200, {"agents": []})
+
+
+async def test_tokens_are_listed_and_revoked_through_the_admin_api(
+    serve: Callable[..., Any],
+) -> None:
+    async with serve(agents=0, admin_token=ADMIN) as h:
+        h: Harness
+        status, made = await h.post("/api/v1/agents/tokens", {"pool": "lab", "tenants": "*"},
+                                    headers=AUTH)
+        assert status == 201
+        status, listed = await h.get("/api/v1/agents/tokens", headers=AUTH)
+        assert status == 200
+        (row,) = listed["tokens"]
+        assert (row["id"], row["pool"], row["state"]) == (made["id"], "lab", "usable")
+        assert "token" not in row and made["token"] not in json.dumps(listed)
+        async with h.http.delete(f"{h.url}/api/v1/agents/tokens/{made['id']}",
+                                 headers=AUTH) as r:
+            assert r.status == 200 and (await r.json())["state"] == "revoked"
+        body = {"name": "lab-1", "version": "0.1.0", "hardware": {"cpus": 1}}
+        async with h.http.post(f"{h.url}/api/v1/agent/register", json=body,
+                               headers={"Authorization": f"Bearer {made['token']}"}) as r:
+            assert r.status == 401 and "revoked" in await r.text()
+        for bad, code in (("x", 400), ("999", 404)):
+            async with h.http.delete(f"{h.url}/api/v1/agents/tokens/{bad}", headers=AUTH) as r:
+                assert r.status == code, await r.text()
+        async with h.http.get(f"{h.url}/api/v1/agents/tokens") as r:
+            assert r.status == 401
