@@ -156,6 +156,14 @@ async def test_gitlab_mints_a_read_only_deploy_token_per_project_and_reuses_it(
         now[0] += 6 * 60  # 9 minutes before: a new one
         renewed = await hook(job)
         assert renewed is not None and renewed != got and len(w.fake.deploy_tokens) == 2
+        assert not w.fake.calls("DELETE", "/projects/:id/deploy_tokens/:token_id")
+        # The first one is still valid for 9 minutes (a clone may be using it): kept. At
+        # the renewal after it expired, it is deleted, so they do not pile up.
+        now[0] += 51 * 60
+        third = await hook(job)
+        assert third is not None and third != renewed and len(w.fake.deploy_tokens) == 3
+        assert len(w.fake.calls("DELETE", "/projects/:id/deploy_tokens/:token_id")) == 1
+        assert [bool(d.get("_deleted")) for d in w.fake.deploy_tokens] == [True, False, False]
         assert await hook(replace(job, clone_url="file:///srv/git/ml/models")) is None
 
 

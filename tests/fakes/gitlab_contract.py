@@ -260,6 +260,12 @@ ENDPOINTS: tuple[Endpoint, ...] = (
             "username": _p(),
         },
     ),
+    Endpoint(
+        "DELETE",
+        "/projects/:id/deploy_tokens/:token_id",
+        "delete_deploy_token",
+        {**_PROJECT, "token_id": _p("integer", required=True)},
+    ),
     # 11. users by username (added section)
     Endpoint(
         "GET",

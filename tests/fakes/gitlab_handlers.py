@@ -445,18 +445,7 @@ def token_self(fake: FakeGitLab, call: Call) -> Result:
 
 def create_deploy_token(fake: FakeGitLab, call: Call) -> Result:
     """Section 14: needs an api token and the Maintainer role."""
-    if "api" not in fake.token_scopes.get(call.token, []):
-        raise GitLabAnswer(
-            403,
-            {
-                "error": "insufficient_scope",
-                "error_description": "The request requires higher privileges than provided "
-                "by the access token.",
-                "scope": "api",
-            },
-        )
-    if fake.bot_role < 40:
-        raise GitLabAnswer(403, {"message": "403 Forbidden"})
+    _maintainer_with_api(fake, call)
     expires: float | None = None
     if call.params.get("expires_at"):
         when = datetime.fromisoformat(str(call.params["expires_at"]).replace("Z", "+00:00"))
@@ -478,6 +467,32 @@ def create_deploy_token(fake: FakeGitLab, call: Call) -> Result:
     }
     fake.deploy_tokens.append({**token, "_project": call.proj.id, "_expires": expires})
     return 201, token, {}
+
+
+def delete_deploy_token(fake: FakeGitLab, call: Call) -> Result:
+    """Section 14, delete: the project's token, 204; 404 when it has none of that id."""
+    _maintainer_with_api(fake, call)
+    token_id = int(call.params["token_id"])
+    for d in fake.deploy_tokens:
+        if d["id"] == token_id and d["_project"] == call.proj.id and not d.get("_deleted"):
+            d["_deleted"] = True
+            return 204, None, {}
+    raise GitLabAnswer(404, {"message": "404 Not Found"})
+
+
+def _maintainer_with_api(fake: FakeGitLab, call: Call) -> None:
+    if "api" not in fake.token_scopes.get(call.token, []):
+        raise GitLabAnswer(
+            403,
+            {
+                "error": "insufficient_scope",
+                "error_description": "The request requires higher privileges than provided "
+                "by the access token.",
+                "scope": "api",
+            },
+        )
+    if fake.bot_role < 40:
+        raise GitLabAnswer(403, {"message": "403 Forbidden"})
 
 
 def _iso(t: float) -> str:
@@ -512,5 +527,6 @@ HANDLERS: dict[str, Callable[[FakeGitLab, Call], Result]] = {
         "compare",
         "token_self",
         "create_deploy_token",
+        "delete_deploy_token",
     }
 }

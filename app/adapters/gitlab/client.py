@@ -282,6 +282,14 @@ class GitLabClient:
 
         return await self._runner.run("create_deploy_token", call)
 
+    async def delete_deploy_token(self, project: ProjectId, token_id: int) -> None:
+        """Remove deploy token ``token_id`` of the project (Maintainer role)."""
+
+        def call() -> None:
+            self._gl.http_delete(f"/projects/{EncodedId(project)}/deploy_tokens/{int(token_id)}")
+
+        await self._runner.run("delete_deploy_token", call)
+
     # ------------------------------------------------------------------ plumbing
 
     def _project(self, project: ProjectId) -> Project:

@@ -16,6 +16,7 @@ The bot's own ``api`` token never reaches an agent.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +27,8 @@ from app.adapters.gitlab.errors import GitLabError
 from app.engine.hooks import Credentials, takes_credentials
 from app.protocol import CloneAuth, JobPayload
 from app.settings import SettingsError
+
+log = logging.getLogger("ployd.gitlab.clone")
 
 TOKEN_USER = "oauth2"  # GitLab's user name for an access token over git's HTTP
 DEPLOY_TOKEN_NAME = "ployd-clone"
@@ -43,6 +46,8 @@ class CloneTokenError(Exception):
 class _Minted:
     auth: CloneAuth
     renew_at: float  # time.time() after which a new one is minted
+    token_id: int | None = None
+    expires_at: float = 0.0  # after this, GitLab refuses it: deleted at a renewal
 
 
 @dataclass
@@ -55,6 +60,8 @@ class GitLabCloneCredentials:
     clock: Callable[[], float] = time.time
     _cache: dict[str, _Minted] = field(default_factory=dict, repr=False)
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict, repr=False)
+    # Tokens replaced by a newer one, deleted once expired (no clone can still use them).
+    _retired: dict[str, list[_Minted]] = field(default_factory=dict, repr=False)
 
     async def check(self) -> None:
         """Refuse to start (SettingsError) with a clone token that is not read-only."""
@@ -94,9 +101,30 @@ class GitLabCloneCredentials:
         async with lock:
             cached = self._cache.get(project)
             if cached is None or self.clock() >= cached.renew_at:
+                old = cached
                 cached = await self._mint(project)
                 self._cache[project] = cached
+                if old is not None:
+                    self._retired.setdefault(project, []).append(old)
+                await self._delete_expired(project)
         return Credentials(cached.auth)
+
+    async def _delete_expired(self, project: str) -> None:
+        """Delete this project's replaced deploy tokens that have expired, so that they do
+        not pile up in its settings; best effort (a failure is retried next renewal)."""
+        now, keep = self.clock(), []
+        for old in self._retired.get(project, []):
+            if old.token_id is None or now < old.expires_at:
+                keep.append(old)
+                continue
+            try:
+                await self.client.delete_deploy_token(project, old.token_id)
+            except GitLabError as e:
+                if e.status != 404:  # gone already: nothing to keep
+                    log.warning("could not delete deploy token %s of %s: %s %s",
+                                old.token_id, project, e.status, e.message)
+                    keep.append(old)
+        self._retired[project] = keep
 
     async def _mint(self, project: str) -> _Minted:
         now = self.clock()
@@ -119,7 +147,13 @@ class GitLabCloneCredentials:
             raise CloneTokenError(f"GitLab's deploy token for {project} came without a token")
         given = _parse_time(made.get("expires_at"))
         until = now + DEPLOY_TOKEN_TTL_S if given is None else min(given, now + DEPLOY_TOKEN_TTL_S)
-        return _Minted(CloneAuth(username, token), renew_at=until - RENEW_BEFORE_S)
+        token_id = made.get("id")
+        return _Minted(
+            CloneAuth(username, token),
+            renew_at=until - RENEW_BEFORE_S,
+            token_id=token_id if isinstance(token_id, int) else None,
+            expires_at=until,
+        )
 
 
 def _parse_time(value: object) -> float | None:
