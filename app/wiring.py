@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 from aiohttp import web
 
@@ -196,6 +197,10 @@ async def start_local(services: Services, url: str) -> Executor:
         engine.agent_lost(agent_id, f"the agent process exited (code {code})")
 
     work_dir, data_dir = settings.workspaces_dir.resolve(), settings.data_dir.resolve()
+    # What steps must not see: the data directory, and the server's key files.
+    hidden = [data_dir]
+    if settings.github is not None and settings.github.private_key_file:
+        hidden.append(Path(settings.github.private_key_file).resolve())
     if work_dir == data_dir or data_dir in work_dir.parents:
         raise SettingsError(
             f"PLOYD_WORK_DIR={work_dir} is inside the data directory {data_dir}: steps "
@@ -203,7 +208,7 @@ async def start_local(services: Services, url: str) -> Executor:
         )
     try:  # what the agents will do, checked once here: a clear refusal, not a crash loop
         confinement = Confinement.configure(
-            settings.step_isolation, work_dir, hide=[str(data_dir)]
+            settings.step_isolation, work_dir, hide=[str(p) for p in hidden]
         )
     except SandboxError as e:
         raise SettingsError(f"local executor: {e}") from None
@@ -220,7 +225,7 @@ async def start_local(services: Services, url: str) -> Executor:
         concurrency=settings.local_agents,
         on_agent_exit=on_exit,
         isolation=settings.step_isolation,
-        hide=(data_dir,),
+        hide=tuple(hidden),
         pass_env=settings.pass_env,
         container_runtime=settings.container_runtime,
     )

@@ -212,7 +212,9 @@ class Confinement:
         """The directories on the steps' PATH outside the system ones, bound read-only
         (a CUDA toolkit's, a tool's ``bin``), unless private: the agent's own home, its
         work dir, a hidden path, or a directory holding one of them."""
-        private = [str(self.work_dir), os.path.expanduser("~"), *self.hide]
+        # (Hidden files are masked where they are; hidden directories keep theirs out.)
+        hidden_dirs = [p for p in self.hide if not os.path.isfile(p)]
+        private = [str(self.work_dir), os.path.expanduser("~"), *hidden_dirs]
         dirs: list[str] = []
         for entry in path.split(":"):
             if not entry.startswith("/") or not os.path.isdir(entry):
@@ -246,9 +248,6 @@ class Confinement:
         resolv = os.path.realpath("/etc/resolv.conf")
         if not resolv.startswith("/etc/"):
             cmd += _bind_if("--ro-bind", resolv)
-        for p in self.hide:
-            if os.path.isdir(p):
-                cmd += ["--tmpfs", p]
         # The directories above the workspace and home: empty, and passable by the step
         # user (bwrap would make them root's, 0700), so that absolute paths work.
         made: set[str] = set()
@@ -261,8 +260,15 @@ class Confinement:
                 cmd += ["--perms", "0755", "--dir", a]
         for d in tools:
             cmd += ["--ro-bind", d, d]
-        cmd += ["--bind", workspace, workspace, "--bind", home, home, "--chdir", workspace]
-        cmd += ["--", *self._drop(argv)]
+        cmd += ["--bind", workspace, workspace, "--bind", home, home]
+        # Last, over whatever mount would show them: hidden directories empty, hidden
+        # files (a key file) empty too.
+        for p in self.hide:
+            if os.path.isdir(p):
+                cmd += ["--tmpfs", p]
+            elif os.path.isfile(p):
+                cmd += ["--dev-bind", "/dev/null", p]  # (nodev binds refuse a device)
+        cmd += ["--chdir", workspace, "--", *self._drop(argv)]
         return cmd
 
     def _drop(self, argv: Sequence[str]) -> list[str]:

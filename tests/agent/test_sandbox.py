@@ -173,3 +173,36 @@ async def test_the_host_launcher_records_a_running_step(tmp_path: Path) -> None:
     assert result.result == "cancelled"
     assert seen and len(seen[0]) == 1
     assert list(records.dir.iterdir()) == []  # and gone after
+
+
+async def test_a_hidden_file_in_a_visible_directory_reads_empty(tmp_path: Path) -> None:
+    """A key file beside the tools a step may use (a directory on its PATH, bound
+    read-only) is hidden: the step sees an empty file, the other tools stay."""
+    bwrap_or_skip()
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    (tools / "tool").write_text("#!/bin/sh\necho tool-ran\n")
+    (tools / "tool").chmod(0o755)
+    key = tools / "app-key.pem"
+    key.write_text("-----BEGIN PRIVATE KEY-----\nsecret-key-body\n")
+    key.chmod(0o644)
+    work = tmp_path / "work"
+    c = Confinement.configure("sandbox", work, hide=[str(key)])
+    argv = c.wrap(["true"], "/w", "/h")
+    assert ("--dev-bind", "/dev/null", str(key)) in zip(argv, argv[1:], argv[2:], strict=False)
+    ws, home = work / "repo", work / ".homes" / "repo"
+    for d in (ws, home):
+        d.mkdir(parents=True)
+    await sandbox.hand_over_async((ws, home), c.user)
+    out: list[str] = []
+
+    async def log(text: str) -> None:
+        out.append(text)
+
+    env = runner.base_environment({"PATH": f"{tools}:/usr/bin:/bin"}, home=str(home))
+    result = await runner.run_steps(
+        [_sh(f"tool; wc -c < {key}; cat {key}")], cwd=ws, on_log=log, base_env=env,
+        launcher=sandbox.HostLauncher(c, ws, home, StepRecords(work)))
+    text = "".join(out)
+    assert result.succeeded, text
+    assert "tool-ran" in text and "\n0\n" in text and "secret-key-body" not in text

@@ -21,6 +21,7 @@ class GitHubAppConfig:
     private_key_pem: str = field(repr=False)
     api_url: str = DEFAULT_API_URL
     webhook_secret: str = field(default="", repr=False)
+    private_key_file: str = ""  # where the key was read from (steps must not see it)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> GitHubAppConfig:
@@ -50,4 +51,5 @@ class GitHubAppConfig:
             private_key_pem=key,
             api_url=api_url,
             webhook_secret=env.get("PLOYD_GITHUB_WEBHOOK_SECRET", ""),
+            private_key_file=str(Path(key_file).expanduser()) if key and key_file else "",
         )
