@@ -12,7 +12,7 @@ import pytest
 
 from app.agent.workspace import WorkspaceError, git_env, git_version, prepare
 from app.protocol import CloneAuth
-from tests.fakes.git_http import GitHttp, serve_git_http
+from tests.fakes.git_http import GitHttp, credential_forms, files_holding, serve_git_http
 
 GIT_ENV = {
     **os.environ,
@@ -124,18 +124,7 @@ USER = "x-access-token"
 
 def secret_forms_of(auth: CloneAuth) -> list[bytes]:
     """What must be nowhere on disk: the token, user:token and the header's base64."""
-    pair = f"{auth.username}:{auth.token}".encode()
-    return [auth.token.encode(), pair, base64.b64encode(pair)]
-
-
-def files_holding(root: Path, needles: list[bytes]) -> list[str]:
-    """Every file under ``root`` (.git included) that contains one of ``needles``."""
-    found = []
-    for f in root.rglob("*"):
-        if f.is_file() and not f.is_symlink():
-            data = f.read_bytes()
-            found += [f"{f}: {n[:12]!r}" for n in needles if n in data]
-    return found
+    return credential_forms(auth.username, auth.token)
 
 
 @pytest.fixture

@@ -11,10 +11,8 @@ job's log holds the token, ``user:token`` or its base64 (the header's form).
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Callable
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,6 +25,7 @@ from app.settings import SettingsError
 from app.store.models import Attempt, Pipeline
 from tests.e2e.github_world import GitHubWorld
 from tests.e2e.gitlab_world import GitLabWorld
+from tests.fakes.git_http import credential_forms, files_holding
 
 CONFIG = "version: 1\njobs:\n  unit: {steps: [{run: 'true'}]}\n"
 # A step that looks for the credential where it could be: git's config, the remote, env.
@@ -52,17 +51,7 @@ def payload(forge: str, pipeline_id: int, clone_url: str, repo: str = "acme/mode
 
 
 def forms(auth: CloneAuth) -> list[bytes]:
-    pair = f"{auth.username}:{auth.token}".encode()
-    return [auth.token.encode(), pair, base64.b64encode(pair)]
-
-
-def files_holding(root: Path, needles: list[bytes]) -> list[str]:
-    found = []
-    for f in root.rglob("*"):
-        if f.is_file() and not f.is_symlink():
-            data = f.read_bytes()
-            found += [f"{f} holds {n[:10]!r}..." for n in needles if n in data]
-    return found
+    return credential_forms(auth.username, auth.token)
 
 
 # --- GitHub -----------------------------------------------------------------------------

@@ -149,3 +149,23 @@ async def serve_git_http(root: Path, authorize: Authorize) -> AsyncIterator[tupl
         yield f"http://{host}:{port}/git", server
     finally:
         await runner.cleanup()
+
+
+# --- what must be nowhere on disk after a job -------------------------------------------
+
+
+def credential_forms(user: str, token: str) -> list[bytes]:
+    """A clone credential as it could land in a file: the token, ``user:token`` and the
+    ``Authorization: Basic`` header's base64 of it."""
+    pair = f"{user}:{token}".encode()
+    return [token.encode(), pair, base64.b64encode(pair)]
+
+
+def files_holding(root: Path, needles: list[bytes]) -> list[str]:
+    """Every file under ``root`` (``.git`` included) that contains one of ``needles``."""
+    found = []
+    for f in root.rglob("*"):
+        if f.is_file() and not f.is_symlink():
+            data = f.read_bytes()
+            found += [f"{f}: {n[:12]!r}" for n in needles if n in data]
+    return found
