@@ -50,6 +50,21 @@ def payload(forge: str, pipeline_id: int, clone_url: str, repo: str = "acme/mode
     )  # fmt: skip
 
 
+async def pushed_job_log(w: GitHubWorld | GitLabWorld, event: str, payload: Any) -> str:
+    """Deliver the push, let its one pipeline run; the log of its job ``unit``, which
+    must have succeeded."""
+    assert w.h is not None
+    status, body = await w.deliver(event, payload)
+    assert status == 202, body
+    await w.settle()
+    with w.h.engine.db.session() as s:
+        pipeline = s.query(Pipeline).one()
+        pid, state = pipeline.id, pipeline.state
+    log = w.h.log(pid, "unit")
+    assert state == "succeeded", log
+    return log
+
+
 def forms(auth: CloneAuth) -> list[bytes]:
     return credential_forms(auth.username, auth.token)
 
@@ -95,14 +110,7 @@ async def test_a_github_job_over_http_leaves_no_token_on_disk_or_in_its_log(
         w: GitHubWorld
         assert w.h is not None
         sha = w.repo("acme/models", {".ployd.yml": SNOOP, "ok.txt": "yes"})
-        status, body = await w.deliver("push", w.push("acme/models", "0" * 40, sha))
-        assert status == 202, body
-        await w.settle()
-        with w.h.engine.db.session() as s:
-            pipeline = s.query(Pipeline).one()
-            pid, state = pipeline.id, pipeline.state
-        log = w.h.log(pid, "unit")
-        assert state == "succeeded", log
+        log = await pushed_job_log(w, "push", w.push("acme/models", "0" * 40, sha))
         # The agent fetched over HTTP with a live installation token, as a header.
         fetched = [r for r in w.fake.git.requests if r.status == 200]
         assert fetched and {r.user for r in fetched} == {"x-access-token"}
@@ -188,14 +196,7 @@ async def test_a_gitlab_job_over_http_with_a_deploy_token_leaves_no_token_behind
         w: GitLabWorld
         assert w.h is not None
         sha = w.project("ml/models", {".ployd.yml": SNOOP, "ok.txt": "yes"})
-        status, body = await w.deliver("Push Hook", w.push("ml/models", "0" * 40, sha))
-        assert status == 202, body
-        await w.settle()
-        with w.h.engine.db.session() as s:
-            pipeline = s.query(Pipeline).one()
-            pid, state = pipeline.id, pipeline.state
-        log = w.h.log(pid, "unit")
-        assert state == "succeeded", log
+        log = await pushed_job_log(w, "Push Hook", w.push("ml/models", "0" * 40, sha))
         fetched = [r for r in w.fake.git.requests if r.status == 200]
         (minted,) = w.fake.deploy_tokens
         assert fetched and {(r.user, r.password) for r in fetched} == {

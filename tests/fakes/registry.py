@@ -13,6 +13,8 @@ from contextlib import asynccontextmanager
 
 from aiohttp import web
 
+from tests.fakes.serving import start_app
+
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 CONFIG = "application/vnd.oci.image.config.v1+json"
 LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
@@ -122,12 +124,7 @@ class FakeRegistry:
 @asynccontextmanager
 async def serve_registry(users: dict[str, str] | None = None) -> AsyncIterator[FakeRegistry]:
     registry = FakeRegistry(users)
-    runner = web.AppRunner(registry.make_app(), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    registry.host = f"{host}:{port}"
+    runner, registry.host = await start_app(registry.make_app())
     try:
         yield registry
     finally:

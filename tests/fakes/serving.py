@@ -21,6 +21,17 @@ class Fake(Protocol):
 F = TypeVar("F", bound=Fake)
 
 
+async def start_app(app: web.Application) -> tuple[web.AppRunner, str]:
+    """Start ``app`` on 127.0.0.1 (a random port): its runner (``cleanup()`` stops it)
+    and its ``host:port``."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    return runner, f"{host}:{port}"
+
+
 @asynccontextmanager
 async def serve(fake: F, *, assert_clean: bool = True) -> AsyncIterator[F]:
     """Serve ``fake`` on 127.0.0.1 (random port) for the block.
@@ -28,12 +39,8 @@ async def serve(fake: F, *, assert_clean: bool = True) -> AsyncIterator[F]:
     On a clean exit, fails if requests the real service would reject were recorded
     (unless ``assert_clean=False``); call ``fake.take_violations()`` after provoking them.
     """
-    runner = web.AppRunner(fake.make_app(), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    fake.base_url = f"http://{host}:{port}"
+    runner, address = await start_app(fake.make_app())
+    fake.base_url = f"http://{address}"
     try:
         yield fake
     finally:
