@@ -4,7 +4,10 @@ or the same arguments to the packaged agent: `python3 ployd-agent.pyz --server U
 
 The token is a one-time registration token (``ployd agents token create``, an EC2
 machine's user data, or the local executor's per-start one): the agent registers with it
-at start and from then on claims with the credential it gets back, kept in memory only.
+at start and from then on claims with the credential it gets back, kept in memory, and
+with ``--state-dir`` in a file there that steps cannot read (``app/agent/state.py``): a
+restarted agent (crash, reboot) then starts with that credential, which the server
+exchanges for a new one, and needs no new token.
 Where the token comes from, first found: ``--token-fd N`` (read once from that inherited
 file descriptor, e.g. 0 for standard input: nowhere a step could read it), ``--token``,
 ``$PLOYD_AGENT_TOKEN`` (removed from the environment at once: the steps' environment is
@@ -27,13 +30,19 @@ import socket
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from app.protocol import MAX_AGENT_ID, Registration
+
+if TYPE_CHECKING:
+    from app.agent.sandbox import Confinement
+    from app.agent.state import Keeper
 
 log = logging.getLogger("ployd.agent")
 
 TOKEN_ENV = "PLOYD_AGENT_TOKEN"
 LABELS_ENV = "PLOYD_AGENT_LABELS"  # install.sh's EnvironmentFile puts --labels there
+STATE_ENV = "PLOYD_AGENT_STATE_DIR"
 DEFAULT_WORK_DIR = Path("~/.ployd-agent/work")
 DEFAULT_GRACE_S = 600.0
 # What a restart into a new version must not repeat: the used-up token's sources.
@@ -73,6 +82,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=os.environ.get(LABELS_ENV, ""),
         help=f"labels this agent reports, k=v,k2=v2 (default: ${LABELS_ENV}; its pool's "
         "token may add more)",
+    )
+    p.add_argument(
+        "--state-dir",
+        type=Path,
+        default=os.environ.get(STATE_ENV) or None,
+        help="where the agent keeps its credential across restarts (a 0700 directory, "
+        "hidden from steps; default $PLOYD_AGENT_STATE_DIR; unset: memory only, a "
+        "restart needs a new token)",
     )
     p.add_argument("--once", action="store_true", help="exit after one job")
     p.add_argument(
@@ -150,13 +167,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             args.token = from_env
     except OSError as e:
         p.error(f"the token's file descriptor: {e}")
-    if not (args.token or args.credential):
+    if not (args.token or args.credential or args.state_dir):
         p.error(f"no token: pass --token, --token-fd or set {TOKEN_ENV}")
     try:
         args.labels = parse_labels(args.labels)
     except ValueError as e:
         p.error(str(e))
     args.work_dir = args.work_dir.expanduser()
+    if args.state_dir is not None:
+        args.state_dir = args.state_dir.expanduser().absolute()
     return args
 
 
@@ -240,6 +259,39 @@ def not_dumpable() -> None:
         pass
 
 
+def keeper_for(args: argparse.Namespace, confinement: Confinement) -> Keeper | None:
+    """``--state-dir``'s keeper, when steps cannot read it (else the credential stays in
+    memory, as this says in the log); its saved credential is loaded unless the agent
+    was handed one by its previous version."""
+    from app.agent.state import CredentialFile, Keeper
+
+    if args.state_dir is None:
+        return None
+    state, work = str(args.state_dir), str(args.work_dir.absolute())
+    if state == work or state.startswith(work + "/") or work.startswith(state + "/"):
+        raise ValueError(
+            f"--state-dir {state} and --work-dir {work} overlap: keep the state directory "
+            "apart (e.g. /var/lib/ployd/state beside /var/lib/ployd/work)"
+        )
+    if not confinement.protects(args.state_dir):
+        log.warning(
+            "--state-dir %s: not used: host steps run as this agent's user without a "
+            "sandbox and could read a credential kept there, so it stays in memory (a "
+            "restart needs a new token); install bubblewrap, or run the agent as root "
+            "(steps then run as another user), to keep it",
+            args.state_dir,
+        )
+        return None
+    file = CredentialFile(args.state_dir)
+    try:
+        file.prepare()
+    except OSError as e:
+        log.warning("--state-dir %s: not used: %s", args.state_dir, e)
+        return None
+    saved = file.load(args.server) if args.credential is None else None
+    return Keeper(file, args.server, args.token, saved)
+
+
 def version() -> str:
     """This agent's version: its package's (``app.__version__``), the server's own when
     run from the server's source."""
@@ -258,16 +310,31 @@ async def amain(
     from app.agent.sandbox import Confinement, SandboxError
     from app.agent.update import SelfUpdate
 
+    hide = [*args.hide, *([str(args.state_dir)] if args.state_dir is not None else [])]
     try:
         confinement = Confinement.configure(
-            args.isolation, args.work_dir, step_user=args.step_user, hide=args.hide
+            args.isolation, args.work_dir, step_user=args.step_user, hide=hide
         )
     except SandboxError as e:
         log.error("%s", e)
         return 2
-
-    client = AgentClient(args.server, args.credential or args.token, version=version())
-    args.token = args.credential = None  # the client holds it now
+    try:
+        keeper = keeper_for(args, confinement)
+    except ValueError as e:
+        log.error("%s", e)
+        return 2
+    if not (args.credential or args.token or (keeper and keeper.saved)):
+        log.error(
+            "no token and no credential saved in %s: pass --token, --token-fd or set %s",
+            args.state_dir,
+            TOKEN_ENV,
+        )
+        return 2
+    first = args.credential or (keeper.first() if keeper is not None else args.token)
+    if keeper is not None and keeper.saved is not None and args.credential is None:
+        args.agent_id = keeper.saved.agent_id  # the name the server knows it by
+    client = AgentClient(args.server, first or "", version=version())
+    args.token = args.credential = None  # the client (and the keeper) hold them now
     log.info(
         "ployd agent %s on Python %s (%s), for %s",
         client.version,
@@ -301,6 +368,7 @@ async def amain(
             runtime=runtime,
             confinement=confinement,
             pass_env=args.pass_env,
+            keeper=keeper,
         )
         if package is not None:
             agent.updater = SelfUpdate(

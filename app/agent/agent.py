@@ -15,6 +15,7 @@ from app.agent import container, runner, sandbox, transfer, workspace
 from app.agent import hardware as machine
 from app.agent.client import AgentClient, AttemptGone, BadAnswer, MustUpdate, Unavailable
 from app.agent.compat import ASYNC_TIMEOUT
+from app.agent.state import Keeper
 from app.agent.update import UpdateFailed
 from app.protocol import (
     CANCELLED,
@@ -62,8 +63,11 @@ class Agent:
         runtime: container.Runtime | bool | None = True,
         confinement: sandbox.Confinement | None = None,
         pass_env: tuple[str, ...] = (),
+        keeper: Keeper | None = None,
     ) -> None:
         self.client = client
+        # --state-dir: the credential kept across restarts (None: memory only).
+        self.keeper = keeper
         # The container runtime jobs with an image run in: True, found at start;
         # None/False: none.
         self.runtime: container.Runtime | bool | None = runtime
@@ -136,14 +140,19 @@ class Agent:
             self._job_cancel.set()
 
     async def register(self) -> bool:
-        """Exchange the registration token for this agent's credential (retried while
-        the server cannot be reached); False when the server refuses it."""
+        """Exchange the registration token (or the credential saved by an earlier start,
+        which the server replaces) for this agent's credential, retried while the server
+        cannot be reached; False when the server refuses it (and the token, if any)."""
         registration = self.registration
         backoff = 0.5
         while registration is not None and not self.stopping:
             try:
                 registered = await self.client.register(registration)
             except (AttemptGone, BadAnswer) as e:
+                token = self.keeper.refused(str(e)) if self.keeper is not None else None
+                if token is not None:  # the saved credential is gone: the token, then
+                    self.client.agent_token = token
+                    continue
                 log.error("the server refused to register this agent: %s", e)
                 return False
             except Exception as e:  # network trouble, a server starting
@@ -154,6 +163,11 @@ class Agent:
             self.agent_id = registered.agent_id
             self.registration = None
             log.info("registered as %s", registered.agent_id)
+            if self.keeper is not None:
+                keeper = self.keeper
+                await asyncio.get_running_loop().run_in_executor(
+                    None, keeper.registered, registered.agent_id, registered.credential
+                )
             break
         return True
 

@@ -203,6 +203,15 @@ class Confinement:
             setpriv=shutil.which("setpriv"),
         )
 
+    def protects(self, path: Path) -> bool:
+        """Whether host steps cannot read ``path``, a 0700 directory of the agent's user
+        (where ``--state-dir`` keeps its credential): sandboxed steps see it empty (it is
+        hidden), and steps of a root agent run as another user, who cannot enter it."""
+        p = str(Path(path).resolve())
+        if self.bwrap is not None and _under(p, self.hide):
+            return True
+        return self.user is not None
+
     def describe(self) -> str:
         who = f"as {self.user.name}" if self.user else f"as the agent's user (uid {os.geteuid()})"
         box = "in a bubblewrap sandbox" if self.bwrap else "without a sandbox (no bubblewrap)"
@@ -227,9 +236,7 @@ class Confinement:
             dirs.append(d)
         return dirs
 
-    def wrap(
-        self, argv: Sequence[str], workspace: str, home: str, path: str = ""
-    ) -> list[str]:
+    def wrap(self, argv: Sequence[str], workspace: str, home: str, path: str = "") -> list[str]:
         """``argv`` inside the sandbox: system dirs read-only, the job's workspace and home
         writable, the rest of the work dir, /run, /root, /home and the hidden paths empty."""
         if self.bwrap is None:

@@ -146,8 +146,9 @@ elif have adduser; then
 else
   die "no useradd or adduser to create the user $USER_NAME"
 fi
-mkdir -p "$ROOT$HOME_DIR/work"
+mkdir -p "$ROOT$HOME_DIR/work" "$ROOT$HOME_DIR/state"
 chmod 0750 "$ROOT$HOME_DIR"
+chmod 0700 "$ROOT$HOME_DIR/state"
 chown -R "$USER_NAME:" "$ROOT$HOME_DIR"
 
 # -- the token, readable by root only (systemd reads it before dropping to $USER_NAME) --------
@@ -177,11 +178,13 @@ User=$USER_NAME
 Group=$USER_NAME
 EnvironmentFile=$ROOT$ENV_FILE
 WorkingDirectory=$ROOT$HOME_DIR
-ExecStart=$PYTHON -I $ROOT$AGENT_PATH --server $server --agent-id $name --work-dir $ROOT$HOME_DIR/work
+ExecStart=$PYTHON -I $ROOT$AGENT_PATH --server $server --agent-id $name --work-dir $ROOT$HOME_DIR/work --state-dir $ROOT$HOME_DIR/state
 Restart=always
 RestartSec=5
-# Exit 2: the server refused the registration token (used once already, expired):
-# restarting cannot help; a new token (`ployd agents token create`) and a re-install can.
+# The state directory keeps the agent's credential across restarts and reboots (hidden
+# from steps by the sandbox); without bubblewrap it stays in memory.
+# Exit 2: the server refused the credential and the registration token (used once
+# already, expired): restarting cannot help; a new token and a re-install can.
 RestartPreventExitStatus=2
 # SIGTERM lets the running job finish (the agent's --grace-s, 600 s by default).
 TimeoutStopSec=630

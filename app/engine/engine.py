@@ -431,6 +431,13 @@ class Engine:
                 )
                 raise AgentAuthError(e.status, str(e)) from None
             if enrolled is not None:
+                if enrolled.details.get("restarted"):
+                    # Registering is what an agent does at start: whatever this name was
+                    # running died with its previous process (its steps are reaped).
+                    self.agent_lost(
+                        enrolled.agent_id,
+                        f"agent {enrolled.agent_id} restarted: the job's processes ended",
+                    )
                 self.record(
                     f"agent:{enrolled.agent_id}",
                     "agent.register",

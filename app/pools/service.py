@@ -173,6 +173,8 @@ class Pools:
 
     def register(self, token: str, registration: Registration) -> Enrolled | None:
         """The engine's ``Registrar``: a pool's token, exchanged once for a credential."""
+        if token.startswith(CREDENTIAL_PREFIX):
+            return self._renew(token, registration)
         with self.db.session() as s:
             tok = rows.token_by_hash(s, _hash(token))
             if tok is None:
@@ -245,7 +247,32 @@ class Pools:
             name,
             credential,
             target=target,
-            details={"token_id": tok.id, "again": existing is not None},
+            details={
+                "token_id": tok.id,
+                "again": existing is not None,
+                "restarted": existing is not None,
+            },
+        )
+
+    def _renew(self, credential: str, registration: Registration) -> Enrolled | None:
+        """An agent restarting with the credential it saved (``--state-dir``): a new one
+        for it, and the old one stops working, so a copy of an older file is refused.
+        Its name, pool, tenants, labels and state stay what they are."""
+        with self.db.session() as s:
+            row = rows.by_credential(s, _hash(credential))
+            if row is None:
+                return None  # unknown: 401 (the agent was registered again, or removed)
+            fresh = CREDENTIAL_PREFIX + secrets.token_urlsafe(32)
+            rows.renew(
+                s,
+                row,
+                credential_hash=_hash(fresh),
+                hardware=registration.hardware.to_json(),
+                version=registration.version,
+            )
+            name, pool = row.name, row.pool
+        return Enrolled(
+            name, fresh, target=f"pool:{pool}", details={"renewed": True, "restarted": True}
         )
 
     def identity(self, token: str, claim: ClaimRequest) -> AgentIdentity | None:

@@ -205,6 +205,23 @@ def save_agent(
     return row
 
 
+def renew(
+    tx: Tx,
+    row: RegisteredAgent,
+    *,
+    credential_hash: str,
+    hardware: Mapping[str, Any],
+    version: str,
+) -> None:
+    """A restarted agent's new credential (the old one stops working) and what it
+    reports now."""
+    row.credential_hash = credential_hash
+    row.hardware = dict(hardware)
+    row.version = version
+    row.last_seen = utcnow()
+    tx.flush()
+
+
 def current_job(tx: Tx, name: str) -> CurrentJob | None:
     """The attempt agent ``name`` holds now (claimed or running), if any."""
     found = tx.execute(

@@ -123,6 +123,88 @@ async def test_a_used_token_does_not_start_a_second_agent(
         assert status == 400 and body["error"] == "hardware is missing"
 
 
+async def test_a_restarted_agent_comes_back_with_its_saved_credential_and_no_token(
+    serve: Callable[..., Any], make_repo: Callable[..., tuple[Path, str]], tmp_path: Path
+) -> None:
+    """A self-hosted agent with ``--state-dir`` killed mid-job (a crash, a reboot) and
+    started again without any token: it renews the credential it saved, its job is
+    retried at once, and its steps never see the saved file."""
+    state = tmp_path / "lab-1-state"
+    config = (
+        "version: 1\njobs:\n  hold:\n    steps:\n"
+        f"      - run: cat {state}/credential 2>&1 || echo unreadable $((6*7))\n"
+        "      - run: rm -f go; mkfifo go; echo held $((6*7)); read line < go; echo \"got $line\"\n"
+    )
+    repo, _ = make_repo({".ployd.yml": config})
+    work = tmp_path / "lab-1"
+    async with serve(agents=0, admin_token=ADMIN) as h:
+        h: Harness
+        status, made = await h.post(
+            "/api/v1/agents/tokens", {"pool": "lab", "tenants": ["local:local"]}, headers=AUTH)
+        assert status == 201
+        status, started = await h.post("/api/v1/pipelines", {"repo": str(repo)}, headers=AUTH)
+        assert status == 201
+        pid = int(started["id"])
+        agent = await start_agent(h.url, made["token"], "lab-1", work, "--state-dir", str(state))
+        try:
+            await h.log_contains(pid, "hold", "held 42")
+            saved = json.loads((state / "credential").read_text())
+            assert saved["agent_id"] == "lab-1" and saved["server"] == h.url
+            assert saved["credential"].startswith("ployd_agent_")
+            assert oct((state / "credential").stat().st_mode & 0o777) == "0o600"
+            assert "unreadable 42" in h.log(pid, "hold")  # the step could not read it
+            assert saved["credential"] not in h.log(pid, "hold")
+
+            agent.kill()  # no goodbye: the machine went down
+            await agent.wait()
+            agent = await start_agent(h.url, "", "lab-1", work, "--state-dir", str(state))
+            await h.until(lambda: len(h.job(pid, "hold").attempts) == 2, "the retry")
+            first, second = h.job(pid, "hold").attempts
+            assert second.number == 2
+            assert first.state == "interrupted" and "agent lab-1 restarted" in (first.error or "")
+            await h.log_contains(pid, "hold", "held 42")
+            renewed = json.loads((state / "credential").read_text())["credential"]
+            assert renewed != saved["credential"]  # rotated: the old copy is worth nothing
+            status, refused = await h.post(
+                "/api/v1/agent/claim", {"agent_id": "lab-1", "wait": 0},
+                headers={"Authorization": f"Bearer {saved['credential']}"})
+            assert status == 401, refused
+
+            (fifo,) = work.glob("*/go")
+            await asyncio.to_thread(fifo.write_text, "again\n")
+            p = await h.finished(pid)
+            assert p.state == "succeeded" and "got again" in h.log(pid, "hold")
+            assert h.job(pid, "hold").attempts[-1].agent_id == "lab-1"
+            (row,) = (await h.get("/api/v1/agents", headers=AUTH))[1]["agents"]
+            assert (row["name"], row["state"]) == ("lab-1", "active")
+        finally:
+            assert await stop_agent(agent) == 0
+
+
+async def test_a_refused_saved_credential_without_a_token_stops_the_agent_saying_why(
+    serve: Callable[..., Any], tmp_path: Path
+) -> None:
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    (state / "credential").write_text(json.dumps(
+        {"server": "", "agent_id": "lab-1", "credential": "ployd_agent_forged"}))
+    async with serve(agents=0, admin_token=ADMIN) as h:
+        h: Harness
+        text = (state / "credential").read_text().replace('"server": ""', f'"server": "{h.url}"')
+        (state / "credential").write_text(text)
+        (state / "credential").chmod(0o600)
+        agent = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "app.agent", "--server", h.url, "--work-dir",
+            str(tmp_path / "w"), "--state-dir", str(state),
+            stderr=asyncio.subprocess.PIPE,
+        )
+        _, err = await asyncio.wait_for(agent.communicate(), 30)
+        assert agent.returncode == 2
+        assert b"the server refused the credential saved in" in err
+        assert b"ployd agents token create --pool POOL" in err
+        assert not (state / "credential").exists()  # forgotten: it is worth nothing
+
+
 BAD_TOKEN_REQUESTS = [
     ({"tenants": ["*"]}, "pool must be a non-empty string"),
     ({"pool": 7, "tenants": ["*"]}, "pool must be a non-empty string"),

@@ -30,7 +30,7 @@ async def test_install_sh_installs_and_starts_a_self_hosted_agent(
     async with serve(agents=0) as h:
         h: Harness
         agent = h.server.services.agent
-        token = h.engine.new_registration_token()
+        token = h.server.services.pools.create_token("lab", ["local:local"]).token
         m = Machine(tmp_path / "lab-box")
         pipe = (
             f"curl -fsSL {h.url}/agent/install.sh | "
@@ -64,7 +64,9 @@ async def test_install_sh_installs_and_starts_a_self_hosted_agent(
             assert args == [
                 "-I", str(installed), "--server", h.url, "--agent-id", "lab-1",
                 "--work-dir", str(m.path("/var/lib/ployd/work")),
+                "--state-dir", str(m.path("/var/lib/ployd/state")),
             ]
+            assert mode(m.path("/var/lib/ployd/state")) == 0o700
             assert token not in unit  # the token is only in the root-only file
             assert m.calls("systemctl") == [
                 "daemon-reload", "enable ployd-agent.service", "restart ployd-agent.service"
@@ -74,6 +76,18 @@ async def test_install_sh_installs_and_starts_a_self_hosted_agent(
             assert (await h.finished(pid)).state == "succeeded", m.agent_log()
             assert "self-hosted-42" in h.log(pid, "t")
             assert h.job(pid, "t").attempts[0].agent_id == "lab-1"
+            saved = m.path("/var/lib/ployd/state/credential")
+            assert mode(saved) == 0o600 and token not in saved.read_text()
+
+            # A reboot: the agent dies, systemd starts it again with the used-up token in
+            # its environment file; it comes back with its saved credential.
+            m.kill()
+            await m.exited()
+            assert await m.run("systemctl restart ployd-agent.service\n", shell="sh") == 0
+            again = await h.start(repo)
+            assert (await h.finished(again)).state == "succeeded", m.agent_log()
+            assert h.job(again, "t").attempts[0].agent_id == "lab-1"
+            assert "refused" not in m.agent_log()
         finally:
             await m.stopped()
 

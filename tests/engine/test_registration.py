@@ -229,6 +229,45 @@ async def test_the_same_name_registering_again_replaces_its_credential(
     assert agent.state == "disabled"  # what the operator decided stays
 
 
+async def test_a_restarted_agent_renews_its_saved_credential_and_its_old_job_is_retried(
+    engine: Engine, pools: Pools, make_repo: Callable[..., tuple[Path, str]]
+) -> None:
+    first = engine.register(pools.create_token("lab", ["github:acme"]).token, reg("box"))
+    pipeline = start(engine, make_repo, "github", "acme", "long")
+    running = await engine.claim(engine.authenticate(first.credential, "box"), 0)
+    assert running is not None
+    pools.disable("box")  # draining: what the operator decided outlives the restart
+
+    # The agent process died (a reboot); the new one starts with the credential it saved,
+    # reporting what it has now.
+    eight = Hardware(192, 2_000_000, 3500, (Gpu("NVIDIA H100 80GB HBM3", "h100", 81559),) * 8)
+    renewed = engine.register(first.credential, reg("renamed-locally", version="0.2.0",
+                                                    hardware=eight))
+    assert renewed.agent_id == "box"  # the name the server knows it by
+    assert renewed.credential.startswith("ployd_agent_")
+    assert renewed.credential != first.credential
+    with pytest.raises(AgentAuthError):  # a copy of the older file is worth nothing now
+        engine.authenticate(first.credential, "box")
+    with pytest.raises(AgentAuthError, match="unknown registration token"):
+        engine.register(first.credential, reg("box"))
+    assert engine.authenticate(renewed.credential, "box").agent_id == "box"
+    (agent,) = pools.agents()
+    assert (agent.pool, agent.tenants, agent.version) == ("lab", ("github:acme",), "0.2.0")
+    assert len(agent.hardware["gpus"]) == 8 and agent.state == "disabled"
+    # What it ran died with the old process: interrupted at once and retried, not left
+    # to the heartbeat timeout.
+    with engine.db.session() as s:
+        attempts = list(s.scalars(select(Attempt).order_by(Attempt.id)))
+    assert [(a.state, a.end_reason) for a in attempts] == [
+        ("interrupted", "infrastructure"), ("queued", None)]
+    assert "agent box restarted" in (attempts[0].error or "")
+    assert attempts[1].number == 2 and pipeline
+    (renewal,) = [r for r in audit(engine, "agent.register") if r.details.get("renewed")]
+    assert (renewal.actor, renewal.target) == ("agent:box", "pool:lab")
+    assert first.credential not in str(renewal.details)
+    assert renewed.credential not in str(renewal.details)
+
+
 async def test_bad_agent_labels_and_names_are_refused(engine: Engine, pools: Pools) -> None:
     new = pools.create_token("lab", ["*"])
     with pytest.raises(AgentAuthError) as bad:
