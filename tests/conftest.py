@@ -159,8 +159,8 @@ def wait_no_process(marker: str, deadline_s: float = 5.0) -> bool:
 
 
 @pytest.fixture
-def wait_gone() -> Callable[[int], bool]:
-    """``wait_gone(pid)``: True once the process is gone (within a 5 s deadline)."""
+def wait_gone() -> Callable[..., bool]:
+    """``wait_gone(pid, deadline_s=5.0)``: True once the process is gone (by the deadline)."""
     return _wait_gone
 
 
