@@ -67,7 +67,7 @@ async def run(n: int) -> int:
     b50, b95 = percentile(baseline, 50) or 1e-9, percentile(baseline, 95) or 0.0
     print(f"trigger -> first step started, warm local agent (n={n})")
     print(f"  ployd serve:  p50 {p50 * 1000:7.1f} ms   p95 {p95 * 1000:7.1f} ms  (steps sandboxed)")
-    print(f"  no sandbox:   p50 {u50 * 1000:7.1f} ms   p95 {u95 * 1000:7.1f} ms  (--isolation none)")
+    print(f"  no sandbox:   p50 {u50 * 1000:7.1f} ms   p95 {u95 * 1000:7.1f} ms  (isolation none)")
     print(f"  bash -c:      p50 {b50 * 1000:7.1f} ms   p95 {b95 * 1000:7.1f} ms  (baseline)")
     print(f"  ratio p50:    {p50 / b50:7.1f} x bash, sandbox costs {(p50 - u50) * 1000:.1f} ms")
     ok = p50 < TARGET_P50_S
