@@ -1,10 +1,10 @@
 """A persistent git workspace per repository, reused between jobs (incremental builds).
 
 The first job of a repository on a machine creates ``WORK_DIR/KEY`` with ``git init`` and
-``git remote add origin URL``; later jobs reuse it. Every job fetches the exact commit
-(``git fetch origin SHA``, or all heads and tags when the remote refuses a bare SHA),
-checks it out detached and removes untracked files, keeping ignored ones (build outputs,
-caches).
+``origin`` at the job's URL; later jobs reuse it. Every job fetches the exact commit
+(``git fetch origin SHA``, or all heads and tags when the remote refuses a bare SHA)
+unless the workspace has it already (a re-run, the pipeline's other jobs), checks it out
+detached and removes untracked files, keeping ignored ones (build outputs, caches).
 
 The clone credential never touches the disk. ``origin`` is the job's clean URL; the
 credential (``protocol.CloneAuth``) reaches git only in the environment of the commands
@@ -194,6 +194,19 @@ def _reset_config(git_dir: Path) -> None:
             target.unlink()
 
 
+def _write_config(git_dir: Path, clone_url: str) -> None:
+    """A fresh ``.git/config``: git's defaults and ``origin`` at the job's clean URL."""
+    if any(ord(c) < 0x20 or c == "\x7f" for c in clone_url):
+        raise WorkspaceError(f"bad clone URL: {clone_url!r}")
+    url = clone_url.replace("\\", "\\\\").replace('"', '\\"')
+    text = (
+        "[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = false\n"
+        "\tlogallrefupdates = true\n"
+        f'[remote "origin"]\n\turl = "{url}"\n\tfetch = +refs/heads/*:refs/remotes/origin/*\n'
+    )
+    (git_dir / "config").write_text(text)
+
+
 async def prepare(
     work_dir: Path,
     workspace_key: str,
@@ -223,7 +236,6 @@ async def prepare(
     git_dir = path / ".git"
     reused = git_dir.is_dir() and not git_dir.is_symlink()
     if reused:
-        await say(f"workspace: reused {path} (git fetch)")
         _reset_config(git_dir)
     else:
         await say(f"workspace: new clone into {path}")
@@ -233,13 +245,21 @@ async def prepare(
             else:
                 path.unlink()
         path.mkdir(parents=True)
-    await _git_ok(path, "git init", "init", "--quiet")
-    await _git_ok(path, "git remote add", "remote", "add", "origin", clone_url)
+        await _git_ok(path, "git init", "init", "--quiet")
+    _write_config(git_dir, clone_url)  # what `git init` and `git remote add` write
 
     async def fetch(*args: str) -> tuple[int, str]:
         return await _git(path, "fetch", *args, auth=auth, config_count=config_count)
 
-    rc, first = await fetch("--quiet", "--no-tags", "origin", sha)
+    # The commit is here already (a re-run, another job of the same pipeline): no fetch.
+    rc = 1
+    if reused:
+        rc, _ = await _git(path, "cat-file", "-e", f"{sha}^{{commit}}")
+        await say(f"workspace: reused {path} ({'commit here' if rc == 0 else 'git fetch'})")
+    if rc == 0:
+        first = ""
+    else:
+        rc, first = await fetch("--quiet", "--no-tags", "origin", sha)
     if rc != 0:
         # Some servers refuse a bare SHA: fetch every branch and tag, then look for it.
         rc, second = await fetch(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
+import shutil
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -70,7 +71,7 @@ async def test_first_clone_then_reuse(tmp_path: Path, remote: Path) -> None:
     logs.clear()
     path2, reused2 = await prepare(work, "acme-model", f"file://{remote}", sha2, log=log)
     assert reused2 and path2 == path
-    assert logs[0].startswith(f"workspace: reused {path} (git fetch)")
+    assert logs[0] == f"workspace: reused {path} (git fetch)\n"
     assert (path / ".git" / "ployd-marker").exists()  # not a fresh clone
     assert (path / ".git").stat().st_ino == inode
     assert (path / "a.txt").read_text() == "two"
@@ -82,6 +83,42 @@ async def test_first_clone_then_reuse(tmp_path: Path, remote: Path) -> None:
     # And back to the older commit.
     await prepare(work, "acme-model", str(remote), sha1)
     assert (path / "a.txt").read_text() == "one" and not (path / "b.txt").exists()
+
+
+async def test_a_commit_already_here_is_not_fetched_again(tmp_path: Path, remote: Path) -> None:
+    sha = commit(remote, {"a.txt": "one"})
+    work = tmp_path / "work"
+    path, _ = await prepare(work, "k", str(remote), sha)
+    (path / "a.txt").write_text("changed by a step")
+    (path / ".git" / "config").write_text('[remote "origin"]\n\turl = /elsewhere\n')
+    shutil.rmtree(remote)  # only a fetch would notice
+    logs: list[str] = []
+
+    async def log(text: str) -> None:
+        logs.append(text)
+
+    again, reused = await prepare(work, "k", str(remote), sha, log=log)
+    assert reused and again == path
+    assert logs == [f"workspace: reused {path} (commit here)\n"]
+    assert (path / "a.txt").read_text() == "one"
+    assert git(path, "config", "remote.origin.url") == str(remote)  # rewritten all the same
+    with pytest.raises(WorkspaceError, match="git fetch"):  # a commit not here: fetched
+        await prepare(work, "k", str(remote), "b" * 40)
+
+
+async def test_origin_is_the_url_as_given_and_control_characters_are_refused(
+    tmp_path: Path,
+) -> None:
+    odd = tmp_path / 'a "quoted" \\ remote'
+    odd.mkdir()
+    git(odd, "init", "-q", "-b", "main")
+    sha = commit(odd, {"a.txt": "one"})
+    path, _ = await prepare(tmp_path / "w", "k", str(odd), sha)
+    assert git(path, "config", "remote.origin.url") == str(odd)
+    assert (path / "a.txt").read_text() == "one"
+    for bad in (f"{odd}\n[core]\n\tfsmonitor = evil", f"{odd}\x00"):
+        with pytest.raises(WorkspaceError, match="bad clone URL"):
+            await prepare(tmp_path / "w", "k", bad, sha)
 
 
 async def test_commit_not_on_a_branch_tip(tmp_path: Path, remote: Path) -> None:
