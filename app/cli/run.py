@@ -29,9 +29,9 @@ if TYPE_CHECKING:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--file", "-f", default=".ployd.yml", help="config file (default: %(default)s)"
-    )
+    from app.cli.paths import add_path_argument
+
+    add_path_argument(parser, "run (a directory: the jobs run in it)")
     parser.add_argument(
         "--job",
         "-j",
@@ -52,8 +52,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from app.cli.paths import PathConflict, config_path
     from app.core.config.errors import ConfigInvalid
 
+    given = args.path if args.path is not None else args.file
+    try:
+        args.file = config_path(args)
+    except PathConflict as conflict:
+        print(f"ployd run: {conflict}", file=sys.stderr)
+        return 2
+    cwd = os.path.abspath(given) if given is not None and os.path.isdir(given) else os.getcwd()
     try:
         jobs = load_jobs(args.file)
     except ConfigInvalid as e:
@@ -74,7 +82,7 @@ def main(args: argparse.Namespace) -> int:
     parallel = args.jobs if args.jobs and args.jobs > 0 else (os.cpu_count() or 2)
     for line in hardware_warnings(jobs, selected, _this_machine):
         print(line, file=sys.stderr)
-    return run(jobs, selected, cwd=os.getcwd(), parallel=parallel)
+    return run(jobs, selected, cwd=cwd, parallel=parallel)
 
 
 def load_jobs(path: str) -> tuple[PlannedJob, ...]:

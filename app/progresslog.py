@@ -1,0 +1,130 @@
+"""`ployd serve`'s progress lines: one when a pipeline starts, one when each of its jobs
+ends, one when it ends, each with the page's URL (``/pipelines/{id}``, ``/runs/{job_id}``)
+on the ``ployd.pipelines`` logger. With ``--log-format json`` (``app.logformat``) the
+same facts are fields: ``event``, ``pipeline_id``, ``job_id``, ``state``, ``url``...
+
+It follows the engine's ``PipelinesChanged`` events; for each pipeline it remembers the
+jobs it announced since a watermark (their ``finished_at``), so a retried job that ends
+again is announced again, and forgets the pipeline once it ended.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from app.engine.events import EventBus, PipelinesChanged
+from app.store.db import Database
+from app.store.progress import EndedJob, Progress, progress
+
+log = logging.getLogger("ployd.pipelines")
+
+
+@dataclass
+class _Seen:
+    mark: datetime | None = None
+    announced: set[tuple[int, datetime]] = field(default_factory=set)
+
+
+def _seconds(start: datetime | None, end: datetime | None) -> float | None:
+    if start is None or end is None:
+        return None
+    return round(max((end - start).total_seconds(), 0.0), 3)
+
+
+def _took(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    if seconds < 60:
+        return f" in {seconds:.1f}s"
+    m, s = divmod(int(seconds), 60)
+    return f" in {m}m{s:02d}s" if m < 60 else f" in {m // 60}h{m % 60:02d}m"
+
+
+class ProgressLog:
+    def __init__(self, db: Database, base_url: Callable[[], str]) -> None:
+        self.db = db
+        self.base_url = base_url  # read at each line: `serve --port 0` learns its port late
+        self._seen: dict[int, _Seen] = {}
+
+    def attach(self, events: EventBus) -> ProgressLog:
+        events.subscribe(PipelinesChanged, self.on_change)
+        return self
+
+    def pipeline_url(self, pid: int) -> str:
+        return f"{self.base_url().rstrip('/')}/pipelines/{pid}"
+
+    def job_url(self, job_id: int) -> str:
+        return f"{self.base_url().rstrip('/')}/runs/{job_id}"
+
+    def on_change(self, event: PipelinesChanged) -> None:
+        for pid in sorted(event.pipeline_ids):
+            try:
+                self._update(pid)
+            except Exception:  # a log line must never break the engine's publisher
+                log.exception("could not report the progress of pipeline %d", pid)
+
+    def _update(self, pid: int) -> None:
+        seen = self._seen.get(pid)
+        first = seen is None
+        p = progress(self.db, pid, seen.mark if seen is not None else None)
+        if p is None:
+            return
+        if seen is None:
+            seen = self._seen[pid] = _Seen()
+        if first:
+            self._started(p)
+        for job in p.ended:
+            key = (job.id, job.finished_at)
+            if key not in seen.announced:
+                seen.announced.add(key)
+                self._job_ended(p, job)
+        if p.mark is not None and p.mark != seen.mark:
+            seen.mark = p.mark
+            seen.announced = {k for k in seen.announced if k[1] >= p.ended[-1].finished_at}
+        if p.state != "running":
+            self._ended(p)
+            del self._seen[pid]
+
+    def _emit(self, message: str, *args: Any, **fields: Any) -> None:
+        log.info(message, *args, extra={"ployd": fields})
+
+    def _started(self, p: Progress) -> None:
+        url = self.pipeline_url(p.id)
+        self._emit(
+            "pipeline %d started: %s at %s (%s), %d job%s: %s",
+            p.id, p.repo, p.ref, p.sha[:12], p.jobs, "" if p.jobs == 1 else "s", url,
+            event="pipeline_started", pipeline_id=p.id, repo=p.repo, ref=p.ref, sha=p.sha,
+            jobs=p.jobs, url=url,
+        )  # fmt: skip
+
+    def _job_ended(self, p: Progress, job: EndedJob) -> None:
+        url = self.job_url(job.id)
+        took = _seconds(job.started_at, job.finished_at) if job.started_at else None
+        why = [job.end_reason] if job.end_reason and job.state != "succeeded" else []
+        if job.exit_code not in (None, 0):
+            why.append(f"exit {job.exit_code}")
+        if job.state == "skipped" and job.skip_reason:
+            why.append(job.skip_reason)
+        attempt = f", attempt {job.attempt}" if job.attempt > 1 else ""
+        detail = f" ({', '.join(why)})" if why else ""
+        self._emit(
+            "job %d %s of pipeline %d %s%s%s%s: %s",
+            job.id, job.name, p.id, job.state, _took(took), attempt, detail, url,
+            event="job_ended", pipeline_id=p.id, job_id=job.id, job=job.name, state=job.state,
+            attempt=job.attempt, duration_s=took, end_reason=job.end_reason,
+            exit_code=job.exit_code, skip_reason=job.skip_reason, url=url,
+        )  # fmt: skip
+
+    def _ended(self, p: Progress) -> None:
+        url = self.pipeline_url(p.id)
+        took = _seconds(p.created_at, p.finished_at)
+        self._emit(
+            "pipeline %d %s%s: %s",
+            p.id, p.state, _took(took), url,
+            event="pipeline_ended", pipeline_id=p.id, repo=p.repo, ref=p.ref, sha=p.sha,
+            state=p.state, duration_s=took, url=url,
+        )  # fmt: skip
