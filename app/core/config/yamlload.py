@@ -215,6 +215,13 @@ def _syntax_error(file: str, exc: yaml.YAMLError, text: str) -> ConfigError:
         here = lines[line - 1][col - 1 : col] if 0 < line <= len(lines) else ""
         if "\t" in problem or here == "\t":
             msg += "; tabs are not allowed for indentation in YAML, use spaces"
+        elif "mapping values are not allowed" in problem and 0 < line <= len(lines):
+            # at the value that holds the ': ', not at the ': ' inside it
+            row = lines[line - 1]
+            first = row.find(": ")
+            if 0 <= first < col - 1:
+                col = first + 3 + len(row[first + 2 :]) - len(row[first + 2 :].lstrip(" "))
+            msg += " (a value holding ': ' must be quoted, or written as a block: run: |)"
         return ConfigError(file, line, col, msg)
     return ConfigError(file, 1, 1, f"YAML error: {exc}")
 
