@@ -5,15 +5,17 @@ same facts are fields: ``event``, ``pipeline_id``, ``job_id``, ``state``, ``url`
 
 It follows the engine's ``PipelinesChanged`` events; for each pipeline it remembers the
 jobs it announced since a watermark (their ``finished_at``), so a retried job that ends
-again is announced again, and forgets the pipeline once it ended.
+again is announced again ("attempt 2") and its pipeline "running again"; what ended
+before this process started is not announced (a restart does not repeat old news).
 """
 
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from app.engine.events import EventBus, PipelinesChanged
@@ -27,6 +29,7 @@ log = logging.getLogger("ployd.pipelines")
 class _Seen:
     mark: datetime | None = None
     announced: set[tuple[int, datetime]] = field(default_factory=set)
+    ended: bool = False
 
 
 def _seconds(start: datetime | None, end: datetime | None) -> float | None:
@@ -45,10 +48,13 @@ def _took(seconds: float | None) -> str:
 
 
 class ProgressLog:
+    KEEP_ENDED = 1000  # ended pipelines remembered, so that a retry goes on from there
+
     def __init__(self, db: Database, base_url: Callable[[], str]) -> None:
         self.db = db
         self.base_url = base_url  # read at each line: `serve --port 0` learns its port late
-        self._seen: dict[int, _Seen] = {}
+        self.since = datetime.now(UTC)  # what ended before this process is not news
+        self._seen: OrderedDict[int, _Seen] = OrderedDict()
 
     def attach(self, events: EventBus) -> ProgressLog:
         events.subscribe(PipelinesChanged, self.on_change)
@@ -69,36 +75,46 @@ class ProgressLog:
 
     def _update(self, pid: int) -> None:
         seen = self._seen.get(pid)
-        first = seen is None
         p = progress(self.db, pid, seen.mark if seen is not None else None)
         if p is None:
             return
         if seen is None:
             seen = self._seen[pid] = _Seen()
-        if first:
-            self._started(p)
+            if p.created_at >= self.since or p.state == "running":
+                self._started(p, again=False)
+            else:  # ended before this process started: nothing to say
+                seen.ended = True
+        elif seen.ended and p.state == "running":  # a job of it was retried
+            seen.ended = False
+            self._started(p, again=True)
+        self._seen.move_to_end(pid)
         for job in p.ended:
             key = (job.id, job.finished_at)
-            if key not in seen.announced:
-                seen.announced.add(key)
+            if key not in seen.announced and job.finished_at >= self.since:
                 self._job_ended(p, job)
-        if p.mark is not None and p.mark != seen.mark:
+            seen.announced.add(key)
+        if p.ended and p.mark != seen.mark:
             seen.mark = p.mark
-            seen.announced = {k for k in seen.announced if k[1] >= p.ended[-1].finished_at}
-        if p.state != "running":
+            last = p.ended[-1].finished_at
+            seen.announced = {k for k in seen.announced if k[1] >= last}
+        if p.state != "running" and not seen.ended:
+            seen.ended = True
             self._ended(p)
-            del self._seen[pid]
+        ended = [k for k, v in self._seen.items() if v.ended]
+        for k in ended[: max(len(ended) - self.KEEP_ENDED, 0)]:
+            del self._seen[k]
 
     def _emit(self, message: str, *args: Any, **fields: Any) -> None:
         log.info(message, *args, extra={"ployd": fields})
 
-    def _started(self, p: Progress) -> None:
+    def _started(self, p: Progress, *, again: bool) -> None:
         url = self.pipeline_url(p.id)
         self._emit(
-            "pipeline %d started: %s at %s (%s), %d job%s: %s",
-            p.id, p.repo, p.ref, p.sha[:12], p.jobs, "" if p.jobs == 1 else "s", url,
-            event="pipeline_started", pipeline_id=p.id, repo=p.repo, ref=p.ref, sha=p.sha,
-            jobs=p.jobs, url=url,
+            "pipeline %d %s: %s at %s (%s), %d job%s: %s",
+            p.id, "running again" if again else "started", p.repo, p.ref, p.sha[:12], p.jobs,
+            "" if p.jobs == 1 else "s", url,
+            event="pipeline_restarted" if again else "pipeline_started", pipeline_id=p.id,
+            repo=p.repo, ref=p.ref, sha=p.sha, jobs=p.jobs, url=url,
         )  # fmt: skip
 
     def _job_ended(self, p: Progress, job: EndedJob) -> None:

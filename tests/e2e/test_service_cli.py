@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import re
 import selectors
@@ -207,7 +208,9 @@ async def test_status_logs_open_retry_cancel(
     serve: Callable[..., Any],
     make_repo: Callable[..., tuple[Path, str]],
     capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO, logger="ployd.pipelines")
     repo, _ = make_repo({".ployd.yml": SMALL})
     async with serve(agents=2) as h:
         h: Harness
@@ -260,6 +263,19 @@ async def test_status_logs_open_retry_cancel(
         assert "FileNotFoundError: data.csv" in followed
         assert len(h.job(pid, "broken").attempts) == 2
         assert h.job(pid, "broken").attempts[-1].state == "failed"
+        await h.finished(pid)
+        # serve's lines: each job end once, the retried job's second end too
+        said = [r.getMessage() for r in caplog.records if r.name == "ployd.pipelines"]
+        url = f"{h.url}/runs/{broken.id}"
+        ends = [m for m in said if m.startswith(f"job {broken.id} broken ")]
+        assert ends[0].endswith(f"failed in {ends[0].split(' in ')[1].split()[0]} "
+                                f"(script_failure, exit 3): {url}")  # fmt: skip
+        assert ", attempt 2 (script_failure, exit 3)" in ends[1] and len(ends) == 2
+        assert said.count(f"pipeline {pid} failed in " + said[-1].split(" in ")[1]) >= 1
+        assert sum(m.startswith(f"pipeline {pid} started") for m in said) == 1
+        assert sum(m.startswith(f"pipeline {pid} running again") for m in said) == 1
+        # 4 job ends, then the retried job's and its dependent's (skipped again)
+        assert sum(f"of pipeline {pid} " in m for m in said) == 6, said
 
         assert await cli(h, "cancel", str(pid)) == 0
         assert capsys.readouterr().out.strip() == f"pipeline {pid}: 0 jobs cancelled"
