@@ -99,15 +99,16 @@ def follow_log(
     client: Client, jid: int, out: BinaryIO, *, follow: bool, poll_s: float = POLL_S
 ) -> str | None:
     """Write the log of the job's latest attempt to ``out``; with ``follow``, until that
-    attempt ends (waiting for one to start). The attempt's last state seen, or None
-    when the job has no attempt (and ``follow`` is off)."""
+    attempt ends (waiting for one to start unless the job ended or is manual). The
+    attempt's last state seen, or None when the job has no attempt to show."""
     attempt: dict[str, Any] | None = None
     while attempt is None:
-        attempts = client.get(f"/api/v1/jobs/{jid}/attempts")["attempts"]
+        job = client.get(f"/api/v1/jobs/{jid}")
+        attempts = job["attempts"]
         if attempts:
             attempt = attempts[-1]
-        elif not follow:
-            return None
+        elif not follow or job_final(job["state"]) or job["state"] == JobState.MANUAL:
+            return None  # nothing to follow: it will not run by itself
         else:
             time.sleep(poll_s)
     offset = 0

@@ -21,18 +21,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def repository_of(config: str) -> str:
-    """The top of the git repository whose ``.ployd.yml`` ``config`` is (ValueError)."""
-    here = os.path.dirname(os.path.abspath(config))
+def _git(here: str, *args: str) -> str:
     try:
-        top = subprocess.run(
-            ["git", "-C", here, "rev-parse", "--show-toplevel"],
-            capture_output=True,
-            text=True,
-            check=True,
+        return subprocess.run(
+            ["git", "-C", here, *args], capture_output=True, text=True, check=True
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         raise ValueError(f"{here} is not in a git repository") from None
+
+
+def repository_of(config: str | None) -> str:
+    """The top of the git repository whose ``.ployd.yml`` ``config`` is; with None, of
+    the one the current directory is in (ValueError)."""
+    if config is None:
+        return _git(os.getcwd(), "rev-parse", "--show-toplevel")
+    here = os.path.dirname(os.path.abspath(config))
+    top = _git(here, "rev-parse", "--show-toplevel")
     if os.path.realpath(config) != os.path.realpath(os.path.join(top, ".ployd.yml")):
         raise ValueError(
             f"{config}: the service reads .ployd.yml at the top of the repository "
@@ -47,10 +51,17 @@ def main(args: argparse.Namespace) -> int:
     from app.cli.remote import follow_pipeline, guarded
 
     try:
-        repo = repository_of(config_path(args))
+        given = args.path is not None or args.file is not None
+        repo = repository_of(config_path(args) if given else None)
     except (PathConflict, ValueError) as e:
         print(f"ployd trigger: {e}", file=sys.stderr)
         return 2
+    if args.ref == "HEAD" and _git(repo, "status", "--porcelain", "--untracked-files=no"):
+        print(
+            f"ployd trigger: {repo} has uncommitted changes: the pipeline runs the commit "
+            "at HEAD, without them",
+            file=sys.stderr,
+        )
 
     def body(client: Client) -> int:
         started = client.post("/api/v1/pipelines", {"repo": repo, "ref": args.ref, "actor": "cli"})

@@ -293,12 +293,15 @@ async def test_cancel_a_running_job_and_follow_its_pipeline(
     config = (
         "version: 1\njobs:\n  long:\n    steps:\n"
         "      - run: echo READY-$((6*7)); sleep 300\n"
+        "  later:\n    when: manual\n    steps:\n      - run: echo later\n"
     )
     repo, _ = make_repo({".ployd.yml": config})
     async with serve(agents=1) as h:
         h: Harness
         pid = await h.start(repo)
         await h.log_contains(pid, "long", "READY-42")
+        assert await cli(h, "logs", "--follow", f"{pid}/later") == 1  # it would wait forever
+        assert "has no log yet: it is manual" in capsys.readouterr().err
         assert await cli(h, "cancel", f"{pid}/long") == 0
         assert capsys.readouterr().out.strip().startswith(f"job {h.job(pid, 'long').id} (long): ")
         await h.finished(pid)
@@ -337,6 +340,20 @@ def test_trigger_needs_the_repository_top(
     (tmp_path / "plain").mkdir()
     assert ployd(["trigger", str(tmp_path / "plain")]) == 2
     assert "not in a git repository" in capsys.readouterr().err
+
+
+def test_trigger_from_a_subdirectory_with_uncommitted_changes(
+    make_repo: Callable[..., tuple[Path, str]], capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    repo, _ = make_repo({".ployd.yml": SMALL, "src/a.py": "x = 1\n"})
+    (repo / "src" / "a.py").write_text("x = 2\n")
+    monkeypatch.chdir(repo / "src")
+    monkeypatch.setenv("PLOYD_URL", "http://127.0.0.1:9")
+    assert ployd(["trigger"]) == 1  # the repository found from here; no server there
+    err = capsys.readouterr().err
+    assert f"{repo} has uncommitted changes: the pipeline runs the commit at HEAD" in err
+    assert "cannot reach PloyD at http://127.0.0.1:9" in err
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
