@@ -75,7 +75,9 @@ class ProgressLog:
 
     def _update(self, pid: int) -> None:
         seen = self._seen.get(pid)
-        p = progress(self.db, pid, seen.mark if seen is not None else None)
+        # the jobs are counted only for a "started" line (a pipeline may have thousands)
+        news = seen is None or seen.ended
+        p = progress(self.db, pid, seen.mark if seen is not None else None, count=news)
         if p is None:
             return
         if seen is None:

@@ -42,9 +42,12 @@ class Progress:
     mark: datetime | None
 
 
-def progress(db: Database, pipeline_id: int, since: datetime | None) -> Progress | None:
+def progress(
+    db: Database, pipeline_id: int, since: datetime | None, *, count: bool = True
+) -> Progress | None:
     """The pipeline and the jobs that finished at or after ``since`` (a ``mark`` this
-    returned; every finished job when None); None when there is no such pipeline."""
+    returned; every finished job when None); None when there is no such pipeline.
+    ``count``: also count its jobs (else ``jobs`` is 0), a scan of them all."""
     with db.session() as s:
         found = s.execute(
             select(Pipeline, Repository.full_name)
@@ -54,7 +57,9 @@ def progress(db: Database, pipeline_id: int, since: datetime | None) -> Progress
         if found is None:
             return None
         p, repo = found
-        total = s.scalar(select(func.count()).where(Job.pipeline_id == pipeline_id)) or 0
+        total = 0
+        if count:
+            total = s.scalar(select(func.count()).where(Job.pipeline_id == pipeline_id)) or 0
         q = select(Job).where(Job.pipeline_id == pipeline_id, Job.finished_at.is_not(None))
         if since is not None:
             q = q.where(Job.finished_at >= since)
