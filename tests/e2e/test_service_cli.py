@@ -158,6 +158,31 @@ def test_trigger_follow_prints_states_result_and_url_and_serve_logs_each_end(
     assert len(re.findall(rf"of pipeline {pid} ", err)) == 4  # one line per job end
 
 
+def test_trigger_follow_on_this_repository(served: Served, tmp_path: Path) -> None:
+    """PloyD's own .ployd.yml, at this checkout's HEAD, through `ployd serve`."""
+    if not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    import yaml
+
+    jobs = yaml.safe_load((ROOT / ".ployd.yml").read_text())["jobs"]
+    url, proc = served()
+    p = subprocess.run(
+        [sys.executable, "-m", "app", "trigger", "--follow"],
+        capture_output=True, text=True, timeout=300, env=_env(PLOYD_URL=url), cwd=ROOT / "app",
+    )  # fmt: skip
+    assert p.returncode == 0, p.stdout + p.stderr
+    lines = p.stdout.splitlines()
+    assert lines[0].startswith("pipeline ") and f" started: {ROOT} at " in lines[0]
+    pid = int(lines[0].split()[1])
+    ended = [line.split() for line in lines[2:-1] if "/runs/" in line]
+    names = {line.strip().split("  ")[0] for line in lines[2:-1]}
+    assert {n.split(" (")[0] for n in names} == set(jobs)  # every job, matrix children too
+    assert all(row[-1].startswith(f"{url}/runs/") for row in ended)
+    assert lines[-1].startswith(f"pipeline {pid} succeeded in ")
+    assert lines[-1].endswith(f": {url}/pipelines/{pid}")
+    stop(proc, tmp_path)
+
+
 def test_serve_log_format_json(
     served: Served,
     make_repo: Callable[..., tuple[Path, str]],
