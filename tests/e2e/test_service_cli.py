@@ -85,13 +85,16 @@ def served(tmp_path: Path, open_dir: Path) -> Iterator[Served]:
     """``served(*flags)`` -> (url, process): `ployd serve --port 0` running; stopped
     (SIGTERM) at the end of the test."""
     procs: list[subprocess.Popen[str]] = []
+    files: list[Any] = []
 
     def start(*flags: str) -> tuple[str, subprocess.Popen[str]]:
+        err = open(tmp_path / "serve.err", "w")  # noqa: SIM115 (closed at the end)
+        files.append(err)
         proc = subprocess.Popen(
             [sys.executable, "-m", "app", "serve", "--port", "0", "--data-dir",
              str(tmp_path / "data"), *flags],
             stdout=subprocess.PIPE,
-            stderr=open(tmp_path / "serve.err", "w"),  # noqa: SIM115 (read after it stops)
+            stderr=err,
             text=True,
             env=_env(PLOYD_LOCAL_AGENTS="2", PLOYD_WORK_DIR=str(open_dir / "work")),
             cwd=tmp_path,
@@ -105,6 +108,10 @@ def served(tmp_path: Path, open_dir: Path) -> Iterator[Served]:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=60)
+        if proc.stdout is not None:
+            proc.stdout.close()
+    for f in files:
+        f.close()
 
 
 def stop(proc: subprocess.Popen[str], tmp_path: Path) -> str:
