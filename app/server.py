@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
 from dataclasses import dataclass, field
@@ -98,6 +99,8 @@ async def start_server(settings: Settings, *, secrets: SecretsProvider | None = 
     sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
     port = sockets[0].getsockname()[1] if sockets else settings.port
     url = f"http://{settings.host}:{port}"
+    if settings.port == 0:  # the links (base_url) name the port picked
+        services.settings = settings = dataclasses.replace(settings, port=port)
     server = Server(services=services, runner=runner, url=url, forges=forges)
     server.tasks.append(asyncio.create_task(_sweeper(services)))
     server.tasks.append(asyncio.create_task(expire_forever(app[TRANSFERS])))

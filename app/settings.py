@@ -111,6 +111,7 @@ class Settings:
     kms_key_id: str = ""  # PLOYD_KMS_KEY_ID: seal secrets with KMS data keys (envelope)
     policy_file: str = ""  # PLOYD_POLICY_FILE: tenants' quotas and budgets (app.policy)
     log_level: str = "INFO"  # PLOYD_LOG_LEVEL
+    log_format: str = "text"  # PLOYD_LOG_FORMAT: text or json (one object a line)
     # PLOYD_EXECUTOR=ec2: the AWS side (PLOYD_AWS_*, PLOYD_EC2_*) and the executor's own
     # (pools, timeouts, PLOYD_AGENT_URL), read with the rest.
     ec2: EC2Config | None = None
@@ -163,6 +164,7 @@ class Settings:
             kms_key_id=env.get("PLOYD_KMS_KEY_ID") or "",
             policy_file=env.get("PLOYD_POLICY_FILE") or "",
             log_level=env.get("PLOYD_LOG_LEVEL") or "INFO",
+            log_format=_choice(env, "PLOYD_LOG_FORMAT", ("text", "json")),
             **_ec2(env, executor),
         )
         return s

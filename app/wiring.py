@@ -46,6 +46,7 @@ from app.logs.store import make_log_store
 from app.metrics import Metrics
 from app.policy.setup import security_from
 from app.pools import Pools
+from app.progresslog import ProgressLog
 from app.services import Services
 from app.settings import Settings, SettingsError
 from app.store.db import Database
@@ -134,7 +135,7 @@ def build_services(
     events.subscribe(
         AttemptEnded, lambda e: metrics.on_end(e.agent_id, e.attempt_id, e.state, e.fork)
     )
-    return Services(
+    services = Services(
         settings=settings,
         db=db,
         engine=engine,
@@ -146,6 +147,9 @@ def build_services(
         agent=AgentPackage.build(),  # served at /agent/ployd-agent.pyz
         pools=pools,
     )
+    # serve's line per pipeline start and end and per job end (the URL as served)
+    ProgressLog(db, lambda: services.settings.base_url).attach(events)
+    return services
 
 
 @dataclass
@@ -228,6 +232,7 @@ async def start_local(services: Services, url: str) -> Executor:
         hide=tuple(hidden),
         pass_env=settings.pass_env,
         container_runtime=settings.container_runtime,
+        log_format=settings.log_format,
     )
     await executor.start()
     return executor

@@ -31,3 +31,10 @@ async def test_a_work_dir_inside_the_data_dir_is_refused(tmp_path: Path) -> None
     with pytest.raises(SettingsError, match="inside the data directory"):
         server = await start_server(settings)
         await server.stop()
+
+
+def test_log_format() -> None:
+    assert Settings.from_env({}).log_format == "text"
+    assert Settings.from_env({"PLOYD_LOG_FORMAT": "json"}).log_format == "json"
+    with pytest.raises(SettingsError, match="PLOYD_LOG_FORMAT='xml': one of text, json"):
+        Settings.from_env({"PLOYD_LOG_FORMAT": "xml"})

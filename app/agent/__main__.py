@@ -93,6 +93,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--once", action="store_true", help="exit after one job")
     p.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="text lines, or one JSON object a line (as `ployd serve --log-format json`)",
+    )
+    p.add_argument(
         "--claim-wait",
         type=float,
         default=25.0,
@@ -389,6 +395,31 @@ async def amain(
         client.close()
 
 
+class _JsonLines(logging.Formatter):
+    """One JSON object a line: time, level, logger, message, agent (and exception)."""
+
+    def __init__(self, agent_id: str) -> None:
+        super().__init__()
+        self.agent_id = agent_id
+
+    def format(self, record: logging.LogRecord) -> str:
+        import json
+        from datetime import datetime, timezone
+
+        when = datetime.fromtimestamp(record.created, timezone.utc)
+        out = {
+            "time": when.isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "agent": self.agent_id,
+            "agent_version": version(),
+        }
+        if record.exc_info:
+            out["exception"] = self.formatException(record.exc_info)
+        return json.dumps(out, default=str)
+
+
 def main(argv: Sequence[str] | None = None, package: str | None = None) -> int:
     """Run the agent. ``package``: the file this agent runs from (a ``ployd-agent.pyz``),
     which it may replace with the server's version; None (run from source): it never
@@ -396,10 +427,15 @@ def main(argv: Sequence[str] | None = None, package: str | None = None) -> int:
     not_dumpable()
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO,
-        format=f"%(asctime)s agent {args.agent_id} {version()} %(levelname)s %(message)s",
-    )
+    if args.log_format == "json":
+        handler = logging.StreamHandler()
+        handler.setFormatter(_JsonLines(args.agent_id))
+        logging.basicConfig(level=logging.INFO, handlers=[handler])
+    else:
+        logging.basicConfig(
+            level=logging.INFO,
+            format=f"%(asctime)s agent {args.agent_id} {version()} %(levelname)s %(message)s",
+        )
     return asyncio.run(amain(args, argv, package))
 
 

@@ -24,11 +24,21 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "audit": ("audit", "the audit trail: verify its hash chain, export it as JSON lines"),
     "agent": ("agent", "the agent as one file: ployd agent build [--out DIR]"),
     "agents": ("agents", "self-hosted agents: registration tokens for pools, list, disable"),
+    # the service's commands: PLOYD_URL (default the local server), PLOYD_ADMIN_TOKEN
+    "trigger": ("trigger", "start a pipeline of a repository on the service; --follow it"),
+    "status": ("status", "the service's recent pipelines, or one pipeline's jobs"),
+    "logs": ("logs", "a job's log from the service; --follow it until the job ends"),
+    "retry": ("retry", "run a finished job again (or start a manual one)"),
+    "cancel": ("cancel", "cancel a pipeline, or one job"),
+    "open": ("open", "a job's signed log link: open it in a browser, or print it"),
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from app import __version__
+
     parser = argparse.ArgumentParser(prog="ployd", description="PloyD: CI for ML teams.")
+    parser.add_argument("--version", action="version", version=f"ployd {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name, (module, help_text) in COMMANDS.items():

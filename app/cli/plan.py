@@ -6,12 +6,9 @@ import argparse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "path",
-        nargs="?",
-        default=".ployd.yml",
-        help="the file to plan (default: .ployd.yml in this directory)",
-    )
+    from app.cli.paths import add_path_argument
+
+    add_path_argument(parser, "plan")
     parser.add_argument(
         "--candidates",
         type=int,
@@ -29,6 +26,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     import sys
+
+    from app.cli.paths import PathConflict, config_path
+
+    try:
+        args.path = config_path(args)
+    except PathConflict as conflict:
+        print(f"ployd plan: {conflict}", file=sys.stderr)
+        return 2
 
     from app.core.config.errors import ConfigInvalid
     from app.core.config.loader import load_config_file

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
 
     from app.agent.runner import JobResult
+    from app.cli.runlocal import Palette
     from app.core.agentfit import MachineLike
     from app.core.config.model import PlannedJob
     from app.core.dag import Node
@@ -29,9 +30,9 @@ if TYPE_CHECKING:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--file", "-f", default=".ployd.yml", help="config file (default: %(default)s)"
-    )
+    from app.cli.paths import add_path_argument
+
+    add_path_argument(parser, "run (a directory: the jobs run in it)")
     parser.add_argument(
         "--job",
         "-j",
@@ -49,11 +50,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="run at most N jobs at once (default: the number of CPUs)",
     )
     parser.add_argument("--dry-run", action="store_true", help="print the plan, run nothing")
+    parser.add_argument(
+        "--color",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="colour the output: auto (on a terminal, unless NO_COLOR is set), always, never",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
+    from app.cli.paths import PathConflict, config_path
     from app.core.config.errors import ConfigInvalid
 
+    given = args.path if args.path is not None else args.file
+    try:
+        args.file = config_path(args)
+    except PathConflict as conflict:
+        print(f"ployd run: {conflict}", file=sys.stderr)
+        return 2
+    cwd = os.path.abspath(given) if given is not None and os.path.isdir(given) else os.getcwd()
     try:
         jobs = load_jobs(args.file)
     except ConfigInvalid as e:
@@ -74,7 +89,10 @@ def main(args: argparse.Namespace) -> int:
     parallel = args.jobs if args.jobs and args.jobs > 0 else (os.cpu_count() or 2)
     for line in hardware_warnings(jobs, selected, _this_machine):
         print(line, file=sys.stderr)
-    return run(jobs, selected, cwd=os.getcwd(), parallel=parallel)
+    from app.cli.runlocal import Palette, colour_wanted
+
+    palette = Palette(colour_wanted(args.color, sys.stdout, os.environ))
+    return run(jobs, selected, cwd=cwd, parallel=parallel, palette=palette)
 
 
 def load_jobs(path: str) -> tuple[PlannedJob, ...]:
@@ -197,22 +215,35 @@ def print_plan(
 
 
 class _Prefixer:
-    """Writes a job's output line by line, each line prefixed with the job's name."""
+    """Writes a job's output line by line, each line prefixed with the job's name; keeps
+    the last ``KEEP_LINES`` lines for the summary."""
 
-    def __init__(self, name: str, width: int, out: TextIO) -> None:
-        self.prefix = f"{name:<{width}} | "
+    KEEP_LINES = 2000
+
+    def __init__(self, name: str, width: int, out: TextIO, prefix: str | None = None) -> None:
+        from collections import deque
+
+        self.prefix = prefix if prefix is not None else f"{name:<{width}} | "
         self.out = out
         self.partial = ""
+        self.lines: deque[str] = deque(maxlen=self.KEEP_LINES)
 
     async def write(self, data: str) -> None:
         text = self.partial + data
         lines = text.split("\n")
         self.partial = lines.pop()
         if lines:
+            self.lines.extend(lines)
             self._emit("".join(f"{self.prefix}{line}\n" for line in lines))
+
+    def say(self, line: str) -> None:
+        """A line of PloyD's own (cache, artifacts), between the steps' output."""
+        self.lines.append(line)
+        self._emit(f"{self.prefix}{line}\n")
 
     def close(self) -> None:
         if self.partial:
+            self.lines.append(self.partial)
             self._emit(f"{self.prefix}{self.partial}\n")
             self.partial = ""
 
@@ -232,6 +263,7 @@ def run(
     parallel: int,
     out: TextIO | None = None,
     environ: Mapping[str, str] | None = None,
+    palette: Palette | None = None,
 ) -> int:
     """Run ``nodes`` (the selection of ``jobs`` to run) and print the summary; the exit
     code: 0 when the pipeline succeeded, 130 when interrupted, else 1."""
@@ -241,7 +273,9 @@ def run(
 
     out = out or sys.stdout
     result, _ = asyncio.run(
-        run_pipeline(jobs, nodes, cwd=cwd, parallel=parallel, out=out, environ=environ)
+        run_pipeline(
+            jobs, nodes, cwd=cwd, parallel=parallel, out=out, environ=environ, palette=palette
+        )
     )
     if result is PipelineState.SUCCEEDED:
         return 0
@@ -256,12 +290,15 @@ async def run_pipeline(
     parallel: int,
     out: TextIO,
     environ: Mapping[str, str] | None = None,
+    palette: Palette | None = None,
 ) -> tuple[Any, dict[str, JobState]]:
     """Run the jobs in DAG order; (PipelineState, final job states)."""
     import asyncio
     import signal
+    from pathlib import Path
 
     from app.agent.runner import StepSpec, run_steps
+    from app.cli.runlocal import LocalCache, Palette, Trees, cache_root
     from app.core.dag import initial_state, pipeline_result, settle
     from app.core.states import JobState
 
@@ -283,6 +320,12 @@ async def run_pipeline(
     results: dict[str, JobResult] = {}
     order = topo_order(nodes)
     t0 = time.monotonic()
+    palette = palette or Palette()
+    colour_of = {n: i for i, n in enumerate(order)}
+    trees = Trees(Path(cwd))
+    caches = LocalCache(cache_root(environ), Path(cwd))
+    artifacts_dir = Path(cwd) / ".ployd" / "artifacts"
+    outputs: dict[str, list[str]] = {}
 
     async def run_job(name: str) -> JobResult:
         job = by_name[name]
@@ -298,15 +341,23 @@ async def run_pipeline(
             for i, s in enumerate(job.steps)
         ]
         env = {"CI": "true", "PLOYD": "true", "PLOYD_JOB": name, **job.env}
-        pre = _Prefixer(name, width, out)
+        prefix = palette.job(f"{name:<{width}} |", colour_of[name]) + " "
+        pre = _Prefixer(name, width, out, prefix=prefix)
+        workdir = await asyncio.to_thread(trees.for_job, job.is_matrix_child)
+        if workdir != Path(cwd):
+            pre.say(f"a copy of the tree of its own: {workdir}")
         job_secrets = {k: v for k, v in secrets.items() if k in job.spec.secrets}
-        launcher, mask = _launcher(job, cwd, [*env, *job_secrets], secrets, cancel)
+        launcher, mask = _launcher(job, str(workdir), [*env, *job_secrets], secrets, cancel)
         if launcher is None and (gpus := _gpus(job)):
             env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in gpus)
+        cache = _local_cache(job.cache, pre.say)
+        cached = None
+        if cache is not None:
+            cached = await asyncio.to_thread(caches.restore, cache, workdir, pre.say)
         try:
-            return await run_steps(
+            result = await run_steps(
                 steps,
-                cwd=cwd,
+                cwd=workdir,
                 on_log=pre.write,
                 env=env,
                 base_env=environ,
@@ -316,10 +367,19 @@ async def run_pipeline(
                 cancel=cancel,
                 launcher=launcher,
             )
+            pre.close()
+            if job.spec.artifacts is not None and result.result != "cancelled":
+                await asyncio.to_thread(
+                    _collect, job.spec.artifacts, workdir, artifacts_dir, name, pre.say
+                )
+            if cache is not None and cached is not None and result.succeeded and not cached[1]:
+                await asyncio.to_thread(caches.save, cache, cached[0], workdir, pre.say)
+            return result
         finally:
             if launcher is not None:
                 await launcher.close()
             pre.close()
+            outputs[name] = list(pre.lines)
 
     loop = asyncio.get_running_loop()
     try:
@@ -348,14 +408,49 @@ async def run_pipeline(
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+        await asyncio.to_thread(trees.close)
     for name, st in states.items():
         if st is JobState.WAITING:  # needs a manual job nobody ran
             states[name] = JobState.SKIPPED
         elif st is JobState.QUEUED:  # interrupted before it started
             states[name] = JobState.CANCELLED
     result = pipeline_result(nodes, states)
-    print_summary(order, states, results, result.value, time.monotonic() - t0, by_name, out)
+    print_summary(
+        order,
+        states,
+        results,
+        result.value,
+        time.monotonic() - t0,
+        by_name,
+        out,
+        nodes=nodes,
+        outputs=outputs,
+        palette=palette,
+    )
     return result, states
+
+
+def _collect(spec: Any, workdir: Any, dest: Any, name: str, say: Callable[[str], None]) -> None:
+    from app.cli.runlocal import collect_artifacts
+
+    try:
+        collect_artifacts(spec, workdir, dest, name, say)
+    except OSError as e:
+        say(f"artifacts: could not copy them: {e}")
+
+
+def _local_cache(cache: Any, say: Callable[[str], None]) -> Any:
+    """The job's cache without its ``~`` paths: those are this machine's own home, kept
+    between runs as they are (restoring an older copy over them would lose work)."""
+    if cache is None:
+        return None
+    import dataclasses
+
+    home = [p for p in cache.paths if p == "~" or p.startswith("~/")]
+    if home:
+        say(f"cache: {', '.join(home)}: in your home directory, kept as it is between runs")
+    rest = tuple(p for p in cache.paths if p not in home)
+    return dataclasses.replace(cache, paths=rest) if rest else None
 
 
 def _credentials_name(job: PlannedJob) -> str | None:
@@ -430,22 +525,48 @@ def print_summary(
     elapsed: float,
     jobs: Mapping[str, PlannedJob],
     out: TextIO,
+    *,
+    nodes: Mapping[str, Node] | None = None,
+    outputs: Mapping[str, Sequence[str]] | None = None,
+    palette: Palette | None = None,
 ) -> None:
+    """The table (job, result, duration, why), then each failed job's failing lines,
+    then the pipeline's result."""
+    from app.cli.runlocal import Palette, failing_lines, job_outcome, skip_reason
+
+    palette = palette or Palette()
     rows = [("JOB", "RESULT", "DURATION", "")]
     for name in order:
         r = results.get(name)
+        state = states[name].value
         note = ""
         if r is not None and r.failed_step is not None:
-            step = r.steps[r.failed_step] if r.failed_step < len(r.steps) else None
-            title = step.title if step else f"#{r.failed_step}"
-            code = f", exit {r.exit_code}" if r.exit_code is not None else ""
-            note = f"step {r.failed_step + 1} '{title}'{code}"
-        elif states[name].value == "manual":
+            note = job_outcome(r)
+        elif r is not None and r.result == "timed_out":
+            note = "the job's timeout"
+        elif state == "manual":
             note = "manual: name it with --job"
-        rows.append((name, states[name].value, f"{r.duration_s:.1f}s" if r else "-", note))
+        elif state in ("skipped", "cancelled") and nodes is not None and r is None:
+            note = skip_reason(name, nodes, states)
+        rows.append((name, state, f"{r.duration_s:.1f}s" if r else "-", note))
     w = [max(len(row[i]) for row in rows) for i in range(3)]
     print("", file=out)
-    for row in rows:
-        print(f"{row[0]:<{w[0]}}  {row[1]:<{w[1]}}  {row[2]:>{w[2]}}  {row[3]}".rstrip(), file=out)
-    print(f"pipeline {pipeline} in {elapsed:.1f}s", file=out)
+    for i, row in enumerate(rows):
+        result = f"{row[1]:<{w[1]}}"
+        if i:
+            result = palette.state(result, row[1])
+        print(f"{row[0]:<{w[0]}}  {result}  {row[2]:>{w[2]}}  {row[3]}".rstrip(), file=out)
+    for name in order:
+        r = results.get(name)
+        if r is None or r.succeeded or r.result == "cancelled" or outputs is None:
+            continue
+        lines = failing_lines(outputs.get(name, ()))
+        if not lines:
+            continue
+        where = f" at {job_outcome(r)}" if r.failed_step is not None else ""
+        head = f"{name}: {r.result}{where}"
+        print(f"\n{palette.paint(head, 'bold')}", file=out)
+        for line in lines:
+            print(f"  {palette.paint(line, 'red') if line != '…' else line}", file=out)
+    print(palette.state(f"pipeline {pipeline}", pipeline) + f" in {elapsed:.1f}s", file=out)
     out.flush()

@@ -12,16 +12,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--data-dir",
         help="where the database, logs and workspaces live (PLOYD_DATA_DIR, default .ployd-data)",
     )
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        help="text lines, or one JSON object a line for log shippers (PLOYD_LOG_FORMAT)",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
     import asyncio
-    import logging
     import sys
 
     from app.settings import Settings, SettingsError
 
-    names = {"host": "PLOYD_HOST", "port": "PLOYD_PORT", "data_dir": "PLOYD_DATA_DIR"}
+    names = {
+        "host": "PLOYD_HOST",
+        "port": "PLOYD_PORT",
+        "data_dir": "PLOYD_DATA_DIR",
+        "log_format": "PLOYD_LOG_FORMAT",
+    }
     flags = {
         name: str(getattr(args, flag))
         for flag, name in names.items()
@@ -33,10 +42,9 @@ def main(args: argparse.Namespace) -> int:
     except SettingsError as e:
         print(f"ployd serve: {e}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    from app.logformat import configure
+
+    configure(settings.log_level, settings.log_format)
     from app.server import serve_forever
 
     try:

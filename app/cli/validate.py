@@ -6,12 +6,9 @@ import argparse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "path",
-        nargs="?",
-        default=".ployd.yml",
-        help="the file to check (default: .ployd.yml in this directory)",
-    )
+    from app.cli.paths import add_path_argument
+
+    add_path_argument(parser, "check")
     parser.add_argument(
         "--format",
         choices=("text", "json"),
@@ -28,8 +25,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    import json
     import sys
+
+    from app.cli.paths import PathConflict, config_path
+
+    try:
+        args.path = config_path(args)
+    except PathConflict as conflict:
+        print(f"ployd validate: {conflict}", file=sys.stderr)
+        return 2
+    import json
 
     from app.core.config.errors import ConfigInvalid
     from app.core.config.loader import load_config_file

@@ -58,6 +58,7 @@ class LocalExecutor:
         hide: tuple[Path, ...] = (),
         pass_env: str = "",
         container_runtime: str = "",
+        log_format: str = "text",
     ) -> None:
         self.server_url = server_url
         self.agent_token = agent_token
@@ -77,6 +78,7 @@ class LocalExecutor:
         self.hide = hide
         self.pass_env = pass_env  # the machine variables steps also get (--pass-env)
         self.container_runtime = container_runtime  # "": the agents find one
+        self.log_format = log_format  # the agents' log lines, as the server's
         self._procs: dict[str, asyncio.subprocess.Process] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
@@ -138,6 +140,7 @@ class LocalExecutor:
             *[a for p in self.hide for a in ("--hide", str(p))],
             "--pass-env",
             self.pass_env,
+            *(("--log-format", "json") if self.log_format == "json" else ()),
             env=env,
             stdin=asyncio.subprocess.PIPE,
         )

@@ -11,6 +11,7 @@ from app.web import (
     agent_files,
     api,
     dashboard,
+    links_api,
     logs,
     webhooks_github,
     webhooks_gitlab,
@@ -55,6 +56,7 @@ def make_app(services: Services) -> web.Application:
     app.add_routes(webhooks_github.routes)
     app.add_routes(webhooks_gitlab.routes)
     app.add_routes(dashboard.routes)
+    app.add_routes(links_api.routes)  # a job's signed link, for `ployd open`
     install_artifacts(app, services)
     install_admin(app, services)  # secrets, tenants' policies and spend
     return app

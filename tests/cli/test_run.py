@@ -14,14 +14,6 @@ import pytest
 from app.cli import run as run_cmd
 
 
-@pytest.fixture
-def tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty git working tree, made the current directory."""
-    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
 def write_config(tree: Path, text: str) -> None:
     (tree / ".ployd.yml").write_text(textwrap.dedent(text))
 
@@ -175,19 +167,28 @@ def test_matrix_children_with_their_env(tree: Path, capsys: pytest.CaptureFixtur
               python: ["3.11", "3.12"]
             env:
               PY: ${{ matrix.python }}
+            artifacts: {paths: ["out.txt", "seen.txt"]}
             steps:
-              - run: echo "py=$PY" > "out-$PY.txt"; echo "running $PY"
+              # each child in its own copy of the tree: neither sees the other's file
+              - run: ls; echo "py=$PY" > out.txt; ls out-* 2>/dev/null > seen.txt || true
+              - run: touch "out-$PY"; echo "running $PY"
           other:
             steps:
               - run: touch other-ran
     """)
+    (tree / "data.txt").write_text("untracked, not ignored: copied\n")
     assert ployd_run("--job", "test") == 0
-    assert (tree / "out-3.11.txt").read_text() == "py=3.11\n"
-    assert (tree / "out-3.12.txt").read_text() == "py=3.12\n"
+    art = tree / ".ployd" / "artifacts"
+    assert (art / "test (python=3.11)" / "out.txt").read_text() == "py=3.11\n"
+    assert (art / "test (python=3.12)" / "out.txt").read_text() == "py=3.12\n"
+    assert (art / "test (python=3.11)" / "seen.txt").read_text() == ""
+    assert not (tree / "out.txt").exists() and not list(tree.glob("out-*"))
     assert not (tree / "other-ran").exists()
     out = capsys.readouterr().out
     assert "test (python=3.11) | running 3.11" in out
     assert "test (python=3.12) | running 3.12" in out
+    assert "test (python=3.11) | data.txt" in out  # the copy has the untracked file
+    assert "test (python=3.11) | a copy of the tree of its own: " in out
 
 
 def test_unknown_job(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -133,6 +133,26 @@ CASES = [
      3, 13, "unknown hardware class 'gpu'"),
     ("tabs", "version: 1\njobs:\n\tunit: {}\n", 3, 1, "tabs are not allowed"),
     ("syntax", "version: 1\njobs: [\n", 3, 1, "YAML syntax error"),
+    # README's cache example as it was: a bare ${{ }} in a flow mapping
+    ("expression in a flow mapping",
+     "version: 1\njobs:\n  t:\n    cache: {key: pip-${{ hashFiles('req*.txt') }}, paths: [a]}\n"
+     "    steps: [{run: x}]\n",
+     4, 18, "${{ }} inside a flow mapping {...} must be quoted: write "
+     "\"pip-${{ hashFiles('req*.txt') }}\""),
+    ("expression in a flow sequence",
+     "version: 1\njobs:\n  t:\n    needs: [a, ${{ x }}]\n    steps: [{run: x}]\n",
+     4, 16, "${{ }} inside a flow sequence [...] must be quoted: write \"${{ x }}\""),
+    ("unterminated string", 'version: 1\njobs:\n  t:\n    steps:\n      - run: "echo hi\n'
+     "      - run: ok\n\n\n", 5, 14, 'this "-quoted string is never closed'),
+    ("unterminated single-quoted string",
+     "version: 1\njobs:\n  t:\n    steps:\n      - run: 'it''s\n      - run: ok\n",
+     5, 14, "this '-quoted string is never closed"),
+    ("colon in a plain value",
+     "version: 1\njobs:\n  t:\n    steps:\n      - run: echo 'a: b'\n",
+     5, 14, "a value holding ': ' must be quoted"),
+    ("unclosed flow sequence",
+     "version: 1\njobs:\n  t:\n    needs: [a, b\n    steps:\n      - run: ok\n",
+     4, 12, "the [ opened here is not closed"),
     ("top-level list", "- a\n- b\n", 1, 1, "the file must be a mapping"),
     ("top-level scalar", "hello\n", 1, 1, "the file must be a mapping"),
     ("empty", "", 1, 1, "file is empty"),

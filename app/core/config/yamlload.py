@@ -125,6 +125,51 @@ def _line_col(text: str, index: int) -> tuple[int, int]:
     return line, col
 
 
+def _offset(text: str, m: Any) -> int:
+    """The index in ``text`` of a mark (its line and column)."""
+    lines = text.split("\n")
+    line = min(max(int(m.line), 0), len(lines) - 1)
+    return sum(len(x) + 1 for x in lines[:line]) + min(int(m.column), len(lines[line]))
+
+
+def _expression_in_flow(file: str, exc: yaml.MarkedYAMLError, text: str) -> ConfigError | None:
+    """``key: {a: x-${{ e }}}``: YAML reads ``{`` as the start of a mapping, so a ``${{ }}``
+    in a flow collection (``{...}``, ``[...]``) must be in a quoted string. The error
+    names the value to quote, where it starts."""
+    if exc.context_mark is None or exc.problem_mark is None:
+        return None
+    start, end = _offset(text, exc.context_mark), _offset(text, exc.problem_mark)
+    at = text.find("${{", start, max(end, start) + 3)
+    if at < 0:
+        return None
+    begin = at  # back to where the plain value holding it starts
+    while begin > start and text[begin - 1] not in ",[{\n" and text[begin - 2 : begin] != ": ":
+        begin -= 1
+    while text[begin] == " ":
+        begin += 1
+    close = text.find("}}", at)
+    stop = close + 2 if close >= 0 else at + 3
+    while stop < len(text) and text[stop] not in ",]}\n":
+        stop += 1
+    value = text[begin:stop].strip()
+    line, col = _line_col(text, begin)
+    kind = "mapping {...}" if "mapping" in (exc.context or "") else "sequence [...]"
+    return ConfigError(
+        file,
+        line,
+        col,
+        f"YAML syntax error: ${{{{ }}}} inside a flow {kind} must be quoted: write "
+        f"{_quoted(value)} (in YAML a bare {{ starts a mapping)",
+    )
+
+
+def _quoted(value: str) -> str:
+    """``value`` as a YAML string in quotes (double unless it has ``"`` or ``\\``)."""
+    if '"' not in value and "\\" not in value:
+        return f'"{value}"'
+    return "'" + value.replace("'", "''") + "'"
+
+
 def _syntax_error(file: str, exc: yaml.YAMLError, text: str) -> ConfigError:
     if isinstance(exc, yaml.MarkedYAMLError):
         m = exc.problem_mark or exc.context_mark
@@ -132,6 +177,36 @@ def _syntax_error(file: str, exc: yaml.YAMLError, text: str) -> ConfigError:
         if "nesting depth" in problem:
             line, col = _lc(m)
             return ConfigError(file, line, col, f"file is nested more than {MAX_DEPTH} levels deep")
+        context = exc.context or ""
+        if context.startswith("while parsing a flow"):
+            quoted = _expression_in_flow(file, exc, text)
+            if quoted is not None:
+                return quoted
+        if exc.context_mark is not None and context.startswith("while scanning a quoted"):
+            # reported where the string opens, not where the file ends
+            line, col = _lc(exc.context_mark)
+            row = text.split("\n")[line - 1] if line <= text.count("\n") + 1 else ""
+            quote = row[col - 1 : col] or '"'
+            end_line, _ = _lc(exc.problem_mark)
+            return ConfigError(
+                file,
+                line,
+                col,
+                f"YAML syntax error: this {quote}-quoted string is never closed "
+                f"(no closing {quote} before line {end_line}): {problem}",
+            )
+        if exc.context_mark is not None and context.startswith("while parsing a flow"):
+            cl, cc = _lc(exc.context_mark)
+            pl, pc = _lc(exc.problem_mark)
+            if cl != pl or "end of stream" in problem:
+                opener = "[" if "sequence" in context else "{"
+                return ConfigError(
+                    file,
+                    cl,
+                    cc,
+                    f"YAML syntax error: the {opener} opened here is not closed: "
+                    f"{problem} (line {pl}, column {pc})",
+                )
         msg = f"YAML syntax error: {problem}"
         if exc.context:
             msg = f"YAML syntax error: {problem} ({exc.context})"
@@ -140,6 +215,13 @@ def _syntax_error(file: str, exc: yaml.YAMLError, text: str) -> ConfigError:
         here = lines[line - 1][col - 1 : col] if 0 < line <= len(lines) else ""
         if "\t" in problem or here == "\t":
             msg += "; tabs are not allowed for indentation in YAML, use spaces"
+        elif "mapping values are not allowed" in problem and 0 < line <= len(lines):
+            # at the value that holds the ': ', not at the ': ' inside it
+            row = lines[line - 1]
+            first = row.find(": ")
+            if 0 <= first < col - 1:
+                col = first + 3 + len(row[first + 2 :]) - len(row[first + 2 :].lstrip(" "))
+            msg += " (a value holding ': ' must be quoted, or written as a block: run: |)"
         return ConfigError(file, line, col, msg)
     return ConfigError(file, 1, 1, f"YAML error: {exc}")
 
