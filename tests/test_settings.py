@@ -31,3 +31,12 @@ async def test_a_work_dir_inside_the_data_dir_is_refused(tmp_path: Path) -> None
     with pytest.raises(SettingsError, match="inside the data directory"):
         server = await start_server(settings)
         await server.stop()
+
+
+def test_the_webhook_body_limit_is_read_and_checked() -> None:
+    assert Settings.from_env({}).max_webhook_bytes == 25 << 20  # GitHub's limit
+    assert Settings.from_env({"PLOYD_WEBHOOK_MAX_BYTES": "1048576"}).max_webhook_bytes == 1 << 20
+    with pytest.raises(SettingsError, match="PLOYD_WEBHOOK_MAX_BYTES"):
+        Settings.from_env({"PLOYD_WEBHOOK_MAX_BYTES": "25MB"})
+    with pytest.raises(SettingsError, match="at least 1024"):
+        Settings.from_env({"PLOYD_WEBHOOK_MAX_BYTES": "10"})
