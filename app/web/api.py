@@ -108,7 +108,7 @@ def job_json(j: JobRecord, with_attempts: bool = False) -> dict[str, Any]:
 @routes.get("/api/v1/pipelines")
 async def get_pipelines(request: web.Request) -> web.Response:
     require_admin(request)
-    limit = query_int(request.query, "limit", 50, low=1, high=500)
+    limit = query_int(request.query, "limit", 50, low=1, high=500, clamp=True)
     rows = list_pipelines(services(request).db, limit)
     return web.json_response({"pipelines": [pipeline_json(p) for p in rows]})
 
@@ -177,7 +177,7 @@ async def _log_response(request: web.Request, a: AttemptRecord | None) -> web.Re
     if a is None:
         return error(404, "no such attempt")
     offset = query_int(request.query, "offset", 0)
-    limit = query_int(request.query, "limit", 8 << 20, high=64 << 20)
+    limit = query_int(request.query, "limit", 8 << 20, high=64 << 20, clamp=True)
     logs = services(request).logs
     # off the event loop: with S3 a read is a network call
     data = await asyncio.to_thread(logs.read, a.log_path, offset, limit) if a.log_path else b""

@@ -151,16 +151,26 @@ def int_param(request: web.Request, name: str) -> int:
 
 
 def query_int(
-    query: Mapping[str, str], name: str, default: int, *, low: int = 0, high: int = MAX_ID
+    query: Mapping[str, str],
+    name: str,
+    default: int,
+    *,
+    low: int = 0,
+    high: int = MAX_ID,
+    clamp: bool = False,
 ) -> int:
     """The query parameter ``name`` as an integer in ``low .. high`` (``default`` when
-    absent or empty); 400 naming it otherwise (``²`` and ``10**20`` included)."""
+    absent or empty); 400 naming it otherwise (``²``, ``-1`` and ``10**20`` included).
+    ``clamp``: a number out of ``low .. high`` (but under 2**63) is brought into it."""
     raw = query.get(name, "")
     if raw == "":
         return default
-    if len(raw) > 19 or not raw.isascii() or not raw.isdigit() or not low <= int(raw) <= high:
+    value = parse_offset(raw)
+    if value is not None and clamp:
+        return min(max(value, low), high)
+    if value is None or not low <= value <= high:
         raise bad_request(f"query parameter '{name}' must be an integer from {low} to {high}")
-    return int(raw)
+    return value
 
 
 def clean_text(value: Any, name: str, *, max_len: int = 4096) -> str:
