@@ -272,7 +272,7 @@ async def login(request: web.Request) -> web.Response:
     token = services(request).settings.admin_token
     try:
         form = await request.post()
-    except (UnicodeDecodeError, ValueError):  # not UTF-8, or not a form at all
+    except (UnicodeDecodeError, LookupError, ValueError):  # not UTF-8, a bogus charset, no form
         return web.Response(
             text=SIGN_IN.format(error="<p>The form could not be read (it must be UTF-8).</p>"),
             content_type="text/html",

@@ -343,7 +343,15 @@ async def fuzz_routes(fz: Fuzzer, base_url: str, app: Any) -> None:
             ),
         ),
         content_type=st.sampled_from(
-            ["application/json", "application/x-www-form-urlencoded", "text/plain", ""]
+            [
+                "application/json",
+                "application/x-www-form-urlencoded",
+                "application/x-www-form-urlencoded; charset=bogus",
+                "multipart/form-data; boundary=x",
+                "multipart/form-data",
+                "text/plain",
+                "",
+            ]
         ),
         token=st.one_of(st.none(), texts.filter(lambda s: s.isascii() and s.isprintable())),
     )

@@ -271,13 +271,20 @@ async def test_api_ids_numbers_and_strings_are_validated(github_world: Callable[
                 assert r.status == 400 and "NUL" in (await r.json())["error"]
         async with h.http.get(h.url + "/api/v1/secrets?repo=a%00b") as r:
             assert r.status == 400 and "NUL" in (await r.json())["error"]
-        # a login form that is not UTF-8
-        async with h.http.post(
-            h.url + "/login",
-            data=b"token=%ff%fe\xff",
-            headers={"Content-Type": "application/x-www-form-urlencoded"},
-        ) as r:
-            assert r.status in (400, 401)
+        # a login form that is not UTF-8, names a charset that does not exist, is no form
+        for content_type, form in (
+            ("application/x-www-form-urlencoded", b"token=%ff%fe\xff"),
+            ("application/x-www-form-urlencoded; charset=bogus", b"token=a"),
+            (
+                "multipart/form-data; boundary=x",
+                b'--x\r\nContent-Disposition: form-data; name="token"\r\n\r\n\xff\xfe\r\n--x--\r\n',
+            ),
+            ("multipart/form-data", b"--x\r\n"),
+        ):
+            async with h.http.post(
+                h.url + "/login", data=form, headers={"Content-Type": content_type}
+            ) as r:
+                assert r.status in (400, 401), content_type
         async with h.http.get(h.url + "/healthz") as r:
             assert r.status == 200
 
