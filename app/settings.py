@@ -98,7 +98,7 @@ class Settings:
     gitlab: GitLabConfig | None = None
     gitlab_git_url: str = ""  # default: each project's own http URL
     gitlab_clone_token: str = field(default="", repr=False)
-    max_webhook_bytes: int = 25 << 20
+    max_webhook_bytes: int = 25 << 20  # PLOYD_WEBHOOK_MAX_BYTES: GitHub's 25 MB by default
     # Logs in S3 (PLOYD_S3_BUCKET) instead of PLOYD_DATA_DIR/logs; the AWS endpoint is
     # shared with EC2 (PLOYD_AWS_REGION, PLOYD_AWS_ENDPOINT_URL).
     s3_bucket: str = ""
@@ -154,6 +154,7 @@ class Settings:
             gitlab=_gitlab(env),
             gitlab_git_url=(env.get("PLOYD_GITLAB_GIT_URL") or "").rstrip("/"),
             gitlab_clone_token=env.get("PLOYD_GITLAB_CLONE_TOKEN") or "",
+            max_webhook_bytes=_int(env, "PLOYD_WEBHOOK_MAX_BYTES", 25 << 20, minimum=1024),
             s3_bucket=env.get("PLOYD_S3_BUCKET") or "",
             s3_prefix=env.get("PLOYD_S3_PREFIX") or "",
             aws_region=env.get("PLOYD_AWS_REGION") or "",

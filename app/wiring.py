@@ -50,9 +50,11 @@ from app.progresslog import ProgressLog
 from app.services import Services
 from app.settings import Settings, SettingsError
 from app.store.db import Database
-from app.web.common import GITHUB_WORKER, GITLAB_WORKER
+from app.store.inbox import InboxWriter
+from app.web.common import GITHUB_WORKER, GITLAB_WORKER, INBOX_WRITER
 
 log = logging.getLogger("ployd.wiring")
+
 
 @dataclass
 class ForgeClients:
@@ -157,6 +159,7 @@ class Forges:
     """The forges' running parts: inbox workers and reporters on top of their clients."""
 
     clients: ForgeClients
+    writer: InboxWriter
     github: GitHubParts | None = None
     gitlab: GitLabParts | None = None
 
@@ -164,13 +167,16 @@ class Forges:
         for forge in (self.github, self.gitlab):
             if forge is not None:
                 await forge.stop()
+        await self.writer.aclose()
         await self.clients.close()
 
 
 async def start_forges(services: Services, clients: ForgeClients, app: web.Application) -> Forges:
     """Start each configured forge's inbox worker and reporter; its webhook route submits
-    deliveries to that worker."""
-    forges = Forges(clients)
+    deliveries to that worker, after recording them through the inbox writer (group
+    commit, on its own thread)."""
+    forges = Forges(clients, InboxWriter(services.db))
+    app[INBOX_WRITER] = forges.writer
     if clients.github is not None:
         forges.github = await start_github(services, clients.github)
         app[GITHUB_WORKER] = forges.github.worker

@@ -15,6 +15,10 @@ against the schedule (the client keeping up is a precondition of trusting the nu
 Every delivery carries a unique ``X-GitHub-Delivery``; the body (and so its signature,
 which covers the body only) is the same for all of them. Keep-alive connections, no
 limit on their number. Exits at EOF on stdin.
+
+With ``"mode": "closed"`` (and ``concurrency``, ``duration_s`` instead of ``rate``,
+``n``) it runs as wrk does instead: a fixed number of connections, each sending the next
+request as soon as the last answer is read: the most a server answers per second.
 """
 
 from __future__ import annotations
@@ -91,6 +95,55 @@ async def run_job(http: aiohttp.ClientSession, job: dict[str, Any]) -> dict[str,
     }
 
 
+async def run_closed(http: aiohttp.ClientSession, job: dict[str, Any]) -> dict[str, Any]:
+    """Closed loop, as wrk runs: ``concurrency`` connections, each sending its next
+    request as soon as the answer to the last one is read, for ``duration_s``."""
+    body = Path(job["body_file"]).read_bytes()
+    signature = "sha256=" + hmac.new(job["secret"].encode(), body, hashlib.sha256).hexdigest()
+    base = {
+        "X-GitHub-Event": job["event"],
+        "X-Hub-Signature-256": signature,
+        "Content-Type": "application/json",
+        "User-Agent": "GitHub-Hookshot/bench",
+    }
+    latencies: list[float] = []
+    statuses: Counter[str] = Counter()
+    ok_ids: list[str] = []
+    errors = 0
+    end = time.perf_counter() + float(job["duration_s"])
+
+    async def worker(w: int) -> None:
+        nonlocal errors
+        i = 0
+        while time.perf_counter() < end:
+            delivery = f"{job['prefix']}{w}-{i}"
+            i += 1
+            headers = dict(base, **{"X-GitHub-Delivery": delivery})
+            t = time.perf_counter()
+            try:
+                async with http.post(job["url"], data=body, headers=headers) as r:
+                    await r.read()
+                    statuses[str(r.status)] += 1
+                    if 200 <= r.status < 300:
+                        ok_ids.append(delivery)
+            except Exception:
+                errors += 1
+                continue
+            latencies.append((time.perf_counter() - t) * 1000)
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker(w) for w in range(int(job["concurrency"]))))
+    return {
+        "latencies_ms": latencies,
+        "statuses": dict(statuses),
+        "elapsed_s": time.perf_counter() - t0,
+        "lag_ms_p99": 0.0,
+        "lag_ms_max": 0.0,
+        "errors": errors,
+        "ok_ids": ok_ids if job.get("want_ids") else [],
+    }
+
+
 async def main() -> None:
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
@@ -101,7 +154,9 @@ async def main() -> None:
         while line := await reader.readline():
             if not line.strip():
                 continue
-            result = await run_job(http, json.loads(line))
+            job = json.loads(line)
+            run = run_closed if job.get("mode") == "closed" else run_job
+            result = await run(http, job)
             sys.stdout.write(json.dumps(result) + "\n")
             sys.stdout.flush()
 

@@ -30,7 +30,8 @@ Three processes, so that what is measured is the server and not its neighbours:
    same fake (``POST .../check-runs`` with an installation token): what one GitHub API
    call costs here. Target: p50 < 100 ms.
 
-Usage: python bench/bench_webhooks.py [--rates 50,100,200,400] [--pushes 40]
+Usage: python bench/bench_webhooks.py [--rates 50,100,200,400] [--pushes 40] [--duration 3]
+       [--connections 16]   (PLOYD_BENCH_POSTGRES_URL: PloyD on PostgreSQL too)
 Exit status 0 when both targets are met.
 """
 
@@ -40,13 +41,16 @@ import argparse
 import asyncio
 import contextlib
 import copy
+import dataclasses
 import json
 import logging
 import os
+import shutil
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +66,7 @@ TARGET_RATE = 200
 TARGET_P99_MS = 10.0
 TARGET_PUSH_P50_MS = 100.0
 WARMUP = 60
+PR_BYTES = 28_000
 
 CONFIG = """\
 version: 1
@@ -167,6 +172,95 @@ def _fake_main(n_commits: int) -> None:
     asyncio.run(serve())
 
 
+# ============================================================================ the peers
+# Each in its own process, as PloyD's own server would be: ``--peer bare|gidgethub``
+# prints {"port": N} and serves until its stdin closes; @octokit/webhooks runs on node.
+
+
+def _peer_main(kind: str) -> None:
+    from aiohttp import web
+    from gidgethub import sansio
+
+    async def bare(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(status=202)
+
+    async def gidgethub_verify(request: web.Request) -> web.Response:
+        body = await request.read()
+        sansio.Event.from_http(request.headers, body, secret=SECRET)  # verify, then parse
+        return web.Response(status=202)
+
+    async def serve() -> None:
+        app = web.Application(client_max_size=32 << 20)
+        app.router.add_post("/webhooks/github", bare if kind == "bare" else gidgethub_verify)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        print(json.dumps({"port": runner.addresses[0][1]}), flush=True)
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader()
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+        while await reader.readline():
+            pass
+        await runner.cleanup()
+
+    asyncio.run(serve())
+
+
+OCTOKIT_VERSION = "13"  # @octokit/webhooks: Probot's receiver
+OCTOKIT_PEER = """\
+import http from "node:http";
+import { Webhooks, createNodeMiddleware } from "@octokit/webhooks";
+const webhooks = new Webhooks({ secret: process.argv[2] });
+webhooks.onAny(() => {});
+const middleware = createNodeMiddleware(webhooks, { path: "/webhooks/github" });
+const server = http.createServer(middleware);
+server.keepAliveTimeout = 60000;
+server.listen(0, "127.0.0.1", () => {
+  console.log(JSON.stringify({ port: server.address().port }));
+});
+process.stdin.on("end", () => server.close(() => process.exit(0)));
+process.stdin.resume();
+"""
+
+
+async def start_octokit(root: Path) -> tuple[Child | None, str]:
+    """@octokit/webhooks installed from the npm registry into ``root`` and run with the
+    machine's node; (None, why) when node or the registry is not there."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        return None, "node/npm not found on PATH"
+    peer = root / "octokit"
+    peer.mkdir()
+    (peer / "package.json").write_text('{"name": "bench-peer", "private": true}\n')
+    proc = await asyncio.create_subprocess_exec(
+        npm,
+        "install",
+        "--no-audit",
+        "--no-fund",
+        "--silent",
+        f"@octokit/webhooks@{OCTOKIT_VERSION}",
+        cwd=str(peer),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await proc.communicate()
+    if proc.returncode != 0:
+        return None, f"npm install failed: {err.decode(errors='replace').strip()[:300]}"
+    version = json.loads((peer / "node_modules/@octokit/webhooks/package.json").read_text())[
+        "version"
+    ]
+    (peer / "peer.mjs").write_text(OCTOKIT_PEER)
+    child = await Child.start_exe("@octokit/webhooks", node, str(peer / "peer.mjs"), SECRET)
+    return child, f"@octokit/webhooks {version} on node {await _node_version(node)}"
+
+
+async def _node_version(node: str) -> str:
+    proc = await asyncio.create_subprocess_exec(node, "--version", stdout=asyncio.subprocess.PIPE)
+    out, _ = await proc.communicate()
+    return out.decode().strip()
+
+
 # ============================================================================ the bench
 
 
@@ -179,8 +273,12 @@ class Child:
 
     @classmethod
     async def start(cls, name: str, *args: str) -> Child:
+        return await cls.start_exe(name, sys.executable, *args)
+
+    @classmethod
+    async def start_exe(cls, name: str, exe: str, *args: str) -> Child:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable,
+            exe,
             *args,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
@@ -242,6 +340,10 @@ def pr_payload(fake: dict[str, Any]) -> dict[str, Any]:
         installation=fake["installation"],
         sender={"login": "alice"},
     )
+    # a pull request with a real description: ~28 KB, as measured in issue 15
+    size = len(json.dumps(p))
+    line = "- [x] retrain the tokenizer on the cleaned corpus; eval on the held-out split\n"
+    pr["body"] = line * max(0, (PR_BYTES - size) // len(line))
     return p
 
 
@@ -282,7 +384,68 @@ def summarize(result: dict[str, Any], rate: int, n: int) -> dict[str, Any]:
     }
 
 
-async def run(rates: list[int], pushes: int) -> int:
+def proc_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def self_cpu() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+def summarize_closed(result: dict[str, Any]) -> dict[str, Any]:
+    lat = result["latencies_ms"]
+    ok = sum(v for k, v in result["statuses"].items() if k.startswith("2"))
+    n = sum(result["statuses"].values()) + result["errors"]
+    return {
+        "n": n,
+        "ok": ok,
+        "bad": n - ok,
+        "statuses": result["statuses"],
+        "tput": ok / result["elapsed_s"] if result["elapsed_s"] > 0 else float("nan"),
+        "p50": pct(lat, 50),
+        "p99": pct(lat, 99),
+    }
+
+
+def inbox_counts(server: Any, prefix: str) -> tuple[int, int]:
+    """(rows, rows processed) of the inbox whose delivery id starts with ``prefix``."""
+    from sqlalchemy import func, select
+
+    from app.store.models import InboxEvent
+
+    like = InboxEvent.delivery_id.like(prefix + "%")
+    with server.services.db.session() as s:
+        rows = s.scalar(select(func.count()).select_from(InboxEvent).where(like))
+        done = s.scalar(
+            select(func.count())
+            .select_from(InboxEvent)
+            .where(like, InboxEvent.status == "processed")
+        )
+    return int(rows or 0), int(done or 0)
+
+
+@contextlib.contextmanager
+def postgres_database(url: str) -> Any:
+    """A fresh database on the server of ``url`` (dropped after)."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = f"bench_webhooks_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as c:
+            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+async def run(rates: list[int], pushes: int, duration: float = 3.0, concurrency: int = 16) -> int:
     import aiohttp
     from aiohttp import web
 
@@ -367,6 +530,89 @@ async def run(rates: list[int], pushes: int) -> int:
         await level(ployd_url, 50, WARMUP, "warm")
         await drain()
 
+        # ---- part 0: throughput, closed loop (as wrk), the peers side by side
+        async def closed(
+            url: str, tag: str, cpu: Callable[[], float], seconds: float = duration
+        ) -> dict[str, Any]:
+            prefix = f"{tag}-{uuid.uuid4().hex[:8]}-"
+            job = {
+                "mode": "closed",
+                "url": url,
+                "concurrency": concurrency,
+                "duration_s": seconds,
+                "event": "pull_request",
+                "body_file": str(body_file),
+                "secret": SECRET,
+                "prefix": prefix,
+            }
+            assert load is not None
+            cpu0 = cpu()
+            r = summarize_closed(await load.ask(job, timeout=seconds + 120))
+            r["cpu_ms"] = (cpu() - cpu0) * 1000 / max(r["n"], 1)  # the server's, per request
+            r["prefix"] = prefix
+            return r
+
+        async def ployd_closed(srv: Any, tag: str, worker_on: bool) -> dict[str, Any]:
+            """PloyD under the burst; then its worker drains the inbox, and every 2xx'd
+            delivery is counted there, stored and processed."""
+            parts = srv.github
+            url = srv.url + "/webhooks/github"
+            await closed(url, "warm", self_cpu, 0.5)
+            await asyncio.wait_for(parts.worker.drain(), 300)
+            if not worker_on:
+                await parts.worker.stop()  # the queue grows; restart picks the rows up
+            r = await closed(url, tag, self_cpu)
+            t = time.perf_counter()
+            if not worker_on:
+                await parts.worker.start()
+            await asyncio.wait_for(parts.worker.drain(), 600)
+            r["drain_s"] = time.perf_counter() - t
+            r["stored"], r["processed"] = inbox_counts(srv, r["prefix"])
+            r["worker_on"] = worker_on
+            return r
+
+        peers: dict[str, Child] = {}
+        peer_note: dict[str, str] = {
+            "bare": "aiohttp, reads the body, 202",
+            "gidgethub": "aiohttp + gidgethub Event.from_http (verify + parse)",
+        }
+        for kind in ("bare", "gidgethub"):
+            peers[kind] = await Child.start(f"peer {kind}", __file__, "--peer", kind)
+        octo, octo_note = await start_octokit(root)
+        if octo is not None:
+            peers["octokit"] = octo
+        peer_note["octokit"] = octo_note
+        tput: dict[str, dict[str, Any]] = {}
+        try:
+            for kind, child in peers.items():
+                port = (await child.read())["port"]
+                url = f"http://127.0.0.1:{port}/webhooks/github"
+                pid = child.proc.pid
+
+                def cpu(pid: int = pid) -> float:
+                    return proc_cpu(pid)
+
+                await closed(url, "warm", cpu, 0.5)
+                tput[kind] = await closed(url, kind, cpu)
+        finally:
+            for child in peers.values():
+                await child.close()
+        tput["ployd-sqlite"] = await ployd_closed(server, "sqlite", worker_on=False)
+        tput["ployd-sqlite+worker"] = await ployd_closed(server, "sqlite-on", worker_on=True)
+        pg_url = os.environ.get("PLOYD_BENCH_POSTGRES_URL") or os.environ.get(
+            "PLOYD_TEST_POSTGRES_URL"
+        )
+        if pg_url:
+            with postgres_database(pg_url) as db_url:
+                pg_settings = dataclasses.replace(
+                    settings, data_dir=root / "data-pg", database_url=db_url
+                )
+                pg_server = await start_server(pg_settings)
+                try:
+                    tput["ployd-postgres"] = await ployd_closed(pg_server, "pg", worker_on=False)
+                finally:
+                    await pg_server.stop()
+
         rows: dict[tuple[str, int], dict[str, Any]] = {}
         for rate in rates:
             n = level_size(rate)
@@ -441,6 +687,37 @@ async def run(rates: list[int], pushes: int) -> int:
     # ---- report
     print()
     print(
+        f"0. throughput, closed loop: {concurrency} connections x {duration:.0f} s each, "
+        "the same signed pull_request, a fresh X-GitHub-Delivery each, one after another"
+    )
+    hdr0 = (
+        f"   {'server':<22} {'2xx':>6} {'non-2xx':>7} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7}"
+        f" {'x octokit':>9} {'x gidgethub':>11} {'CPU ms/req':>10}  notes"
+    )
+    print(hdr0)
+    print("   " + "-" * (len(hdr0) - 3))
+    octo_t = tput["octokit"]["tput"] if "octokit" in tput else float("nan")
+    gidget_t = tput["gidgethub"]["tput"]
+    for kind, r in tput.items():
+        if kind.startswith("ployd"):
+            note = (
+                f"inbox: {r['stored']} stored, {r['processed']} processed of {r['ok']} 2xx; "
+                + ("worker on" if r["worker_on"] else "worker paused in the burst")
+                + f", drained {r['drain_s']:.1f} s after"
+            )
+        else:
+            note = peer_note[kind]
+        print(
+            f"   {kind:<22} {r['ok']:>6} {r['bad']:>7} {r['tput']:>8.0f} {r['p50']:>7.2f} "
+            f"{r['p99']:>7.2f} {r['tput'] / octo_t:>9.2f} {r['tput'] / gidget_t:>11.2f} "
+            f"{r['cpu_ms']:>10.3f}  {note}"
+        )
+    if "octokit" not in tput:
+        print(f"   @octokit/webhooks not measured: {peer_note['octokit']}")
+    print("   (the load generator is one Python process: the bare row is its ceiling here;")
+    print("   CPU ms/req: the server process's own CPU per request, whatever else runs here)")
+    print()
+    print(
         f"load average (1 min) before/after: {load_before:.2f} / {os.getloadavg()[0]:.2f} "
         f"on {os.cpu_count()} cores (other work on the machine widens the p99s)"
     )
@@ -501,19 +778,52 @@ async def run(rates: list[int], pushes: int) -> int:
         f"target: push -> first check run p50 < {TARGET_PUSH_P50_MS:.0f} ms: "
         f"{p50:.2f} ms -> {'OK' if ok2 else 'TOO SLOW'}"
     )
-    return 0 if ok1 and ok2 else 1
+    sq = tput["ployd-sqlite"]["tput"]
+    ok3 = "octokit" not in tput or sq >= 1.0 * octo_t
+    ok4 = sq >= 0.5 * gidget_t
+    print(
+        f"target: ployd on SQLite >= 1.0x @octokit/webhooks: {sq / octo_t:.2f}x -> "
+        + ("OK" if ok3 and "octokit" in tput else "NOT MEASURED" if ok3 else "TOO SLOW")
+    )
+    print(
+        f"target: ployd on SQLite >= 0.5x gidgethub verify: {sq / gidget_t:.2f}x -> "
+        + ("OK" if ok4 else "TOO SLOW")
+    )
+    ok5 = True
+    if "ployd-postgres" in tput:
+        ratio = tput["ployd-postgres"]["tput"] / sq
+        ok5 = ratio >= 0.5
+        print(f"target: PostgreSQL >= 0.5x SQLite: {ratio:.2f}x -> {'OK' if ok5 else 'TOO SLOW'}")
+    else:
+        print("target: PostgreSQL >= 0.5x SQLite: not measured (set PLOYD_BENCH_POSTGRES_URL)")
+    lost = {
+        k: (r["ok"], r["stored"], r["processed"])
+        for k, r in tput.items()
+        if k.startswith("ployd") and not (r["stored"] == r["processed"] == r["ok"])
+    }
+    ok6 = not lost
+    print(
+        "target: every 2xx'd delivery stored and processed: "
+        + ("OK" if ok6 else f"MISSING (2xx, stored, processed): {lost}")
+    )
+    return 0 if all((ok1, ok2, ok3, ok4, ok5, ok6)) else 1
 
 
 def main() -> int:
     if len(sys.argv) == 3 and sys.argv[1] == "--fake-github":
         _fake_main(int(sys.argv[2]))
         return 0
+    if len(sys.argv) == 3 and sys.argv[1] == "--peer":
+        _peer_main(sys.argv[2])
+        return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rates", default="50,100,200,400", help="deliveries/s per level")
     parser.add_argument("--pushes", type=int, default=40, help="push deliveries (part 2)")
+    parser.add_argument("--duration", type=float, default=3.0, help="seconds per server (0)")
+    parser.add_argument("--connections", type=int, default=16, help="connections (part 0)")
     args = parser.parse_args()
     rates = [int(r) for r in args.rates.split(",") if r.strip()]
-    return asyncio.run(run(rates, args.pushes))
+    return asyncio.run(run(rates, args.pushes, args.duration, args.connections))
 
 
 if __name__ == "__main__":

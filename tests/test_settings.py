@@ -38,3 +38,12 @@ def test_log_format() -> None:
     assert Settings.from_env({"PLOYD_LOG_FORMAT": "json"}).log_format == "json"
     with pytest.raises(SettingsError, match="PLOYD_LOG_FORMAT='xml': one of text, json"):
         Settings.from_env({"PLOYD_LOG_FORMAT": "xml"})
+
+
+def test_the_webhook_body_limit_is_read_and_checked() -> None:
+    assert Settings.from_env({}).max_webhook_bytes == 25 << 20  # GitHub's limit
+    assert Settings.from_env({"PLOYD_WEBHOOK_MAX_BYTES": "1048576"}).max_webhook_bytes == 1 << 20
+    with pytest.raises(SettingsError, match="PLOYD_WEBHOOK_MAX_BYTES"):
+        Settings.from_env({"PLOYD_WEBHOOK_MAX_BYTES": "25MB"})
+    with pytest.raises(SettingsError, match="at least 1024"):
+        Settings.from_env({"PLOYD_WEBHOOK_MAX_BYTES": "10"})

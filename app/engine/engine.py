@@ -664,6 +664,18 @@ class Engine:
                 changes.pipelines.add(attempt.job.pipeline_id)
         return attempt
 
+    def check_job_token(self, attempt_id: int, token: str) -> None:
+        """``AgentAuthError`` unless ``token`` is the job token of ``attempt_id`` (read
+        only: the API checks it before it reads a request's body)."""
+        if not token:
+            raise AgentAuthError(401, "this endpoint needs Authorization: Bearer <job token>")
+        with self.db.session() as s:
+            owner = s.scalar(select(Attempt.id).where(Attempt.token_hash == _hash(token)))
+        if owner is None:
+            raise AgentAuthError(401, "unknown job token")
+        if owner != attempt_id:
+            raise AgentAuthError(403, "this job token is for another attempt")
+
     def record_log(self, attempt_id: int, token: str, chunk: LogChunk) -> bool:
         """Append a chunk; a chunk already stored is ignored. Returns the cancel flag."""
         seq, data = chunk.seq, chunk.data

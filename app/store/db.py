@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,8 +23,23 @@ def session_of(row: object) -> Tx | None:
     return object_session(row)
 
 
+class RawJSON(str):
+    """JSON text already encoded (a webhook's verified body): a JSON column stores it as
+    it is, instead of parsing and encoding it again."""
+
+    __slots__ = ()
+
+
+def _json_serializer(value: Any) -> str:
+    if isinstance(value, RawJSON):
+        return str.__str__(value)
+    return json.dumps(value)
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
-    """An engine for ``url``; SQLite gets WAL, a busy timeout and foreign keys."""
+    """An engine for ``url``; SQLite gets WAL, a busy timeout and foreign keys. JSON
+    columns take ``RawJSON`` text as it is."""
+    kwargs.setdefault("json_serializer", _json_serializer)
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":

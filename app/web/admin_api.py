@@ -28,7 +28,15 @@ from app.secrets.references import ReferenceError
 from app.secrets.store import SecretError, SecretNotFound
 from app.services import Services
 from app.store.tenants import TenantView, all_tenants
-from app.web.common import error, int_param, json_body, require_admin, services
+from app.web.common import (
+    clean_text,
+    error,
+    int_param,
+    json_body,
+    parse_id,
+    require_admin,
+    services,
+)
 
 routes = web.RouteTableDef()
 T = TypeVar("T")
@@ -55,6 +63,7 @@ def _str(body: dict[str, Any], key: str, required: bool = True) -> str:
             text=f'{{"error": "{key} must be a non-empty string"}}',
             content_type="application/json",
         )
+    clean_text(value, key)
     return value
 
 
@@ -200,12 +209,11 @@ async def list_agent_tokens(request: web.Request) -> web.Response:
 async def revoke_agent_token(request: web.Request) -> web.Response:
     require_admin(request)
     raw = request.match_info["id"]
-    if not raw.isdigit():
-        return error(400, f"not a token id: {raw!r}")
+    token_id = parse_id(raw)
+    if token_id is None:
+        return error(400, f"not a token id: {raw[:40]!r}")
     try:
-        info = await asyncio.to_thread(
-            services(request).pools.revoke_token, int(raw), actor=ACTOR
-        )
+        info = await asyncio.to_thread(services(request).pools.revoke_token, token_id, actor=ACTOR)
     except TokenNotFound as e:
         return error(404, str(e))
     return web.json_response(token_json(info))

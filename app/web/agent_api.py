@@ -30,11 +30,19 @@ routes = web.RouteTableDef()
 M = TypeVar("M")
 
 
-async def _read(
-    parse: Callable[[object], M], request: web.Request, max_bytes: int = 1 << 20
-) -> M:
+def _needs_bearer(request: web.Request) -> None:
+    """401 before a byte of the body is read when no credential is presented at all."""
+    if not bearer(request):
+        raise web.HTTPUnauthorized(
+            text=json.dumps({"error": "this endpoint needs Authorization: Bearer <token>"}),
+            content_type="application/json",
+        )
+
+
+async def _read(parse: Callable[[object], M], request: web.Request, max_bytes: int = 1 << 20) -> M:
     """The request's body read by a message's ``from_json``; 400 naming the field
-    otherwise (``ProtocolError``)."""
+    otherwise (``ProtocolError``). Only once a credential was presented."""
+    _needs_bearer(request)
     try:
         return parse(await json_body(request, max_bytes=max_bytes))
     except ProtocolError as e:
@@ -90,6 +98,15 @@ async def bootstrap_failed(request: web.Request) -> web.StreamResponse:
     return web.json_response({"machine": failed.name, "attempt_id": failed.attempt_id})
 
 
+def _job_token_refused(svc: Any, attempt_id: int, request: web.Request) -> web.Response | None:
+    """The job token checked before the body is read (None: it is this attempt's)."""
+    try:
+        svc.engine.check_job_token(attempt_id, bearer(request))
+    except AgentAuthError as e:
+        return error(e.status, str(e))
+    return None
+
+
 async def _guard(request: web.Request, fn: Any) -> web.StreamResponse:
     try:
         return await fn()  # type: ignore[no-any-return]
@@ -102,6 +119,8 @@ async def _guard(request: web.Request, fn: Any) -> web.StreamResponse:
 @routes.post("/api/v1/agent/attempts/{attempt_id}/log")
 async def log(request: web.Request) -> web.StreamResponse:
     svc, attempt_id = services(request), int_param(request, "attempt_id")
+    if (refused := _job_token_refused(svc, attempt_id, request)) is not None:
+        return refused
     chunk = await _read(LogChunk.from_json, request, max_bytes=4 << 20)
 
     async def run() -> web.StreamResponse:
@@ -114,6 +133,8 @@ async def log(request: web.Request) -> web.StreamResponse:
 @routes.post("/api/v1/agent/attempts/{attempt_id}/steps")
 async def step(request: web.Request) -> web.StreamResponse:
     svc, attempt_id = services(request), int_param(request, "attempt_id")
+    if (refused := _job_token_refused(svc, attempt_id, request)) is not None:
+        return refused
     report = await _read(StepReport.from_json, request)
 
     async def run() -> web.StreamResponse:
@@ -126,6 +147,8 @@ async def step(request: web.Request) -> web.StreamResponse:
 @routes.post("/api/v1/agent/attempts/{attempt_id}/heartbeat")
 async def heartbeat(request: web.Request) -> web.StreamResponse:
     svc, attempt_id = services(request), int_param(request, "attempt_id")
+    if (refused := _job_token_refused(svc, attempt_id, request)) is not None:
+        return refused
     beat = await _read(Heartbeat.from_json, request)
 
     async def run() -> web.StreamResponse:
@@ -138,6 +161,8 @@ async def heartbeat(request: web.Request) -> web.StreamResponse:
 @routes.post("/api/v1/agent/attempts/{attempt_id}/finish")
 async def finish(request: web.Request) -> web.StreamResponse:
     svc, attempt_id = services(request), int_param(request, "attempt_id")
+    if (refused := _job_token_refused(svc, attempt_id, request)) is not None:
+        return refused
     report = await _read(FinishReport.from_json, request)
 
     async def run() -> web.StreamResponse:

@@ -23,7 +23,15 @@ from app.store.pipelines import (
     list_pipelines,
     pipeline_record,
 )
-from app.web.common import error, int_param, json_body, require_admin, services
+from app.web.common import (
+    clean_text,
+    error,
+    int_param,
+    json_body,
+    query_int,
+    require_admin,
+    services,
+)
 
 routes = web.RouteTableDef()
 T = TypeVar("T")
@@ -100,10 +108,7 @@ def job_json(j: JobRecord, with_attempts: bool = False) -> dict[str, Any]:
 @routes.get("/api/v1/pipelines")
 async def get_pipelines(request: web.Request) -> web.Response:
     require_admin(request)
-    try:
-        limit = min(max(int(request.query.get("limit", "50")), 1), 500)
-    except ValueError:
-        return error(400, "limit must be a number")
+    limit = query_int(request.query, "limit", 50, low=1, high=500, clamp=True)
     rows = list_pipelines(services(request).db, limit)
     return web.json_response({"pipelines": [pipeline_json(p) for p in rows]})
 
@@ -115,9 +120,11 @@ async def create_pipeline(request: web.Request) -> web.Response:
     repo, ref = body.get("repo"), body.get("ref", "HEAD")
     if not isinstance(repo, str) or not repo or not isinstance(ref, str) or not ref:
         return error(400, 'give {"repo": "/path/to/a/git/repository", "ref": "main"}')
+    repo, ref = clean_text(repo, "repo"), clean_text(ref, "ref", max_len=1024)
+    actor = clean_text(body.get("actor") or "api", "actor", max_len=200)
     svc = services(request)
     try:
-        started = start_local(svc.engine, svc.catalog, repo, ref, actor=body.get("actor") or "api")
+        started = start_local(svc.engine, svc.catalog, repo, ref, actor=actor)
     except LocalRepoError as e:
         return error(400, str(e))
     except ConfigInvalid as e:
@@ -169,11 +176,8 @@ async def get_attempts(request: web.Request) -> web.Response:
 async def _log_response(request: web.Request, a: AttemptRecord | None) -> web.Response:
     if a is None:
         return error(404, "no such attempt")
-    try:
-        offset = max(int(request.query.get("offset", "0")), 0)
-        limit = min(max(int(request.query.get("limit", str(8 << 20))), 0), 64 << 20)
-    except ValueError:
-        return error(400, "offset and limit must be numbers")
+    offset = query_int(request.query, "offset", 0)
+    limit = query_int(request.query, "limit", 8 << 20, high=64 << 20, clamp=True)
     logs = services(request).logs
     # off the event loop: with S3 a read is a network call
     data = await asyncio.to_thread(logs.read, a.log_path, offset, limit) if a.log_path else b""

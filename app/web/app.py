@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from app import __version__
 from app.services import Services
@@ -45,8 +46,22 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
+@web.middleware
+async def refuse_nul(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """No path or query parameter holds a NUL byte (``%00``): 400, before any handler
+    (no store column takes one; PostgreSQL refuses it in any text)."""
+    for name, value in (*request.match_info.items(), *request.query.items()):
+        if "\x00" in value or "\x00" in name:
+            return web.json_response(
+                {"error": f"parameter {name[:40]!r} must not contain a NUL byte"}, status=400
+            )
+    if "\x00" in request.path:
+        return web.json_response({"error": "the path must not contain a NUL byte"}, status=400)
+    return await handler(request)
+
+
 def make_app(services: Services) -> web.Application:
-    app = web.Application(client_max_size=8 << 20)
+    app = web.Application(client_max_size=8 << 20, middlewares=[refuse_nul])
     app[SERVICES] = services
     app.add_routes(routes)
     app.add_routes(api.routes)

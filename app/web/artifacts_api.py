@@ -83,6 +83,10 @@ async def _json_call(
     """An agent call with a JSON body and a JSON answer, authenticated by the job token;
     ``thread``: the call does blocking I/O (the object store), so it runs off the loop."""
     attempt_id, token = int_param(request, "attempt_id"), bearer(request)
+    try:  # the job token first: no body is parsed for a caller who is not the job
+        services(request).engine.check_job_token(attempt_id, token)
+    except AgentAuthError as e:
+        return error(e.status, str(e))
     body = await json_body(request, max_bytes=max_bytes)
 
     async def run() -> web.StreamResponse:

@@ -270,7 +270,14 @@ async def dashboard(request: web.Request) -> web.Response:
 @routes.post("/login")
 async def login(request: web.Request) -> web.Response:
     token = services(request).settings.admin_token
-    form = await request.post()
+    try:
+        form = await request.post()
+    except (UnicodeDecodeError, LookupError, ValueError):  # not UTF-8, a bogus charset, no form
+        return web.Response(
+            text=SIGN_IN.format(error="<p>The form could not be read (it must be UTF-8).</p>"),
+            content_type="text/html",
+            status=400,
+        )
     given = str(form.get("token", ""))
     if not token or not hmac.compare_digest(given.encode(), token.encode()):
         return web.Response(

@@ -120,6 +120,84 @@ async def test_the_app_jwt_is_what_github_accepts(env: Env) -> None:
     assert env.fake.calls("POST", TOKENS) == []  # tokens are fetched lazily
 
 
+def test_the_app_key_is_parsed_once_and_a_jwt_serves_a_minute(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.adapters.github import auth
+
+    parsed: list[bytes] = []
+    real = auth.load_pem_private_key
+
+    def counting(data: bytes, password: bytes | None) -> object:
+        parsed.append(data)
+        return real(data, password=password)
+
+    monkeypatch.setattr(auth, "load_pem_private_key", counting)
+    signs: list[object] = []
+    real_encode = auth.jwt.encode
+    monkeypatch.setattr(
+        auth.jwt, "encode", lambda *a, **kw: signs.append(a) or real_encode(*a, **kw)
+    )
+    app = auth.AppAuth(env.fake.app_id, env.fake.private_key_pem, _never, clock=env.clock)
+    first = {app.app_jwt() for _ in range(100)}
+    assert len(parsed) == 1 and len(signs) == 1 and len(first) == 1
+    env.clock.advance(59)
+    assert app.app_jwt() in first
+    env.clock.advance(2)  # a minute old: signed anew, with the same parsed key
+    later = app.app_jwt()
+    assert later not in first and len(signs) == 2 and len(parsed) == 1
+    claims = jwt.decode(later, options={"verify_signature": False})
+    assert claims["exp"] - env.clock() >= 480  # 8 minutes left at least, whenever used
+
+
+async def _never(installation_id: int, app_jwt: str) -> dict[str, str]:
+    raise AssertionError("no token fetch expected")
+
+
+async def test_a_failed_token_fetch_is_backed_off_not_retried_per_call(env: Env) -> None:
+    unknown = Repo("octo-org", "models", 424242)  # an installation GitHub does not know
+    env.fake.fail_next("POST", "/app/installations/424242/access_tokens", status=404, times=99)
+    for _ in range(20):
+        with pytest.raises(GitHubError) as info:
+            await env.gh.get_pull(unknown, 1)
+        assert info.value.status == 404
+    assert len(env.fake.calls("POST", TOKENS)) == 1  # one fetch, then the same error
+    with pytest.raises(GitHubError):
+        await env.gh.clone_token(unknown)  # clone tokens obey the same backoff
+    assert len(env.fake.calls("POST", TOKENS)) == 1
+    env.clock.advance(1.01)  # the first backoff (1 s) is over: one more try
+    for _ in range(5):
+        with pytest.raises(GitHubError):
+            await env.gh.get_pull(unknown, 1)
+    assert len(env.fake.calls("POST", TOKENS)) == 2
+    env.clock.advance(1.01)  # the second failure backs off 2 s: not yet
+    with pytest.raises(GitHubError):
+        await env.gh.get_pull(unknown, 1)
+    assert len(env.fake.calls("POST", TOKENS)) == 2
+    # a known installation is not held back by another's failures
+    assert await env.gh.get_file(env.repo, ".ployd.yml", "main") is not None
+    assert len(env.fake.calls("POST", TOKENS)) == 3
+    env.fake.take_violations()
+
+
+async def test_a_token_fetch_that_succeeds_again_clears_the_backoff(env: Env) -> None:
+    env.fake.fail_next("POST", TOKENS, status=404)
+    with pytest.raises(GitHubError):
+        await env.gh.get_pull(env.repo, 1)
+    with pytest.raises(GitHubError):  # backing off: GitHub is not asked
+        await env.gh.get_pull(env.repo, 1)
+    assert len(env.fake.calls("POST", TOKENS)) == 1
+    env.clock.advance(1.01)
+    assert await env.gh.get_file(env.repo, ".ployd.yml", "main") is not None
+    env.fake.fail_next("POST", TOKENS, status=404)
+    env.fake.tokens.clear()  # revoked: the next call fetches, fails, and backs off 1 s again
+    with pytest.raises(GitHubError):
+        await env.gh.get_pull(env.repo, 1)
+    env.clock.advance(1.01)
+    assert await env.gh.get_file(env.repo, ".ployd.yml", "main") is not None
+    env.fake.take_violations()
+
+
 async def test_revoked_token_is_replaced_once(env: Env) -> None:
     await env.gh.get_file(env.repo, ".ployd.yml", "main")
     env.fake.tokens.clear()  # GitHub revoked it

@@ -187,7 +187,13 @@ class GitHubClient:
         installation = await self.installation_id(repo)
         url = f"app/installations/{installation}/access_tokens"
         body = {"repositories": [repo.name], "permissions": {"contents": "read"}}
-        data = await self._send("POST", url, body, jwt=self.auth.app_jwt())
+        self.auth.check_backoff(installation)  # a failed fetch is not retried per claim
+        try:
+            data = await self._send("POST", url, body, jwt=self.auth.app_jwt())
+        except GitHubError as e:
+            self.auth.failed(installation, e)
+            raise
+        self.auth.succeeded(installation)
         return str(data["token"])
 
     async def _fetch_token(self, installation_id: int, app_jwt: str) -> dict[str, Any]:

@@ -55,7 +55,9 @@ class AnsiState:
         return " ".join(out)
 
     def apply(self, params: str) -> None:
-        codes = [int(p) if p.isdigit() else 0 for p in re.split(r"[;:]", params)] or [0]
+        codes = [
+            int(p) if p.isascii() and p.isdigit() else 0 for p in re.split(r"[;:]", params)
+        ] or [0]
         i = 0
         while i < len(codes):
             c = codes[i]

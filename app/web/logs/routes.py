@@ -35,7 +35,7 @@ from app.logs.window import (
     locate_error,
 )
 from app.store.runs import AttemptInfo, JobInfo, load_attempt, load_job
-from app.web.common import services
+from app.web.common import parse_offset, query_int, services
 from app.web.logs import render
 from app.web.logs.view import attempt_number, authorized_job, is_admin
 
@@ -61,8 +61,8 @@ def _security_headers(nonce: str | None = None) -> dict[str, str]:
 
 
 def _offset(query: Mapping[str, str], name: str) -> int | None:
-    raw = query.get(name, "")
-    return int(raw) if raw.isdigit() else None
+    """A byte offset from the query (None when absent); 400 naming it when it is not one."""
+    return None if query.get(name, "") == "" else query_int(query, name, 0)
 
 
 def _attempt(request: web.Request, job: JobInfo) -> AttemptInfo | None:
@@ -212,7 +212,8 @@ async def log_events(request: web.Request) -> web.StreamResponse:
     resp.headers["Cache-Control"] = "no-store"
     await resp.prepare(request)
     last_id = request.headers.get("Last-Event-ID", "")
-    offset = int(last_id) if last_id.isdigit() else (_offset(request.query, "offset") or 0)
+    resumed = parse_offset(last_id)
+    offset = resumed if resumed is not None else (_offset(request.query, "offset") or 0)
     attempt_id = attempt.id if attempt is not None else None
     renderer: render.LineRenderer | None = None
     line: int | None = None
@@ -283,7 +284,7 @@ def _current(db: Any, job_id: int, attempt_id: int | None) -> tuple[AttemptInfo 
 
 # ---- raw --------------------------------------------------------------------------------
 
-RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+RANGE = re.compile(r"^bytes=([0-9]{0,19})-([0-9]{0,19})$")
 
 
 def _range(header: str, size: int) -> tuple[int, int] | None:

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from app.core.links import BadToken, verify_job
 from app.store.runs import JobInfo, load_job
-from app.web.common import bearer, int_param, services
+from app.web.common import bearer, int_param, query_int, services
 
 ADMIN_COOKIE = "ployd_admin"
 
@@ -44,5 +44,7 @@ def is_admin(request: web.Request) -> bool:
 
 
 def attempt_number(request: web.Request) -> int | None:
-    raw = request.query.get("attempt", "")
-    return int(raw) if raw.isdigit() else None
+    """``?attempt=N`` (None when absent); 400 when it is not a number (``²`` included)."""
+    if request.query.get("attempt", "") == "":
+        return None
+    return query_int(request.query, "attempt", 0, low=1, high=1 << 31)
