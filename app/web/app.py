@@ -12,6 +12,7 @@ from app.web import (
     api,
     dashboard,
     logs,
+    pipelines,
     webhooks_github,
     webhooks_gitlab,
 )
@@ -55,6 +56,7 @@ def make_app(services: Services) -> web.Application:
     app.add_routes(webhooks_github.routes)
     app.add_routes(webhooks_gitlab.routes)
     app.add_routes(dashboard.routes)
+    app.add_routes(pipelines.routes)
     install_artifacts(app, services)
     install_admin(app, services)  # secrets, tenants' policies and spend
     return app

@@ -252,13 +252,33 @@ SIGN_IN = """<!doctype html><html><head><meta charset="utf-8"><title>PloyD: sign
 <body style="font: 14px system-ui; margin: 2em"><h1>PloyD</h1>
 <form method="post" action="/login"><label>Admin token
 <input type="password" name="token" autocomplete="current-password" autofocus></label>
+<input type="hidden" name="next" value="{next}">
 <button>Sign in</button></form>{error}</body></html>"""
+
+
+def _next(raw: object) -> str:
+    """Where to go after signing in: a path of this site only (never ``//host``)."""
+    text = raw if isinstance(raw, str) else ""
+    ok = text.startswith("/") and not text.startswith("//") and "\\" not in text
+    return text if ok and len(text) < 2000 else "/"
+
+
+def sign_in_page(error: str = "", next_: str = "/") -> str:
+    return SIGN_IN.format(error=error, next=html.escape(next_))
+
+
+@routes.get("/login")
+async def login_form(request: web.Request) -> web.Response:
+    target = _next(request.query.get("next", "/"))
+    if signed_in(request):
+        raise web.HTTPSeeOther(target)
+    return web.Response(text=sign_in_page("", target), content_type="text/html", status=401)
 
 
 @routes.get("/")
 async def dashboard(request: web.Request) -> web.Response:
     if not signed_in(request):
-        return web.Response(text=SIGN_IN.format(error=""), content_type="text/html", status=401)
+        return web.Response(text=sign_in_page(), content_type="text/html", status=401)
     now = datetime.now(UTC)
     o = overview(services(request).db, now)
     o.spend = tenant_spend(request, now)
@@ -272,13 +292,14 @@ async def login(request: web.Request) -> web.Response:
     token = services(request).settings.admin_token
     form = await request.post()
     given = str(form.get("token", ""))
+    target = _next(form.get("next", "/"))
     if not token or not hmac.compare_digest(given.encode(), token.encode()):
         return web.Response(
-            text=SIGN_IN.format(error="<p>That is not the admin token.</p>"),
+            text=sign_in_page("<p>That is not the admin token.</p>", target),
             content_type="text/html",
             status=401,
         )
-    response = web.HTTPSeeOther("/")
+    response = web.HTTPSeeOther(target)
     secure = services(request).settings.base_url.startswith("https://")
     response.set_cookie(
         COOKIE, token, httponly=True, samesite="Strict", secure=secure, max_age=12 * 3600
