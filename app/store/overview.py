@@ -80,6 +80,14 @@ class Failure:
 
 
 FAILED = ("failed", "timed_out", "interrupted")
+ENDED = {  # an attempt's end_reason, as people say it
+    "script_failure": "a step failed",
+    "spot_interruption": "the spot machine was reclaimed",
+    "timeout": "it ran past its timeout",
+    "infrastructure": "the machine failed",
+    "cancelled": "cancelled",
+    "refused": "the agent refused it",
+}
 
 
 def history(db: Database, since: datetime, limit: int = 50_000) -> tuple[PastAttempt, ...]:
@@ -130,7 +138,7 @@ def failures(db: Database, since: datetime, limit: int = 20) -> tuple[Failure, .
         out = []
         for job, p, repo in rows:
             a = last.get(job.id)
-            why = (a.error or a.end_reason or "") if a is not None else ""
+            why = (a.error or ENDED.get(a.end_reason or "", a.end_reason or "")) if a else ""
             code = f" (exit {a.exit_code})" if a is not None and a.exit_code else ""
             out.append(
                 Failure(job.id, job.name, p.id, repo, p.ref, job.state, why + code, job.finished_at)

@@ -59,7 +59,7 @@ def _axes(top: float, labels: Sequence[str], fmt: Callable[[float], str]) -> str
     n = len(labels)
     step = max(1, math.ceil(n / 7))
     for i, label in enumerate(labels):
-        if i % step and i != n - 1:
+        if (n - 1 - i) % step:  # every step-th label, counted back from the last
             continue
         x = LEFT + plot_w * (i + 0.5) / n
         out.append(f'<text class="tick x" x="{x:.1f}" y="{H - BOTTOM + 16}">{e(label)}</text>')

@@ -18,6 +18,7 @@ from app.artifacts.service import ArtifactView as ArtifactLike
 from app.core.cause import Cause
 from app.core.weblinks import forge_links, job_path, pipeline_path
 from app.logs.window import ErrorLine, Window
+from app.store.overview import ENDED
 from app.store.pipelines import PipelineRecord
 from app.store.runs import AttemptInfo, JobInfo, StepInfo
 from app.web.logs.ansi import CSS as ANSI_CSS
@@ -280,14 +281,6 @@ def head(job: JobInfo) -> str:
     )
 
 
-ENDED = {
-    "script_failure": "a step failed",
-    "spot_interruption": "the spot machine was reclaimed",
-    "timeout": "it ran past its timeout",
-    "infrastructure": "the machine failed",
-    "cancelled": "cancelled",
-    "refused": "the agent refused it",
-}
 
 
 @dataclass(frozen=True)
