@@ -126,6 +126,11 @@ async def test_from_the_pipelines_list_to_the_cause_and_back(
             err = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, ".l.err"))
             wait.until(lambda d: in_viewport(d, err))
             screenshot("3-failed-job")
+            stamp = err.find_element(By.CSS_SELECTOR, ".ts")
+            assert not stamp.is_displayed()  # hidden until asked for
+            browser.find_element(By.ID, "ts-toggle").click()
+            wait.until(lambda d: stamp.is_displayed())
+            screenshot("3b-timestamps")
             cause = browser.find_element(By.ID, "cause").text
             return (
                 err.text,

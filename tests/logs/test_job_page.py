@@ -161,3 +161,43 @@ async def test_the_header_settles_when_the_attempt_ends(log_world: Callable[...,
         assert "running" not in header.split('id="attempts"', 1)[1].split("</ol>", 1)[0]
         assert re.search(r"<dt>duration</dt><dd>\d+ms</dd>", header), header
         assert 'id="retry"' in header
+
+
+async def test_lines_carry_the_time_their_chunk_arrived(log_world: Callable[..., Any]) -> None:
+    import time
+    from datetime import UTC, datetime, timedelta
+
+    async with log_world() as w:
+        pid = w.pipeline(one_job(steps=("Train",)))
+        c = await w.claim()
+        w.step(c, 0, "running")
+        before = time.time()
+        w.log(c, "one\ntwo\n")
+        w.log(c, "three\n")
+        after = time.time()
+        w.step(c, 0, "failed", 1)
+        w.finish(c, "failed", failed_step=0, code=1)
+        await w.settled()
+        _, page, _ = await w.get(w.link(w.job_id(pid)))
+        assert 'id="ts-toggle"' in page
+        stamps = re.findall(r'<span class="ts">(\d\d):(\d\d):(\d\d)\.(\d{3})</span>', page)
+        assert len(stamps) == 3  # one per line
+        day = datetime.fromtimestamp(before, UTC)
+        for h, m, s, ms in stamps:
+            t = day.replace(hour=int(h), minute=int(m), second=int(s), microsecond=int(ms) * 1000)
+            if t.timestamp() < before - 43200:  # the day turned between the two
+                t += timedelta(days=1)
+            assert before - 0.001 <= t.timestamp() <= after + 0.001
+        times = w.store.chunk_times(_log_path(w, pid))
+        assert [off for off, _ in times] == [0, 8]  # "one\ntwo\n", then "three\n"
+
+
+def _log_path(w: LogWorld, pid: int) -> str:
+    from app.store.models import Job
+
+    with w.engine.db.session() as s:
+        job = s.get(Job, w.job_id(pid))
+        assert job is not None
+        path = job.attempts[-1].log_path
+        assert path is not None
+        return path

@@ -11,7 +11,7 @@ import html
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from urllib.parse import urlencode
 
 from app.artifacts.service import ArtifactView as ArtifactLike
@@ -78,6 +78,9 @@ summary .st{font-weight:400;margin-left:.6em}
 .summary ul{list-style:none;padding:0;margin:.3em 0;display:flex;flex-wrap:wrap;gap:.3em 1.2em}
 form.search{display:inline-flex;gap:.3em;margin-left:1em}
 #search-results{padding:.2em 1.5em;font-size:.9em}
+.l .ts{display:none;flex:0 0 auto;padding-right:1em;color:#8c959f}
+body.show-ts .l .ts{display:inline}
+label.ts-toggle{margin-left:1em}
 #search-results ol{font:12.5px ui-monospace,monospace;padding-left:4em}
 @media (prefers-color-scheme: dark){
 body{color:#e6edf3;background:#0d1117}
@@ -151,10 +154,28 @@ def sections(attempt: AttemptInfo) -> list[Section]:
 class LineRenderer:
     """Numbered lines, grouped by the section their first byte belongs to."""
 
-    def __init__(self, secs: list[Section], err: ErrorLine | None) -> None:
+    def __init__(
+        self,
+        secs: list[Section],
+        err: ErrorLine | None,
+        times: Sequence[tuple[int, float]] = (),
+    ) -> None:
         self.place(secs)
         self.err = err
         self.ansi = AnsiState()
+        self.set_times(times)
+
+    def set_times(self, times: Sequence[tuple[int, float]]) -> None:
+        """When each chunk arrived (offset, Unix time): each line shows its chunk's."""
+        self._t_offsets = [t[0] for t in times]
+        self._t_values = [t[1] for t in times]
+
+    def _stamp(self, offset: int) -> str:
+        i = bisect.bisect_right(self._t_offsets, offset) - 1
+        if i < 0:
+            return ""
+        t = datetime.fromtimestamp(self._t_values[i], UTC)
+        return f'<span class="ts">{t.strftime("%H:%M:%S")}.{t.microsecond // 1000:03d}</span>'
 
     def place(self, secs: list[Section]) -> None:
         """Where each section starts (again when steps have started since)."""
@@ -178,9 +199,10 @@ class LineRenderer:
             err = self.err is not None and self.err.offset == offset
             cls = "l err" if err else "l"
             text = render_line(raw.decode("utf-8", "replace"), self.ansi)
+            stamp = self._stamp(offset) if self._t_offsets else ""
             row = (
                 f'<div class="{cls}" id="L{n}"><a class="n" href="#L{n}" data-n="{n}"></a>'
-                f'<span class="t">{text}</span></div>'
+                f'{stamp}<span class="t">{text}</span></div>'
             )
             if out and out[-1][0] == key:
                 out[-1][1].append(row)
@@ -279,8 +301,6 @@ def head(job: JobInfo) -> str:
         f'<meta name="referrer" content="no-referrer">'
         f"<title>{title} · PloyD</title><style>{CSS}</style></head><body>"
     )
-
-
 
 
 @dataclass(frozen=True)
@@ -472,7 +492,13 @@ def _actions(job: JobInfo, ctx: PageContext) -> str:
 
 
 def pager(
-    job: JobInfo, attempt: AttemptInfo, token: str, window: Window, *, search: str = ""
+    job: JobInfo,
+    attempt: AttemptInfo,
+    token: str,
+    window: Window,
+    *,
+    search: str = "",
+    timestamps: bool = False,
 ) -> str:
     links = []
     n = attempt.number
@@ -497,7 +523,13 @@ def pager(
     shown = f"lines {window.first_line} to {last}"
     if not window.data:
         shown = "no output yet" if not attempt.final else "no output"
-    return f'<nav class="pager">{"".join(links)}<span>{e(shown)}</span>{search}</nav>'
+    toggle = (
+        '<label class="ts-toggle"><input type="checkbox" id="ts-toggle"> timestamps (UTC, '
+        "when the server received the line)</label>"
+        if timestamps
+        else ""
+    )
+    return f'<nav class="pager">{"".join(links)}<span>{e(shown)}</span>{toggle}{search}</nav>'
 
 
 SCRIPT = """
@@ -532,6 +564,9 @@ es.addEventListener('end',function(ev){var d=JSON.parse(ev.data);
  es.close();});
 })();
 (function(){
+var box=document.getElementById('ts-toggle');
+if(box){box.addEventListener('change',function(){
+ document.body.classList.toggle('show-ts',box.checked);});}
 var form=document.getElementById('search');var out=document.getElementById('search-results');
 if(!form||!out||!window.fetch)return;
 form.addEventListener('submit',function(ev){ev.preventDefault();

@@ -112,7 +112,8 @@ def _render_log(
 ) -> tuple[Window, str, ErrorLine | None]:
     """Blocking: (window, the HTML of the steps and their lines, the cause's line)."""
     window, err = _page_window(store, attempt, query)
-    lines = render.LineRenderer(render.sections(attempt), err)
+    path = attempt.log_path or ""
+    lines = render.LineRenderer(render.sections(attempt), err, store.chunk_times(path))
     rows = lines.rows(window.data, window.start, window.first_line)
     explicit = "from" in query or "before" in query
     body = render.body_sections(attempt, window, rows, err, job.id, token, explicit)
@@ -184,7 +185,8 @@ async def log_page(request: web.Request) -> web.StreamResponse:
         parts.append(render.artifacts(artifacts))
     if attempt is not None and window is not None:
         search = render.search_form(job, attempt, token)
-        parts.append(render.pager(job, attempt, token, window, search=search))
+        stamped = 'class="ts"' in body
+        parts.append(render.pager(job, attempt, token, window, search=search, timestamps=stamped))
         parts.append('<div id="search-results" hidden></div>')
     events = ""
     if live:
@@ -271,6 +273,7 @@ async def log_events(request: web.Request) -> web.StreamResponse:
                     data, first = await asyncio.to_thread(_chunk, store, a, offset, line is None)
                     if not data:
                         break
+                    renderer.set_times(await asyncio.to_thread(store.chunk_times, a.log_path))
                     line = first if first is not None else line
                     assert line is not None
                     rows = renderer.rows(data, offset, line)
