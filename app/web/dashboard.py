@@ -39,20 +39,18 @@ from app.store.overview import (
 from app.store.tenants import all_tenants
 from app.web.charts import CSS as CHART_CSS
 from app.web.charts import OUTCOME_COLOURS, bar_chart, line_chart
-from app.web.common import bearer, services
+from app.web.common import services
+from app.web.logs.view import is_operator
 
 routes = web.RouteTableDef()
 COOKIE = "ployd_admin"
 
 
 def signed_in(request: web.Request) -> bool:
-    """With no admin token (PloyD then only listens on loopback) everyone on this machine
-    is the operator; otherwise the token as a bearer or in the sign-in cookie."""
-    token = services(request).settings.admin_token
-    if not token:
-        return True
-    given = bearer(request) or request.cookies.get(COOKIE, "")
-    return hmac.compare_digest(given.encode(), token.encode())
+    """The operator (``app.web.logs.view.is_operator``): the admin token as a bearer or
+    in the sign-in cookie; with no admin token (PloyD then only listens on loopback)
+    everyone on this machine, unless PLOYD_PUBLIC_URL names another host."""
+    return is_operator(request)
 
 
 @dataclass
@@ -449,8 +447,9 @@ async def login(request: web.Request) -> web.Response:
     given = str(form.get("token", ""))
     target = _next(form.get("next", "/"))
     if not token or not hmac.compare_digest(given.encode(), token.encode()):
+        why = "That is not the admin token." if token else "Set PLOYD_ADMIN_TOKEN to sign in."
         return web.Response(
-            text=sign_in_page("<p>That is not the admin token.</p>", target),
+            text=sign_in_page(f"<p>{why}</p>", target),
             content_type="text/html",
             status=401,
         )

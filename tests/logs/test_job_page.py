@@ -201,3 +201,23 @@ def _log_path(w: LogWorld, pid: int) -> str:
         path = job.attempts[-1].log_path
         assert path is not None
         return path
+
+
+async def test_without_an_admin_token_a_public_address_means_links_only(
+    log_world: Callable[..., Any],
+) -> None:
+    # Behind a proxy every visitor comes from loopback: PLOYD_PUBLIC_URL says so.
+    async with log_world(public_url="https://ci.example.com") as w:
+        job = await failed_job(w)
+        status, page, _ = await w.get(f"{w.url}/runs/{job}")
+        assert status == 403 and "AssertionError" not in page
+        status, _, _ = await w.get(w.link(job))
+        assert status == 200
+        async with w.http.get(w.url + "/pipelines", allow_redirects=False) as r:
+            assert r.status == 303
+        async with w.http.get(w.url + "/") as r:
+            assert r.status == 401
+    async with log_world(public_url="http://127.0.0.1:8080") as w:
+        job = await failed_job(w)
+        status, _, _ = await w.get(f"{w.url}/runs/{job}")
+        assert status == 200

@@ -2,7 +2,8 @@
 
 * Operators see everything: PLOYD_ADMIN_TOKEN as a bearer token or in the sign-in
   cookie; without an admin token PloyD listens on loopback only, and everyone there is
-  the operator (as on the dashboard).
+  the operator, unless ``PLOYD_PUBLIC_URL`` names another host (a proxy brings the
+  world to loopback then: links only).
 * Anyone else needs the signed token of the link (``app.core.links``), scoped to one job
   of one tenant: without a valid one every log URL answers 403, an unknown job too (no
   difference is visible between "no such job" and "not yours"); the page says how to
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import hmac
 import html
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -23,12 +25,20 @@ from app.web.common import bearer, int_param, services
 ADMIN_COOKIE = "ployd_admin"
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
 def is_operator(request: web.Request) -> bool:
-    """No admin token configured (loopback only), or the admin token presented."""
-    expected = services(request).settings.admin_token
-    if not expected:
-        return True
-    return is_admin(request)
+    """The admin token presented; or, without one, a request from this machine to a
+    PloyD that does not give forges a public address (``PLOYD_PUBLIC_URL`` unset or on
+    loopback: behind a proxy, every visitor would come from loopback)."""
+    settings = services(request).settings
+    if settings.admin_token:
+        return is_admin(request)
+    public = urlsplit(settings.public_url).hostname if settings.public_url else None
+    remote = request.remote or ""
+    from_here = remote.startswith("127.") or remote == "::1"
+    return from_here and (public is None or public in LOOPBACK)
 
 
 def is_admin(request: web.Request) -> bool:
