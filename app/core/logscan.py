@@ -1,22 +1,17 @@
-"""Finding the line a person wants to see first in a failing step's log."""
+"""Finding the line a person wants to see first in a failing step's log (the cause
+finder, ``app.core.cause``, decides which)."""
 
 from __future__ import annotations
 
-import re
+from app.core.cause import ANSI, find_cause
 
-ERROR_LINE = re.compile(
-    r"(\berror\b|\bERROR\b|Error:|\bFAILED\b|\bFAIL\b|Traceback \(most recent call last\)"
-    r"|\bpanic:|\bfatal:|Exception\b|AssertionError)"
-)
-ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+__all__ = ["ANSI", "first_error_line", "tail"]
 
 
 def first_error_line(lines: list[str]) -> int | None:
-    """The 0-based index of the first line that looks like an error, or None."""
-    for i, line in enumerate(lines):
-        if ERROR_LINE.search(ANSI.sub("", line)):
-            return i
-    return None
+    """The 0-based index of the line that says why the step failed, or None."""
+    cause = find_cause(lines)
+    return cause.index if cause is not None else None
 
 
 def tail(lines: list[str], n: int = 60) -> list[str]:

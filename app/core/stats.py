@@ -24,3 +24,23 @@ def hourly(times: Iterable[datetime], now: datetime, hours: int = 24) -> list[in
         if start <= t < now:
             counts[int((t - start).total_seconds() // 3600)] += 1
     return counts
+
+
+def by_day(
+    points: Iterable[tuple[datetime, float]], now: datetime, days: int = 14
+) -> list[list[float]]:
+    """The values of ``points`` in each of the last ``days`` UTC calendar days (today
+    last), oldest first."""
+    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    start = today - timedelta(days=days - 1)
+    out: list[list[float]] = [[] for _ in range(days)]
+    for t, v in points:
+        if start <= t < today + timedelta(days=1):
+            out[(t - start).days].append(v)
+    return out
+
+
+def day_labels(now: datetime, days: int = 14) -> list[str]:
+    """``MM-DD`` of each of the last ``days`` days, oldest first."""
+    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    return [(today - timedelta(days=days - 1 - i)).strftime("%m-%d") for i in range(days)]

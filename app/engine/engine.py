@@ -172,6 +172,7 @@ class Engine:
         self._local_registrations: set[str] = set()  # new_registration_token's, unused
         self._used_registrations: set[str] = set()
         self._local_agents: dict[str, str] = {}  # credential hash -> agent name
+        self._local_hardware: dict[str, dict[str, Any]] = {}  # agent name -> Hardware JSON
         # The agents that called lately, for "no agent with h100:8 is connected" (per
         # process: see app/engine/connected.py).
         self.connected = ConnectedAgents(heartbeat_timeout_s)
@@ -384,6 +385,11 @@ class Engine:
         self._local_registrations.add(_hash(token))
         return token
 
+    def local_agents(self) -> list[tuple[str, dict[str, Any]]]:
+        """The agents this process started that registered: (name, Hardware JSON), by
+        name (the dashboard lists them with the self-hosted ones)."""
+        return sorted((n, dict(h)) for n, h in self._local_hardware.items())
+
     def new_agent_token(self) -> str:
         """A credential, in memory, for an agent of this very process (tests, benchmarks,
         an embedder's): it claims any tenant's job. Never hand it to a process that runs
@@ -410,6 +416,7 @@ class Engine:
             del self._local_agents[old]  # its previous process's credential dies
         credential = "ployd_agent_" + pysecrets.token_urlsafe(32)
         self._local_agents[_hash(credential)] = name
+        self._local_hardware[name] = registration.hardware.to_json()
         return Enrolled(name, credential, target="local")
 
     def register(self, token: str, registration: Registration) -> Registered:

@@ -2,7 +2,8 @@
 
 Beside each log, ``<attempt>.log.idx`` holds line checkpoints (``offset lines`` per
 line, every ``CHECKPOINT_EVERY`` bytes at a chunk boundary), so the line number at any
-offset of a 100 MB log costs one short read.
+offset of a 100 MB log costs one short read; and ``<attempt>.log.times`` when each
+chunk arrived (``offset unix-milliseconds`` per chunk), the page's per-line timestamps.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import bisect
 import os
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -51,7 +53,30 @@ class DiskLogStore(LogStore):
         finally:
             os.close(fd)
         self._index(path, p, size, data)
+        if data:
+            stamp = f"{size - len(data)} {int(time.time() * 1000)}\n".encode()
+            fd = os.open(self._times(p), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                os.write(fd, stamp)
+            finally:
+                os.close(fd)
         return size
+
+    @staticmethod
+    def _times(p: Path) -> Path:
+        return p.with_name(p.name + ".times")
+
+    def chunk_times(self, path: str) -> list[tuple[int, float]]:
+        try:
+            text = self._times(self._abs(path)).read_text()
+        except FileNotFoundError:
+            return []
+        out = []
+        for row in text.splitlines():
+            off, _, ms = row.partition(" ")
+            if off.isdigit() and ms.isdigit():
+                out.append((int(off), int(ms) / 1000))
+        return sorted(out)
 
     def _index(self, path: str, p: Path, size: int, data: bytes) -> None:
         with self._lock:

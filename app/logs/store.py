@@ -61,6 +61,11 @@ class LogStore(ABC):
     def finish(self, path: str) -> None:
         """The attempt has ended: nothing more will be appended."""
 
+    def chunk_times(self, path: str) -> list[tuple[int, float]]:
+        """(offset, Unix time) at which each chunk of the log was received, by offset:
+        the log page's per-line timestamps. [] when this store keeps none."""
+        return []
+
     @abstractmethod
     def lines_before(self, path: str, offset: int) -> int:
         """How many newlines precede byte ``offset``: the 1-based number of the line

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from app.core.logscan import first_error_line
+from app.core.cause import Cause, find_cause
 from app.logs.store import LogStore
 
 PAGE_LINES = 2000
@@ -124,6 +124,7 @@ def forward_window(
 class ErrorLine:
     offset: int  # where the line starts
     line: int  # its 1-based number
+    cause: Cause | None = None  # what the cause finder made of it (None: the last line)
 
 
 def locate_error(
@@ -133,8 +134,9 @@ def locate_error(
     steps: Sequence[Mapping[str, Any]],
     failed_step: int | None,
 ) -> ErrorLine | None:
-    """The first error-looking line of the failing step (looking at most ``TAIL_BYTES``
-    back from the end, as the check run's excerpt does), else the last line."""
+    """The line that says why the failing step failed (``app.core.cause``; looking at
+    most ``TAIL_BYTES`` back from the end, as the check run's excerpt does), else the
+    last line."""
     if size <= 0:
         return None
     step = next((s for s in steps if s.get("index") == failed_step), None)
@@ -151,8 +153,7 @@ def locate_error(
         rows.pop()
     if not rows:
         return None
-    idx = first_error_line([r.decode("utf-8", "replace") for r in rows])
-    if idx is None:
-        idx = len(rows) - 1
+    cause = find_cause([r.decode("utf-8", "replace") for r in rows])
+    idx = cause.index if cause is not None else len(rows) - 1
     offset = start + sum(len(r) + 1 for r in rows[:idx])
-    return ErrorLine(offset, store.lines_before(path, offset) + 1)
+    return ErrorLine(offset, store.lines_before(path, offset) + 1, cause)

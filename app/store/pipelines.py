@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.store.db import Database
@@ -78,6 +78,8 @@ class PipelineRecord:
     created_at: datetime | None
     finished_at: datetime | None
     jobs: tuple[JobRecord, ...] = field(default=())  # by position; empty unless asked for
+    pr_number: int | None = None
+    clone_url: str = ""
 
 
 def _attempt(a: Attempt) -> AttemptRecord:
@@ -139,6 +141,8 @@ def _pipeline(p: Pipeline, repo: Repository, jobs: tuple[JobRecord, ...] = ()) -
         created_at=p.created_at,
         finished_at=p.finished_at,
         jobs=jobs,
+        pr_number=p.pr_number,
+        clone_url=repo.clone_url,
     )
 
 
@@ -164,6 +168,65 @@ def list_pipelines(
     with db.session() as s:
         rows = s.execute(q.order_by(Pipeline.id.desc()).limit(limit))
         return [_pipeline(p, repo) for p, repo in rows]
+
+
+@dataclass(frozen=True)
+class PipelineFilter:
+    """What the pipelines list is narrowed to; None: any."""
+
+    repo: str | None = None  # the repository's full name
+    branch: str | None = None  # ``main`` matches ``main`` and ``refs/heads/main``
+    state: str | None = None
+    forge: str | None = None
+    tenant_id: int | None = None
+
+
+def find_pipelines(
+    db: Database, where: PipelineFilter, *, limit: int, before_id: int | None = None
+) -> tuple[list[PipelineRecord], bool]:
+    """A page of the pipelines list: the newest ``limit`` matching ``where`` whose id is
+    below ``before_id`` (keyset paging), and whether there are more after them."""
+    q = select(Pipeline, Repository).join(Repository, Pipeline.repository_id == Repository.id)
+    if where.repo:
+        q = q.where(Repository.full_name == where.repo)
+    if where.branch:
+        b = where.branch
+        q = q.where(Pipeline.ref.in_((b, f"refs/heads/{b}")))
+    if where.state:
+        q = q.where(Pipeline.state == where.state)
+    if where.forge:
+        q = q.where(Pipeline.forge == where.forge)
+    if where.tenant_id is not None:
+        q = q.where(Repository.tenant_id == where.tenant_id)
+    if before_id is not None:
+        q = q.where(Pipeline.id < before_id)
+    with db.session() as s:
+        rows = list(s.execute(q.order_by(Pipeline.id.desc()).limit(limit + 1)))
+        return [_pipeline(p, repo) for p, repo in rows[:limit]], len(rows) > limit
+
+
+def job_states(db: Database, pipeline_ids: Sequence[int]) -> dict[int, dict[str, int]]:
+    """For each pipeline, how many of its jobs are in each state."""
+    out: dict[int, dict[str, int]] = {i: {} for i in pipeline_ids}
+    if not pipeline_ids:
+        return out
+    with db.session() as s:
+        rows = s.execute(
+            select(Job.pipeline_id, Job.state, func.count())
+            .where(Job.pipeline_id.in_(pipeline_ids))
+            .group_by(Job.pipeline_id, Job.state)
+        )
+        for pid, state, n in rows:
+            out[int(pid)][str(state)] = int(n)
+    return out
+
+
+def filter_choices(db: Database) -> tuple[list[str], list[str]]:
+    """The repositories (full names) and forges there are, for the list's filters."""
+    with db.session() as s:
+        repos = sorted({str(r) for r in s.scalars(select(Repository.full_name))})
+        forges = sorted({str(f) for f in s.scalars(select(Pipeline.forge).distinct())})
+    return repos, forges
 
 
 def pipeline_record(

@@ -47,6 +47,7 @@ class AttemptInfo:
     end_reason: str | None
     error: str | None
     instance_type: str | None
+    machine: str | None
     spot: bool
     price_hourly: float | None
     cost: float | None
@@ -85,6 +86,9 @@ class JobInfo:
     queued_at: datetime | None
     finished_at: datetime | None
     attempts: tuple[AttemptInfo, ...]
+    forge: str = "local"
+    clone_url: str = ""
+    pr_number: int | None = None
 
     def attempt(self, number: int | None) -> AttemptInfo | None:
         """Attempt ``number`` (1-based), or the latest one."""
@@ -121,6 +125,7 @@ def attempt_info(a: Attempt, titles: list[str]) -> AttemptInfo:
         end_reason=a.end_reason,
         error=a.error,
         instance_type=a.instance_type,
+        machine=a.machine,
         spot=bool(a.spot),
         price_hourly=a.price_hourly,
         cost=a.cost,
@@ -162,6 +167,9 @@ def load_job(db: Database, job_id: int) -> JobInfo | None:
             queued_at=aware(job.queued_at),
             finished_at=aware(job.finished_at),
             attempts=tuple(attempt_info(a, titles) for a in job.attempts),
+            forge=p.forge,
+            clone_url=p.repository.clone_url,
+            pr_number=p.pr_number,
         )
 
 

@@ -11,6 +11,8 @@ from aiohttp import web
 
 from app.adapters.local_git import LocalRepoError
 from app.core.config.errors import ConfigInvalid
+from app.core.links import sign_job
+from app.core.weblinks import absolute, job_path, pipeline_path
 from app.engine.engine import NotAllowed
 from app.handlers.pipelines import start_local
 from app.store.db import Database
@@ -23,6 +25,7 @@ from app.store.pipelines import (
     list_pipelines,
     pipeline_record,
 )
+from app.store.runs import job_tenant
 from app.web.common import (
     clean_text,
     error,
@@ -41,9 +44,35 @@ def _t(dt: datetime | None) -> str | None:
     return dt.isoformat() if dt else None
 
 
-def pipeline_json(p: PipelineRecord, with_jobs: bool = False) -> dict[str, Any]:
+class Links:
+    """Every object's ``web_url`` (``app.core.weblinks``'s scheme) under ``base``; a job's
+    ``signed_url`` too (its page for anyone holding the link), given the key."""
+
+    def __init__(self, base: str, key: bytes) -> None:
+        self.base, self.key = base, key
+
+    def pipeline(self, pipeline_id: int) -> str:
+        return absolute(self.base, pipeline_path(pipeline_id))
+
+    def job(self, job_id: int) -> str:
+        return absolute(self.base, job_path(job_id))
+
+    def signed(self, job_id: int, tenant_id: int) -> str:
+        return absolute(self.base, job_path(job_id, sign_job(self.key, job_id, tenant_id)))
+
+    def attempt(self, job_id: int, number: int) -> str:
+        return f"{self.job(job_id)}?attempt={number}"
+
+
+def links_of(request: web.Request) -> Links:
+    svc = services(request)
+    return Links(svc.settings.base_url, svc.settings.secret_key_bytes())
+
+
+def pipeline_json(p: PipelineRecord, links: Links, with_jobs: bool = False) -> dict[str, Any]:
     out: dict[str, Any] = {
         "id": p.id,
+        "web_url": links.pipeline(p.id),
         "repo": p.repo,
         "forge": p.forge,
         "ref": p.ref,
@@ -55,13 +84,14 @@ def pipeline_json(p: PipelineRecord, with_jobs: bool = False) -> dict[str, Any]:
         "finished_at": _t(p.finished_at),
     }
     if with_jobs:
-        out["jobs"] = [job_json(j) for j in p.jobs]
+        out["jobs"] = [job_json(j, links, tenant_id=p.tenant_id) for j in p.jobs]
     return out
 
 
-def attempt_json(a: AttemptRecord) -> dict[str, Any]:
+def attempt_json(a: AttemptRecord, links: Links) -> dict[str, Any]:
     return {
         "id": a.id,
+        "web_url": links.attempt(a.job_id, a.number),
         "number": a.number,
         "state": a.state,
         "reason": a.reason,
@@ -81,9 +111,12 @@ def attempt_json(a: AttemptRecord) -> dict[str, Any]:
     }
 
 
-def job_json(j: JobRecord, with_attempts: bool = False) -> dict[str, Any]:
+def job_json(
+    j: JobRecord, links: Links, *, tenant_id: int | None = None, with_attempts: bool = False
+) -> dict[str, Any]:
     out: dict[str, Any] = {
         "id": j.id,
+        "web_url": links.job(j.id),
         "pipeline_id": j.pipeline_id,
         "name": j.name,
         "base_name": j.base_name,
@@ -100,8 +133,10 @@ def job_json(j: JobRecord, with_attempts: bool = False) -> dict[str, Any]:
         "started_at": _t(j.started_at),
         "finished_at": _t(j.finished_at),
     }
+    if tenant_id is not None:
+        out["signed_url"] = links.signed(j.id, tenant_id)
     if with_attempts:
-        out["attempts"] = [attempt_json(a) for a in j.attempts]
+        out["attempts"] = [attempt_json(a, links) for a in j.attempts]
     return out
 
 
@@ -110,7 +145,8 @@ async def get_pipelines(request: web.Request) -> web.Response:
     require_admin(request)
     limit = query_int(request.query, "limit", 50, low=1, high=500, clamp=True)
     rows = list_pipelines(services(request).db, limit)
-    return web.json_response({"pipelines": [pipeline_json(p) for p in rows]})
+    links = links_of(request)
+    return web.json_response({"pipelines": [pipeline_json(p, links) for p in rows]})
 
 
 @routes.post("/api/v1/pipelines")
@@ -137,6 +173,7 @@ async def create_pipeline(request: web.Request) -> web.Response:
             "sha": started.sha,
             "ref": started.ref,
             "url": f"{svc.settings.base_url}/api/v1/pipelines/{started.pipeline_id}",
+            "web_url": links_of(request).pipeline(started.pipeline_id),
         },
         status=201,
     )
@@ -158,18 +195,32 @@ def _show(
 
 @routes.get("/api/v1/pipelines/{id}")
 async def get_pipeline(request: web.Request) -> web.Response:
-    return _show(request, pipeline_record, "pipeline", lambda p: pipeline_json(p, with_jobs=True))
+    links = links_of(request)
+    return _show(
+        request, pipeline_record, "pipeline", lambda p: pipeline_json(p, links, with_jobs=True)
+    )
 
 
 @routes.get("/api/v1/jobs/{id}")
 async def get_job(request: web.Request) -> web.Response:
-    return _show(request, job_record, "job", lambda j: job_json(j, with_attempts=True))
+    links = links_of(request)
+    db = services(request).db
+    return _show(
+        request,
+        job_record,
+        "job",
+        lambda j: job_json(j, links, tenant_id=job_tenant(db, j.id), with_attempts=True),
+    )
 
 
 @routes.get("/api/v1/jobs/{id}/attempts")
 async def get_attempts(request: web.Request) -> web.Response:
+    links = links_of(request)
     return _show(
-        request, job_record, "job", lambda j: {"attempts": [attempt_json(a) for a in j.attempts]}
+        request,
+        job_record,
+        "job",
+        lambda j: {"attempts": [attempt_json(a, links) for a in j.attempts]},
     )
 
 

@@ -14,6 +14,7 @@ from app.web import (
     dashboard,
     links_api,
     logs,
+    pipelines,
     webhooks_github,
     webhooks_gitlab,
 )
@@ -72,6 +73,7 @@ def make_app(services: Services) -> web.Application:
     app.add_routes(webhooks_gitlab.routes)
     app.add_routes(dashboard.routes)
     app.add_routes(links_api.routes)  # a job's signed link, for `ployd open`
+    app.add_routes(pipelines.routes)
     install_artifacts(app, services)
     install_admin(app, services)  # secrets, tenants' policies and spend
     return app

@@ -58,6 +58,26 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         driver.quit()
 
 
+SCREENSHOTS = Path(__file__).resolve().parents[2] / ".ployd-screenshots"
+
+
+@pytest.fixture
+def screenshot(browser: Any, request: pytest.FixtureRequest) -> Any:
+    """``screenshot("pipelines")``: the browser's window as a PNG under
+    ``$PLOYD_SCREENSHOT_DIR`` (default ``.ployd-screenshots/`` at the repository's root,
+    ignored by git), named after the test; returns the file's path."""
+    where = Path(os.environ.get("PLOYD_SCREENSHOT_DIR") or SCREENSHOTS)
+    where.mkdir(parents=True, exist_ok=True)
+
+    def shoot(name: str) -> Path:
+        path = where / f"{request.node.name}-{name}.png"
+        browser.save_screenshot(str(path))
+        assert path.stat().st_size > 0, path
+        return path
+
+    return shoot
+
+
 from tests.e2e.conftest import serve  # noqa: E402  (the end-to-end server harness)
 
-__all__ = ["browser", "serve"]
+__all__ = ["browser", "screenshot", "serve"]

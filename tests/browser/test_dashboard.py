@@ -66,7 +66,8 @@ async def test_the_agents_table(browser: Any, serve: Callable[..., Any]) -> None
                 lambda d: d.find_elements(By.XPATH, "//h2[starts-with(., 'Agents')]")
             )
             table = browser.find_element(
-                By.XPATH, "//h2[starts-with(., 'Agents')]/following-sibling::table")
+                By.XPATH, "//h2[starts-with(., 'Agents')]/following-sibling::table"
+            )
             return [
                 [td.text for td in tr.find_elements(By.TAG_NAME, "td")]
                 for tr in table.find_elements(By.TAG_NAME, "tr")[1:]

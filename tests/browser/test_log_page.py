@@ -162,7 +162,7 @@ async def test_running_job_log_grows_live(
 
 
 async def test_bad_token_is_403(browser: Any, tmp_path: Path, db_url: str) -> None:
-    async with running(tmp_path / "data", db_url, agents=0) as w:
+    async with running(tmp_path / "data", db_url, agents=0, admin_token="browser-admin") as w:
         job = w.job_id(w.pipeline())
 
         def visit(url: str) -> str:

@@ -32,3 +32,19 @@ def test_hourly() -> None:
     ]
     counts = hourly(times, now)
     assert len(counts) == 24 and counts[-1] == 2 and counts[0] == 1 and sum(counts) == 3
+
+
+def test_by_day_buckets_the_last_days_today_last() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from app.core.stats import by_day, day_labels
+
+    now = datetime(2026, 12, 2, 13, 0, tzinfo=UTC)
+    pts = [
+        (now, 1.0),
+        (now - timedelta(hours=13, minutes=1), 2.0),  # yesterday 23:59
+        (now - timedelta(days=2), 3.0),
+        (now - timedelta(days=3), 9.0),  # before the window
+    ]
+    assert by_day(pts, now, days=3) == [[3.0], [2.0], [1.0]]
+    assert day_labels(now, days=3) == ["11-30", "12-01", "12-02"]

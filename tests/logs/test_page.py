@@ -41,7 +41,7 @@ async def failed_job(w: LogWorld, **pipeline: Any) -> int:
 
 @pytest.mark.parametrize("store", ["disk", "s3"])
 async def test_failing_job_page(log_world: Callable[..., Any], store: str) -> None:
-    async with log_world(store) as w:
+    async with log_world(store, admin_token="root-token") as w:
         job = await failed_job(w)
         status, page, headers = await w.get(w.link(job))
         assert status == 200, page
@@ -66,14 +66,20 @@ async def test_failing_job_page(log_world: Callable[..., Any], store: str) -> No
         assert test is not None and test.group(1) == " open"
         assert "failed (exit 1)" in page
         assert 'id="step-pre"' in page and "workspace: new clone" in page
-        # Machine, market, attempts; no retry button without the admin token.
+        # Machine, market, attempts; no retry button without the admin token, and for a
+        # local pipeline no advice to comment on a pull request.
         assert "g6.xlarge" in page and "spot" in page
-        assert "/ployd retry test" in page and 'id="retry"' not in page
+        assert f"ployd retry {job}</code> on the server" in page and 'id="retry"' not in page
+        assert "/ployd" not in page and "pull request" not in page
+        # The cause, named, linked to its line; the attempt says why it ended.
+        cause = page.split('id="cause"', 1)[1].split("</section>", 1)[0]
+        assert 'href="#L7"' in cause and "AssertionError: 1 != 2" in cause
+        assert "failed</span>: a step failed (exit 1) · started: pipeline started" in page
         assert "data-events=" not in page  # finished: nothing to follow
 
 
 async def test_403_without_a_valid_token_everywhere(log_world: Callable[..., Any]) -> None:
-    async with log_world() as w:
+    async with log_world(admin_token="root-token") as w:
         job = await failed_job(w)
         good = w.token(job)
         for suffix in ("", "/raw", "/events"):
@@ -96,7 +102,7 @@ async def test_403_without_a_valid_token_everywhere(log_world: Callable[..., Any
 async def test_one_installations_token_never_opens_anothers_logs(
     log_world: Callable[..., Any],
 ) -> None:
-    async with log_world() as w:
+    async with log_world(admin_token="root-token") as w:
         a = await failed_job(w, tenant="111", forge="github", repo="acme/app")
         b = await failed_job(w, tenant="222", forge="github", repo="globex/app")
         assert w.tenant_of(a) != w.tenant_of(b)
@@ -139,7 +145,7 @@ async def test_retry_button_needs_the_admin_token(log_world: Callable[..., Any])
     async with log_world(admin_token="root-token") as w:
         job = await failed_job(w)
         _, page, _ = await w.get(w.link(job))
-        assert 'id="retry"' not in page and "/ployd retry test" in page
+        assert 'id="retry"' not in page and f"ployd retry {job}" in page
         cookies = {"ployd_admin": "root-token"}
         _, page, _ = await w.get(w.link(job), cookies=cookies)
         assert 'id="retry"' in page

@@ -9,13 +9,17 @@ from __future__ import annotations
 import bisect
 import html
 import json
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from urllib.parse import urlencode
 
 from app.artifacts.service import ArtifactView as ArtifactLike
+from app.core.cause import Cause
+from app.core.weblinks import forge_links, job_path, pipeline_path
 from app.logs.window import ErrorLine, Window
+from app.store.overview import ENDED
+from app.store.pipelines import PipelineRecord
 from app.store.runs import AttemptInfo, JobInfo, StepInfo
 from app.web.logs.ansi import CSS as ANSI_CSS
 from app.web.logs.ansi import AnsiState, render_line
@@ -35,8 +39,11 @@ STATE_ICONS = {
 
 CSS = (
     """
-:root{color-scheme:light}
+:root{color-scheme:light dark}
 body{font:14px/1.45 system-ui,sans-serif;margin:0;color:#1f2328;background:#fff}
+a{color:#0969da}
+nav.top{padding:.4em 1.5em;font-size:.9em;border-bottom:1px solid #d8dee4}
+nav.top a{margin-right:1em}
 header{padding:1em 1.5em .5em;border-bottom:1px solid #d8dee4}
 h1{font-size:1.3em;margin:0 0 .3em}
 .badge{display:inline-block;padding:0 .5em;border-radius:1em;font-size:.85em;
@@ -65,6 +72,33 @@ summary .st{font-weight:400;margin-left:.6em}
 .l.err:target{background:#ffd8d3}
 .elsewhere{padding:.2em 1.5em;color:#57606a;font-size:.9em}
 #live{color:#9a6700;font-size:.9em;margin-left:.6em}
+.cause{margin:.6em 0;padding:.5em .8em;border-left:4px solid #cf222e;background:#fff5f5}
+.cause .line{font:12.5px ui-monospace,monospace;white-space:pre-wrap;word-break:break-all}
+.cause form{display:inline}
+.summary ul{list-style:none;padding:0;margin:.3em 0;display:flex;flex-wrap:wrap;gap:.3em 1.2em}
+form.search{display:inline-flex;gap:.3em;margin-left:1em}
+#search-results{padding:.2em 1.5em;font-size:.9em}
+.l .ts{display:none;flex:0 0 auto;padding-right:1em;color:#8c959f}
+body.show-ts .l .ts{display:inline}
+label.ts-toggle{margin-left:1em}
+#search-results ol{font:12.5px ui-monospace,monospace;padding-left:4em}
+@media (prefers-color-scheme: dark){
+body{color:#e6edf3;background:#0d1117}
+a{color:#4493f8}
+header,nav.top{border-color:#30363d}
+dl.meta dt,summary .dur,.elsewhere{color:#8d96a0}
+nav.pager,.actions code{background:#161b22}
+details.step{border-color:#21262d}
+.l:target{background:#3b2e00}
+.l.err{background:#3c1618;box-shadow:inset 3px 0 #f85149}
+.l.err:target{background:#5a1e21}
+.cause{background:#2a1215}
+.s-succeeded{color:#3fb950}.s-failed,.s-timed_out,.s-interrupted{color:#f85149}
+.s-running{color:#d29922}
+.f0{color:#b1bac4}.f1{color:#ff7b72}.f2{color:#7ee787}.f3{color:#e3b341}
+.f4{color:#79c0ff}.f5{color:#d2a8ff}.f6{color:#56d4dd}.f7{color:#c9d1d9}
+.b1{background:#5a1e21}.b2{background:#12361b}.b3{background:#3b2e00}.b4{background:#0c2d6b}
+}
 """
     + ANSI_CSS
 )
@@ -73,7 +107,12 @@ summary .st{font-weight:400;margin-left:.6em}
 def _dur(a: datetime | None, b: datetime | None) -> str:
     if a is None or b is None:
         return ""
-    s = max(int((b - a).total_seconds()), 0)
+    exact = max((b - a).total_seconds(), 0.0)
+    if exact < 1:
+        return f"{round(exact * 1000)}ms"
+    if exact < 10:
+        return f"{exact:.1f}s"
+    s = int(exact)
     if s < 60:
         return f"{s}s"
     if s < 3600:
@@ -115,10 +154,28 @@ def sections(attempt: AttemptInfo) -> list[Section]:
 class LineRenderer:
     """Numbered lines, grouped by the section their first byte belongs to."""
 
-    def __init__(self, secs: list[Section], err: ErrorLine | None) -> None:
+    def __init__(
+        self,
+        secs: list[Section],
+        err: ErrorLine | None,
+        times: Sequence[tuple[int, float]] = (),
+    ) -> None:
         self.place(secs)
         self.err = err
         self.ansi = AnsiState()
+        self.set_times(times)
+
+    def set_times(self, times: Sequence[tuple[int, float]]) -> None:
+        """When each chunk arrived (offset, Unix time): each line shows its chunk's."""
+        self._t_offsets = [t[0] for t in times]
+        self._t_values = [t[1] for t in times]
+
+    def _stamp(self, offset: int) -> str:
+        i = bisect.bisect_right(self._t_offsets, offset) - 1
+        if i < 0:
+            return ""
+        t = datetime.fromtimestamp(self._t_values[i], UTC)
+        return f'<span class="ts">{t.strftime("%H:%M:%S")}.{t.microsecond // 1000:03d}</span>'
 
     def place(self, secs: list[Section]) -> None:
         """Where each section starts (again when steps have started since)."""
@@ -142,9 +199,10 @@ class LineRenderer:
             err = self.err is not None and self.err.offset == offset
             cls = "l err" if err else "l"
             text = render_line(raw.decode("utf-8", "replace"), self.ansi)
+            stamp = self._stamp(offset) if self._t_offsets else ""
             row = (
                 f'<div class="{cls}" id="L{n}"><a class="n" href="#L{n}" data-n="{n}"></a>'
-                f'<span class="t">{text}</span></div>'
+                f'{stamp}<span class="t">{text}</span></div>'
             )
             if out and out[-1][0] == key:
                 out[-1][1].append(row)
@@ -245,28 +303,58 @@ def head(job: JobInfo) -> str:
     )
 
 
-def header(
-    job: JobInfo,
-    attempt: AttemptInfo | None,
-    token: str,
-    *,
-    admin: bool,
-    admin_configured: bool,
-    live: bool,
-) -> str:
+@dataclass(frozen=True)
+class PageContext:
+    """What the header shows besides the job: who looks, and what the log says."""
+
+    token: str
+    operator: bool  # may use the buttons
+    cause: Cause | None = None
+    bigger: str | None = None  # the next GPU class up, for a CUDA OOM
+    pipeline: PipelineRecord | None = None  # the pipeline's summary
+    sibling_tokens: Mapping[int, str] = field(default_factory=dict)
+    live: bool = False
+    err_line: int | None = None  # the cause's line number
+
+
+def attempt_line(a: AttemptInfo) -> str:
+    """``attempt 2 · failed: a step failed (exit 1) · retried by admin``: its state, why
+    it ended, and why it was started."""
+    parts = [f'<span class="s-{e(a.state)}">{e(a.state)}</span>']
+    if a.final and a.state != "succeeded":
+        why = a.error or ENDED.get(a.end_reason or "", (a.end_reason or "").replace("_", " "))
+        if why and why != a.state:
+            code = f" (exit {a.exit_code})" if a.exit_code not in (None, 0) else ""
+            parts[0] += f": {e(why)}{e(code)}"
+    if a.reason:
+        parts.append(f"started: {e(a.reason)}")
+    return " · ".join(parts)
+
+
+def header(job: JobInfo, attempt: AttemptInfo | None, ctx: PageContext) -> str:
+    token = ctx.token
     state_cls = "s-" + job.state
+    links = forge_links(job.forge, job.clone_url, job.sha, job.pr_number)
+    where = [f"{e(job.ref)}"]
+    sha = f"<code>{e(job.sha[:12])}</code>"
+    where.append(f'<a href="{e(links.commit)}">{sha}</a>' if links.commit else sha)
+    if links.change:
+        where.append(f'<a href="{e(links.change)}" id="change">{e(links.change_label)}</a>')
+    pipe = f"pipeline {job.pipeline_id}"
+    if ctx.operator:
+        pipe = f'<a href="{e(pipeline_path(job.pipeline_id))}" id="pipeline-link">{pipe}</a>'
     parts = [
-        f"<header><h1>{e(job.repo)} · {e(job.name)} "
+        f'<header id="job-header"><h1>{e(job.repo)} · {e(job.name)} '
         f'<span class="badge {state_cls}" id="state">{e(job.state)}</span>'
-        + ('<span id="live">● live</span>' if live else "")
+        + ('<span id="live">● live</span>' if ctx.live else "")
         + "</h1>",
-        f"<div>pipeline {job.pipeline_id} · {e(job.ref)} · <code>{e(job.sha[:12])}</code></div>",
+        f"<div>{pipe} · {' · '.join(where)}</div>",
     ]
     rows: list[tuple[str, str]] = []
     if attempt is not None:
         hw = ", ".join(attempt.hardware or job.hardware) or "—"
         rows.append(("hardware", hw))
-        rows.append(("machine", attempt.instance_type or "—"))
+        rows.append(("machine", attempt.instance_type or attempt.machine or "—"))
         if attempt.instance_type:
             rows.append(("market", "spot" if attempt.spot else "on-demand"))
         queued_from = job.queued_at if attempt.number == 1 else attempt.created_at
@@ -293,23 +381,80 @@ def header(
     if job.attempts:
         items = []
         for a in job.attempts:
-            why = a.reason or ""
-            ended = a.error or (a.end_reason if a.end_reason and a.end_reason != a.state else "")
             label = f"attempt {a.number}"
             if attempt is None or a.number != attempt.number:
                 label = f'<a href="{e(link(job.id, token, attempt=a.number))}">{label}</a>'
             else:
                 label = f"<b>{label}</b>"
-            items.append(
-                f'<li>{label}: <span class="s-{e(a.state)}">{e(a.state)}</span>'
-                + (f" — {e(why)}" if why else "")
-                + (f" ({e(ended)})" if ended else "")
-                + "</li>"
-            )
-        parts.append(f'<ol class="attempts">{"".join(items)}</ol>')
-    parts.append(_actions(job, token, admin=admin, admin_configured=admin_configured))
+            items.append(f"<li>{label} · {attempt_line(a)}</li>")
+        parts.append(f'<ol class="attempts" id="attempts">{"".join(items)}</ol>')
+    if ctx.cause is not None and attempt is not None and attempt.failed:
+        parts.append(cause_box(job, ctx))
+    parts.append(_actions(job, ctx))
+    if ctx.pipeline is not None:
+        parts.append(pipeline_summary(job, ctx))
     parts.append("</header>")
     return "".join(parts)
+
+
+def cause_box(job: JobInfo, ctx: PageContext) -> str:
+    """The line that says why, named, with the way out when there is one."""
+    c = ctx.cause
+    assert c is not None
+    line = (
+        f'<a class="line" href="#L{ctx.err_line}">{e(c.text)}</a>'
+        if ctx.err_line is not None
+        else f'<span class="line">{e(c.text)}</span>'
+    )
+    out = [f'<section class="cause" id="cause"><b>{e(c.title)}</b>: {line}']
+    if c.advice:
+        out.append(f'<div class="advice">{e(c.advice)}</div>')
+    if c.wants_bigger_gpu and ctx.bigger:
+        way = [f"retry on a bigger GPU ({e(ctx.bigger)})"]
+        if ctx.operator and _final(job):
+            action = e(link(job.id, ctx.token, "/retry"))
+            way.append(
+                f'<form method="post" action="{action}">'
+                f'<input type="hidden" name="hardware" value="{e(ctx.bigger)}">'
+                f'<button type="submit" id="retry-bigger">Retry on {e(ctx.bigger)}</button>'
+                "</form>"
+            )
+        if job.forge != "local":
+            cmd = f"/ployd retry {_quoted(job.name)} on {ctx.bigger}"
+            way.append(f"or comment <code>{e(cmd)}</code>")
+        out.append(f'<div class="way-out">{" ".join(way)}</div>')
+    out.append("</section>")
+    return "".join(out)
+
+
+def _quoted(name: str) -> str:
+    return f'"{name}"' if " " in name or "(" in name else name
+
+
+def _final(job: JobInfo) -> bool:
+    return job.state in ("succeeded", "failed", "timed_out", "cancelled", "interrupted", "skipped")
+
+
+def pipeline_summary(job: JobInfo, ctx: PageContext) -> str:
+    """The jobs of this job's pipeline, each linked (signed for a visitor by link)."""
+    p = ctx.pipeline
+    assert p is not None
+    items = []
+    for j in p.jobs:
+        icon = STATE_ICONS.get(j.state, "•")
+        name = e(j.name)
+        if j.id == job.id:
+            item = f"<b>{name}</b>"
+        elif ctx.operator or j.id in ctx.sibling_tokens:
+            href = job_path(j.id, "" if ctx.operator else ctx.sibling_tokens[j.id])
+            item = f'<a href="{e(href)}">{name}</a>'
+        else:
+            item = name
+        items.append(f'<li><span class="s-{e(j.state)}">{icon}</span> {item}</li>')
+    return (
+        f'<section class="summary" id="pipeline-summary">pipeline {p.id}: '
+        f'<span class="s-{e(p.state)}">{e(p.state)}</span><ul>{"".join(items)}</ul></section>'
+    )
 
 
 def artifacts(items: Sequence[ArtifactLike]) -> str:
@@ -323,25 +468,38 @@ def artifacts(items: Sequence[ArtifactLike]) -> str:
     return f'<section class="artifacts"><h2>Artifacts</h2><ul>{rows}</ul></section>'
 
 
-def _actions(job: JobInfo, token: str, *, admin: bool, admin_configured: bool) -> str:
-    final = job.state in ("succeeded", "failed", "timed_out", "cancelled", "interrupted", "skipped")
-    if not final and job.state != "manual":
+def _actions(job: JobInfo, ctx: PageContext) -> str:
+    if not _final(job) and job.state != "manual":
         return ""
-    if admin and admin_configured:
-        action = e(link(job.id, token, "/retry"))
+    if ctx.operator:
+        action = e(link(job.id, ctx.token, "/retry"))
         verb = "Run" if job.state == "manual" else "Retry"
         return (
             f'<form class="actions" method="post" action="{action}">'
             f'<button type="submit" id="retry">{verb}</button></form>'
         )
-    cmd = f"/ployd run {job.name}" if job.state == "manual" else f"/ployd retry {job.name}"
+    if job.forge == "local":
+        return (
+            f'<div class="actions">to run it again: <code>ployd retry {job.id}</code> '
+            "on the server</div>"
+        )
+    verb = "run" if job.state == "manual" else "retry"
+    cmd = f"/ployd {verb} {_quoted(job.name)}"
+    where = "merge request" if job.forge == "gitlab" else "pull request"
     return (
-        f'<div class="actions">to run it again, comment <code>{e(cmd)}</code> '
-        f"on the pull request</div>"
+        f'<div class="actions">to run it again, comment <code>{e(cmd)}</code> on the {where}</div>'
     )
 
 
-def pager(job: JobInfo, attempt: AttemptInfo, token: str, window: Window) -> str:
+def pager(
+    job: JobInfo,
+    attempt: AttemptInfo,
+    token: str,
+    window: Window,
+    *,
+    search: str = "",
+    timestamps: bool = False,
+) -> str:
     links = []
     n = attempt.number
     if window.earlier:
@@ -365,7 +523,13 @@ def pager(job: JobInfo, attempt: AttemptInfo, token: str, window: Window) -> str
     shown = f"lines {window.first_line} to {last}"
     if not window.data:
         shown = "no output yet" if not attempt.final else "no output"
-    return f'<nav class="pager">{"".join(links)}<span>{e(shown)}</span></nav>'
+    toggle = (
+        '<label class="ts-toggle"><input type="checkbox" id="ts-toggle"> timestamps (UTC, '
+        "when the server received the line)</label>"
+        if timestamps
+        else ""
+    )
+    return f'<nav class="pager">{"".join(links)}<span>{e(shown)}</span>{toggle}{search}</nav>'
 
 
 SCRIPT = """
@@ -392,11 +556,53 @@ es.addEventListener('steps',function(ev){
   var det=document.getElementById('step-'+s[0]);
   if(det)det.querySelector('summary').innerHTML=s[1];});});
 es.addEventListener('end',function(ev){var d=JSON.parse(ev.data);
+ var h=document.getElementById('job-header');if(h&&d.header){h.outerHTML=d.header;}
  var st=document.getElementById('state');if(st){st.textContent=d.state;
  st.className='badge s-'+d.state;}
- var live=document.getElementById('live');if(live)live.remove();es.close();});
+ var live=document.getElementById('live');if(live)live.remove();
+ main.removeAttribute('data-events');document.body.setAttribute('data-ended',d.state);
+ es.close();});
+})();
+(function(){
+var box=document.getElementById('ts-toggle');
+if(box){box.addEventListener('change',function(){
+ document.body.classList.toggle('show-ts',box.checked);});}
+var form=document.getElementById('search');var out=document.getElementById('search-results');
+if(!form||!out||!window.fetch)return;
+form.addEventListener('submit',function(ev){ev.preventDefault();
+ var q=form.querySelector('input[name=q]').value;if(!q)return;
+ var url=form.getAttribute('data-url')+'&q='+encodeURIComponent(q);
+ fetch(url,{credentials:'same-origin'}).then(function(r){return r.json();}).then(function(d){
+  out.hidden=false;out.textContent='';
+  var p=document.createElement('p');p.id='search-count';
+  p.textContent=d.matches.length+(d.more?'+':'')+' line(s) match “'+d.q+'”'+
+   ' in '+d.lines+' lines';out.appendChild(p);
+  var ol=document.createElement('ol');
+  d.matches.forEach(function(m){var li=document.createElement('li');li.value=m.line;
+   var a=document.createElement('a');a.href=m.href;a.textContent=m.text;a.className='hit';
+   li.appendChild(a);ol.appendChild(li);});
+  out.appendChild(ol);});});
 })();
 """
+
+
+def search_form(job: JobInfo, attempt: AttemptInfo, token: str) -> str:
+    """Search the whole log on the server (``/runs/{id}/search``), not only this page."""
+    url = link(job.id, token, "/search", attempt=attempt.number)
+    return (
+        f'<form class="search" id="search" method="get" action="/runs/{job.id}/search" '
+        f'data-url="{e(url)}"><input type="search" name="q" placeholder="search the whole log" '
+        f'aria-label="search the whole log"><input type="hidden" name="t" value="{e(token)}">'
+        f'<input type="hidden" name="attempt" value="{attempt.number}">'
+        '<button type="submit">Search</button></form>'
+    )
+
+
+def top_nav(operator: bool) -> str:
+    """Links to the other pages, for operators (a visitor by link sees only its job)."""
+    if not operator:
+        return ""
+    return '<nav class="top"><a href="/">dashboard</a><a href="/pipelines">pipelines</a></nav>'
 
 
 def page_tail(nonce: str) -> str:

@@ -24,6 +24,9 @@ from typing import Any
 from aiohttp import web
 
 from app.artifacts.service import artifacts_for_job
+from app.core.cause import bigger_gpu, plain
+from app.core.hardware import parse_spec
+from app.core.links import sign_job
 from app.engine.engine import NotAllowed
 from app.logs.store import LogStore
 from app.logs.window import (
@@ -34,10 +37,11 @@ from app.logs.window import (
     forward_window,
     locate_error,
 )
+from app.store.pipelines import pipeline_record
 from app.store.runs import AttemptInfo, JobInfo, load_attempt, load_job
 from app.web.common import parse_offset, query_int, services
 from app.web.logs import render
-from app.web.logs.view import attempt_number, authorized_job, is_admin
+from app.web.logs.view import attempt_number, authorized_job, is_operator
 
 routes = web.RouteTableDef()
 
@@ -105,14 +109,49 @@ def _render_log(
     attempt: AttemptInfo,
     token: str,
     query: Mapping[str, str],
-) -> tuple[Window, str]:
-    """Blocking: (window, the HTML of the steps and their lines)."""
+) -> tuple[Window, str, ErrorLine | None]:
+    """Blocking: (window, the HTML of the steps and their lines, the cause's line)."""
     window, err = _page_window(store, attempt, query)
-    lines = render.LineRenderer(render.sections(attempt), err)
+    path = attempt.log_path or ""
+    lines = render.LineRenderer(render.sections(attempt), err, store.chunk_times(path))
     rows = lines.rows(window.data, window.start, window.first_line)
     explicit = "from" in query or "before" in query
     body = render.body_sections(attempt, window, rows, err, job.id, token, explicit)
-    return window, body
+    return window, body, err
+
+
+def page_context(
+    request: web.Request,
+    job: JobInfo,
+    attempt: AttemptInfo | None,
+    err: ErrorLine | None,
+    *,
+    live: bool,
+) -> render.PageContext:
+    """Blocking (reads the pipeline): what the header needs besides the job."""
+    svc = services(request)
+    operator = is_operator(request)
+    token = request.query.get("t", "")
+    pipeline = pipeline_record(svc.db, job.pipeline_id, tenant_id=job.tenant_id)
+    siblings: dict[int, str] = {}
+    if pipeline is not None and not operator:  # a visitor by link: links to its pipeline's
+        key = svc.settings.secret_key_bytes()  # jobs (the same tenant's), signed alike
+        siblings = {j.id: sign_job(key, j.id, job.tenant_id) for j in pipeline.jobs}
+    cause = err.cause if err is not None else None
+    bigger = None
+    if cause is not None and cause.wants_bigger_gpu:
+        hw = (attempt.hardware if attempt else ()) or job.hardware
+        bigger = bigger_gpu(svc.catalog, hw[0]) if hw else None
+    return render.PageContext(
+        token=token,
+        operator=operator,
+        cause=cause,
+        bigger=bigger,
+        pipeline=pipeline,
+        sibling_tokens=siblings,
+        live=live,
+        err_line=err.line if err is not None and cause is not None else None,
+    )
 
 
 @routes.get("/runs/{job_id}")
@@ -128,9 +167,10 @@ async def log_page(request: web.Request) -> web.StreamResponse:
     await resp.prepare(request)
     await resp.write(render.head(job).replace("<style>", f'<style nonce="{nonce}">', 1).encode())
     window: Window | None = None
+    err: ErrorLine | None = None
     body = ""
     if attempt is not None and attempt.log_path:
-        window, body = await asyncio.to_thread(
+        window, body, err = await asyncio.to_thread(
             _render_log, svc.logs, job, attempt, token, request.query
         )
     elif attempt is not None:
@@ -138,22 +178,16 @@ async def log_page(request: web.Request) -> web.StreamResponse:
     following = job.state not in ("succeeded", "failed", "timed_out", "cancelled", "skipped")
     live = following and (attempt is None or not attempt.final) and not (window and window.later)
     live = live and job.state != "manual"
-    admin = is_admin(request)
-    parts = [
-        render.header(
-            job,
-            attempt,
-            token,
-            admin=admin,
-            admin_configured=bool(svc.settings.admin_token),
-            live=live,
-        )
-    ]
+    ctx = await asyncio.to_thread(page_context, request, job, attempt, err, live=live)
+    parts = [render.top_nav(ctx.operator), render.header(job, attempt, ctx)]
     artifacts = await asyncio.to_thread(artifacts_for_job, svc.db, job.id, token)
     if artifacts:
         parts.append(render.artifacts(artifacts))
     if attempt is not None and window is not None:
-        parts.append(render.pager(job, attempt, token, window))
+        search = render.search_form(job, attempt, token)
+        stamped = 'class="ts"' in body
+        parts.append(render.pager(job, attempt, token, window, search=search, timestamps=stamped))
+        parts.append('<div id="search-results" hidden></div>')
     events = ""
     if live:
         url = render.link(
@@ -240,6 +274,7 @@ async def log_events(request: web.Request) -> web.StreamResponse:
                     data, first = await asyncio.to_thread(_chunk, store, a, offset, line is None)
                     if not data:
                         break
+                    renderer.set_times(await asyncio.to_thread(store.chunk_times, a.log_path))
                     line = first if first is not None else line
                     assert line is not None
                     rows = renderer.rows(data, offset, line)
@@ -255,7 +290,11 @@ async def log_events(request: web.Request) -> web.StreamResponse:
             if done or (job_state in ("skipped", "cancelled") and a is None):
                 final_state = job_state if a is None else a.state
                 if final_state != sent_state:
-                    await resp.write(render.sse("end", {"state": final_state}, offset))
+                    number = a.number if a is not None else None
+                    head = await asyncio.to_thread(_settled_header, request, job.id, number)
+                    await resp.write(
+                        render.sse("end", {"state": final_state, "header": head}, offset)
+                    )
                 break
             if not await waiter:
                 await resp.write(b": keepalive\n\n")
@@ -269,6 +308,21 @@ async def log_events(request: web.Request) -> web.StreamResponse:
     return resp
 
 
+def _settled_header(request: web.Request, job_id: int, number: int | None) -> str:
+    """Blocking: the header once the attempt has ended (its attempts list, duration,
+    cost, cause and buttons as a reload would show them)."""
+    svc = services(request)
+    job = load_job(svc.db, job_id)
+    if job is None:
+        return ""
+    attempt = job.attempt(number)
+    err = None
+    if attempt is not None and attempt.failed and attempt.log_path:
+        steps = [{"index": s.index, "log_offset": s.log_offset} for s in attempt.steps]
+        err = locate_error(svc.logs, attempt.log_path, attempt.log_size, steps, attempt.failed_step)
+    return render.header(job, attempt, page_context(request, job, attempt, err, live=False))
+
+
 def _current(db: Any, job_id: int, attempt_id: int | None) -> tuple[AttemptInfo | None, str] | None:
     """(the followed attempt, the job's state) now: the first attempt to exist when the
     page had none."""
@@ -280,6 +334,80 @@ def _current(db: Any, job_id: int, attempt_id: int | None) -> tuple[AttemptInfo 
     if job is None:
         return None
     return (job.attempts[0] if job.attempts else None), job.state
+
+
+# ---- search -----------------------------------------------------------------------------
+
+SEARCH_PIECE = 1 << 20
+MAX_HITS = 200
+MAX_QUERY = 200
+
+
+def search_log(
+    store: LogStore, path: str, size: int, needle: str, *, limit: int = MAX_HITS
+) -> tuple[list[tuple[int, int, str]], bool, int]:
+    """Blocking: [(line number, offset, text)] of the lines containing ``needle``
+    (case-insensitive, ANSI codes ignored), read piece by piece over the whole log;
+    whether there are more than ``limit``; how many lines were read."""
+    want = needle.lower()
+    hits: list[tuple[int, int, str]] = []
+    pos, line, carry = 0, 1, b""
+    while pos < size:
+        data = store.read(path, pos, min(SEARCH_PIECE, size - pos))
+        if not data:
+            break
+        base = pos - len(carry)
+        buf, pos = carry + data, pos + len(data)
+        cut = buf.rfind(b"\n") if pos < size else len(buf) - 1
+        if cut < 0:
+            carry = buf
+            continue
+        whole, carry = buf[: cut + 1], buf[cut + 1 :]
+        off = base
+        for raw in whole.split(b"\n")[: whole.count(b"\n") + (0 if whole.endswith(b"\n") else 1)]:
+            text = plain(raw.decode("utf-8", "replace"))
+            if want in text.lower():
+                if len(hits) == limit:
+                    return hits, True, line
+                hits.append((line, off, text[:500]))
+            off += len(raw) + 1
+            line += 1
+    return hits, False, line - 1
+
+
+@routes.get("/runs/{job_id}/search")
+async def search(request: web.Request) -> web.Response:
+    """``?q=`` over the whole log of the attempt: the matching lines (at most 200), each
+    with a link to the page that shows it."""
+    job = authorized_job(request)
+    svc = services(request)
+    attempt = _attempt(request, job)
+    q = request.query.get("q", "")
+    if not q.strip() or len(q) > MAX_QUERY or "\x00" in q:
+        return web.json_response(
+            {"error": f"q: give 1 to {MAX_QUERY} characters to search for"}, status=400
+        )
+    hits: list[tuple[int, int, str]] = []
+    more, lines = False, 0
+    if attempt is not None and attempt.log_path:
+        hits, more, lines = await asyncio.to_thread(
+            search_log, svc.logs, attempt.log_path, attempt.log_size, q
+        )
+    token = request.query.get("t", "")
+    number = attempt.number if attempt else None
+    matches = [
+        {
+            "line": n,
+            "offset": off,
+            "text": text,
+            "href": render.link(job.id, token, attempt=number, **{"from": off}) + f"#L{n}",
+        }
+        for n, off, text in hits
+    ]
+    return web.json_response(
+        {"q": q, "matches": matches, "more": more, "lines": lines},
+        headers=_security_headers(),
+    )
 
 
 # ---- raw --------------------------------------------------------------------------------
@@ -357,19 +485,34 @@ async def raw_log(request: web.Request) -> web.StreamResponse:
 
 @routes.post("/runs/{job_id}/retry")
 async def retry(request: web.Request) -> web.StreamResponse:
-    """The page's Retry button: needs the link's token AND the admin token (bearer or
-    the ``ployd_admin`` cookie); a cross-site form is refused by its Origin."""
+    """The page's Retry buttons (a form field ``hardware`` retries on other hardware):
+    for operators only (the admin token as bearer or the ``ployd_admin`` cookie, or
+    loopback without one); a cross-site form is refused by its Origin."""
     job = authorized_job(request)
     svc = services(request)
-    if not is_admin(request):
+    if not is_operator(request):
         raise web.HTTPForbidden(
             text=f"403: retrying needs PloyD's admin token; or comment `/ployd retry {job.name}`"
         )
     origin = request.headers.get("Origin")
     if origin and origin != "null" and origin.split("://", 1)[-1] != request.host:
         raise web.HTTPForbidden(text="403: a retry must come from the log page itself")
+    form = await request.post()
+    raw = form.get("hardware")
+    hardware: str | None = None
+    candidates: list[str] | None = None
+    if raw is not None:
+        text = raw if isinstance(raw, str) else ""
+        try:
+            spec = parse_spec(text.strip())
+        except ValueError:
+            spec = None
+        types = svc.catalog.for_spec(spec) if spec is not None else []
+        if spec is None or not types:
+            raise web.HTTPBadRequest(text=f"400: hardware: no machine provides {text[:64]!r}")
+        hardware, candidates = str(spec), [t.name for t in types]
     try:
-        svc.engine.retry_job(job.id, "admin (log page)")
+        svc.engine.retry_job(job.id, "admin (log page)", hardware=hardware, candidates=candidates)
     except NotAllowed as e:
         raise web.HTTPConflict(text=str(e)) from None
     raise web.HTTPSeeOther(render.link(job.id, request.query.get("t", "")))
