@@ -447,7 +447,7 @@ async def login(request: web.Request) -> web.Response:
         form = await request.post()
     except (UnicodeDecodeError, LookupError, ValueError):  # not UTF-8, a bogus charset, no form
         return web.Response(
-            text=SIGN_IN.format(error="<p>The form could not be read (it must be UTF-8).</p>"),
+            text=sign_in_page("<p>The form could not be read (it must be UTF-8).</p>"),
             content_type="text/html",
             status=400,
         )
