@@ -46,6 +46,7 @@ from app.logs.store import make_log_store
 from app.metrics import Metrics
 from app.policy.setup import security_from
 from app.pools import Pools
+from app.results.notify import Notifier
 from app.services import Services
 from app.settings import Settings, SettingsError
 from app.store.db import Database
@@ -146,6 +147,40 @@ def build_services(
         agent=AgentPackage.build(),  # served at /agent/ployd-agent.pyz
         pools=pools,
     )
+
+
+def build_notifier(services: Services) -> Notifier:
+    """The notifier (``app.results.notify``): told of every pipeline change and of the
+    policy's budget warnings; its task starts with ``start``."""
+    from app.core.results.notify import BACKOFF_BASE_S
+    from app.engine.events import PipelinesChanged
+    from app.results.channels import SmtpConfig
+
+    settings, security = services.settings, services.security
+    smtp = (
+        SmtpConfig(
+            host=settings.smtp_host,
+            port=settings.smtp_port,
+            sender=settings.smtp_from,
+            user=settings.smtp_user,
+            password=settings.smtp_password,
+            starttls=settings.smtp_starttls,
+        )
+        if settings.smtp_host
+        else None
+    )
+    notifier = Notifier(
+        services.db,
+        base_url=settings.base_url,
+        key=settings.secret_key_bytes(),
+        secret_value=security.secrets.value_of,
+        tenant_channels=security.policy.notify_channels,
+        smtp=smtp,
+        backoff_base_s=BACKOFF_BASE_S,
+    )
+    services.engine.events.subscribe(PipelinesChanged, lambda e: notifier.on_change(e.pipeline_ids))
+    security.policy.budget_listeners.append(notifier.budget_crossed)
+    return notifier
 
 
 @dataclass

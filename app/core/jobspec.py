@@ -23,6 +23,7 @@ from app.core.config.model import (
     Image,
     ImageOptions,
     MetricsSpec,
+    NotifyChannel,
     PlannedJob,
     Resources,
     RetryPolicy,
@@ -32,6 +33,7 @@ from app.core.config.model import (
     Workload,
     frozen_map,
 )
+from app.core.results.notify import channel_from_json, channel_json
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +100,7 @@ class StoredJobSpec:
     # shown with the results; also in ``artifacts``, which uploads them).
     metrics: MetricsSpec | None = None
     report: tuple[str, ...] = ()
+    notify: tuple[NotifyChannel, ...] = ()  # the pipeline's ``notify:`` (every job has it)
 
     @classmethod
     def from_planned(cls, job: PlannedJob) -> StoredJobSpec:
@@ -118,6 +121,7 @@ class StoredJobSpec:
             resources=_resources(job),
             metrics=s.metrics,
             report=tuple(s.report),
+            notify=tuple(s.notify),
         )
 
     @classmethod
@@ -143,6 +147,7 @@ class StoredJobSpec:
             resources=stored_resources(d),
             metrics=stored_metrics(d),
             report=tuple(str(p) for p in d.get("report") or ()),
+            notify=stored_notify(d),
         )
 
     @property
@@ -190,6 +195,7 @@ class StoredJobSpec:
             "resources": _resources_json(self.resources),
             "metrics": _metrics_json(self.metrics),
             "report": list(self.report),
+            "notify": [channel_json(c) for c in self.notify],
         }
 
 
@@ -229,6 +235,11 @@ def stored_metrics(d: Mapping[str, Any] | None) -> MetricsSpec | None:
         ),
         fail_if=frozen_map({str(k): str(v) for k, v in (m.get("fail_if") or {}).items()}),
     )
+
+
+def stored_notify(d: Mapping[str, Any] | None) -> tuple[NotifyChannel, ...]:
+    """The ``notify`` channels of a stored spec alone."""
+    return tuple(channel_from_json(c) for c in (d or {}).get("notify") or ())
 
 
 def _str_map(value: Any) -> Mapping[str, str]:

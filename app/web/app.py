@@ -18,6 +18,7 @@ from app.web import (
 from app.web.admin_api import install as install_admin
 from app.web.artifacts_api import install as install_artifacts
 from app.web.common import SERVICES
+from app.web.metrics_api import install as install_metrics
 
 routes = web.RouteTableDef()
 
@@ -56,5 +57,6 @@ def make_app(services: Services) -> web.Application:
     app.add_routes(webhooks_gitlab.routes)
     app.add_routes(dashboard.routes)
     install_artifacts(app, services)
+    install_metrics(app, services)
     install_admin(app, services)  # secrets, tenants' policies and spend
     return app

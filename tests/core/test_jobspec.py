@@ -108,6 +108,7 @@ def test_stored_json_round_trips(name: str) -> None:
     assert list(stored) == [
         "steps", "env", "secrets", "timeout_s", "retry", "workload", "spot", "image",
         "clean_machine", "disk_gb", "cache", "artifacts", "resources", "metrics", "report",
+        "notify",
     ]
 
 

@@ -274,6 +274,9 @@ class JobSpec:
     clean_machine: bool = False  # a fresh machine, never a warm one; retired after
     metrics: MetricsSpec | None = None
     report: tuple[str, ...] = ()  # globs of files shown with the results (kept as artifacts)
+    # The file's ``notify:`` (the same for every job; stored with each, so a pipeline's
+    # channels are read from its jobs).
+    notify: tuple[NotifyChannel, ...] = ()
     mark: Mark = NO_MARK
 
 

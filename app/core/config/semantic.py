@@ -10,6 +10,7 @@ unknown ``${{ matrix.K }}``.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from functools import lru_cache
 from typing import Any
 
@@ -708,12 +709,15 @@ class Builder:
             self.check_matrix_refs(str(name), spec.matrix)
             jobs[str(name)] = spec
         self.check_needs(jobs, jobs_raw)
+        notify = self.notify(data.get("notify"))
+        if notify:
+            jobs = {k: replace(j, notify=notify) for k, j in jobs.items()}
         return Config(
             version=version if isinstance(version, int) else 1,
             triggers=triggers,
             jobs=frozen_map_t(jobs),
             file=self.doc.file,
-            notify=self.notify(data.get("notify")),
+            notify=notify,
         )
 
 

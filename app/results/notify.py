@@ -1,0 +1,335 @@
+"""The notifier: pipelines' changes (``PipelinesChanged``) and budget warnings in,
+notifications recorded (``app.store.notifications``) and delivered by a task of their own,
+retried with backoff, given up after ``MAX_TRIES`` and recorded either way. The engine's
+event handler only notes the pipeline ids, so a slow or failing endpoint never delays a
+pipeline.
+
+Channels: the pipeline's ``notify:`` (not for a fork's pull request: its file is not
+trusted to pick where PloyD sends requests) and its tenant's defaults (``notify`` in the
+operator's policy). Secrets are resolved when a message is sent, never stored in it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+import aiohttp
+
+from app.core.clock import aware
+from app.core.config.model import NotifyChannel
+from app.core.jobspec import stored_notify
+from app.core.links import sign_job
+from app.core.results.notify import (
+    BACKOFF_BASE_S,
+    MAX_TRIES,
+    FailingJob,
+    Message,
+    Outcome,
+    cause_line,
+    channel_from_json,
+    channel_json,
+    channel_key,
+    pipeline_events,
+    scrub,
+    wants,
+)
+from app.results.channels import SmtpConfig, send_email, send_slack, send_webhook
+from app.store import notifications as rows
+from app.store.db import Database, Tx
+from app.store.metrics import base_branch
+from app.store.models import Attempt, Pipeline, utcnow
+
+log = logging.getLogger("ployd.notify")
+
+FAILED_STATES = ("failed", "timed_out", "interrupted")
+SecretValue = Callable[[int, str, str], "str | None"]  # (repository id, ref, name) -> value
+TenantChannels = Callable[[Tx, int], Sequence[NotifyChannel]]  # (tx, tenant id) -> channels
+
+
+def _branch(ref: str) -> str | None:
+    return ref.removeprefix("refs/heads/") if ref.startswith("refs/heads/") else None
+
+
+def pr_url(forge: str, clone_url: str, number: int | None) -> str | None:
+    if number is None or not clone_url.startswith(("https://", "http://")):
+        return None
+    web = clone_url.removesuffix(".git")
+    return f"{web}/-/merge_requests/{number}" if forge == "gitlab" else f"{web}/pull/{number}"
+
+
+class Notifier:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        base_url: str,
+        key: bytes,
+        secret_value: SecretValue,
+        tenant_channels: TenantChannels,
+        smtp: SmtpConfig | None = None,
+        backoff_base_s: float = BACKOFF_BASE_S,
+    ) -> None:
+        self.db = db
+        self.base_url = base_url
+        self.key = key
+        self.secret_value = secret_value
+        self.tenant_channels = tenant_channels
+        self.smtp = smtp
+        self.backoff_base_s = backoff_base_s
+        self._changed: set[int] = set()
+        self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._http: aiohttp.ClientSession | None = None
+        self.delivered = 0  # tries made (sent or not), for tests and metrics
+
+    # -- in -------------------------------------------------------------------------
+
+    def on_change(self, pipeline_ids: frozenset[int] | set[int]) -> None:
+        """The engine's event: note the ids (quick), the task does the rest."""
+        self._changed |= set(pipeline_ids)
+        self._poke()
+
+    def _poke(self) -> None:
+        loop = self._loop
+        if loop is None:
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._wake.set()
+        else:
+            loop.call_soon_threadsafe(self._wake.set)
+
+    def budget_crossed(self, s: Tx, attempt: Attempt, note: str) -> None:
+        """The policy's budget warning (in its transaction): shown on the pipeline's pull
+        request, and sent once a month to every channel that asks for ``budget``."""
+        pipeline = attempt.job.pipeline
+        tenant_id = pipeline.repository.tenant_id
+        message = self._message_for(s, pipeline, "budget", note=note)
+        rows.record(
+            s,
+            tenant_id=tenant_id,
+            pipeline_id=pipeline.id,
+            event="budget",
+            channel={"kind": rows.PR_KIND},
+            dedupe=f"budget:p{pipeline.id}",
+            message=message.to_json(),
+            state="sent",
+        )
+        month = utcnow().strftime("%Y-%m")
+        for channel in self._channels(s, pipeline, tenant_id):
+            if not wants(channel, "budget", base_branch(s, pipeline)):
+                continue
+            rows.record(
+                s,
+                tenant_id=tenant_id,
+                pipeline_id=pipeline.id,
+                event="budget",
+                channel=self._channel_row(channel, pipeline),
+                dedupe=f"budget:t{tenant_id}:{month}:{channel_key(channel)}",
+                message=message.to_json(),
+            )
+        self._poke()
+
+    # -- deciding -------------------------------------------------------------------
+
+    def _channels(self, s: Tx, pipeline: Pipeline, tenant_id: int) -> list[NotifyChannel]:
+        own: tuple[NotifyChannel, ...] = ()
+        if not pipeline.fork and pipeline.jobs:
+            own = stored_notify(pipeline.jobs[0].spec)
+        out: list[NotifyChannel] = []
+        seen: set[str] = set()
+        for c in (*own, *self.tenant_channels(s, tenant_id)):
+            k = channel_key(c)
+            if k not in seen:
+                seen.add(k)
+                out.append(c)
+        return out
+
+    @staticmethod
+    def _channel_row(channel: NotifyChannel, pipeline: Pipeline) -> dict[str, object]:
+        return {
+            **channel_json(channel),
+            "repository_id": pipeline.repository_id,
+            "ref": pipeline.ref,
+        }
+
+    def _job_url(self, job_id: int, tenant_id: int, created: datetime) -> str:
+        c = aware(created)
+        token = sign_job(self.key, job_id, tenant_id, now=c.timestamp() if c else None)
+        return f"{self.base_url}/runs/{job_id}?t={token}"
+
+    def _message_for(self, s: Tx, pipeline: Pipeline, event: str, note: str = "") -> Message:
+        f = rows.facts(s, pipeline.id)
+        assert f is not None
+        failing = tuple(
+            FailingJob(
+                j.name,
+                j.state,
+                cause_line(
+                    j.failed_step,
+                    None,
+                    (f"exit code {j.exit_code}" if j.exit_code not in (None, 0) else None)
+                    if not j.error
+                    else j.error,
+                ),
+                self._job_url(j.id, f.tenant_id, j.created_at),
+            )
+            for j in f.jobs
+            if j.state in FAILED_STATES and not j.allow_failure
+        )
+        return Message(
+            event=event,
+            repo=f.full_name,
+            pipeline_id=f.id,
+            state=f.state,
+            ref=f.ref,
+            sha=f.sha,
+            url=f"{self.base_url}/pipelines/{f.id}",
+            pr_number=f.pr_number,
+            pr_url=pr_url(f.forge, f.clone_url, f.pr_number),
+            failing=failing if event != "budget" else (),
+            note=note,
+        )
+
+    def consider(self, pipeline_ids: set[int]) -> int:
+        """Record the notifications these pipelines' states give (blocking); returns how
+        many were added."""
+        added = 0
+        for pid in sorted(pipeline_ids):
+            with self.db.session() as s:
+                f = rows.facts(s, pid)
+                if f is None:
+                    continue
+                pipeline = rows.pipeline(s, pid)
+                assert pipeline is not None
+                channels = self._channels(s, pipeline, f.tenant_id)
+                if not channels:
+                    continue
+                events = pipeline_events(
+                    f.state, f.previous_final, announced_start=f.state != "running"
+                )
+                branch = _branch(f.ref) if f.pr_number is None else base_branch(s, pipeline)
+                for event in events:
+                    chosen = [c for c in channels if wants(c, event, branch)]
+                    if not chosen:
+                        continue
+                    message = self._message_for(s, pipeline, event).to_json()
+                    for c in chosen:
+                        added += rows.record(
+                            s,
+                            tenant_id=f.tenant_id,
+                            pipeline_id=pid,
+                            event=event,
+                            channel=self._channel_row(c, pipeline),
+                            dedupe=f"p{pid}:{event}:{channel_key(c)}",
+                            message=message,
+                        )
+        return added
+
+    # -- delivering -----------------------------------------------------------------
+
+    async def _send(self, d: rows.Delivery) -> tuple[Outcome, bool]:
+        """(the outcome, whether to retry it when it failed)."""
+        assert self._http is not None
+        channel = channel_from_json(d.channel)
+        message = Message.from_json(d.message)
+        repo_id = int(str(d.channel.get("repository_id") or 0))
+        ref = str(d.channel.get("ref") or "")
+        if channel.kind == "slack":
+            url = await asyncio.to_thread(self.secret_value, repo_id, ref, channel.target)
+            if not url:
+                return Outcome(
+                    False, f"secret {channel.target} (the Slack webhook) is not set"
+                ), False
+            out = await send_slack(self._http, url, message)
+            return Outcome(out.ok, scrub(out.error, [url]), out.detail), True
+        if channel.kind == "webhook":
+            key = None
+            if channel.secret:
+                key = await asyncio.to_thread(self.secret_value, repo_id, ref, channel.secret)
+                if not key:
+                    return Outcome(
+                        False, f"secret {channel.secret} (the HMAC key) is not set"
+                    ), False
+            out = await send_webhook(self._http, channel.target, key, message, d.id)
+            return out, True
+        if channel.kind == "email":
+            if self.smtp is None:
+                return Outcome(False, "email is not configured (PLOYD_SMTP_HOST)"), False
+            return await send_email(self.smtp, channel.target.split(","), message), True
+        return Outcome(False, f"unknown channel kind {channel.kind!r}"), False
+
+    async def _deliver(self, d: rows.Delivery) -> None:
+        try:
+            out, retry = await self._send(d)
+        except Exception as e:  # a bug in a sender: recorded, and the loop goes on
+            log.exception("notification %s failed", d.id)
+            out, retry = Outcome(False, f"internal error ({type(e).__name__})"), True
+        tries = d.tries + 1
+        wait = None
+        if not out.ok and retry and tries < MAX_TRIES:
+            wait = min(self.backoff_base_s * 2 ** (tries - 1), 300.0)
+        if not out.ok:
+            level = logging.WARNING if wait is not None else logging.ERROR
+            log.log(
+                level,
+                "notification %s (%s, %s) failed: %s; %s",
+                d.id,
+                d.channel.get("kind"),
+                d.event,
+                out.error,
+                f"retrying in {wait:.1f}s" if wait is not None else "given up",
+            )
+        await asyncio.to_thread(
+            rows.finish, self.db, d.id, ok=out.ok, error=out.error or None, retry_in_s=wait
+        )
+        self.delivered += 1
+
+    async def run_once(self) -> int:
+        """Record what changed, deliver what is due; returns the deliveries tried."""
+        changed, self._changed = self._changed, set()
+        if changed:
+            await asyncio.to_thread(self.consider, changed)
+        due = await asyncio.to_thread(rows.due, self.db, utcnow())
+        if due:
+            await asyncio.gather(*(self._deliver(d) for d in due))
+        return len(due)
+
+    async def _run(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                tried = await self.run_once()
+            except Exception:  # keep notifying; report it
+                log.exception("notifications failed")
+                tried = 0
+            if tried or self._changed:
+                continue
+            nxt = await asyncio.to_thread(rows.next_due, self.db)
+            timeout = None
+            if nxt is not None:
+                timeout = max((aware(nxt) - utcnow()).total_seconds(), 0.0)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)  # the next due one, or news
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._http = aiohttp.ClientSession()
+        self._task = asyncio.create_task(self._run(), name="notifier")
+        if self._changed:
+            self._wake.set()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._http is not None:
+            await self._http.close()

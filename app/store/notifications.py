@@ -1,0 +1,272 @@
+"""Notification deliveries in the store: recorded once per pipeline, event and channel
+(``dedupe``), picked when due, marked sent, retried or given up; and the budget
+warnings shown on a pipeline's pull request."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from app.store.db import Database, Tx
+from app.store.models import Notification, Pipeline, utcnow
+
+PR_KIND = "pull_request"  # a budget warning shown in the summary comment, not sent
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    id: int
+    tenant_id: int
+    pipeline_id: int | None
+    event: str
+    channel: dict[str, Any]
+    message: dict[str, Any]
+    tries: int
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationView:
+    id: int
+    pipeline_id: int | None
+    event: str
+    kind: str
+    state: str
+    tries: int
+    error: str | None
+    message: dict[str, Any]
+
+
+def record(
+    tx: Tx,
+    *,
+    tenant_id: int,
+    pipeline_id: int | None,
+    event: str,
+    channel: dict[str, Any],
+    dedupe: str,
+    message: dict[str, Any],
+    state: str = "pending",
+) -> bool:
+    """Add a notification unless one with ``dedupe`` exists; True when added."""
+    if tx.scalar(select(Notification.id).where(Notification.dedupe == dedupe)) is not None:
+        return False
+    try:
+        with tx.begin_nested():
+            tx.add(
+                Notification(
+                    tenant_id=tenant_id,
+                    pipeline_id=pipeline_id,
+                    event=event,
+                    channel=channel,
+                    dedupe=dedupe,
+                    message=message,
+                    state=state,
+                    next_at=utcnow(),
+                )
+            )
+    except IntegrityError:  # another replica recorded it first
+        return False
+    return True
+
+
+def has(tx: Tx, dedupe_prefix: str) -> bool:
+    return (
+        tx.scalar(
+            select(Notification.id).where(Notification.dedupe.startswith(dedupe_prefix)).limit(1)
+        )
+        is not None
+    )
+
+
+def due(db: Database, now: datetime, limit: int = 50) -> list[Delivery]:
+    with db.session() as s:
+        rows = s.scalars(
+            select(Notification)
+            .where(Notification.state == "pending", Notification.next_at <= now)
+            .order_by(Notification.next_at, Notification.id)
+            .limit(limit)
+        ).all()
+        return [
+            Delivery(
+                r.id,
+                r.tenant_id,
+                r.pipeline_id,
+                r.event,
+                dict(r.channel),
+                dict(r.message),
+                r.tries,
+            )
+            for r in rows
+        ]
+
+
+def next_due(db: Database) -> datetime | None:
+    with db.session() as s:
+        return s.scalar(
+            select(Notification.next_at)
+            .where(Notification.state == "pending")
+            .order_by(Notification.next_at)
+            .limit(1)
+        )
+
+
+def finish(
+    db: Database, delivery_id: int, *, ok: bool, error: str | None, retry_in_s: float | None
+) -> None:
+    """One try's result: sent, pending again after ``retry_in_s``, or given up (failed)."""
+    with db.session() as s:
+        row = s.get(Notification, delivery_id)
+        if row is None:
+            return
+        row.tries += 1
+        row.error = error
+        if ok:
+            row.state, row.sent_at = "sent", utcnow()
+        elif retry_in_s is None:
+            row.state = "failed"
+        else:
+            row.next_at = utcnow() + timedelta(seconds=retry_in_s)
+
+
+def previous_final_state(tx: Tx, pipeline: Pipeline) -> str | None:
+    """How the latest earlier finished pipeline of the same repository and ref ended."""
+    return tx.scalar(
+        select(Pipeline.state)
+        .where(
+            Pipeline.repository_id == pipeline.repository_id,
+            Pipeline.ref == pipeline.ref,
+            Pipeline.id < pipeline.id,
+            Pipeline.state.in_(("succeeded", "failed")),
+        )
+        .order_by(Pipeline.id.desc())
+        .limit(1)
+    )
+
+
+def budget_warnings(db: Database, pipeline_id: int) -> list[str]:
+    """The budget warnings to show on the pipeline's pull request."""
+    with db.session() as s:
+        rows = s.scalars(
+            select(Notification)
+            .where(Notification.pipeline_id == pipeline_id, Notification.event == "budget")
+            .order_by(Notification.id)
+        ).all()
+        return [
+            str(r.message.get("note") or "")
+            for r in rows
+            if r.channel.get("kind") == PR_KIND and r.message.get("note")
+        ]
+
+
+def listing(db: Database, pipeline_id: int | None = None) -> list[NotificationView]:
+    """Recorded notifications, oldest first (a pipeline's, or all)."""
+    with db.session() as s:
+        q = select(Notification).order_by(Notification.id)
+        if pipeline_id is not None:
+            q = q.where(Notification.pipeline_id == pipeline_id)
+        return [
+            NotificationView(
+                r.id,
+                r.pipeline_id,
+                r.event,
+                str(r.channel.get("kind") or ""),
+                r.state,
+                r.tries,
+                r.error,
+                dict(r.message),
+            )
+            for r in s.scalars(q).all()
+        ]
+
+
+def kinds(views: Sequence[NotificationView]) -> list[tuple[str, str, str]]:
+    return [(v.kind, v.event, v.state) for v in views]
+
+
+@dataclass(frozen=True, slots=True)
+class JobFacts:
+    id: int
+    name: str
+    state: str
+    allow_failure: bool
+    created_at: datetime
+    failed_step: str | None  # the failing step's title
+    exit_code: int | None
+    error: str | None  # the attempt's error or end reason
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineFacts:
+    """What a notification about a pipeline says, read in one transaction."""
+
+    id: int
+    tenant_id: int
+    repository_id: int
+    full_name: str
+    clone_url: str
+    forge: str
+    ref: str
+    sha: str
+    state: str
+    pr_number: int | None
+    fork: bool
+    jobs: tuple[JobFacts, ...]
+    spec: dict[str, Any]  # one job's stored spec (its ``notify`` is the pipeline's)
+    previous_final: str | None
+
+
+def facts(tx: Tx, pipeline_id: int) -> PipelineFacts | None:
+    p = tx.get(Pipeline, pipeline_id)
+    if p is None:
+        return None
+    jobs: list[JobFacts] = []
+    for j in p.jobs:
+        last = j.attempts[-1] if j.attempts else None
+        step = None
+        if last is not None and last.failed_step is not None:
+            step = next(
+                (
+                    str(s.get("title") or "")
+                    for s in last.steps or ()
+                    if s.get("index") == last.failed_step
+                ),
+                f"step {last.failed_step + 1}",
+            )
+        jobs.append(
+            JobFacts(
+                id=j.id,
+                name=j.name,
+                state=j.state,
+                allow_failure=j.allow_failure,
+                created_at=j.created_at,
+                failed_step=step,
+                exit_code=last.exit_code if last else None,
+                error=(last.error or last.end_reason) if last else None,
+            )
+        )
+    repo = p.repository
+    return PipelineFacts(
+        id=p.id,
+        tenant_id=repo.tenant_id,
+        repository_id=repo.id,
+        full_name=repo.full_name,
+        clone_url=repo.clone_url,
+        forge=p.forge,
+        ref=p.ref,
+        sha=p.sha,
+        state=p.state,
+        pr_number=p.pr_number,
+        fork=p.fork,
+        jobs=tuple(jobs),
+        spec=dict(p.jobs[0].spec or {}) if p.jobs else {},
+        previous_final=previous_final_state(tx, p),
+    )
+
+
+def pipeline(tx: Tx, pipeline_id: int) -> Pipeline | None:
+    return tx.get(Pipeline, pipeline_id)
