@@ -84,6 +84,8 @@ class Notifier:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._http: aiohttp.ClientSession | None = None
+        self._inflight: dict[int, asyncio.Task[None]] = {}
+        self.progress = asyncio.Event()  # set after each try (tests wait on it)
         self.delivered = 0  # tries made (sent or not), for tests and metrics
 
     # -- in -------------------------------------------------------------------------
@@ -293,26 +295,38 @@ class Notifier:
         self.delivered += 1
 
     async def run_once(self) -> int:
-        """Record what changed, deliver what is due; returns the deliveries tried."""
+        """Record what changed, start delivering what is due (each delivery in a task of
+        its own: a slow endpoint holds up no other); returns the deliveries started."""
         changed, self._changed = self._changed, set()
         if changed:
             await asyncio.to_thread(self.consider, changed)
         due = await asyncio.to_thread(rows.due, self.db, utcnow())
-        if due:
-            await asyncio.gather(*(self._deliver(d) for d in due))
-        return len(due)
+        started = 0
+        for d in due:
+            if d.id in self._inflight:
+                continue
+            self._inflight[d.id] = asyncio.create_task(self._deliver_then(d))
+            started += 1
+        return started
+
+    async def _deliver_then(self, d: rows.Delivery) -> None:
+        try:
+            await self._deliver(d)
+        finally:
+            self._inflight.pop(d.id, None)
+            self._wake.set()
+            self.progress.set()
 
     async def _run(self) -> None:
         while True:
             self._wake.clear()
             try:
-                tried = await self.run_once()
+                await self.run_once()
             except Exception:  # keep notifying; report it
                 log.exception("notifications failed")
-                tried = 0
-            if tried or self._changed:
+            if self._changed:
                 continue
-            nxt = await asyncio.to_thread(rows.next_due, self.db)
+            nxt = await asyncio.to_thread(rows.next_due, self.db, set(self._inflight))
             timeout = None
             if nxt is not None:
                 timeout = max((aware(nxt) - utcnow()).total_seconds(), 0.0)
@@ -327,9 +341,9 @@ class Notifier:
             self._wake.set()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        for task in [*self._inflight.values(), *([self._task] if self._task else [])]:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task
         if self._http is not None:
             await self._http.close()

@@ -105,14 +105,13 @@ def due(db: Database, now: datetime, limit: int = 50) -> list[Delivery]:
         ]
 
 
-def next_due(db: Database) -> datetime | None:
+def next_due(db: Database, busy: set[int] | None = None) -> datetime | None:
+    """When the next pending notification (not one of ``busy``, being delivered) is due."""
     with db.session() as s:
-        return s.scalar(
-            select(Notification.next_at)
-            .where(Notification.state == "pending")
-            .order_by(Notification.next_at)
-            .limit(1)
-        )
+        q = select(Notification.next_at).where(Notification.state == "pending")
+        if busy:
+            q = q.where(Notification.id.not_in(sorted(busy)))
+        return s.scalar(q.order_by(Notification.next_at).limit(1))
 
 
 def finish(
@@ -229,14 +228,10 @@ def facts(tx: Tx, pipeline_id: int) -> PipelineFacts | None:
         last = j.attempts[-1] if j.attempts else None
         step = None
         if last is not None and last.failed_step is not None:
-            step = next(
-                (
-                    str(s.get("title") or "")
-                    for s in last.steps or ()
-                    if s.get("index") == last.failed_step
-                ),
-                f"step {last.failed_step + 1}",
-            )
+            idx = last.failed_step
+            spec_steps = (j.spec or {}).get("steps") or []
+            title = spec_steps[idx].get("title") if 0 <= idx < len(spec_steps) else None
+            step = str(title) if title else f"step {idx + 1}"
         jobs.append(
             JobFacts(
                 id=j.id,
