@@ -264,7 +264,7 @@ class PolicyBook:
                     budget,
                 )
                 note = (
-                    f"budget: {who} is at {share:.0f}% of its monthly budget "
+                    f"budget: {who} is at {share:.3g}% of its monthly budget "
                     f"(${spend.spent_usd:.2f} spent in {spend.month} + this job's estimated "
                     f"${cost:.2f} of ${budget:.2f}; warn_at {policy.budget.warn_at:.0%}), "
                     f"crossed by job {job.name}"

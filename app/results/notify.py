@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
@@ -80,6 +81,7 @@ class Notifier:
         self.smtp = smtp
         self.backoff_base_s = backoff_base_s
         self._changed: set[int] = set()
+        self._lock = threading.Lock()  # publishers may be on other threads
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
@@ -92,7 +94,8 @@ class Notifier:
 
     def on_change(self, pipeline_ids: frozenset[int] | set[int]) -> None:
         """The engine's event: note the ids (quick), the task does the rest."""
-        self._changed |= set(pipeline_ids)
+        with self._lock:
+            self._changed |= set(pipeline_ids)
         self._poke()
 
     def _poke(self) -> None:
@@ -214,9 +217,9 @@ class Notifier:
                 channels = self._channels(s, pipeline, f.tenant_id)
                 if not channels:
                     continue
-                events = pipeline_events(
-                    f.state, f.previous_final, announced_start=f.state != "running"
-                )
+                # ``started`` is recorded once (its dedupe), even when the pipeline was
+                # already over by the time it is seen.
+                events = pipeline_events(f.state, f.previous_final, announced_start=False)
                 branch = _branch(f.ref) if f.pr_number is None else base_branch(s, pipeline)
                 for event in events:
                     chosen = [c for c in channels if wants(c, event, branch)]
@@ -297,7 +300,8 @@ class Notifier:
     async def run_once(self) -> int:
         """Record what changed, start delivering what is due (each delivery in a task of
         its own: a slow endpoint holds up no other); returns the deliveries started."""
-        changed, self._changed = self._changed, set()
+        with self._lock:
+            changed, self._changed = self._changed, set()
         if changed:
             await asyncio.to_thread(self.consider, changed)
         due = await asyncio.to_thread(rows.due, self.db, utcnow())

@@ -272,3 +272,9 @@ def report_globs(db: Database, pipeline_id: int) -> dict[int, tuple[str, ...]]:
         if globs:
             out[int(job_id)] = tuple(str(g) for g in globs)
     return out
+
+
+def report_globs_of_job(db: Database, job_id: int) -> tuple[str, ...]:
+    with db.session() as s:
+        spec = s.scalar(select(Job.spec).where(Job.id == job_id))
+    return tuple(str(g) for g in (spec or {}).get("report") or ())

@@ -39,6 +39,7 @@ class NotificationView:
     tries: int
     error: str | None
     message: dict[str, Any]
+    channel_target: str = ""  # a webhook's URL, a Slack secret's name, the addresses
 
 
 def record(
@@ -178,6 +179,7 @@ def listing(db: Database, pipeline_id: int | None = None) -> list[NotificationVi
                 r.tries,
                 r.error,
                 dict(r.message),
+                str(r.channel.get("target") or ""),
             )
             for r in s.scalars(q).all()
         ]

@@ -54,6 +54,12 @@ notify:
 jobs:
   unit:
     steps:
+      - name: Wait for the started message
+        run: |
+          for i in $(seq 600); do
+            curl -sf "{r.url("/_seen")}?path={SLACK_URL_PATH}&text=started" && break
+            sleep 0.1
+          done
       - name: Test
         run: echo checking; test -f ok.txt
   lint:
@@ -66,18 +72,10 @@ async def test_slack_webhook_and_email_get_the_right_messages_and_a_500_is_given
     serve: Callable[..., Any], make_repo: Callable[..., tuple[Path, str]]
 ) -> None:
     async with serve_receivers() as r:
-        release = asyncio.Event()
         r.answers["/broken"] = [500]
-        gate_first = {"held": False}
-        original = r._handle
-
-        async def held(request: Any) -> Any:  # the first call to /broken hangs until released
-            if request.path == "/broken" and not gate_first["held"]:
-                gate_first["held"] = True
-                await release.wait()
-            return await original(request)
-
-        r._handle = held  # type: ignore[method-assign]
+        # Slack's `started` message is left unanswered, and the job waits until it
+        # arrived: the pipeline then runs and ends while that delivery hangs.
+        r.hold.add(SLACK_URL_PATH)
         with smtp_server() as (smtp_host, smtp_port, mail):
             repo, _ = make_repo({".ployd.yml": config(r)})
             async with serve(agents=1, smtp_host=smtp_host, smtp_port=smtp_port) as h:
@@ -93,10 +91,6 @@ async def test_slack_webhook_and_email_get_the_right_messages_and_a_500_is_given
 
                 # 1. unit fails (no ok.txt).
                 pid = await h.start(repo)
-                p = await h.finished(pid)
-                assert p.state == "failed"
-                # The pipeline ended while the /broken delivery was still held open.
-                assert not release.is_set()
 
                 def recorded(event: str, kind: str) -> list[rows.NotificationView]:
                     return [
@@ -104,6 +98,12 @@ async def test_slack_webhook_and_email_get_the_right_messages_and_a_500_is_given
                         for v in rows.listing(h.engine.db, pid)
                         if v.event == event and v.kind == kind
                     ]
+
+                p = await h.finished(pid)
+                assert p.state == "failed"
+                # It ended while Slack had not answered the `started` message.
+                assert not r.release.is_set()
+                assert [v.tries for v in recorded("started", "slack")] == [0]
 
                 await until(
                     notifier,
@@ -136,8 +136,8 @@ async def test_slack_webhook_and_email_get_the_right_messages_and_a_500_is_given
                 assert f"pipeline #{pid} failed" in email["Subject"]
                 assert "unit" in email.get_payload()
 
-                # 2. The held receiver now answers 500, every time: retried, then given up.
-                release.set()
+                # 2. Slack answers now; /broken answers 500 every time: retried, given up.
+                r.release.set()
                 await until(
                     notifier,
                     lambda: [v.state for v in recorded("failure", "webhook")] == ["sent", "failed"],
@@ -168,3 +168,85 @@ async def test_slack_webhook_and_email_get_the_right_messages_and_a_500_is_given
                 )
                 assert HOOK_KEY.encode() not in everything
                 assert b"XXXXSECRETXXXX" not in everything
+
+
+BUDGET_CONFIG = """
+version: 1
+notify:
+  - webhook: {hook}
+    on: [failure, success]
+jobs:
+  unit:
+    steps:
+      - run: echo ok
+"""
+
+
+async def test_budget_warning_goes_to_the_tenants_channels_and_the_pull_request(
+    github_world: Callable[..., Any],
+) -> None:
+    from app.policy.model import parse_file
+
+    repo_name = "acme/models"
+    async with serve_receivers() as r, github_world() as w:
+        notifier = w.h.server.notifier
+        assert notifier is not None
+        book = w.h.server.services.security.policy
+        # The operator's defaults: a budget the job's estimate passes 1% of, and a channel.
+        book.file = parse_file(
+            {
+                "defaults": {
+                    "budget": {"monthly_usd": 1000, "warn_at": 0.00001},
+                    "notify": [{"webhook": r.url("/ops"), "on": ["budget", "success"]}],
+                }
+            },
+            "policy",
+        )
+        w.repo(repo_name, {".ployd.yml": BUDGET_CONFIG.format(hook=r.url("/team"))})
+        head = w.commit(repo_name, {"a.py": "1"}, branch="pr-4")
+        w.fake.add_pull(repo_name, 4, head_sha=head, user={"login": "alice"})
+        await w.deliver("pull_request", w.pull_request(repo_name, 4, head))
+        await w.settle()
+        await until(
+            notifier,
+            lambda: len(r.at("/ops")) == 2 and len(r.at("/team")) == 1,
+            "the budget warning and the success",
+        )
+        ops = next(x for x in r.at("/ops") if x.headers["X-PloyD-Event"] == "budget")
+        assert ops.headers["X-PloyD-Event"] == "budget"
+        note = ops.json()["note"]
+        assert note.startswith("budget: tenant ") and "of its monthly budget" in note
+        assert "crossed by job unit" in note
+        assert r.at("/team")[0].headers["X-PloyD-Event"] == "success"  # no budget: not asked
+        assert "X-PloyD-Signature" not in ops.headers  # no secret named: not signed
+        # On the pull request: the summary comment says it.
+        body = summary_of(w, 4)
+        assert "💸 budget: tenant " in body
+
+        # A fork's pull request: its file's channels are not used; the tenant's are.
+        fork_head = w.commit(repo_name, {"b.py": "1"}, branch="pr-5")
+        w.fake.add_pull(repo_name, 5, head_sha=fork_head, user={"login": "mallory"})
+        w.fake.set_permission(repo_name, "alice", "write")
+        await w.deliver(
+            "pull_request", w.pull_request(repo_name, 5, fork_head, fork=True, author="alice")
+        )
+        await w.settle()
+        await until(notifier, lambda: len(r.at("/ops")) == 3, "the fork's success to /ops")
+        fork_pid = max(v.pipeline_id or 0 for v in rows.listing(w.h.engine.db))
+        targets = [
+            v.channel_target
+            for v in rows.listing(w.h.engine.db, fork_pid)
+            if v.kind != rows.PR_KIND  # the budget line on its pull request
+        ]
+        assert targets == [r.url("/ops")]  # the tenant's channel only, not the file's /team
+        assert len(r.at("/team")) == 1
+
+
+def summary_of(w: Any, number: int) -> str:
+    found = [
+        c["body"]
+        for c in w.fake.comments.values()
+        if c["_issue"] == number and "ployd:summary" in c["body"]
+    ]
+    assert len(found) == 1
+    return str(found[0])

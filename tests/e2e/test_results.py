@@ -67,8 +67,19 @@ async def test_github_base_branch_metrics_then_pull_request_deltas_and_gate(
             r"\[!\[plots/loss\.svg\]\((http://ployd\.test/runs/\d+/artifacts/[^)]+)\)", body
         )
         assert link is not None, body
-        code, svg = await fetch(w.h.http, link.group(1).replace("http://ployd.test", w.h.url))
-        assert code == 200 and svg.startswith("<svg")
+        plot_url = link.group(1).replace("http://ployd.test", w.h.url)
+        async with w.h.http.get(plot_url) as resp:
+            assert resp.status == 200 and (await resp.text()).startswith("<svg")
+            assert resp.headers["Content-Type"] == "image/svg+xml"
+            assert resp.headers["Content-Security-Policy"] == "sandbox"
+        # The job page: the table, the curve's chart, the report image.
+        job_url = w.check_runs()["ployd / train"]["details_url"]
+        code, page = await fetch(w.h.http, job_url.replace("http://ployd.test", w.h.url))
+        assert code == 200
+        assert "<h2>Results</h2>" in page and f"compared with main @ {base[:7]}" in page
+        assert "<td>accuracy</td><td>0.912</td><td>0.908</td>" in page
+        assert '<svg class="chart"' in page and 'aria-label="loss: 3 points"' in page
+        assert re.search(r'<img src="/runs/\d+/artifacts/plots/loss\.svg\?t=', page)
 
         # A drop of more than 0.5% fails the job, naming the metric, value, base, threshold.
         bad = w.commit(REPO, {"acc.txt": "0.85"}, branch="pr-8")
@@ -118,3 +129,52 @@ async def test_gitlab_base_branch_metrics_then_merge_request_note_with_deltas(
         assert "| accuracy | 0.9 (-0.008) | 0.908 | 🔴 ▼ -0.88% |" in note
         assert "❌ fail\\_if accuracy '\\< -0.5%': accuracy is 0.9, against 0.908" in note
         assert w.statuses(PROJECT)["ployd/train"]["status"] == "failed"
+
+
+BAD = """
+version: 1
+jobs:
+  not-json:
+    steps: [{run: "echo '{oops' > m.json"}]
+    metrics: m.json
+  nan:
+    steps: [{run: "echo '{\\"accuracy\\": NaN, \\"loss\\": 0.5}' > m.json"}]
+    metrics: m.json
+  huge:
+    steps: [{run: "head -c 3000000 /dev/zero | tr '\\\\0' ' ' > m.json"}]
+    metrics: m.json
+  missing:
+    steps: [{run: "true"}]
+    metrics: m.json
+  outside:
+    steps: [{run: "ln -s /etc/passwd m.json"}]
+    metrics: m.json
+"""
+
+
+async def test_bad_metrics_files_are_a_clear_line_in_the_log_never_a_crash(
+    serve: Callable[..., Any], make_repo: Callable[..., Any]
+) -> None:
+    repo, _ = make_repo({".ployd.yml": BAD})
+    async with serve(agents=2) as h:
+        pid = await h.start(repo)
+        p = await h.finished(pid)
+        assert {j.name: j.state for j in p.jobs} == {
+            "not-json": "succeeded",
+            "nan": "succeeded",
+            "huge": "succeeded",
+            "missing": "succeeded",
+            "outside": "succeeded",
+        }
+        assert (
+            "metrics: m.json: not valid JSON (Expecting property name enclosed in double "
+            "quotes at line 1); no metrics recorded" in h.log(pid, "not-json")
+        )
+        nan = h.log(pid, "nan")
+        assert "metrics: recorded 1 value(s) from m.json" in nan
+        assert "metrics: accuracy: NaN is not a value PloyD can compare; left out" in nan
+        assert "metrics: m.json is 2.9 MB, over the limit of 1.0 MB; not read" in h.log(pid, "huge")
+        assert "metrics: m.json was not found in the workspace; no metrics recorded" in h.log(
+            pid, "missing"
+        )
+        assert "metrics: m.json is outside the workspace; not read" in h.log(pid, "outside")

@@ -39,6 +39,9 @@ class Receivers:
     # path -> statuses to answer in turn (the last one repeats); default 200
     answers: dict[str, list[int]] = field(default_factory=dict)
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    # Paths whose first request is recorded, then left unanswered until ``release``.
+    hold: set[str] = field(default_factory=set)
+    release: asyncio.Event = field(default_factory=asyncio.Event)
 
     def url(self, path: str) -> str:
         return f"{self.base_url}{path}"
@@ -51,6 +54,9 @@ class Receivers:
         path = request.path
         self.received.append(Received(path, dict(request.headers), body))
         self.arrived.set()
+        if path in self.hold:
+            self.hold.discard(path)
+            await self.release.wait()
         queue = self.answers.get(path) or [200]
         status = queue.pop(0) if len(queue) > 1 else queue[0]
         if path.startswith("/slack/"):
@@ -63,8 +69,16 @@ class Receivers:
             return web.Response(status=status, text="ok" if status == 200 else "server_error")
         return web.Response(status=status, text="{}", content_type="application/json")
 
+    async def _seen(self, request: web.Request) -> web.Response:
+        """``GET /_seen?path=P&text=T``: 200 once a request to P whose body holds T
+        arrived (answered or not), else 404 (a job's step polls it)."""
+        path, text = request.query.get("path", ""), request.query.get("text", "").encode()
+        found = any(r.path == path and text in r.body for r in self.received)
+        return web.Response(status=200 if found else 404)
+
     def make_app(self) -> web.Application:
         app = web.Application()
+        app.router.add_get("/_seen", self._seen)
         app.router.add_post("/{tail:.*}", self._handle)
         return app
 

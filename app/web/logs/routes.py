@@ -37,6 +37,7 @@ from app.logs.window import (
 from app.store.runs import AttemptInfo, JobInfo, load_attempt, load_job
 from app.web.common import services
 from app.web.logs import render
+from app.web.logs.results import results_html
 from app.web.logs.view import attempt_number, authorized_job, is_admin
 
 routes = web.RouteTableDef()
@@ -52,6 +53,7 @@ def _security_headers(nonce: str | None = None) -> dict[str, str]:
     return {
         "Content-Security-Policy": (
             f"default-src 'none'; style-src {src}; script-src {src}; connect-src 'self'; "
+            "img-src 'self'; "  # the job's report images (artifacts)
             "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
         ),
         "Referrer-Policy": "no-referrer",  # the token is in the URL
@@ -152,6 +154,9 @@ async def log_page(request: web.Request) -> web.StreamResponse:
     artifacts = await asyncio.to_thread(artifacts_for_job, svc.db, job.id, token)
     if artifacts:
         parts.append(render.artifacts(artifacts))
+    results = await asyncio.to_thread(results_html, svc.db, job.id, token)
+    if results:
+        parts.append(results)
     if attempt is not None and window is not None:
         parts.append(render.pager(job, attempt, token, window))
     events = ""
