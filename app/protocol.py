@@ -625,7 +625,8 @@ class JobPayload:
             "artifacts": self.artifacts.to_json() if self.artifacts is not None else None,
             "image": self.image.to_json() if self.image is not None else None,
             "gpus": self.gpus,
-            "metrics": self.metrics.to_json() if self.metrics is not None else None,
+            # Only when the job has ``metrics:`` (older agents never see the key).
+            **({"metrics": self.metrics.to_json()} if self.metrics is not None else {}),
         }
 
     @classmethod

@@ -193,9 +193,10 @@ class StoredJobSpec:
                 else None
             ),
             "resources": _resources_json(self.resources),
-            "metrics": _metrics_json(self.metrics),
-            "report": list(self.report),
-            "notify": [channel_json(c) for c in self.notify],
+            # Only when set: a job without them is stored as it always was.
+            **({"metrics": _metrics_json(self.metrics)} if self.metrics is not None else {}),
+            **({"report": list(self.report)} if self.report else {}),
+            **({"notify": [channel_json(c) for c in self.notify]} if self.notify else {}),
         }
 
 

@@ -107,8 +107,7 @@ def test_stored_json_round_trips(name: str) -> None:
     assert StoredJobSpec.from_stored(again).to_stored() == stored
     assert list(stored) == [
         "steps", "env", "secrets", "timeout_s", "retry", "workload", "spot", "image",
-        "clean_machine", "disk_gb", "cache", "artifacts", "resources", "metrics", "report",
-        "notify",
+        "clean_machine", "disk_gb", "cache", "artifacts", "resources",
     ]
 
 

@@ -178,3 +178,11 @@ async def test_bad_metrics_files_are_a_clear_line_in_the_log_never_a_crash(
             pid, "missing"
         )
         assert "metrics: m.json is outside the workspace; not read" in h.log(pid, "outside")
+        # The metrics call checks the job token before the body: 401, whatever the body.
+        for headers in ({}, {"Authorization": "Bearer nope"}):
+            async with h.http.post(
+                h.url + f"/api/v1/agent/attempts/{p.jobs[0].attempts[0].id}/metrics",
+                data=b"\xff not json",
+                headers=headers,
+            ) as resp:
+                assert resp.status == 401, await resp.text()
