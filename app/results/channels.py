@@ -39,14 +39,19 @@ class SmtpConfig:
 
 
 async def _post(
-    http: aiohttp.ClientSession, url: str, body: bytes, headers: dict[str, str], what: str
+    http: aiohttp.ClientSession,
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    what: str,
+    timeout_s: float,
 ) -> Outcome:
     try:
         async with http.post(
             url,
             data=body,
             headers=headers,
-            timeout=aiohttp.ClientTimeout(total=HTTP_TIMEOUT_S),
+            timeout=aiohttp.ClientTimeout(total=timeout_s),
             allow_redirects=False,
         ) as resp:
             if 200 <= resp.status < 300:
@@ -56,13 +61,21 @@ async def _post(
         return Outcome(False, f"{what} could not be reached ({type(e).__name__})")
 
 
-async def send_slack(http: aiohttp.ClientSession, url: str, message: Message) -> Outcome:
+async def send_slack(
+    http: aiohttp.ClientSession, url: str, message: Message, timeout_s: float = HTTP_TIMEOUT_S
+) -> Outcome:
     body = json.dumps(slack_body(message)).encode()
-    return await _post(http, url, body, {"Content-Type": "application/json"}, "the Slack webhook")
+    headers = {"Content-Type": "application/json"}
+    return await _post(http, url, body, headers, "the Slack webhook", timeout_s)
 
 
 async def send_webhook(
-    http: aiohttp.ClientSession, url: str, key: str | None, message: Message, delivery: int
+    http: aiohttp.ClientSession,
+    url: str,
+    key: str | None,
+    message: Message,
+    delivery: int,
+    timeout_s: float = HTTP_TIMEOUT_S,
 ) -> Outcome:
     body = webhook_body(message)
     headers = {
@@ -72,7 +85,7 @@ async def send_webhook(
     }
     if key:
         headers[SIGNATURE_HEADER] = sign(key, body)
-    return await _post(http, url, body, headers, f"the webhook {url.split('?')[0]}")
+    return await _post(http, url, body, headers, f"the webhook {url.split('?')[0]}", timeout_s)
 
 
 def _send_email(cfg: SmtpConfig, to: list[str], message: Message) -> Outcome:

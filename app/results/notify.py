@@ -37,7 +37,13 @@ from app.core.results.notify import (
     scrub,
     wants,
 )
-from app.results.channels import SmtpConfig, send_email, send_slack, send_webhook
+from app.results.channels import (
+    HTTP_TIMEOUT_S,
+    SmtpConfig,
+    send_email,
+    send_slack,
+    send_webhook,
+)
 from app.store import notifications as rows
 from app.store.db import Database, Tx
 from app.store.metrics import base_branch
@@ -80,6 +86,7 @@ class Notifier:
         self.tenant_channels = tenant_channels
         self.smtp = smtp
         self.backoff_base_s = backoff_base_s
+        self.http_timeout_s = HTTP_TIMEOUT_S  # an answer later than this is a failed try
         self._changed: set[int] = set()
         self._lock = threading.Lock()  # publishers may be on other threads
         self._wake = asyncio.Event()
@@ -253,7 +260,7 @@ class Notifier:
                 return Outcome(
                     False, f"secret {channel.target} (the Slack webhook) is not set"
                 ), False
-            out = await send_slack(self._http, url, message)
+            out = await send_slack(self._http, url, message, self.http_timeout_s)
             return Outcome(out.ok, scrub(out.error, [url]), out.detail), True
         if channel.kind == "webhook":
             key = None
@@ -263,7 +270,9 @@ class Notifier:
                     return Outcome(
                         False, f"secret {channel.secret} (the HMAC key) is not set"
                     ), False
-            out = await send_webhook(self._http, channel.target, key, message, d.id)
+            out = await send_webhook(
+                self._http, channel.target, key, message, d.id, self.http_timeout_s
+            )
             return out, True
         if channel.kind == "email":
             if self.smtp is None:

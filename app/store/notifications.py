@@ -84,26 +84,36 @@ def has(tx: Tx, dedupe_prefix: str) -> bool:
     )
 
 
+LEASE_S = 120.0  # a claimed delivery is not picked again (by any replica) before this
+
+
 def due(db: Database, now: datetime, limit: int = 50) -> list[Delivery]:
+    """Claim the pending notifications that are due: each is leased (``next_at`` moved
+    ``LEASE_S`` on) in the same transaction, rows locked with SKIP LOCKED on PostgreSQL,
+    so two replicas never send one twice; ``finish`` records the try."""
     with db.session() as s:
         rows = s.scalars(
             select(Notification)
             .where(Notification.state == "pending", Notification.next_at <= now)
             .order_by(Notification.next_at, Notification.id)
             .limit(limit)
+            .with_for_update(skip_locked=True)
         ).all()
-        return [
-            Delivery(
-                r.id,
-                r.tenant_id,
-                r.pipeline_id,
-                r.event,
-                dict(r.channel),
-                dict(r.message),
-                r.tries,
+        out = []
+        for r in rows:
+            r.next_at = now + timedelta(seconds=LEASE_S)
+            out.append(
+                Delivery(
+                    r.id,
+                    r.tenant_id,
+                    r.pipeline_id,
+                    r.event,
+                    dict(r.channel),
+                    dict(r.message),
+                    r.tries,
+                )
             )
-            for r in rows
-        ]
+        return out
 
 
 def next_due(db: Database, busy: set[int] | None = None) -> datetime | None:

@@ -207,3 +207,30 @@ def test_relative_gates_without_a_base_are_not_checked_but_absolute_ones_are() -
     )
     assert not results[0].failed and "no base run" in results[0].message
     assert results[1].failed and "loss is 3" in results[1].message
+
+
+def test_the_results_section_names_the_base_and_stays_bounded() -> None:
+    from app.core.results.report import MAX_SECTION, JobResults, Plot, results_section
+
+    one = JobResults(
+        name="train",
+        values={"accuracy": 0.912},
+        base_values={"accuracy": 0.908},
+        base_label="main @ 1a2b3c4",
+        base_url="https://p/pipelines/1",
+        higher_is_better={"accuracy": True},
+        plots=(Plot("plots/a.png", "https://p/runs/1/artifacts/plots/a.png?t=x"),),
+    )
+    lines = results_section([one], ["budget: tenant t is at 82% of its monthly budget"])
+    text = "\n".join(lines)
+    assert "**train** · compared with [main @ 1a2b3c4](https://p/pipelines/1)" in text
+    assert "| accuracy | 0.912 (+0.004) | 0.908 | 🟢 ▲ +0.44% |" in text
+    assert "[![plots/a.png](https://p/runs/1/artifacts/plots/a.png?t=x)]" in text
+    assert "- 💸 budget: tenant t is at 82% of its monthly budget" in text
+    assert results_section([JobResults(name="lint")]) == []
+    many = [
+        JobResults(name=f"job-{i}", values={f"m{k}": float(k) for k in range(30)})
+        for i in range(200)
+    ]
+    big = "\n".join(results_section(many))
+    assert len(big) < MAX_SECTION + 5000 and "more jobs with results" in big

@@ -82,6 +82,7 @@ async def test_slack_webhook_and_email_get_the_right_messages_and_a_500_is_given
                 notifier = h.server.notifier
                 assert notifier is not None
                 notifier.backoff_base_s = 0.01  # the schedule's shape, not its length
+                notifier.http_timeout_s = 300.0  # the held request waits for the test
                 h.engine.add_repositories(
                     [RepoRef(forge="local", full_name=str(repo), clone_url=repo.as_uri())]
                 )

@@ -13,6 +13,7 @@ from app.core.results.compare import changes
 from app.core.results.metrics import format_value
 
 MAX_METRICS_SHOWN = 30  # per job
+MAX_SECTION = 12_000  # characters of the section (the comment's limit is 65 536)
 IMAGE_SUFFIXES = (".png", ".svg", ".jpg", ".jpeg", ".gif")
 
 
@@ -53,7 +54,12 @@ def results_section(jobs: Sequence[JobResults], warnings: Sequence[str] = ()) ->
     shown = [j for j in jobs if j.values or j.error or j.plots or j.gate_failure]
     if shown:
         out += ["", "#### Results"]
-    for j in shown:
+    size = 0
+    for i, j in enumerate(shown):
+        if size > MAX_SECTION:
+            out += ["", f"… and {len(shown) - i} more jobs with results (see their job pages)"]
+            break
+        start = len(out)
         head = f"**{escape_md(j.name)}**"
         if j.base_label:
             base = escape_md(j.base_label)
@@ -79,6 +85,7 @@ def results_section(jobs: Sequence[JobResults], warnings: Sequence[str] = ()) ->
                     out.append(f"[![{name}]({md_url(p.url)})]({md_url(p.url)})")
                 else:
                     out.append(f"[{name}]({md_url(p.url)})")
+        size += sum(len(x) + 1 for x in out[start:])
     if warnings:
         out += ["", *[f"- 💸 {escape_md(w)}" for w in warnings]]
     return out
