@@ -120,41 +120,59 @@ class Notifier:
 
     def budget_crossed(self, s: Tx, attempt: Attempt, note: str) -> None:
         """The policy's budget warning (in its transaction): shown on the pipeline's pull
-        request, and sent once a month to every channel that asks for ``budget``."""
+        request (once per pipeline), and sent once a month to every channel that asks
+        for ``budget``. Cheap when both are already recorded (every later job's gate)."""
         pipeline = attempt.job.pipeline
-        tenant_id = pipeline.repository.tenant_id
-        message = self._message_for(s, pipeline, "budget", note=note)
-        rows.record(
-            s,
-            tenant_id=tenant_id,
-            pipeline_id=pipeline.id,
-            event="budget",
-            channel={"kind": rows.PR_KIND},
-            dedupe=f"budget:p{pipeline.id}",
-            message=message.to_json(),
-            state="sent",
-        )
+        tenant_id = rows.tenant_of(s, pipeline)
         month = utcnow().strftime("%Y-%m")
-        for channel in self._channels(s, pipeline, tenant_id):
-            if not wants(channel, "budget", base_branch(s, pipeline)):
-                continue
+        todo: list[tuple[dict[str, object], str, str]] = []  # (channel row, dedupe, state)
+        if not rows.exists(s, f"budget:p{pipeline.id}"):
+            todo.append(({"kind": rows.PR_KIND}, f"budget:p{pipeline.id}", "sent"))
+        channels = self._channels(s, pipeline, tenant_id)
+        if any("budget" in c.on for c in channels):
+            branch = base_branch(s, pipeline)
+            for c in channels:
+                dedupe = f"budget:t{tenant_id}:{month}:{channel_key(c)}"
+                if wants(c, "budget", branch) and not rows.exists(s, dedupe):
+                    todo.append((self._channel_row(c, pipeline), dedupe, "pending"))
+        if not todo:
+            return
+        message = self._plain_message(s, pipeline, "budget", note).to_json()
+        for channel, dedupe, state in todo:
             rows.record(
                 s,
                 tenant_id=tenant_id,
                 pipeline_id=pipeline.id,
                 event="budget",
-                channel=self._channel_row(channel, pipeline),
-                dedupe=f"budget:t{tenant_id}:{month}:{channel_key(channel)}",
-                message=message.to_json(),
+                channel=channel,
+                dedupe=dedupe,
+                message=message,
+                state=state,
             )
         self._poke()
+
+    def _plain_message(self, s: Tx, pipeline: Pipeline, event: str, note: str) -> Message:
+        """A message about the pipeline without its jobs (a budget warning)."""
+        repo = rows.repository_of(s, pipeline)
+        return Message(
+            event=event,
+            repo=repo.full_name,
+            pipeline_id=pipeline.id,
+            state=pipeline.state,
+            ref=pipeline.ref,
+            sha=pipeline.sha,
+            url=f"{self.base_url}/pipelines/{pipeline.id}",
+            pr_number=pipeline.pr_number,
+            pr_url=pr_url(pipeline.forge, repo.clone_url, pipeline.pr_number),
+            note=note,
+        )
 
     # -- deciding -------------------------------------------------------------------
 
     def _channels(self, s: Tx, pipeline: Pipeline, tenant_id: int) -> list[NotifyChannel]:
         own: tuple[NotifyChannel, ...] = ()
-        if not pipeline.fork and pipeline.jobs:
-            own = stored_notify(pipeline.jobs[0].spec)
+        if not pipeline.fork:
+            own = stored_notify(rows.first_job_spec(s, pipeline.id))
         out: list[NotifyChannel] = []
         seen: set[str] = set()
         for c in (*own, *self.tenant_channels(s, tenant_id)):
@@ -216,27 +234,41 @@ class Notifier:
         added = 0
         for pid in sorted(pipeline_ids):
             with self.db.session() as s:
-                f = rows.facts(s, pid)
-                if f is None:
+                pipeline = rows.pipeline(s, pid)  # one row: cheap for every change
+                if pipeline is None:
                     continue
-                pipeline = rows.pipeline(s, pid)
-                assert pipeline is not None
-                channels = self._channels(s, pipeline, f.tenant_id)
+                tenant_id = rows.tenant_of(s, pipeline)
+                channels = self._channels(s, pipeline, tenant_id)
                 if not channels:
                     continue
                 # ``started`` is recorded once (its dedupe), even when the pipeline was
                 # already over by the time it is seen.
-                events = pipeline_events(f.state, f.previous_final, announced_start=False)
-                branch = _branch(f.ref) if f.pr_number is None else base_branch(s, pipeline)
+                previous = (
+                    rows.previous_final_state(s, pipeline)
+                    if pipeline.state == "succeeded"
+                    else None
+                )
+                events = pipeline_events(pipeline.state, previous, announced_start=False)
+                branch = (
+                    _branch(pipeline.ref)
+                    if pipeline.pr_number is None
+                    else base_branch(s, pipeline)
+                )
                 for event in events:
-                    chosen = [c for c in channels if wants(c, event, branch)]
+                    chosen = [
+                        c
+                        for c in channels
+                        if wants(c, event, branch)
+                        and not rows.exists(s, f"p{pid}:{event}:{channel_key(c)}")
+                    ]
                     if not chosen:
                         continue
+                    # The jobs are read only for a message to record.
                     message = self._message_for(s, pipeline, event).to_json()
                     for c in chosen:
                         added += rows.record(
                             s,
-                            tenant_id=f.tenant_id,
+                            tenant_id=tenant_id,
                             pipeline_id=pid,
                             event=event,
                             channel=self._channel_row(c, pipeline),

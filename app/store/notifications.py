@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from app.store.db import Database, Tx
-from app.store.models import Notification, Pipeline, utcnow
+from app.store.models import Job, Notification, Pipeline, Repository, utcnow
 
 PR_KIND = "pull_request"  # a budget warning shown in the summary comment, not sent
 
@@ -73,15 +73,6 @@ def record(
     except IntegrityError:  # another replica recorded it first
         return False
     return True
-
-
-def has(tx: Tx, dedupe_prefix: str) -> bool:
-    return (
-        tx.scalar(
-            select(Notification.id).where(Notification.dedupe.startswith(dedupe_prefix)).limit(1)
-        )
-        is not None
-    )
 
 
 LEASE_S = 120.0  # a claimed delivery is not picked again (by any replica) before this
@@ -277,3 +268,25 @@ def facts(tx: Tx, pipeline_id: int) -> PipelineFacts | None:
 
 def pipeline(tx: Tx, pipeline_id: int) -> Pipeline | None:
     return tx.get(Pipeline, pipeline_id)
+
+
+def repository_of(tx: Tx, p: Pipeline) -> Repository:
+    repo = tx.get(Repository, p.repository_id)
+    assert repo is not None
+    return repo
+
+
+def tenant_of(tx: Tx, p: Pipeline) -> int:
+    return repository_of(tx, p).tenant_id
+
+
+def first_job_spec(tx: Tx, pipeline_id: int) -> dict[str, Any]:
+    """One job's stored spec (every job of a pipeline stores its ``notify``)."""
+    spec = tx.scalar(
+        select(Job.spec).where(Job.pipeline_id == pipeline_id).order_by(Job.position).limit(1)
+    )
+    return dict(spec or {})
+
+
+def exists(tx: Tx, dedupe: str) -> bool:
+    return tx.scalar(select(Notification.id).where(Notification.dedupe == dedupe)) is not None
