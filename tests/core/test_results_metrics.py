@@ -142,6 +142,41 @@ def test_values_are_shown_without_float_noise() -> None:
     assert format_value(123.456) == "123.5"
     assert format_value(1.2e-5) == "1.2e-05"
     assert not math.isnan(float(format_value(2.5e9)))
+    assert format_value(math.inf) == "Infinity" and format_value(-math.inf) == "-Infinity"
+
+
+def test_random_input_is_parsed_or_one_metrics_error_nothing_else() -> None:
+    import random
+
+    rnd = random.Random(20)
+    pieces = [
+        b"{",
+        b"}",
+        b"[",
+        b"]",
+        b'"a"',
+        b":",
+        b",",
+        b"1e999",
+        b"NaN",
+        b"\n",
+        b"1",
+        b'{"name":"a","value":1e308,"step":-1e308}\n',
+        b'x{a="b"} 1\n',
+        b"\xff",
+        b"# EOF\n",
+    ]
+    for _ in range(3000):
+        data = b"".join(rnd.choice(pieces) for _ in range(rnd.randint(0, 25)))
+        for name in ("m.json", "m.jsonl", "m.txt", "m"):
+            try:
+                m = parse_metrics(name, data)
+            except MetricsError:
+                continue
+            opposite = {k: -v for k, v in m.scalars.items()}
+            for c in changes(m.scalars, opposite, {}):
+                c.shown(), c.arrow()  # a change can overflow: shown, never raised
+            check_gates({"a": "< -1%"}, m.scalars, opposite, "base")
 
 
 # ---- comparisons and gates -----------------------------------------------------------

@@ -333,6 +333,8 @@ def _names(m: Metrics) -> Iterable[str]:
 
 def format_value(v: float) -> str:
     """A value as shown: up to 4 significant decimals, no float noise (0.912, 1.2e-05)."""
+    if not math.isfinite(v):  # a change between two huge values can overflow
+        return _nonfinite(v)
     if v == int(v) and abs(v) < 1e15:
         return str(int(v))
     if abs(v) >= 1e6 or abs(v) < 1e-3:
