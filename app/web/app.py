@@ -12,6 +12,7 @@ from app.web import (
     api,
     dashboard,
     logs,
+    notify_api,
     webhooks_github,
     webhooks_gitlab,
 )
@@ -58,5 +59,6 @@ def make_app(services: Services) -> web.Application:
     app.add_routes(dashboard.routes)
     install_artifacts(app, services)
     install_metrics(app, services)
+    app.add_routes(notify_api.routes)
     install_admin(app, services)  # secrets, tenants' policies and spend
     return app

@@ -148,6 +148,14 @@ async def test_slack_webhook_and_email_get_the_right_messages_and_a_500_is_given
                 assert broken.tries == 5 and broken.error is not None
                 assert "answered HTTP 500" in broken.error
                 assert len(r.at("/broken")) == 5
+                code, listed = await h.get(f"/api/v1/pipelines/{pid}/notifications")
+                assert code == 200
+                by = {(n["channel"], n["event"], n["target"]): n for n in listed["notifications"]}
+                gone = by[("webhook", "failure", r.url("/broken"))]
+                assert gone["state"] == "failed" and gone["tries"] == 5
+                assert by[("slack", "failure", "SLACK_URL")]["state"] == "sent"
+                assert by[("email", "failure", "team@example.com")]["state"] == "sent"
+                assert "XXXXSECRETXXXX" not in str(listed)
 
                 # 3. Fixed: ok.txt added; success to the webhook, fixed to both.
                 make_repo({"ok.txt": "yes"}, path=repo)
