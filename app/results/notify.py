@@ -130,7 +130,8 @@ class Notifier:
             todo.append(({"kind": rows.PR_KIND}, f"budget:p{pipeline.id}", "sent"))
         channels = self._channels(s, pipeline, tenant_id)
         if any("budget" in c.on for c in channels):
-            branch = base_branch(s, pipeline)
+            filtered = any(c.branches is not None for c in channels)
+            branch = base_branch(s, pipeline) if filtered else None
             for c in channels:
                 dedupe = f"budget:t{tenant_id}:{month}:{channel_key(c)}"
                 if wants(c, "budget", branch) and not rows.exists(s, dedupe):
@@ -249,10 +250,15 @@ class Notifier:
                     else None
                 )
                 events = pipeline_events(pipeline.state, previous, announced_start=False)
+                # A request's target branch is read (from its webhook) only when a
+                # channel filters on branches.
+                filtered = any(c.branches is not None for c in channels)
                 branch = (
                     _branch(pipeline.ref)
                     if pipeline.pr_number is None
                     else base_branch(s, pipeline)
+                    if filtered
+                    else None
                 )
                 for event in events:
                     chosen = [
