@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from sqlalchemy import select
 
 from app.core.hardware import Catalog
@@ -91,6 +92,9 @@ def test_notify_defaults_per_tenant_override_and_round_trip() -> None:
     assert f.for_tenant("github", "2", "b")[0].notify == ()
     again = parse_file({"defaults": one.as_json()}, "x").defaults
     assert again.notify == one.notify
+    # As the policy file is read (YAML 1.1: the key `on` is the boolean true).
+    yml = yaml.safe_load("defaults:\n  notify:\n    - slack: S\n      on: [budget]\n")
+    assert parse_file(yml, "p.yml").defaults.notify[0].on == {"budget"}  # type: ignore[index]
 
 
 async def test_concurrency_quota_waits_says_why_and_runs_after(

@@ -88,6 +88,8 @@ def parse_channels(data: Any, where: str) -> tuple[NotifyChannel, ...]:
         at = f"{where}[{i}]"
         if not isinstance(e, dict):
             raise ValueError(f"{at}: expected a mapping with one of slack, webhook or email")
+        # YAML 1.1 (the policy file's loader) reads the key `on` as true.
+        e = {("on" if k is True else k): v for k, v in e.items()}
         known = {"slack", "webhook", "email", "secret", "on", "branches"}
         extra = sorted(str(k) for k in e if k not in known)
         if extra:
