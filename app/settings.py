@@ -111,6 +111,11 @@ class Settings:
     kms_key_id: str = ""  # PLOYD_KMS_KEY_ID: seal secrets with KMS data keys (envelope)
     policy_file: str = ""  # PLOYD_POLICY_FILE: tenants' quotas and budgets (app.policy)
     log_level: str = "INFO"  # PLOYD_LOG_LEVEL
+    # PLOYD_EXECUTOR=ec2: the AWS side (PLOYD_AWS_*, PLOYD_EC2_*) and the executor's own
+    # (pools, timeouts, PLOYD_AGENT_URL), read with the rest.
+    ec2: EC2Config | None = None
+    ec2_policy: EC2Policy | None = None
+    extra: Mapping[str, str] = field(default_factory=dict)
     # Email notifications (``notify: - email:``): PLOYD_SMTP_HOST (empty: email is off),
     # PLOYD_SMTP_PORT, PLOYD_SMTP_FROM, PLOYD_SMTP_USER / PLOYD_SMTP_PASSWORD (login
     # after STARTTLS, which PLOYD_SMTP_STARTTLS=1 asks for).
@@ -120,11 +125,6 @@ class Settings:
     smtp_user: str = ""
     smtp_password: str = field(default="", repr=False)
     smtp_starttls: bool = False
-    # PLOYD_EXECUTOR=ec2: the AWS side (PLOYD_AWS_*, PLOYD_EC2_*) and the executor's own
-    # (pools, timeouts, PLOYD_AGENT_URL), read with the rest.
-    ec2: EC2Config | None = None
-    ec2_policy: EC2Policy | None = None
-    extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_env(
@@ -172,13 +172,13 @@ class Settings:
             kms_key_id=env.get("PLOYD_KMS_KEY_ID") or "",
             policy_file=env.get("PLOYD_POLICY_FILE") or "",
             log_level=env.get("PLOYD_LOG_LEVEL") or "INFO",
+            **_ec2(env, executor),
             smtp_host=env.get("PLOYD_SMTP_HOST") or "",
             smtp_port=_int(env, "PLOYD_SMTP_PORT", 25, minimum=1),
             smtp_from=env.get("PLOYD_SMTP_FROM") or "ployd@localhost",
             smtp_user=env.get("PLOYD_SMTP_USER") or "",
             smtp_password=env.get("PLOYD_SMTP_PASSWORD") or "",
             smtp_starttls=(env.get("PLOYD_SMTP_STARTTLS") or "").lower() in ("1", "true", "yes"),
-            **_ec2(env, executor),
         )
         return s
 
