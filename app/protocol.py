@@ -437,6 +437,26 @@ class ArtifactsPayload:
         )
 
 
+@dataclass(frozen=True)
+class MetricsPayload:
+    """The job's metrics file (relative to the workspace), sent to the server after the
+    steps, at most ``max_bytes`` of it (the server parses it)."""
+
+    file: str
+    max_bytes: int = 1 << 20
+
+    def to_json(self) -> dict[str, Any]:
+        return {"file": self.file, "max_bytes": self.max_bytes}
+
+    @classmethod
+    def from_json(cls, obj: object, where: str = "metrics") -> MetricsPayload:
+        d = _object(obj, where)
+        return cls(
+            file=_str(_get(d, where, "file"), _at(where, "file")),
+            max_bytes=_int(_get(d, where, "max_bytes", 1 << 20), _at(where, "max_bytes")),
+        )
+
+
 # What ``image.options`` may set (``app.agent.container`` applies them).
 IMAGE_OPTIONS = ("user", "entrypoint", "shm_size")
 # The user name sent with a registry credentials secret that is a bare token.
@@ -579,6 +599,7 @@ class JobPayload:
     gpus: int = 0
     # A fork's pull request: the agent gives it a workspace of its own, removed after.
     fork: bool = False
+    metrics: MetricsPayload | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -604,6 +625,8 @@ class JobPayload:
             "artifacts": self.artifacts.to_json() if self.artifacts is not None else None,
             "image": self.image.to_json() if self.image is not None else None,
             "gpus": self.gpus,
+            # Only when the job has ``metrics:`` (older agents never see the key).
+            **({"metrics": self.metrics.to_json()} if self.metrics is not None else {}),
         }
 
     @classmethod
@@ -625,6 +648,7 @@ class JobPayload:
         cache, artifacts = get("cache", None), get("artifacts", None)
         image = get("image", None)
         clone_auth = get("clone_auth", None)
+        metrics = get("metrics", None)
         return cls(
             fork=_bool(get("fork", False), _at(where, "fork")),
             pipeline_id=i("pipeline_id"),
@@ -661,6 +685,11 @@ class JobPayload:
             ),
             image=ImagePayload.from_json(image, _at(where, "image")) if image is not None else None,
             gpus=_int(get("gpus", 0), _at(where, "gpus"), 0, MAX_GPUS),
+            metrics=(
+                MetricsPayload.from_json(metrics, _at(where, "metrics"))
+                if metrics is not None
+                else None
+            ),
         )
 
 

@@ -16,11 +16,19 @@ from app.engine.hooks import SecretsProvider
 from app.executors.base import Executor
 from app.handlers.github.setup import GitHubParts
 from app.handlers.gitlab.setup import GitLabParts
+from app.results.notify import Notifier
 from app.services import Services
 from app.settings import Settings
 from app.web.app import make_app
 from app.web.artifacts_api import TRANSFERS, expire_forever
-from app.wiring import Forges, build_services, open_forges, start_executor, start_forges
+from app.wiring import (
+    Forges,
+    build_notifier,
+    build_services,
+    open_forges,
+    start_executor,
+    start_forges,
+)
 
 log = logging.getLogger("ployd")
 
@@ -39,6 +47,7 @@ class Server:
     forges: Forges
     executor: Executor | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    notifier: Notifier | None = None  # notifications outside the forge (app.results.notify)
 
     @property
     def github(self) -> GitHubParts | None:
@@ -51,6 +60,8 @@ class Server:
     async def stop(self) -> None:
         self.services.engine.close()
         await self.forges.stop()
+        if self.notifier is not None:
+            await self.notifier.stop()
         for t in self.tasks:
             t.cancel()
         for t in self.tasks:
@@ -103,6 +114,8 @@ async def start_server(settings: Settings, *, secrets: SecretsProvider | None = 
         services.settings = settings = dataclasses.replace(settings, port=port)
     server = Server(services=services, runner=runner, url=url, forges=forges)
     server.tasks.append(asyncio.create_task(_sweeper(services)))
+    server.notifier = build_notifier(services)
+    await server.notifier.start()
     server.tasks.append(asyncio.create_task(expire_forever(app[TRANSFERS])))
     server.executor = await start_executor(services, url)
     return server

@@ -117,6 +117,15 @@ class Settings:
     ec2: EC2Config | None = None
     ec2_policy: EC2Policy | None = None
     extra: Mapping[str, str] = field(default_factory=dict)
+    # Email notifications (``notify: - email:``): PLOYD_SMTP_HOST (empty: email is off),
+    # PLOYD_SMTP_PORT, PLOYD_SMTP_FROM, PLOYD_SMTP_USER / PLOYD_SMTP_PASSWORD (login
+    # after STARTTLS, which PLOYD_SMTP_STARTTLS=1 asks for).
+    smtp_host: str = ""
+    smtp_port: int = 25
+    smtp_from: str = "ployd@localhost"
+    smtp_user: str = ""
+    smtp_password: str = field(default="", repr=False)
+    smtp_starttls: bool = False
 
     @classmethod
     def from_env(
@@ -167,6 +176,12 @@ class Settings:
             log_level=env.get("PLOYD_LOG_LEVEL") or "INFO",
             log_format=_choice(env, "PLOYD_LOG_FORMAT", ("text", "json")),
             **_ec2(env, executor),
+            smtp_host=env.get("PLOYD_SMTP_HOST") or "",
+            smtp_port=_int(env, "PLOYD_SMTP_PORT", 25, minimum=1),
+            smtp_from=env.get("PLOYD_SMTP_FROM") or "ployd@localhost",
+            smtp_user=env.get("PLOYD_SMTP_USER") or "",
+            smtp_password=env.get("PLOYD_SMTP_PASSWORD") or "",
+            smtp_starttls=(env.get("PLOYD_SMTP_STARTTLS") or "").lower() in ("1", "true", "yes"),
         )
         return s
 

@@ -47,6 +47,7 @@ from app.metrics import Metrics
 from app.policy.setup import security_from
 from app.pools import Pools
 from app.progresslog import ProgressLog
+from app.results.notify import Notifier
 from app.services import Services
 from app.settings import Settings, SettingsError
 from app.store.db import Database
@@ -152,6 +153,40 @@ def build_services(
     # serve's line per pipeline start and end and per job end (the URL as served)
     ProgressLog(db, lambda: services.settings.base_url).attach(events)
     return services
+
+
+def build_notifier(services: Services) -> Notifier:
+    """The notifier (``app.results.notify``): told of every pipeline change and of the
+    policy's budget warnings; its task starts with ``start``."""
+    from app.core.results.notify import BACKOFF_BASE_S
+    from app.engine.events import PipelinesChanged
+    from app.results.channels import SmtpConfig
+
+    settings, security = services.settings, services.security
+    smtp = (
+        SmtpConfig(
+            host=settings.smtp_host,
+            port=settings.smtp_port,
+            sender=settings.smtp_from,
+            user=settings.smtp_user,
+            password=settings.smtp_password,
+            starttls=settings.smtp_starttls,
+        )
+        if settings.smtp_host
+        else None
+    )
+    notifier = Notifier(
+        services.db,
+        base_url=settings.base_url,
+        key=settings.secret_key_bytes(),
+        secret_value=security.secrets.value_of,
+        tenant_channels=security.policy.notify_channels,
+        smtp=smtp,
+        backoff_base_s=BACKOFF_BASE_S,
+    )
+    services.engine.events.subscribe(PipelinesChanged, lambda e: notifier.on_change(e.pipeline_ids))
+    security.policy.budget_listeners.append(notifier.budget_crossed)
+    return notifier
 
 
 @dataclass

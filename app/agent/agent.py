@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 
-from app.agent import container, runner, sandbox, transfer, workspace
+from app.agent import container, metricsfile, runner, sandbox, transfer, workspace
 from app.agent import hardware as machine
 from app.agent.client import AgentClient, AttemptGone, BadAnswer, MustUpdate, Unavailable
 from app.agent.compat import ASYNC_TIMEOUT
@@ -424,6 +424,7 @@ class Agent:
                 await boxed.close()
         if result.result != CANCELLED and not job_run.gone:  # also after a failure
             await xfer.upload_artifacts(job.artifacts)
+            await metricsfile.send_metrics(xfer, job.metrics)
             await xfer.save_cache(job.cache, cached, result.result == SUCCEEDED)
         return FinishReport(
             result=result.result,

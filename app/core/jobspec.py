@@ -22,6 +22,8 @@ from app.core.config.model import (
     GpuRequest,
     Image,
     ImageOptions,
+    MetricsSpec,
+    NotifyChannel,
     PlannedJob,
     Resources,
     RetryPolicy,
@@ -31,6 +33,7 @@ from app.core.config.model import (
     Workload,
     frozen_map,
 )
+from app.core.results.notify import channel_from_json, channel_json
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +96,11 @@ class StoredJobSpec:
     # What the job asked with ``resources`` (None when it named ``hardware``): agents are
     # matched to it (``app.core.agentfit``).
     resources: Resources | None = None
+    # ``metrics:`` (read by the server after the steps) and ``report:`` (globs of files
+    # shown with the results; also in ``artifacts``, which uploads them).
+    metrics: MetricsSpec | None = None
+    report: tuple[str, ...] = ()
+    notify: tuple[NotifyChannel, ...] = ()  # the pipeline's ``notify:`` (every job has it)
 
     @classmethod
     def from_planned(cls, job: PlannedJob) -> StoredJobSpec:
@@ -109,8 +117,11 @@ class StoredJobSpec:
             clean_machine=s.clean_machine,
             disk_gb=_disk_gb(job),
             cache=_cache(job),
-            artifacts=s.artifacts if s.artifacts is not None and s.artifacts.paths else None,
+            artifacts=_with_report(s.artifacts, s.report),
             resources=_resources(job),
+            metrics=s.metrics,
+            report=tuple(s.report),
+            notify=tuple(s.notify),
         )
 
     @classmethod
@@ -134,6 +145,9 @@ class StoredJobSpec:
             cache=_stored_cache(d.get("cache")),
             artifacts=_stored_artifacts(d.get("artifacts")),
             resources=stored_resources(d),
+            metrics=stored_metrics(d),
+            report=tuple(str(p) for p in d.get("report") or ()),
+            notify=stored_notify(d),
         )
 
     @property
@@ -179,7 +193,54 @@ class StoredJobSpec:
                 else None
             ),
             "resources": _resources_json(self.resources),
+            # Only when set: a job without them is stored as it always was.
+            **({"metrics": _metrics_json(self.metrics)} if self.metrics is not None else {}),
+            **({"report": list(self.report)} if self.report else {}),
+            **({"notify": [channel_json(c) for c in self.notify]} if self.notify else {}),
         }
+
+
+def _with_report(artifacts: Artifacts | None, report: tuple[str, ...]) -> Artifacts | None:
+    """The job's artifacts with its ``report`` files added (they are uploaded as artifacts)."""
+    paths = list(artifacts.paths) if artifacts is not None else []
+    paths += [p for p in report if p not in paths]
+    if not paths:
+        return None
+    return Artifacts(paths=tuple(paths), expire_in_s=artifacts.expire_in_s if artifacts else None)
+
+
+def _metrics_json(m: MetricsSpec | None) -> dict[str, Any] | None:
+    if m is None:
+        return None
+    return {
+        "file": m.file,
+        "keys": list(m.keys) if m.keys is not None else None,
+        "higher_is_better": dict(m.higher_is_better),
+        "fail_if": dict(m.fail_if),
+    }
+
+
+def stored_metrics(d: Mapping[str, Any] | None) -> MetricsSpec | None:
+    """The ``metrics`` of a stored spec alone (None: the job has none)."""
+    m = (d or {}).get("metrics")
+    if not m:
+        return None
+    from types import MappingProxyType
+
+    keys = m.get("keys")
+    return MetricsSpec(
+        file=str(m.get("file") or ""),
+        keys=tuple(str(k) for k in keys) if keys is not None else None,
+        higher_is_better=MappingProxyType(
+            {str(k): bool(v) for k, v in (m.get("higher_is_better") or {}).items()}
+        ),
+        fail_if=frozen_map({str(k): str(v) for k, v in (m.get("fail_if") or {}).items()}),
+    )
+
+
+def stored_notify(d: Mapping[str, Any] | None) -> tuple[NotifyChannel, ...]:
+    """The ``notify`` channels of a stored spec alone."""
+    return tuple(channel_from_json(c) for c in (d or {}).get("notify") or ())
 
 
 def _str_map(value: Any) -> Mapping[str, str]:

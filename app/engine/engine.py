@@ -76,6 +76,7 @@ from app.protocol import (
     Registration,
     StepReport,
 )
+from app.store import metrics as metric_rows
 from app.store.db import Database
 from app.store.models import Attempt, AuditRecord, Job, Pipeline, Repository, Tenant, utcnow
 from app.store.queue import claimable
@@ -741,6 +742,10 @@ class Engine:
         with self._work() as (s, changes):
             attempt = self._attempt(s, attempt_id, token)
             attempt.failed_step = failed_step
+            succeeded = final is AttemptState.SUCCEEDED
+            gate = metric_rows.gate_failure(s, attempt.id) if succeeded else None
+            if gate is not None:  # a tripped ``fail_if``: the job fails, the gate says why
+                final, retry_reason, error = AttemptState.FAILED, RetryReason.SCRIPT_FAILURE, gate
             progress.end_attempt(
                 s, attempt, final, retry_reason, changes, exit_code=exit_code, error=error
             )

@@ -11,6 +11,7 @@ from app.protocol import (
     CachePayload,
     ImagePayload,
     JobPayload,
+    MetricsPayload,
     RegistryCredentials,
     StepPayload,
 )
@@ -93,6 +94,7 @@ def agent_payload(
         ),
         image=image,
         gpus=gpus,
+        metrics=MetricsPayload(file=spec.metrics.file) if spec.metrics is not None else None,
     )
 
 

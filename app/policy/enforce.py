@@ -15,12 +15,14 @@ file's entry for it, over the file's defaults; a field unset everywhere is no li
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from app.audit.chain import append
 from app.core.clock import aware
+from app.core.config.model import NotifyChannel
 from app.core.durations import format_duration
 from app.core.hardware import Catalog, parse_spec
 from app.core.jobspec import StoredJobSpec
@@ -97,6 +99,8 @@ class PolicyBook:
         self.catalog = catalog
         self.path = path
         self.file = file or (load_file(path, catalog.classes()) if path else PolicyFile())
+        # Told of each budget warning, in the gate's transaction (the notifier records it).
+        self.budget_listeners: list[Callable[[Tx, Attempt, str], None]] = []
 
     def reload(self) -> bool:
         """Read the policy file again (SIGHUP); a bad file is reported, the old one kept."""
@@ -154,6 +158,13 @@ class PolicyBook:
             return base, source
         stored = parse_policy(row.policy, f"tenant {tenant.id}", self.catalog.classes())
         return stored.over(base), f"api (over {source})"
+
+    def notify_channels(self, s: Tx, tenant_id: int) -> tuple[NotifyChannel, ...]:
+        """The tenant's default notification channels (``notify`` in its policy)."""
+        tenant = policy_rows.tenant(s, tenant_id)
+        if tenant is None:
+            return ()
+        return self.policy_for(s, tenant)[0].notify or ()
 
     def set_policy(self, s: Tx, tenant: Tenant, data: Any, actor: str) -> Policy:
         """Store a tenant's policy (the admin API); PolicyError when invalid. Audited."""
@@ -243,14 +254,23 @@ class PolicyBook:
                     f"estimated ${cost:.2f} ({what}) > budget ${budget:.2f}"
                 )
             if spend.spent_usd + cost >= budget * policy.budget.warn_at:
+                share = 100 * (spend.spent_usd + cost) / budget if budget else 100
                 log.warning(
                     "%s is at %.0f%% of its monthly budget ($%.2f + $%.2f of $%.2f)",
                     who,
-                    100 * (spend.spent_usd + cost) / budget if budget else 100,
+                    share,
                     spend.spent_usd,
                     cost,
                     budget,
                 )
+                note = (
+                    f"budget: {who} is at {share:.3g}% of its monthly budget "
+                    f"(${spend.spent_usd:.2f} spent in {spend.month} + this job's estimated "
+                    f"${cost:.2f} of ${budget:.2f}; warn_at {policy.budget.warn_at:.0%}), "
+                    f"crossed by job {job.name}"
+                )
+                for listener in self.budget_listeners:
+                    listener(s, attempt, note)
         return None
 
     def admission(self, s: Tx, attempt: Attempt) -> str | None:

@@ -7,6 +7,9 @@ defaults:                      # every tenant, unless it says otherwise
   max_concurrent: {l4: 2}      # machines of a class running at once
   max_timeout: 4h              # the longest job timeout
   budget: {monthly_usd: 500, warn_at: 0.8}
+  notify:                      # channels every pipeline notifies, besides its .ployd.yml's
+    - slack: SLACK_WEBHOOK     # the secret (of each repository) holding the webhook URL
+      on: [failure, budget]
 tenants:
   "github:12345":              # forge:installation id (or forge:name)
     max_concurrent: {h100: 1}
@@ -25,9 +28,11 @@ from typing import Any
 
 import yaml
 
+from app.core.config.model import NotifyChannel
 from app.core.durations import format_duration, parse_duration
+from app.core.results.notify import channel_json, parse_channels
 
-FIELDS = ("allowed_hardware", "max_concurrent", "max_timeout", "budget")
+FIELDS = ("allowed_hardware", "max_concurrent", "max_timeout", "budget", "notify")
 
 
 class PolicyError(ValueError):
@@ -51,6 +56,7 @@ class Policy:
     max_concurrent: Mapping[str, int] | None = None
     max_timeout_s: int | None = None
     budget: Budget | None = None
+    notify: tuple[NotifyChannel, ...] | None = None  # the tenant's default channels
 
     def over(self, base: Policy) -> Policy:
         """This policy with what it leaves unset taken from ``base``."""
@@ -65,6 +71,7 @@ class Policy:
             if self.max_timeout_s is not None
             else base.max_timeout_s,
             budget=self.budget if self.budget is not None else base.budget,
+            notify=self.notify if self.notify is not None else base.notify,
         )
 
     def as_json(self) -> dict[str, Any]:
@@ -77,7 +84,20 @@ class Policy:
             out["max_timeout"] = format_duration(self.max_timeout_s)
         if self.budget is not None:
             out["budget"] = self.budget.as_json()
+        if self.notify is not None:
+            out["notify"] = [_channel_out(c) for c in self.notify]
         return out
+
+
+def _channel_out(c: NotifyChannel) -> dict[str, Any]:
+    d = channel_json(c)
+    out: dict[str, Any] = {d["kind"]: c.target.split(",") if c.kind == "email" else c.target}
+    if c.secret:
+        out["secret"] = c.secret
+    out["on"] = d["on"]
+    if c.branches is not None:
+        out["branches"] = list(c.branches)
+    return out
 
 
 def _number(value: Any, where: str, *, integer: bool = False) -> float:
@@ -165,7 +185,13 @@ def parse_policy(data: Any, where: str, classes: Iterable[str] | None = None) ->
         if not 0 < warn_at <= 1:
             raise PolicyError(f"{where}.budget.warn_at: a fraction between 0 and 1 (got {warn_at})")
         budget = Budget(_number(raw["monthly_usd"], f"{where}.budget.monthly_usd"), warn_at)
-    return Policy(allowed, concurrent, timeout, budget)
+    notify: tuple[NotifyChannel, ...] | None = None
+    if "notify" in data:
+        try:
+            notify = parse_channels(data["notify"], f"{where}.notify")
+        except ValueError as e:
+            raise PolicyError(str(e)) from None
+    return Policy(allowed, concurrent, timeout, budget, notify)
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from app.core.report import (
     summary_comment,
 )
 from app.reporters.base import PipelineReporter, ReportSources, digest
+from app.reporters.results import result_lines
 from app.reporters.views import pipeline_view
 from app.store.forge_reports import ReportPipeline
 
@@ -75,8 +76,9 @@ class GitHubReporter(PipelineReporter):
         self, pipeline: ReportPipeline, views: list[JobView], repo: Repo, now: datetime
     ) -> None:
         assert pipeline.pr_number is not None
+        extra = await asyncio.to_thread(result_lines, self.sources, pipeline, views)
         body = summary_comment(
-            pipeline_view(pipeline), views, now=now, catalog=self.sources.catalog
+            pipeline_view(pipeline), views, now=now, catalog=self.sources.catalog, extra=extra
         )
         key = f"comment:{repo.full_name}:pr:{pipeline.pr_number}"
         known = self.known(key)

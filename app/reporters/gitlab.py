@@ -11,6 +11,7 @@ from typing import Protocol
 from app.adapters.ports import GitLabNotes, GitLabStatuses
 from app.core.report import status_for, summary_comment
 from app.reporters.base import PipelineReporter, ReportSources, digest
+from app.reporters.results import result_lines
 from app.reporters.views import pipeline_view
 
 
@@ -50,8 +51,13 @@ class GitLabReporter(PipelineReporter):
             self.remember(key, name, digest(body))
         if pipeline.pr_number is None or self.newer_exists(pipeline):
             return
+        extra = await asyncio.to_thread(result_lines, self.sources, pipeline, views)
         note = summary_comment(
-            pipeline_view(pipeline), views, now=datetime.now(UTC), catalog=self.sources.catalog
+            pipeline_view(pipeline),
+            views,
+            now=datetime.now(UTC),
+            catalog=self.sources.catalog,
+            extra=extra,
         )
         key = f"note:{project}:mr:{pipeline.pr_number}"
         known = self.known(key)

@@ -290,6 +290,14 @@ class SecretStore:
             out[name] = self.reveal(row)
         return out
 
+    def value_of(self, repository_id: int, ref: str, name: str) -> str | None:
+        """One secret's value for a repository's ref (a notification channel's), or
+        None when it is not set (blocking: it may ask AWS)."""
+        with self.db.session() as s:
+            rows = secret_rows.by_name(s, repository_id, [name]).get(name, [])
+            row = pick(rows, branch_of(ref))
+            return self.reveal(row) if row is not None else None
+
     def reveal(self, row: Secret) -> str:
         if row.kind == "reference":
             if self.resolver is None:

@@ -385,3 +385,61 @@ class RegisteredAgent(Base):
     )
     registered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     last_seen: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class MetricValue(Base):
+    """One value of an attempt's metrics (``metrics:``): a scalar (``step`` None) or a
+    point of a curve; ``position`` keeps the file's order."""
+
+    __tablename__ = "metric_values"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    attempt_id: Mapped[int] = mapped_column(ForeignKey("attempts.id"), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    value: Mapped[float] = mapped_column(Float)
+    step: Mapped[float | None] = mapped_column(Float, nullable=True)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class MetricReport(Base):
+    """What became of an attempt's metrics file: ``error`` (the file could not be used),
+    ``problems`` (values left out), the base run it was compared with and the tripped
+    ``fail_if`` gate (``gate_failure``: the message; the attempt then fails)."""
+
+    __tablename__ = "metric_reports"
+
+    attempt_id: Mapped[int] = mapped_column(ForeignKey("attempts.id"), primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), index=True)
+    file: Mapped[str] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    problems: Mapped[list[Any]] = mapped_column(default=list)
+    base_attempt_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    base_sha: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    base_ref: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    gate_failure: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Notification(Base):
+    """One message to one channel (Slack, webhook, email) about a pipeline (or a
+    tenant's budget), recorded before it is sent: ``pending`` until delivered (``sent``)
+    or given up after its tries (``failed``, ``error`` says why). ``dedupe`` keeps one
+    per pipeline, event and channel. ``channel`` holds the kind, the target and the
+    secret's name, never a secret's value."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (Index("ix_notifications_state_next_at", "state", "next_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
+    pipeline_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+    event: Mapped[str] = mapped_column(String(16))
+    channel: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    dedupe: Mapped[str] = mapped_column(String(255), unique=True)
+    message: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    tries: Mapped[int] = mapped_column(Integer, default=0)
+    next_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

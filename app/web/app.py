@@ -14,6 +14,7 @@ from app.web import (
     dashboard,
     links_api,
     logs,
+    notify_api,
     pipelines,
     webhooks_github,
     webhooks_gitlab,
@@ -21,6 +22,7 @@ from app.web import (
 from app.web.admin_api import install as install_admin
 from app.web.artifacts_api import install as install_artifacts
 from app.web.common import SERVICES
+from app.web.metrics_api import install as install_metrics
 
 routes = web.RouteTableDef()
 
@@ -75,5 +77,7 @@ def make_app(services: Services) -> web.Application:
     app.add_routes(links_api.routes)  # a job's signed link, for `ployd open`
     app.add_routes(pipelines.routes)
     install_artifacts(app, services)
+    install_metrics(app, services)
+    app.add_routes(notify_api.routes)
     install_admin(app, services)  # secrets, tenants' policies and spend
     return app

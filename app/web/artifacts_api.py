@@ -30,8 +30,16 @@ TRANSFERS = web.AppKey("transfers", Transfers)
 EXPIRE_EVERY_S = 60.0
 AGENT = "/api/v1/agent/attempts/{attempt_id}"
 # Types a browser may show itself; anything else (HTML above all: an artifact is written
-# by the job's code) is served as bytes to download.
-SAFE_TYPES = {"text/plain", "application/json", "image/png", "image/jpeg", "image/gif"}
+# by the job's code) is served as bytes to download. SVG (report plots) is shown as an
+# image: under ``Content-Security-Policy: sandbox`` its scripts never run.
+SAFE_TYPES = {
+    "text/plain",
+    "application/json",
+    "image/png",
+    "image/jpeg",
+    "image/gif",
+    "image/svg+xml",
+}
 
 
 def install(app: web.Application, svc: Services) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from sqlalchemy import select
 
 from app.core.hardware import Catalog
@@ -38,6 +39,9 @@ TWO_CPU = (
         ({"defaults": {"max_gpus": 1}}, "unknown key 'max_gpus'"),
         ({"tenants": {"acme": {}}}, "name a tenant as forge:id"),
         ({"tennants": {}}, "unknown key 'tennants'"),
+        ({"defaults": {"notify": {"slack": "S"}}}, "defaults.notify: expected a list"),
+        ({"defaults": {"notify": [{"teams": "x"}]}}, "defaults.notify[0]: unknown key 'teams'"),
+        ({"defaults": {"notify": [{"slack": "S", "on": ["x"]}]}}, "'x' is not one of"),
     ],
 )
 def test_bad_policies_say_where(data: Any, message: str) -> None:
@@ -67,6 +71,30 @@ def test_file_defaults_and_tenant_overrides(tmp_path: Path) -> None:
         load_file(path)
     book = PolicyBook(Catalog.default(), str(tmp_path / "good.yml"), parse_file({}, "x"))
     assert book.reload() is False  # the file is gone: the old policy stays
+
+
+def test_notify_defaults_per_tenant_override_and_round_trip() -> None:
+    f = parse_file(
+        {
+            "defaults": {"notify": [{"slack": "OPS_SLACK", "on": ["failure", "budget"]}]},
+            "tenants": {
+                "github:1": {"notify": [{"email": ["a@x.io", "b@x.io"], "branches": ["main"]}]},
+                "github:2": {"notify": []},  # this tenant: no default channels
+            },
+        },
+        "policy.yml",
+    )
+    base, _ = f.for_tenant("gitlab", "7", "other")
+    assert base.notify is not None and [c.kind for c in base.notify] == ["slack"]
+    assert base.notify[0].on == {"failure", "budget"}
+    one, _ = f.for_tenant("github", "1", "acme")
+    assert one.notify is not None and one.notify[0].target == "a@x.io,b@x.io"
+    assert f.for_tenant("github", "2", "b")[0].notify == ()
+    again = parse_file({"defaults": one.as_json()}, "x").defaults
+    assert again.notify == one.notify
+    # As the policy file is read (YAML 1.1: the key `on` is the boolean true).
+    yml = yaml.safe_load("defaults:\n  notify:\n    - slack: S\n      on: [budget]\n")
+    assert parse_file(yml, "p.yml").defaults.notify[0].on == {"budget"}  # type: ignore[index]
 
 
 async def test_concurrency_quota_waits_says_why_and_runs_after(

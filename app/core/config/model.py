@@ -214,6 +214,36 @@ class Image:
     options: ImageOptions = ImageOptions()
 
 
+@dataclass(frozen=True, slots=True)
+class MetricsSpec:
+    """``metrics:``: the job's metrics file and what to do with its values: ``keys``
+    (names or globs; None: all), ``higher_is_better`` (per metric; a metric not named
+    has no direction) and ``fail_if`` (gates, per metric, as written: ``"< -0.5%"``)."""
+
+    file: str
+    keys: tuple[str, ...] | None = None
+    higher_is_better: Mapping[str, bool] = field(default_factory=lambda: MappingProxyType({}))
+    fail_if: Mapping[str, str] = field(default_factory=frozen_map)
+
+
+NOTIFY_EVENTS = ("failure", "fixed", "success", "started", "budget")
+DEFAULT_NOTIFY_ON: frozenset[str] = frozenset({"failure", "fixed"})
+
+
+@dataclass(frozen=True, slots=True)
+class NotifyChannel:
+    """One ``notify:`` entry. ``kind``: slack (``target`` names the secret holding the
+    incoming-webhook URL), webhook (``target`` is the URL, ``secret`` names the secret
+    holding the HMAC key) or email (``target``: the addresses, comma-separated).
+    ``branches`` None: every branch."""
+
+    kind: str
+    target: str
+    secret: str | None = None
+    on: frozenset[str] = DEFAULT_NOTIFY_ON
+    branches: tuple[str, ...] | None = None
+
+
 DEFAULT_TIMEOUT_S = 30 * 60
 MAX_TIMEOUT_S = 72 * 3600
 
@@ -242,6 +272,11 @@ class JobSpec:
     allow_failure: bool = False
     image: Image | None = None
     clean_machine: bool = False  # a fresh machine, never a warm one; retired after
+    metrics: MetricsSpec | None = None
+    report: tuple[str, ...] = ()  # globs of files shown with the results (kept as artifacts)
+    # The file's ``notify:`` (the same for every job; stored with each, so a pipeline's
+    # channels are read from its jobs).
+    notify: tuple[NotifyChannel, ...] = ()
     mark: Mark = NO_MARK
 
 
@@ -251,6 +286,7 @@ class Config:
     triggers: Triggers
     jobs: Mapping[str, JobSpec]  # in file order
     file: str = ".ployd.yml"
+    notify: tuple[NotifyChannel, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ unknown ``${{ matrix.K }}``.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from functools import lru_cache
 from typing import Any
 
@@ -26,6 +27,8 @@ from app.core.config.model import (
     ImageOptions,
     JobSpec,
     Matrix,
+    MetricsSpec,
+    NotifyChannel,
     PullRequestTrigger,
     PushTrigger,
     Resources,
@@ -51,6 +54,7 @@ from app.core.expand import (
     matrix_size,
 )
 from app.core.hardware import Catalog, parse_spec
+from app.core.results.compare import parse_gate
 
 DEFAULT_HARDWARE = (HardwareSpec("cpu", 2),)
 _duration = lru_cache(maxsize=512)(parse_duration)
@@ -489,8 +493,93 @@ class Builder:
             allow_failure=allow_failure is not None and allow_failure[0] is True,
             clean_machine=clean_machine is not None and clean_machine[0] is True,
             image=self.image(image[0], image[1]) if image else None,
+            metrics=self.metrics(data.get("metrics"), (*jp, "metrics")),
+            report=self.strings(data.get("report"), (*jp, "report")) or (),
             mark=self.doc.key_mark(jp),
         )
+
+    def metrics(self, value: Any, path: NodePath) -> MetricsSpec | None:
+        """``metrics:`` as a file name, or ``{file, keys, higher_is_better, fail_if}``;
+        each ``fail_if`` gate is parsed here (the schema checked its shape)."""
+        if isinstance(value, str):
+            return MetricsSpec(file=self.doc.text(path, value)) if value else None
+        if not isinstance(value, dict) or not isinstance(value.get("file"), str):
+            return None
+        hib = value.get("higher_is_better")
+        higher: dict[str, bool] = {}
+        if isinstance(hib, dict):
+            higher = {str(k): v for k, v in hib.items() if isinstance(v, bool)}
+        elif isinstance(hib, list):
+            higher = {str(k): True for k in hib if isinstance(k, str)}
+        gates: dict[str, str] = {}
+        raw = value.get("fail_if")
+        if isinstance(raw, dict):
+            for k, g in raw.items():
+                if not isinstance(g, str):
+                    continue
+                try:
+                    parse_gate(g)
+                except ValueError as e:
+                    self.error((*path, "fail_if", k), f"{subject((*path, 'fail_if', k))}: {e}")
+                    continue
+                gates[str(k)] = g
+        keys = value.get("keys")
+        return MetricsSpec(
+            file=value["file"],
+            keys=self.strings(keys, (*path, "keys")) if isinstance(keys, list) else None,
+            higher_is_better=frozen_map_t(higher),
+            fail_if=frozen_map(gates),
+        )
+
+    def notify(self, value: Any) -> tuple[NotifyChannel, ...]:
+        """``notify:``, a list of channels (the schema checked each one's keys)."""
+        if not isinstance(value, list):
+            return ()
+        out: list[NotifyChannel] = []
+        for i, entry in enumerate(value):
+            if not isinstance(entry, dict):
+                continue
+            path: NodePath = ("notify", i)
+            kinds = [k for k in ("slack", "webhook", "email") if k in entry]
+            if len(kinds) != 1:
+                self.error(
+                    path,
+                    f"'notify[{i}]' must have exactly one of slack, webhook or email"
+                    + (f", not {' and '.join(kinds)}" if kinds else ""),
+                )
+                continue
+            if "secret" in entry and kinds != ["webhook"]:
+                self.error(
+                    (*path, "secret"),
+                    f"'notify[{i}]': secret (the HMAC key) is for a webhook; "
+                    "a Slack channel's secret is its slack: value",
+                    key=True,
+                )
+            on = entry.get("on")
+            events = (
+                frozenset(e for e in on if isinstance(e, str)) if isinstance(on, list) else None
+            )
+            branches = self.strings(entry.get("branches"), (*path, "branches"))
+            common: dict[str, Any] = {"branches": branches}
+            if events:
+                common["on"] = events
+            if isinstance(entry.get("slack"), str):
+                out.append(NotifyChannel("slack", entry["slack"], **common))
+            elif isinstance(entry.get("webhook"), str):
+                secret = entry.get("secret")
+                out.append(
+                    NotifyChannel(
+                        "webhook",
+                        entry["webhook"],
+                        secret=secret if isinstance(secret, str) else None,
+                        **common,
+                    )
+                )
+            elif "email" in entry:
+                to = self.strings(entry["email"], (*path, "email")) or ()
+                if to:
+                    out.append(NotifyChannel("email", ",".join(to), **common))
+        return tuple(out)
 
     def image(self, value: Any, path: NodePath) -> Image | None:
         """``image:`` as a name, or ``{name, credentials, options}`` (the schema checked
@@ -620,11 +709,15 @@ class Builder:
             self.check_matrix_refs(str(name), spec.matrix)
             jobs[str(name)] = spec
         self.check_needs(jobs, jobs_raw)
+        notify = self.notify(data.get("notify"))
+        if notify:
+            jobs = {k: replace(j, notify=notify) for k, j in jobs.items()}
         return Config(
             version=version if isinstance(version, int) else 1,
             triggers=triggers,
             jobs=frozen_map_t(jobs),
             file=self.doc.file,
+            notify=notify,
         )
 
 

@@ -112,12 +112,14 @@ def summary_comment(
     marker: str = MARKER,
     now: datetime | None = None,
     catalog: Catalog | None = None,
+    extra: Sequence[str] = (),
 ) -> str:
     """The pull request's summary comment: the hidden ``marker``, a header with the
     pipeline's state and short sha, a table of jobs, why any waits, and the commands to
     retry. ``now`` shows running and waiting times; ``catalog`` names a bigger machine in
     the retry hint. The footer writes commands as inline code, so the comment itself
-    never reads as a command."""
+    never reads as a command. ``extra``: more markdown lines before the footer (the
+    results section, ``app.core.results.report``)."""
     emoji, word = _PIPELINE[pipeline.state]
     gated = any(v.fork_gated for v in jobs)
     if gated and pipeline.state is PipelineState.RUNNING:
@@ -147,6 +149,7 @@ def summary_comment(
         lines += ["", *notes[:20]]
         if len(notes) > 20:
             lines.append(f"- … and {len(notes) - 20} more waiting")
+    lines += extra
     failed = any(v.state in RETRYABLE for v in jobs)
     hints: list[str] = []
     if failed:

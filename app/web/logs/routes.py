@@ -41,6 +41,7 @@ from app.store.pipelines import pipeline_record
 from app.store.runs import AttemptInfo, JobInfo, load_attempt, load_job
 from app.web.common import parse_offset, query_int, services
 from app.web.logs import render
+from app.web.logs.results import results_html
 from app.web.logs.view import attempt_number, authorized_job, is_operator
 
 routes = web.RouteTableDef()
@@ -56,6 +57,7 @@ def _security_headers(nonce: str | None = None) -> dict[str, str]:
     return {
         "Content-Security-Policy": (
             f"default-src 'none'; style-src {src}; script-src {src}; connect-src 'self'; "
+            "img-src 'self'; "  # the job's report images (artifacts)
             "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
         ),
         "Referrer-Policy": "no-referrer",  # the token is in the URL
@@ -183,6 +185,9 @@ async def log_page(request: web.Request) -> web.StreamResponse:
     artifacts = await asyncio.to_thread(artifacts_for_job, svc.db, job.id, token)
     if artifacts:
         parts.append(render.artifacts(artifacts))
+    results = await asyncio.to_thread(results_html, svc.db, job.id, token)
+    if results:
+        parts.append(results)
     if attempt is not None and window is not None:
         search = render.search_form(job, attempt, token)
         stamped = 'class="ts"' in body

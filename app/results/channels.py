@@ -1,0 +1,115 @@
+"""Sending one notification: a Slack incoming webhook, a signed generic webhook (aiohttp)
+or an email (``smtplib``, in a thread: never on the event loop). Each returns an
+``Outcome``; nothing raises. Errors name the channel, never a secret (a Slack URL is
+one)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import smtplib
+from dataclasses import dataclass
+from email.message import EmailMessage
+
+import aiohttp
+
+from app.core.results.notify import (
+    EVENT_HEADER,
+    SIGNATURE_HEADER,
+    Message,
+    Outcome,
+    email_parts,
+    sign,
+    slack_body,
+    webhook_body,
+)
+
+HTTP_TIMEOUT_S = 10.0
+SMTP_TIMEOUT_S = 20.0
+
+
+@dataclass(frozen=True)
+class SmtpConfig:
+    host: str
+    port: int = 25
+    sender: str = "ployd@localhost"
+    user: str = ""
+    password: str = ""
+    starttls: bool = False
+
+
+async def _post(
+    http: aiohttp.ClientSession,
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    what: str,
+    timeout_s: float,
+) -> Outcome:
+    try:
+        async with http.post(
+            url,
+            data=body,
+            headers=headers,
+            timeout=aiohttp.ClientTimeout(total=timeout_s),
+            allow_redirects=False,
+        ) as resp:
+            if 200 <= resp.status < 300:
+                return Outcome(True, detail={"status": resp.status})
+            return Outcome(False, f"{what} answered HTTP {resp.status}", {"status": resp.status})
+    except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as e:
+        return Outcome(False, f"{what} could not be reached ({type(e).__name__})")
+
+
+async def send_slack(
+    http: aiohttp.ClientSession, url: str, message: Message, timeout_s: float = HTTP_TIMEOUT_S
+) -> Outcome:
+    body = json.dumps(slack_body(message)).encode()
+    headers = {"Content-Type": "application/json"}
+    return await _post(http, url, body, headers, "the Slack webhook", timeout_s)
+
+
+async def send_webhook(
+    http: aiohttp.ClientSession,
+    url: str,
+    key: str | None,
+    message: Message,
+    delivery: int,
+    timeout_s: float = HTTP_TIMEOUT_S,
+) -> Outcome:
+    body = webhook_body(message)
+    headers = {
+        "Content-Type": "application/json",
+        EVENT_HEADER: message.event,
+        "X-PloyD-Delivery": str(delivery),
+    }
+    if key:
+        headers[SIGNATURE_HEADER] = sign(key, body)
+    return await _post(http, url, body, headers, f"the webhook {url.split('?')[0]}", timeout_s)
+
+
+def _send_email(cfg: SmtpConfig, to: list[str], message: Message) -> Outcome:
+    subject, text = email_parts(message)
+    mail = EmailMessage()
+    mail["From"] = cfg.sender
+    mail["To"] = ", ".join(to)
+    mail["Subject"] = subject
+    mail.set_content(text)
+    try:
+        with smtplib.SMTP(cfg.host, cfg.port, timeout=SMTP_TIMEOUT_S) as smtp:
+            if cfg.starttls:
+                smtp.starttls()
+            if cfg.user:
+                smtp.login(cfg.user, cfg.password)
+            refused = smtp.send_message(mail)
+    except (smtplib.SMTPException, OSError) as e:
+        return Outcome(False, f"the SMTP server {cfg.host}:{cfg.port} failed ({type(e).__name__})")
+    if refused:
+        return Outcome(False, f"the SMTP server refused {', '.join(sorted(refused))}")
+    return Outcome(True)
+
+
+async def send_email(cfg: SmtpConfig | None, to: list[str], message: Message) -> Outcome:
+    if cfg is None or not cfg.host:
+        return Outcome(False, "email is not configured on this server (PLOYD_SMTP_HOST)")
+    return await asyncio.to_thread(_send_email, cfg, to, message)

@@ -1,0 +1,261 @@
+"""Notifications end to end: `ployd serve` with a repository whose `.ployd.yml` has
+`notify:`; a fake Slack and a webhook receiver on loopback and an SMTP server (aiosmtpd)
+get the right messages for `started`, `failure`, `success` and `fixed`; a receiver that
+answers 500 is retried with backoff, then given up and recorded, while the pipeline
+finishes without waiting for it; no secret is in any message."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from app.engine.engine import RepoRef
+from app.results.notify import Notifier
+from app.store import notifications as rows
+from tests.fakes.receivers import Receivers, serve_receivers, smtp_server
+
+SLACK_URL_PATH = "/slack/T000/B000/XXXXSECRETXXXX"
+HOOK_KEY = "hmac-key-never-in-a-message"
+
+
+async def until(notifier: Notifier, check: Callable[[], bool], what: str) -> None:
+    """Wait until ``check()`` holds, re-checking after each delivery try."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 60.0
+    while not check():
+        left = deadline - loop.time()
+        if left <= 0:
+            raise AssertionError(f"timed out waiting for {what}")
+        notifier.progress.clear()
+        if check():
+            return
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(notifier.progress.wait(), left)
+
+
+def config(r: Receivers) -> str:
+    return f"""
+version: 1
+notify:
+  - slack: SLACK_URL
+    on: [started, failure, fixed]
+  - webhook: {r.url("/hook")}
+    secret: HOOK_KEY
+    on: [failure, success, fixed]
+  - webhook: {r.url("/broken")}
+    on: [failure]
+  - email: [team@example.com]
+    on: [failure]
+jobs:
+  unit:
+    steps:
+      - name: Wait for the started message
+        run: |
+          for i in $(seq 600); do
+            curl -sf "{r.url("/_seen")}?path={SLACK_URL_PATH}&text=started" && break
+            sleep 0.1
+          done
+      - name: Test
+        run: echo checking; test -f ok.txt
+  lint:
+    steps:
+      - run: echo fine
+"""
+
+
+async def test_slack_webhook_and_email_get_the_right_messages_and_a_500_is_given_up(
+    serve: Callable[..., Any], make_repo: Callable[..., tuple[Path, str]]
+) -> None:
+    async with serve_receivers() as r:
+        r.answers["/broken"] = [500]
+        # Slack's `started` message is left unanswered, and the job waits until it
+        # arrived: the pipeline then runs and ends while that delivery hangs.
+        r.hold.add(SLACK_URL_PATH)
+        with smtp_server() as (smtp_host, smtp_port, mail):
+            repo, _ = make_repo({".ployd.yml": config(r)})
+            async with serve(agents=1, smtp_host=smtp_host, smtp_port=smtp_port) as h:
+                notifier = h.server.notifier
+                assert notifier is not None
+                notifier.backoff_base_s = 0.01  # the schedule's shape, not its length
+                notifier.http_timeout_s = 300.0  # the held request waits for the test
+                h.engine.add_repositories(
+                    [RepoRef(forge="local", full_name=str(repo), clone_url=repo.as_uri())]
+                )
+                store = h.server.services.security.secrets
+                store.set(str(repo), "SLACK_URL", r.url(SLACK_URL_PATH), forge="local")
+                store.set(str(repo), "HOOK_KEY", HOOK_KEY, forge="local")
+
+                # 1. unit fails (no ok.txt).
+                pid = await h.start(repo)
+
+                def recorded(event: str, kind: str) -> list[rows.NotificationView]:
+                    return [
+                        v
+                        for v in rows.listing(h.engine.db, pid)
+                        if v.event == event and v.kind == kind
+                    ]
+
+                p = await h.finished(pid)
+                assert p.state == "failed"
+                # It ended while Slack had not answered the `started` message.
+                assert not r.release.is_set()
+                assert [v.tries for v in recorded("started", "slack")] == [0]
+
+                await until(
+                    notifier,
+                    lambda: (
+                        len(r.at(SLACK_URL_PATH)) == 2
+                        and len(r.at("/hook")) == 1
+                        and len(mail.messages) == 1
+                    ),
+                    "slack, the webhook and the email",
+                )
+                started, failed = (x.json()["text"] for x in r.at(SLACK_URL_PATH))
+                assert f"pipeline #{pid} started" in started
+                assert f"pipeline #{pid} failed" in failed
+                assert f"/pipelines/{pid}" in failed
+                assert "unit" in failed and "step 'Test'" in failed and "lint" not in failed
+                assert f"/runs/{p.jobs[0].id}?t=" in failed
+
+                hook = r.at("/hook")[0]
+                body = hook.body
+                expected = "sha256=" + hmac.new(HOOK_KEY.encode(), body, hashlib.sha256).hexdigest()
+                assert hook.headers["X-PloyD-Signature"] == expected
+                assert hook.headers["X-PloyD-Event"] == "failure"
+                payload = hook.json()
+                assert payload["pipeline"]["id"] == pid and payload["pipeline"]["state"] == "failed"
+                assert [j["name"] for j in payload["failing_jobs"]] == ["unit"]
+                assert payload["failing_jobs"][0]["cause"].startswith("step 'Test'")
+
+                email = mail.messages[0]
+                assert email["To"] == "team@example.com"
+                assert f"pipeline #{pid} failed" in email["Subject"]
+                assert "unit" in email.get_payload()
+
+                # 2. Slack answers now; /broken answers 500 every time: retried, given up.
+                r.release.set()
+                await until(
+                    notifier,
+                    lambda: [v.state for v in recorded("failure", "webhook")] == ["sent", "failed"],
+                    "the broken webhook to be given up",
+                )
+                broken = next(v for v in recorded("failure", "webhook") if v.state == "failed")
+                assert broken.tries == 5 and broken.error is not None
+                assert "answered HTTP 500" in broken.error
+                assert len(r.at("/broken")) == 5
+                code, listed = await h.get(f"/api/v1/pipelines/{pid}/notifications")
+                assert code == 200
+                by = {(n["channel"], n["event"], n["target"]): n for n in listed["notifications"]}
+                gone = by[("webhook", "failure", r.url("/broken"))]
+                assert gone["state"] == "failed" and gone["tries"] == 5
+                assert by[("slack", "failure", "SLACK_URL")]["state"] == "sent"
+                assert by[("email", "failure", "team@example.com")]["state"] == "sent"
+                assert "XXXXSECRETXXXX" not in str(listed)
+
+                # 3. Fixed: ok.txt added; success to the webhook, fixed to both.
+                make_repo({"ok.txt": "yes"}, path=repo)
+                pid2 = await h.start(repo)
+                assert (await h.finished(pid2)).state == "succeeded"
+                await until(
+                    notifier,
+                    lambda: len(r.at(SLACK_URL_PATH)) == 4 and len(r.at("/hook")) == 3,
+                    "the fixed notifications",
+                )
+                assert f"pipeline #{pid2} is fixed" in r.at(SLACK_URL_PATH)[-1].json()["text"]
+                events = sorted(x.headers["X-PloyD-Event"] for x in r.at("/hook")[1:])
+                assert events == ["fixed", "success"]
+                assert len(mail.messages) == 1  # email is only for failures
+
+                # No secret in anything sent.
+                everything = b"".join(x.body for x in r.received) + b"".join(
+                    m.as_bytes() for m in mail.messages
+                )
+                assert HOOK_KEY.encode() not in everything
+                assert b"XXXXSECRETXXXX" not in everything
+
+
+BUDGET_CONFIG = """
+version: 1
+notify:
+  - webhook: {hook}
+    on: [failure, success]
+jobs:
+  unit:
+    steps:
+      - run: echo ok
+"""
+
+
+async def test_budget_warning_goes_to_the_tenants_channels_and_the_pull_request(
+    github_world: Callable[..., Any],
+) -> None:
+    from app.policy.model import parse_file
+
+    repo_name = "acme/models"
+    async with serve_receivers() as r, github_world() as w:
+        notifier = w.h.server.notifier
+        assert notifier is not None
+        book = w.h.server.services.security.policy
+        # The operator's defaults: a budget the job's estimate passes 1% of, and a channel.
+        book.file = parse_file(
+            {
+                "defaults": {
+                    "budget": {"monthly_usd": 1000, "warn_at": 0.00001},
+                    "notify": [{"webhook": r.url("/ops"), "on": ["budget", "success"]}],
+                }
+            },
+            "policy",
+        )
+        w.repo(repo_name, {".ployd.yml": BUDGET_CONFIG.format(hook=r.url("/team"))})
+        head = w.commit(repo_name, {"a.py": "1"}, branch="pr-4")
+        w.fake.add_pull(repo_name, 4, head_sha=head, user={"login": "alice"})
+        await w.deliver("pull_request", w.pull_request(repo_name, 4, head))
+        await w.settle()
+        await until(
+            notifier,
+            lambda: len(r.at("/ops")) == 2 and len(r.at("/team")) == 1,
+            "the budget warning and the success",
+        )
+        ops = next(x for x in r.at("/ops") if x.headers["X-PloyD-Event"] == "budget")
+        assert ops.headers["X-PloyD-Event"] == "budget"
+        note = ops.json()["note"]
+        assert note.startswith("budget: tenant ") and "of its monthly budget" in note
+        assert "crossed by job unit" in note
+        assert r.at("/team")[0].headers["X-PloyD-Event"] == "success"  # no budget: not asked
+        assert "X-PloyD-Signature" not in ops.headers  # no secret named: not signed
+        # On the pull request: the summary comment says it.
+        body = summary_of(w, 4)
+        assert "💸 budget: tenant " in body
+
+        # A fork's pull request: its file's channels are not used; the tenant's are.
+        fork_head = w.commit(repo_name, {"b.py": "1"}, branch="pr-5")
+        w.fake.add_pull(repo_name, 5, head_sha=fork_head, user={"login": "mallory"})
+        w.fake.set_permission(repo_name, "alice", "write")
+        await w.deliver(
+            "pull_request", w.pull_request(repo_name, 5, fork_head, fork=True, author="alice")
+        )
+        await w.settle()
+        await until(notifier, lambda: len(r.at("/ops")) == 3, "the fork's success to /ops")
+        fork_pid = max(v.pipeline_id or 0 for v in rows.listing(w.h.engine.db))
+        targets = [
+            v.channel_target
+            for v in rows.listing(w.h.engine.db, fork_pid)
+            if v.kind != rows.PR_KIND  # the budget line on its pull request
+        ]
+        assert targets == [r.url("/ops")]  # the tenant's channel only, not the file's /team
+        assert len(r.at("/team")) == 1
+
+
+def summary_of(w: Any, number: int) -> str:
+    found = [
+        c["body"]
+        for c in w.fake.comments.values()
+        if c["_issue"] == number and "ployd:summary" in c["body"]
+    ]
+    assert len(found) == 1
+    return str(found[0])
