@@ -93,6 +93,8 @@ class Settings:
     secret_key: str = ""
     catalog_file: str = ""
     heartbeat_timeout_s: int = 60
+    # PLOYD_MAX_JOBS_PER_PIPELINE: jobs after matrix expansion; a bigger file is invalid
+    max_jobs_per_pipeline: int = 1000
     github: GitHubAppConfig | None = None
     github_git_url: str = "https://github.com"
     gitlab: GitLabConfig | None = None
@@ -148,6 +150,7 @@ class Settings:
             secret_key=env.get("PLOYD_SECRET_KEY") or "",
             catalog_file=env.get("PLOYD_CATALOG_FILE") or "",
             heartbeat_timeout_s=_int(env, "PLOYD_HEARTBEAT_TIMEOUT", 60, minimum=5),
+            max_jobs_per_pipeline=max_jobs_per_pipeline(env),
             github=_github(env),
             github_git_url=(env.get("PLOYD_GITHUB_GIT_URL") or "https://github.com").rstrip("/"),
             gitlab=_gitlab(env),
@@ -229,6 +232,13 @@ def env_setting(name: str) -> str:
     """One PLOYD_* variable for a command that needs only it (``ployd validate`` reads
     PLOYD_CATALOG_FILE without caring whether the server's settings are complete)."""
     return os.environ.get(name, "")
+
+
+def max_jobs_per_pipeline(env: Mapping[str, str] | None = None) -> int:
+    """PLOYD_MAX_JOBS_PER_PIPELINE (default 1,000), for the server and for the commands
+    that check a file without one (``ployd validate``, ``ployd run``); SettingsError
+    when it is not a whole number of at least 1."""
+    return _int(os.environ if env is None else env, "PLOYD_MAX_JOBS_PER_PIPELINE", 1000, 1)
 
 
 def _ec2(env: Mapping[str, str], executor: str) -> dict[str, Any]:

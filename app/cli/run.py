@@ -53,9 +53,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from app.core.config.errors import ConfigInvalid
+    from app.settings import SettingsError
 
     try:
         jobs = load_jobs(args.file)
+    except SettingsError as e:
+        print(f"ployd run: {e}", file=sys.stderr)
+        return 2
     except ConfigInvalid as e:
         for err in e.errors:
             print(err, file=sys.stderr)
@@ -78,13 +82,16 @@ def main(args: argparse.Namespace) -> int:
 
 
 def load_jobs(path: str) -> tuple[PlannedJob, ...]:
-    """Load, check and expand ``path``; raises ConfigInvalid."""
+    """Load, check and expand ``path`` under the server's PLOYD_MAX_JOBS_PER_PIPELINE;
+    raises ConfigInvalid (SettingsError for a bad PLOYD_MAX_JOBS_PER_PIPELINE)."""
     from app.core.config.loader import load_config_file
     from app.core.expand import expand
     from app.core.hardware import Catalog
+    from app.settings import max_jobs_per_pipeline
 
     catalog = Catalog.default()
-    return tuple(expand(load_config_file(path, catalog), catalog))
+    config = load_config_file(path, catalog, max_jobs=max_jobs_per_pipeline())
+    return tuple(expand(config, catalog))
 
 
 def _this_machine() -> MachineLike:

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, contains_eager
 
 from app.core.agentfit import (
     WAITING_PREFIX,
@@ -33,8 +33,8 @@ from app.core.config.model import RetryReason
 from app.core.deadlines import Interrupt, TimeOut, overdue
 from app.core.jobspec import StoredJobSpec, stored_image, stored_resources
 from app.core.planner import JobPlan
-from app.core.states import AttemptState, JobState, PipelineState
-from app.engine import progress
+from app.core.states import AttemptState, JobState
+from app.engine import creation, progress
 from app.engine.connected import ConnectedAgents
 from app.engine.events import (
     AgentRegistered,
@@ -55,7 +55,7 @@ from app.engine.hooks import (
 )
 from app.engine.notify import Broadcast
 from app.engine.progress import Changes
-from app.engine.specs import agent_payload, job_spec
+from app.engine.specs import agent_payload
 from app.logs.store import LogStore
 from app.protocol import (
     CANCELLED,
@@ -154,8 +154,12 @@ class Engine:
         hooks: EngineHooks | None = None,
         events: EventBus | None = None,
         heartbeat_timeout_s: float = 60.0,
+        max_jobs_per_pipeline: int | None = None,
     ) -> None:
         self.db = db
+        # PLOYD_MAX_JOBS_PER_PIPELINE: planning refuses a bigger file (naming its
+        # matrix); ``create_pipeline`` refuses bigger plans (``creation.TooManyJobs``).
+        self.max_jobs_per_pipeline = max_jobs_per_pipeline
         self.logs = logs
         self.hooks = hooks or EngineHooks()
         self.events = events or EventBus()
@@ -206,6 +210,9 @@ class Engine:
             queued = s.scalars(
                 select(Attempt)
                 .join(Attempt.job)
+                # One query, not one per job; without the columns gates do not read
+                # (a matrix job's needs can be hundreds of names).
+                .options(contains_eager(Attempt.job))
                 .where(
                     Attempt.state == AttemptState.QUEUED.value,
                     Job.pipeline_id.in_(changes.pipelines),
@@ -312,11 +319,14 @@ class Engine:
         pr_author: str | None = None,
         event_id: int | None = None,
     ) -> int:
-        """Store a pipeline and its jobs; the ready ones are queued at once."""
-        with self._work() as (s, changes):
-            repository = self.ensure_repository(s, repo)
-            pipeline = Pipeline(
-                repository=repository,
+        """Store a pipeline and its jobs; the ready ones are queued at once. Blocks
+        for as long as the insert takes: on the event loop, ``create_pipeline_async``."""
+        changes = Changes()
+        pipeline_id = self._create_pipeline(
+            changes,
+            repo,
+            tuple(plans),
+            Pipeline(
                 forge=repo.forge,
                 ref=ref,
                 sha=sha,
@@ -327,49 +337,76 @@ class Engine:
                 held=held,
                 pr_author=pr_author,
                 event_id=event_id,
-                state=PipelineState.RUNNING.value,
-            )
-            s.add(pipeline)
-            for position, plan in enumerate(plans):
-                j = plan.job
-                job = Job(
-                    pipeline=pipeline,
-                    position=position,
-                    name=j.name,
-                    base_name=j.base,
-                    matrix=dict(j.matrix),
-                    needs=list(j.needs),
-                    when=j.spec.when.value,
-                    allow_failure=j.spec.allow_failure,
-                    hardware=[str(h) for h in j.hardware],
-                    candidates=list(j.candidates),
-                    spec=job_spec(j),
-                    state=(
-                        JobState.WAITING.value
-                        if plan.state is JobState.QUEUED
-                        else plan.state.value
-                    ),
-                    skip_reason=plan.skip_reason,
-                )
-                if plan.state.final:
-                    job.finished_at = utcnow()
-                s.add(job)
-                if plan.state is JobState.QUEUED:
-                    s.flush()
-                    progress.queue_job(s, job, "pipeline started", changes)
-            s.flush()
-            progress.advance(s, pipeline, changes)
+            ),
+        )
+        self._after(changes)
+        return pipeline_id
+
+    async def create_pipeline_async(
+        self,
+        repo: RepoRef,
+        plans: Iterable[JobPlan],
+        *,
+        ref: str,
+        sha: str,
+        trigger: str,
+        actor: str = "",
+        pr_number: int | None = None,
+        fork: bool = False,
+        held: bool = False,
+        pr_author: str | None = None,
+        event_id: int | None = None,
+    ) -> int:
+        """``create_pipeline`` with its rows built and its transaction run in a worker
+        thread, so that the event loop keeps answering (``/healthz``, agents) while
+        thousands of jobs are stored; the wake-ups and events follow on the loop, after
+        the commit."""
+        changes = Changes()
+        pipeline = Pipeline(
+            forge=repo.forge,
+            ref=ref,
+            sha=sha,
+            trigger=trigger,
+            actor=actor,
+            pr_number=pr_number,
+            fork=fork,
+            held=held,
+            pr_author=pr_author,
+            event_id=event_id,
+        )
+        pipeline_id = await asyncio.to_thread(
+            self._create_pipeline, changes, repo, tuple(plans), pipeline
+        )
+        self._after(changes)
+        return pipeline_id
+
+    def _create_pipeline(
+        self, changes: Changes, repo: RepoRef, plans: tuple[JobPlan, ...], pipeline: Pipeline
+    ) -> int:
+        """Insert ``pipeline`` (not yet added to a session) with the jobs of ``plans``
+        in bulk (``app.engine.creation``), gate the queued ones, audit; ``changes`` says
+        what to wake once committed (the caller's ``_after``)."""
+        prepared = creation.prepare(plans, self.max_jobs_per_pipeline)  # before the tx
+        with self.db.session() as s:
+            pipeline.repository = self.ensure_repository(s, repo)
+            creation.insert_jobs(s, pipeline, prepared)
+            changes.pipelines.add(pipeline.id)
+            if prepared.queued:
+                changes.queued += len(prepared.queued)
+                if self.hooks.gates:
+                    self._gate(s, changes)
+            # Last: the audit chain's lock is held from here to the commit.
             self.audit(
                 s,
-                actor or "ployd",
+                pipeline.actor or "ployd",
                 "pipeline.trigger",
                 f"pipeline:{pipeline.id}",
                 forge=repo.forge,
-                trigger=trigger,
-                ref=ref,
-                sha=sha,
+                trigger=pipeline.trigger,
+                ref=pipeline.ref,
+                sha=pipeline.sha,
                 repo=repo.full_name,
-                event_id=event_id,
+                event_id=pipeline.event_id,
             )
             pipeline_id = pipeline.id
         return pipeline_id

@@ -12,7 +12,7 @@ from aiohttp import web
 from app.adapters.local_git import LocalRepoError
 from app.core.config.errors import ConfigInvalid
 from app.engine.engine import NotAllowed
-from app.handlers.pipelines import start_local
+from app.handlers.pipelines import start_local_async
 from app.store.db import Database
 from app.store.pipelines import (
     AttemptRecord,
@@ -117,7 +117,9 @@ async def create_pipeline(request: web.Request) -> web.Response:
         return error(400, 'give {"repo": "/path/to/a/git/repository", "ref": "main"}')
     svc = services(request)
     try:
-        started = start_local(svc.engine, svc.catalog, repo, ref, actor=body.get("actor") or "api")
+        started = await start_local_async(
+            svc.engine, svc.catalog, repo, ref, actor=body.get("actor") or "api"
+        )
     except LocalRepoError as e:
         return error(400, str(e))
     except ConfigInvalid as e:
