@@ -208,6 +208,26 @@ class Settings:
                 f.write(key)
             return key
 
+    def instance_id(self) -> str:
+        """This server among replicas sharing a database, the same across its restarts:
+        a random id kept in the data directory (created once). Replicas need data
+        directories of their own."""
+        path = self.data_dir / "instance_id"
+        try:
+            return path.read_text().strip()
+        except FileNotFoundError:
+            import secrets
+
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            ident = secrets.token_hex(6)
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:  # another process of this data directory won
+                return path.read_text().strip()
+            with os.fdopen(fd, "w") as f:
+                f.write(ident)
+            return ident
+
     def check_exposure(self) -> None:
         """Refuse to serve beyond loopback without an admin token: the API starts jobs."""
         if self.host not in ("127.0.0.1", "localhost", "::1") and not self.admin_token:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import select, update
+from sqlalchemy import false, func, or_, select, update
 from sqlalchemy.orm import Session, contains_eager
 
 from app.core.agentfit import (
@@ -84,6 +84,9 @@ T = TypeVar("T")
 
 MAX_CLAIM_WAIT = 30.0
 MAX_HEARTBEAT_WAIT = 30.0
+# At a restart on a shared database: an attempt whose agent has not called for this long
+# has no replica serving it (live agents call about every second).
+RECOVERY_SILENCE_S = 15.0
 
 
 class AgentAuthError(Exception):
@@ -155,8 +158,12 @@ class Engine:
         events: EventBus | None = None,
         heartbeat_timeout_s: float = 60.0,
         max_jobs_per_pipeline: int | None = None,
+        instance: str = "",
     ) -> None:
         self.db = db
+        # This server among the replicas, the same across its restarts (``recover``):
+        # its local agents' attempts are marked ``machine`` = ``local-N@<instance>``.
+        self.instance = instance
         # PLOYD_MAX_JOBS_PER_PIPELINE: planning refuses a bigger file (naming its
         # matrix); ``create_pipeline`` refuses bigger plans (``creation.TooManyJobs``).
         self.max_jobs_per_pipeline = max_jobs_per_pipeline
@@ -485,7 +492,8 @@ class Engine:
         digest = _hash(token)
         name = self._local_agents.get(digest)
         if name is not None:
-            return AgentIdentity(agent_id=name)
+            machine = f"{name}@{self.instance}" if self.instance else None
+            return AgentIdentity(agent_id=name, machine=machine)
         if digest in self._agent_tokens:
             return AgentIdentity(agent_id=claim.agent_id)
         return None
@@ -626,7 +634,7 @@ class Engine:
             token = pysecrets.token_urlsafe(32)
             attempt.token_hash = _hash(token)
             attempt.agent_id = agent_id
-            attempt.machine = agent_id
+            attempt.machine = who.machine or agent_id
             attempt.instance_type = who.instance_type
             attempt.spot = who.spot
             attempt.price_hourly = who.price_hourly
@@ -944,14 +952,41 @@ class Engine:
                 return 0
         return 1
 
-    def recover(self) -> int:
-        """At start with an embedded database: no agent of a previous run is alive, so
-        attempts they held end interrupted (and are retried by their policy)."""
+    def recover(self, *, shared: bool = False, silent_s: float = RECOVERY_SILENCE_S) -> int:
+        """At start: end ``interrupted`` (retried by their policy) the attempts that no
+        agent can still be running; returns how many.
+
+        ``shared`` False (SQLite: one process has the file): no agent of a previous run
+        is alive, so every claimed or running attempt, and queued ones forget the agent
+        they were started for. ``shared`` True (PostgreSQL, where other replicas serve
+        their own agents): only attempts held by this server's own local agents
+        (``machine`` ends ``@<instance>``: their credentials died with the previous
+        process, so they can never report again), and attempts whose heartbeat is older
+        than ``silent_s`` (a live agent's is refreshed about every second by whichever
+        replica it talks to: an agent heartbeating to another replica is never one)."""
+        now = utcnow()
         with self._work() as (s, changes):
-            live = _live_attempts(s)
+            q = select(Attempt).where(
+                Attempt.state.in_([AttemptState.DISPATCHING.value, AttemptState.RUNNING.value])
+            )
+            if shared:
+                silent = now - timedelta(seconds=silent_s)
+                mine = (
+                    Attempt.machine.endswith(f"@{self.instance}", autoescape=True)
+                    if self.instance
+                    else false()
+                )
+                q = q.where(
+                    or_(
+                        mine,
+                        func.coalesce(Attempt.heartbeat_at, Attempt.claimed_at) < silent,
+                    )
+                )
+            live = list(s.scalars(q))
             for a in live:
                 self._interrupt(s, a, "the server restarted while the job ran", changes)
-            s.execute(update(Attempt).where(Attempt.state == "queued").values(agent_id=None))
+            if not shared:
+                s.execute(update(Attempt).where(Attempt.state == "queued").values(agent_id=None))
         return len(live)
 
 

@@ -50,6 +50,7 @@ class AgentIdentity:
 
     agent_id: str
     instance_type: str = "local"
+    machine: str | None = None  # what attempts record as their machine (None: agent_id)
     spot: bool = False
     price_hourly: float = 0.0
     accepts: Callable[[Job, Pipeline], bool] | None = None
