@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import false, func, or_, select, update
-from sqlalchemy.orm import Session, contains_eager
+from sqlalchemy.orm import Session, contains_eager, defer
 
 from app.core.agentfit import (
     WAITING_PREFIX,
@@ -141,6 +141,7 @@ AGENT_REASONS = {
 __all__ = ["AgentAuthError", "AgentIdentity", "Engine", "NotAllowed", "OutOfOrder", "RepoRef"]
 
 CLAIM_SCAN = 50  # queued attempts looked at per claim, oldest first
+GATE_CHUNK = 2000  # attempts loaded per query by the gates (bound on IN lists)
 
 
 class Engine:
@@ -210,25 +211,38 @@ class Engine:
 
     def _gate(self, s: Session, changes: Changes) -> None:
         """Jobs queued in this unit of work that may not run end ``failed`` now, before
-        any machine is started or claims them (a refusal can queue other jobs: again)."""
+        any machine is started or claims them (a refusal can queue other jobs: again).
+
+        Each pass reads the queued attempts' ids, then loads only those not gated yet,
+        with their jobs, in one query (not one per job), leaving out the columns gates
+        do not read (a matrix job's needs can be hundreds of names): 5,000 fresh jobs
+        are one query, not 5,000."""
         seen: set[int] = set()
+        where = (
+            Attempt.state == AttemptState.QUEUED.value,
+            Job.pipeline_id.in_(changes.pipelines),
+        )
         while True:
             s.flush()
-            queued = s.scalars(
-                select(Attempt)
-                .join(Attempt.job)
-                # One query, not one per job; without the columns gates do not read
-                # (a matrix job's needs can be hundreds of names).
-                .options(contains_eager(Attempt.job))
-                .where(
-                    Attempt.state == AttemptState.QUEUED.value,
-                    Job.pipeline_id.in_(changes.pipelines),
-                )
-                .order_by(Attempt.id)
-            ).all()
-            fresh = [a for a in queued if a.id not in seen]
-            if not fresh:
+            ids = s.scalars(select(Attempt.id).join(Attempt.job).where(*where)).all()
+            fresh_ids = sorted(set(ids) - seen)
+            if not fresh_ids:
                 return
+            fresh: list[Attempt] = []
+            for start in range(0, len(fresh_ids), GATE_CHUNK):
+                chunk = fresh_ids[start : start + GATE_CHUNK]
+                fresh.extend(
+                    s.scalars(
+                        select(Attempt)
+                        .join(Attempt.job)
+                        .options(
+                            defer(Attempt.steps),
+                            contains_eager(Attempt.job).defer(Job.needs),
+                        )
+                        .where(Attempt.id.in_(chunk))
+                        .order_by(Attempt.id)
+                    )
+                )
             for attempt in fresh:
                 seen.add(attempt.id)
                 gates = self.hooks.gates
