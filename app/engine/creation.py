@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import insert, select
+from sqlalchemy import Table, insert, select
 from sqlalchemy.orm import Session
 
 from app.core.dag import pipeline_result, settle
@@ -23,6 +23,8 @@ from app.engine.specs import job_spec
 from app.store.models import Attempt, Job, Pipeline, utcnow
 
 STARTED = "pipeline started"
+JOBS = cast(Table, Job.__table__)
+ATTEMPTS = cast(Table, Attempt.__table__)
 
 
 class TooManyJobs(ValueError):
@@ -103,15 +105,15 @@ def insert_jobs(s: Session, pipeline: Pipeline, prepared: Prepared) -> list[int]
         row["pipeline_id"] = pipeline.id
     job_ids: list[int] = []
     if prepared.jobs:
-        # executemany without RETURNING: SQLite runs a RETURNING insert row by row;
-        # the ids are read back in one query.
-        s.execute(insert(Job), prepared.jobs)
+        # Core executemany (not the ORM's bulk insert, which costs per row), without
+        # RETURNING (SQLite runs that row by row): the ids are read back in one query.
+        s.execute(insert(JOBS), prepared.jobs)
         job_ids = list(
             s.scalars(select(Job.id).where(Job.pipeline_id == pipeline.id).order_by(Job.position))
         )
     if prepared.queued:
         s.execute(
-            insert(Attempt),
+            insert(ATTEMPTS),
             [
                 {
                     "job_id": job_ids[position],

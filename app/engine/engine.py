@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import false, func, or_, select, update
-from sqlalchemy.orm import Session, contains_eager, defer
+from sqlalchemy.orm import Session
 
 from app.core.agentfit import (
     WAITING_PREFIX,
@@ -213,42 +213,45 @@ class Engine:
         """Jobs queued in this unit of work that may not run end ``failed`` now, before
         any machine is started or claims them (a refusal can queue other jobs: again).
 
-        Each pass reads the queued attempts' ids, then loads only those not gated yet,
-        with their jobs, in one query (not one per job), leaving out the columns gates
-        do not read (a matrix job's needs can be hundreds of names): 5,000 fresh jobs
-        are one query, not 5,000."""
+        Gates judge a job by what ``hooks.Gate`` says they read (its pipeline, hardware,
+        candidates and its spec but for steps, env, cache and artifacts), so the jobs
+        queued together are grouped by those (``_gate_key``, read with one query and no
+        ORM objects) and each group's first attempt is gated for all of it: the 5,120
+        children of 20 matrices are 20 gate calls, not 5,120."""
         seen: set[int] = set()
-        where = (
-            Attempt.state == AttemptState.QUEUED.value,
-            Job.pipeline_id.in_(changes.pipelines),
-        )
         while True:
             s.flush()
-            ids = s.scalars(select(Attempt.id).join(Attempt.job).where(*where)).all()
-            fresh_ids = sorted(set(ids) - seen)
-            if not fresh_ids:
-                return
-            fresh: list[Attempt] = []
-            for start in range(0, len(fresh_ids), GATE_CHUNK):
-                chunk = fresh_ids[start : start + GATE_CHUNK]
-                fresh.extend(
-                    s.scalars(
-                        select(Attempt)
-                        .join(Attempt.job)
-                        .options(
-                            defer(Attempt.steps),
-                            contains_eager(Attempt.job).defer(Job.needs),
-                        )
-                        .where(Attempt.id.in_(chunk))
-                        .order_by(Attempt.id)
-                    )
+            rows = s.execute(
+                select(Attempt.id, Job.pipeline_id, Job.hardware, Job.candidates, Job.spec)
+                .join(Attempt.job)
+                .where(
+                    Attempt.state == AttemptState.QUEUED.value,
+                    Job.pipeline_id.in_(changes.pipelines),
                 )
-            for attempt in fresh:
-                seen.add(attempt.id)
+                .order_by(Attempt.id)
+            ).all()
+            groups: dict[str, list[int]] = {}
+            for attempt_id, pipeline_id, hardware, candidates, spec in rows:
+                if attempt_id not in seen:
+                    seen.add(attempt_id)
+                    key = _gate_key(pipeline_id, hardware, candidates, spec)
+                    groups.setdefault(key, []).append(attempt_id)
+            refused = False
+            for ids in groups.values():
+                first = s.get(Attempt, ids[0])
+                assert first is not None
                 gates = self.hooks.gates
-                why = next((w for g in gates if (w := g(s, attempt)) is not None), None)
-                if why is not None:
-                    self._refuse(s, attempt, why, changes)
+                why = next((w for g in gates if (w := g(s, first)) is not None), None)
+                if why is None:
+                    continue
+                refused = True
+                for start in range(0, len(ids), GATE_CHUNK):
+                    chunk = ids[start : start + GATE_CHUNK]
+                    for attempt in s.scalars(select(Attempt).where(Attempt.id.in_(chunk))):
+                        if attempt.state == AttemptState.QUEUED.value:
+                            self._refuse(s, attempt, why, changes)
+            if not refused:  # only a refusal can queue more (``when: always`` jobs)
+                return
 
     def _refuse(self, s: Session, attempt: Attempt, why: str, changes: Changes) -> None:
         """End a queued attempt (and its job) ``failed`` without running it: refused by
@@ -1002,6 +1005,19 @@ class Engine:
             if not shared:
                 s.execute(update(Attempt).where(Attempt.state == "queued").values(agent_id=None))
         return len(live)
+
+
+GATE_BLIND = frozenset({"steps", "env", "cache", "artifacts"})  # what no gate reads
+
+
+def _gate_key(
+    pipeline_id: int, hardware: list[Any], candidates: list[Any], spec: dict[str, Any]
+) -> str:
+    """What a gate's verdict on a queued job depends on (``hooks.Gate``), as a key: the
+    ``repr`` of JSON values (equal reprs, equal values; two equal specs whose keys were
+    stored in another order only make two groups)."""
+    seen = {k: v for k, v in (spec or {}).items() if k not in GATE_BLIND}
+    return repr((pipeline_id, hardware, candidates, seen))
 
 
 def _need(job: Job) -> Need:
