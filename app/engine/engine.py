@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import false, func, or_, select, update
+from sqlalchemy import Text, cast, false, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.core.agentfit import (
@@ -222,7 +222,13 @@ class Engine:
         while True:
             s.flush()
             rows = s.execute(
-                select(Attempt.id, Job.pipeline_id, Job.hardware, Job.candidates, Job.spec)
+                select(
+                    Attempt.id,
+                    Job.pipeline_id,
+                    cast(Job.hardware, Text),  # as stored: only compared, never read
+                    cast(Job.candidates, Text),
+                    Job.spec,
+                )
                 .join(Attempt.job)
                 .where(
                     Attempt.state == AttemptState.QUEUED.value,
@@ -1010,9 +1016,7 @@ class Engine:
 GATE_BLIND = frozenset({"steps", "env", "cache", "artifacts"})  # what no gate reads
 
 
-def _gate_key(
-    pipeline_id: int, hardware: list[Any], candidates: list[Any], spec: dict[str, Any]
-) -> str:
+def _gate_key(pipeline_id: int, hardware: str, candidates: str, spec: dict[str, Any]) -> str:
     """What a gate's verdict on a queued job depends on (``hooks.Gate``), as a key: the
     ``repr`` of JSON values (equal reprs, equal values; two equal specs whose keys were
     stored in another order only make two groups)."""
