@@ -8,7 +8,10 @@ from the core (``settle``, ``pipeline_result``) rather than from loading the job
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import gc
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
@@ -25,6 +28,34 @@ from app.store.models import Attempt, Job, Pipeline, utcnow
 STARTED = "pipeline started"
 JOBS = cast(Table, Job.__table__)
 ATTEMPTS = cast(Table, Attempt.__table__)
+
+
+_gc_lock = threading.Lock()
+_gc_pausers = 0  # threads inside collector_paused()
+_gc_state = {"enabled": True}  # whether the collector ran before the first of them
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while a big pipeline's rows are built and
+    inserted: tens of thousands of fresh dicts and lists would trigger collections over
+    the whole heap again and again (a third of the CPU of storing 5,000 jobs on Python
+    3.11). Reference counting frees them meanwhile; the collector resumes when the last
+    of the threads that paused it is done (several pipelines may be stored at once)."""
+    global _gc_pausers
+    with _gc_lock:
+        _gc_pausers += 1
+        if _gc_pausers == 1:
+            was_enabled = gc.isenabled()
+            gc.disable()
+            _gc_state["enabled"] = was_enabled
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_pausers -= 1
+            if _gc_pausers == 0 and _gc_state["enabled"]:
+                gc.enable()
 
 
 class TooManyJobs(ValueError):

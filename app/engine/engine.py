@@ -416,6 +416,12 @@ class Engine:
         """Insert ``pipeline`` (not yet added to a session) with the jobs of ``plans``
         in bulk (``app.engine.creation``), gate the queued ones, audit; ``changes`` says
         what to wake once committed (the caller's ``_after``)."""
+        with creation.collector_paused():
+            return self._store_pipeline(changes, repo, plans, pipeline)
+
+    def _store_pipeline(
+        self, changes: Changes, repo: RepoRef, plans: tuple[JobPlan, ...], pipeline: Pipeline
+    ) -> int:
         prepared = creation.prepare(plans, self.max_jobs_per_pipeline)  # before the tx
         with self.db.session() as s:
             pipeline.repository = self.ensure_repository(s, repo)

@@ -179,3 +179,28 @@ def test_more_jobs_than_the_limit_are_refused(engine: Engine) -> None:
         engine.create_pipeline(REPO, plans, ref=EVENT.ref, sha=EVENT.sha, trigger="api")
     with engine.db.session() as s:
         assert s.query(Pipeline).count() == 0  # nothing stored
+
+
+def test_the_collector_resumes_after_the_last_bulk_insert() -> None:
+    import gc
+
+    from app.engine.creation import collector_paused
+
+    assert gc.isenabled()
+    inside = threading.Event()
+    release = threading.Event()
+
+    def other() -> None:
+        with collector_paused():
+            inside.set()
+            release.wait(10)
+
+    t = threading.Thread(target=other)
+    with collector_paused():
+        assert not gc.isenabled()
+        t.start()
+        assert inside.wait(10)
+    assert not gc.isenabled()  # the other thread still stores its pipeline
+    release.set()
+    t.join(10)
+    assert gc.isenabled()
