@@ -26,6 +26,7 @@ from app.core.planner import JobPlan, plan_jobs
 from app.core.slash import Permission
 from app.core.states import JobState
 from app.core.triggers import Event, EventKind
+from app.engine.creation import collector_paused
 from app.engine.engine import Engine, RepoRef
 from app.store import handler_queries
 
@@ -48,8 +49,9 @@ def plan(
     ``max_jobs`` jobs (PLOYD_MAX_JOBS_PER_PIPELINE), naming the matrix that passes it."""
     if text is None:
         return None
-    config = load_config(text, CONFIG_FILE, catalog, max_jobs=max_jobs)
-    return plan_jobs(config, expand(config, catalog), event)
+    with collector_paused():  # thousands of planned jobs: see ``collector_paused``
+        config = load_config(text, CONFIG_FILE, catalog, max_jobs=max_jobs)
+        return plan_jobs(config, expand(config, catalog), event)
 
 
 @dataclass(frozen=True)
