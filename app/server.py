@@ -96,10 +96,11 @@ async def start_server(settings: Settings, *, secrets: SecretsProvider | None = 
     except BaseException:
         await clients.close()
         raise
-    if services.db.engine.dialect.name == "sqlite":
-        recovered = services.engine.recover()
-        if recovered:
-            log.warning("%d attempt(s) were running when PloyD stopped: interrupted", recovered)
+    # Before the site listens: what the previous run's agents held (every attempt on
+    # SQLite; on a database replicas share, this server's own and silent ones).
+    recovered = services.engine.recover(shared=services.db.engine.dialect.name != "sqlite")
+    if recovered:
+        log.warning("%d attempt(s) were running when PloyD stopped: interrupted", recovered)
     services.finisher.recover()  # logs a stopped replica left
     app = make_app(services)
     forges = await start_forges(services, clients, app)

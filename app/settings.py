@@ -93,6 +93,8 @@ class Settings:
     secret_key: str = ""
     catalog_file: str = ""
     heartbeat_timeout_s: int = 60
+    # PLOYD_MAX_JOBS_PER_PIPELINE: jobs after matrix expansion; a bigger file is invalid
+    max_jobs_per_pipeline: int = 1000
     github: GitHubAppConfig | None = None
     github_git_url: str = "https://github.com"
     gitlab: GitLabConfig | None = None
@@ -158,6 +160,7 @@ class Settings:
             secret_key=env.get("PLOYD_SECRET_KEY") or "",
             catalog_file=env.get("PLOYD_CATALOG_FILE") or "",
             heartbeat_timeout_s=_int(env, "PLOYD_HEARTBEAT_TIMEOUT", 60, minimum=5),
+            max_jobs_per_pipeline=max_jobs_per_pipeline(env),
             github=_github(env),
             github_git_url=(env.get("PLOYD_GITHUB_GIT_URL") or "https://github.com").rstrip("/"),
             gitlab=_gitlab(env),
@@ -223,6 +226,26 @@ class Settings:
                 f.write(key)
             return key
 
+    def instance_id(self) -> str:
+        """This server among replicas sharing a database, the same across its restarts:
+        a random id kept in the data directory (created once). Replicas need data
+        directories of their own."""
+        path = self.data_dir / "instance_id"
+        try:
+            return path.read_text().strip()
+        except FileNotFoundError:
+            import secrets
+
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            ident = secrets.token_hex(6)
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:  # another process of this data directory won
+                return path.read_text().strip()
+            with os.fdopen(fd, "w") as f:
+                f.write(ident)
+            return ident
+
     def check_exposure(self) -> None:
         """Refuse to serve beyond loopback without an admin token: the API starts jobs."""
         if self.host not in ("127.0.0.1", "localhost", "::1") and not self.admin_token:
@@ -247,6 +270,13 @@ def env_setting(name: str) -> str:
     """One PLOYD_* variable for a command that needs only it (``ployd validate`` reads
     PLOYD_CATALOG_FILE without caring whether the server's settings are complete)."""
     return os.environ.get(name, "")
+
+
+def max_jobs_per_pipeline(env: Mapping[str, str] | None = None) -> int:
+    """PLOYD_MAX_JOBS_PER_PIPELINE (default 1,000), for the server and for the commands
+    that check a file without one (``ployd validate``, ``ployd run``); SettingsError
+    when it is not a whole number of at least 1."""
+    return _int(os.environ if env is None else env, "PLOYD_MAX_JOBS_PER_PIPELINE", 1000, 1)
 
 
 def _ec2(env: Mapping[str, str], executor: str) -> dict[str, Any]:

@@ -131,6 +131,8 @@ def build_services(
         ),
         events=events,
         heartbeat_timeout_s=settings.heartbeat_timeout_s,
+        max_jobs_per_pipeline=settings.max_jobs_per_pipeline,
+        instance=settings.instance_id(),
     )
     finisher = LogFinisher(engine, logs).attach()
     metrics = Metrics(db)

@@ -61,6 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from app.cli.paths import PathConflict, config_path
     from app.core.config.errors import ConfigInvalid
+    from app.settings import SettingsError
 
     given = args.path if args.path is not None else args.file
     try:
@@ -71,6 +72,9 @@ def main(args: argparse.Namespace) -> int:
     cwd = os.path.abspath(given) if given is not None and os.path.isdir(given) else os.getcwd()
     try:
         jobs = load_jobs(args.file)
+    except SettingsError as e:
+        print(f"ployd run: {e}", file=sys.stderr)
+        return 2
     except ConfigInvalid as e:
         for err in e.errors:
             print(err, file=sys.stderr)
@@ -96,13 +100,16 @@ def main(args: argparse.Namespace) -> int:
 
 
 def load_jobs(path: str) -> tuple[PlannedJob, ...]:
-    """Load, check and expand ``path``; raises ConfigInvalid."""
+    """Load, check and expand ``path`` under the server's PLOYD_MAX_JOBS_PER_PIPELINE;
+    raises ConfigInvalid (SettingsError for a bad PLOYD_MAX_JOBS_PER_PIPELINE)."""
     from app.core.config.loader import load_config_file
     from app.core.expand import expand
     from app.core.hardware import Catalog
+    from app.settings import max_jobs_per_pipeline
 
     catalog = Catalog.default()
-    return tuple(expand(load_config_file(path, catalog), catalog))
+    config = load_config_file(path, catalog, max_jobs=max_jobs_per_pipeline())
+    return tuple(expand(config, catalog))
 
 
 def _this_machine() -> MachineLike:

@@ -40,15 +40,16 @@ def main(args: argparse.Namespace) -> int:
     from app.core.config.loader import load_config_file
     from app.core.expand import expand
     from app.core.hardware import Catalog, CatalogError
-    from app.settings import env_setting
+    from app.settings import SettingsError, env_setting, max_jobs_per_pipeline
 
     try:
         catalog = Catalog.load(args.catalog or env_setting("PLOYD_CATALOG_FILE") or None)
-    except CatalogError as exc:
+        max_jobs = max_jobs_per_pipeline()  # the server's limit, for the same answer
+    except (CatalogError, SettingsError) as exc:
         print(f"ployd validate: {exc}", file=sys.stderr)
         return 2
     try:
-        config = load_config_file(args.path, catalog=catalog)
+        config = load_config_file(args.path, catalog=catalog, max_jobs=max_jobs)
     except FileNotFoundError:
         print(
             f"ployd validate: {args.path}: no such file (write one, or pass its path)",

@@ -46,23 +46,45 @@ def advance(nodes: Mapping[str, Node], states: Mapping[str, JobState]) -> dict[s
     Returns ``{job: QUEUED | SKIPPED}`` for waiting jobs whose needs are settled. Apply the
     result and call again until it returns nothing (a skip can settle further jobs);
     ``settle`` does that loop.
+
+    The children of a matrix job share one ``needs`` (a need on a matrix job is every
+    one of its children): each distinct ``needs`` is judged once per call, so 5,000 jobs
+    that each need a 256-child matrix cost 5,000 look-ups, not 1.3 million.
     """
     out: dict[str, JobState] = {}
+    judged: dict[tuple[tuple[str, ...], bool], JobState | None] = {}
     for name, node in nodes.items():
         if states.get(name) is not JobState.WAITING:
             continue
-        need_states = [(nodes[n], states[n]) for n in node.needs if n in nodes]
-        if not all(s.final for _, s in need_states):
-            if node.when is not When.ALWAYS and any(
-                s.final and not _passed(nd, s) for nd, s in need_states
-            ):
-                out[name] = JobState.SKIPPED
-            continue
-        if node.when is When.ALWAYS or all(_passed(nd, s) for nd, s in need_states):
-            out[name] = JobState.QUEUED
-        else:
-            out[name] = JobState.SKIPPED
+        key = (node.needs, node.when is When.ALWAYS)
+        verdict = judged.get(key, JobState.WAITING)  # WAITING: not judged yet
+        if verdict is JobState.WAITING:
+            verdict = judged[key] = _verdict(nodes, states, *key)
+        if verdict is not None:
+            out[name] = verdict
     return out
+
+
+def _verdict(
+    nodes: Mapping[str, Node], states: Mapping[str, JobState], needs: tuple[str, ...], always: bool
+) -> JobState | None:
+    """What a waiting job with these ``needs`` becomes now (None: it keeps waiting).
+
+    ``when: always`` waits until every need is final, then runs; otherwise one need that
+    ended without passing skips it at once, and it runs when all of them passed."""
+    all_final = True
+    for n in needs:
+        node = nodes.get(n)
+        if node is None:
+            continue
+        state = states[n]
+        if not state.final:
+            if always:
+                return None
+            all_final = False
+        elif not always and not _passed(node, state):
+            return JobState.SKIPPED
+    return JobState.QUEUED if all_final else None
 
 
 def settle(nodes: Mapping[str, Node], states: Mapping[str, JobState]) -> dict[str, JobState]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import select, update
+from sqlalchemy import Text, cast, false, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.core.agentfit import (
@@ -33,8 +33,8 @@ from app.core.config.model import RetryReason
 from app.core.deadlines import Interrupt, TimeOut, overdue
 from app.core.jobspec import StoredJobSpec, stored_image, stored_resources
 from app.core.planner import JobPlan
-from app.core.states import AttemptState, JobState, PipelineState
-from app.engine import progress
+from app.core.states import AttemptState, JobState
+from app.engine import creation, progress
 from app.engine.connected import ConnectedAgents
 from app.engine.events import (
     AgentRegistered,
@@ -55,7 +55,7 @@ from app.engine.hooks import (
 )
 from app.engine.notify import Broadcast
 from app.engine.progress import Changes
-from app.engine.specs import agent_payload, job_spec
+from app.engine.specs import agent_payload
 from app.logs.store import LogStore
 from app.protocol import (
     CANCELLED,
@@ -85,6 +85,9 @@ T = TypeVar("T")
 
 MAX_CLAIM_WAIT = 30.0
 MAX_HEARTBEAT_WAIT = 30.0
+# At a restart on a shared database: an attempt whose agent has not called for this long
+# has no replica serving it (live agents call about every second).
+RECOVERY_SILENCE_S = 15.0
 
 
 class AgentAuthError(Exception):
@@ -139,6 +142,7 @@ AGENT_REASONS = {
 __all__ = ["AgentAuthError", "AgentIdentity", "Engine", "NotAllowed", "OutOfOrder", "RepoRef"]
 
 CLAIM_SCAN = 50  # queued attempts looked at per claim, oldest first
+GATE_CHUNK = 2000  # attempts loaded per query by the gates (bound on IN lists)
 
 
 class Engine:
@@ -155,8 +159,16 @@ class Engine:
         hooks: EngineHooks | None = None,
         events: EventBus | None = None,
         heartbeat_timeout_s: float = 60.0,
+        max_jobs_per_pipeline: int | None = None,
+        instance: str = "",
     ) -> None:
         self.db = db
+        # This server among the replicas, the same across its restarts (``recover``):
+        # its local agents' attempts are marked ``machine`` = ``local-N@<instance>``.
+        self.instance = instance
+        # PLOYD_MAX_JOBS_PER_PIPELINE: planning refuses a bigger file (naming its
+        # matrix); ``create_pipeline`` refuses bigger plans (``creation.TooManyJobs``).
+        self.max_jobs_per_pipeline = max_jobs_per_pipeline
         self.logs = logs
         self.hooks = hooks or EngineHooks()
         self.events = events or EventBus()
@@ -201,12 +213,24 @@ class Engine:
 
     def _gate(self, s: Session, changes: Changes) -> None:
         """Jobs queued in this unit of work that may not run end ``failed`` now, before
-        any machine is started or claims them (a refusal can queue other jobs: again)."""
+        any machine is started or claims them (a refusal can queue other jobs: again).
+
+        Gates judge a job by what ``hooks.Gate`` says they read (its pipeline, hardware,
+        candidates and its spec but for steps, env, cache and artifacts), so the jobs
+        queued together are grouped by those (``_gate_key``, read with one query and no
+        ORM objects) and each group's first attempt is gated for all of it: the 5,120
+        children of 20 matrices are 20 gate calls, not 5,120."""
         seen: set[int] = set()
         while True:
             s.flush()
-            queued = s.scalars(
-                select(Attempt)
+            rows = s.execute(
+                select(
+                    Attempt.id,
+                    Job.pipeline_id,
+                    cast(Job.hardware, Text),  # as stored: only compared, never read
+                    cast(Job.candidates, Text),
+                    Job.spec,
+                )
                 .join(Attempt.job)
                 .where(
                     Attempt.state == AttemptState.QUEUED.value,
@@ -214,15 +238,28 @@ class Engine:
                 )
                 .order_by(Attempt.id)
             ).all()
-            fresh = [a for a in queued if a.id not in seen]
-            if not fresh:
-                return
-            for attempt in fresh:
-                seen.add(attempt.id)
+            groups: dict[str, list[int]] = {}
+            for attempt_id, pipeline_id, hardware, candidates, spec in rows:
+                if attempt_id not in seen:
+                    seen.add(attempt_id)
+                    key = _gate_key(pipeline_id, hardware, candidates, spec)
+                    groups.setdefault(key, []).append(attempt_id)
+            refused = False
+            for ids in groups.values():
+                first = s.get(Attempt, ids[0])
+                assert first is not None
                 gates = self.hooks.gates
-                why = next((w for g in gates if (w := g(s, attempt)) is not None), None)
-                if why is not None:
-                    self._refuse(s, attempt, why, changes)
+                why = next((w for g in gates if (w := g(s, first)) is not None), None)
+                if why is None:
+                    continue
+                refused = True
+                for start in range(0, len(ids), GATE_CHUNK):
+                    chunk = ids[start : start + GATE_CHUNK]
+                    for attempt in s.scalars(select(Attempt).where(Attempt.id.in_(chunk))):
+                        if attempt.state == AttemptState.QUEUED.value:
+                            self._refuse(s, attempt, why, changes)
+            if not refused:  # only a refusal can queue more (``when: always`` jobs)
+                return
 
     def _refuse(self, s: Session, attempt: Attempt, why: str, changes: Changes) -> None:
         """End a queued attempt (and its job) ``failed`` without running it: refused by
@@ -314,11 +351,14 @@ class Engine:
         pr_author: str | None = None,
         event_id: int | None = None,
     ) -> int:
-        """Store a pipeline and its jobs; the ready ones are queued at once."""
-        with self._work() as (s, changes):
-            repository = self.ensure_repository(s, repo)
-            pipeline = Pipeline(
-                repository=repository,
+        """Store a pipeline and its jobs; the ready ones are queued at once. Blocks
+        for as long as the insert takes: on the event loop, ``create_pipeline_async``."""
+        changes = Changes()
+        pipeline_id = self._create_pipeline(
+            changes,
+            repo,
+            tuple(plans),
+            Pipeline(
                 forge=repo.forge,
                 ref=ref,
                 sha=sha,
@@ -329,49 +369,82 @@ class Engine:
                 held=held,
                 pr_author=pr_author,
                 event_id=event_id,
-                state=PipelineState.RUNNING.value,
-            )
-            s.add(pipeline)
-            for position, plan in enumerate(plans):
-                j = plan.job
-                job = Job(
-                    pipeline=pipeline,
-                    position=position,
-                    name=j.name,
-                    base_name=j.base,
-                    matrix=dict(j.matrix),
-                    needs=list(j.needs),
-                    when=j.spec.when.value,
-                    allow_failure=j.spec.allow_failure,
-                    hardware=[str(h) for h in j.hardware],
-                    candidates=list(j.candidates),
-                    spec=job_spec(j),
-                    state=(
-                        JobState.WAITING.value
-                        if plan.state is JobState.QUEUED
-                        else plan.state.value
-                    ),
-                    skip_reason=plan.skip_reason,
-                )
-                if plan.state.final:
-                    job.finished_at = utcnow()
-                s.add(job)
-                if plan.state is JobState.QUEUED:
-                    s.flush()
-                    progress.queue_job(s, job, "pipeline started", changes)
-            s.flush()
-            progress.advance(s, pipeline, changes)
+            ),
+        )
+        self._after(changes)
+        return pipeline_id
+
+    async def create_pipeline_async(
+        self,
+        repo: RepoRef,
+        plans: Iterable[JobPlan],
+        *,
+        ref: str,
+        sha: str,
+        trigger: str,
+        actor: str = "",
+        pr_number: int | None = None,
+        fork: bool = False,
+        held: bool = False,
+        pr_author: str | None = None,
+        event_id: int | None = None,
+    ) -> int:
+        """``create_pipeline`` with its rows built and its transaction run in a worker
+        thread, so that the event loop keeps answering (``/healthz``, agents) while
+        thousands of jobs are stored; the wake-ups and events follow on the loop, after
+        the commit."""
+        changes = Changes()
+        pipeline = Pipeline(
+            forge=repo.forge,
+            ref=ref,
+            sha=sha,
+            trigger=trigger,
+            actor=actor,
+            pr_number=pr_number,
+            fork=fork,
+            held=held,
+            pr_author=pr_author,
+            event_id=event_id,
+        )
+        pipeline_id = await asyncio.to_thread(
+            self._create_pipeline, changes, repo, tuple(plans), pipeline
+        )
+        self._after(changes)
+        return pipeline_id
+
+    def _create_pipeline(
+        self, changes: Changes, repo: RepoRef, plans: tuple[JobPlan, ...], pipeline: Pipeline
+    ) -> int:
+        """Insert ``pipeline`` (not yet added to a session) with the jobs of ``plans``
+        in bulk (``app.engine.creation``), gate the queued ones, audit; ``changes`` says
+        what to wake once committed (the caller's ``_after``)."""
+        with creation.collector_paused():
+            return self._store_pipeline(changes, repo, plans, pipeline)
+
+    def _store_pipeline(
+        self, changes: Changes, repo: RepoRef, plans: tuple[JobPlan, ...], pipeline: Pipeline
+    ) -> int:
+        prepared = creation.prepare(plans, self.max_jobs_per_pipeline)  # before the tx
+        with self.db.session() as s:
+            pipeline.repository = self.ensure_repository(s, repo)
+            creation.insert_jobs(s, pipeline, prepared)
+            changes.pipelines.add(pipeline.id)
+            if prepared.queued:
+                changes.queued += len(prepared.queued)
+                if self.hooks.gates:
+                    self._gate(s, changes)
+            # Last: the audit chain's lock is held from here to the commit.
             self.audit(
                 s,
-                actor or "ployd",
+                pipeline.actor or "ployd",
                 "pipeline.trigger",
                 f"pipeline:{pipeline.id}",
                 forge=repo.forge,
-                trigger=trigger,
-                ref=ref,
-                sha=sha,
+                trigger=pipeline.trigger,
+                ref=pipeline.ref,
+                sha=pipeline.sha,
                 repo=repo.full_name,
-                event_id=event_id,
+                event_id=pipeline.event_id,
             )
             pipeline_id = pipeline.id
         return pipeline_id
@@ -463,7 +536,8 @@ class Engine:
         digest = _hash(token)
         name = self._local_agents.get(digest)
         if name is not None:
-            return AgentIdentity(agent_id=name)
+            machine = f"{name}@{self.instance}" if self.instance else None
+            return AgentIdentity(agent_id=name, machine=machine)
         if digest in self._agent_tokens:
             return AgentIdentity(agent_id=claim.agent_id)
         return None
@@ -604,7 +678,7 @@ class Engine:
             token = pysecrets.token_urlsafe(32)
             attempt.token_hash = _hash(token)
             attempt.agent_id = agent_id
-            attempt.machine = agent_id
+            attempt.machine = who.machine or agent_id
             attempt.instance_type = who.instance_type
             attempt.spot = who.spot
             attempt.price_hourly = who.price_hourly
@@ -938,15 +1012,53 @@ class Engine:
                 return 0
         return 1
 
-    def recover(self) -> int:
-        """At start with an embedded database: no agent of a previous run is alive, so
-        attempts they held end interrupted (and are retried by their policy)."""
+    def recover(self, *, shared: bool = False, silent_s: float = RECOVERY_SILENCE_S) -> int:
+        """At start: end ``interrupted`` (retried by their policy) the attempts that no
+        agent can still be running; returns how many.
+
+        ``shared`` False (SQLite: one process has the file): no agent of a previous run
+        is alive, so every claimed or running attempt, and queued ones forget the agent
+        they were started for. ``shared`` True (PostgreSQL, where other replicas serve
+        their own agents): only attempts held by this server's own local agents
+        (``machine`` ends ``@<instance>``: their credentials died with the previous
+        process, so they can never report again), and attempts whose heartbeat is older
+        than ``silent_s`` (a live agent's is refreshed about every second by whichever
+        replica it talks to: an agent heartbeating to another replica is never one)."""
+        now = utcnow()
         with self._work() as (s, changes):
-            live = _live_attempts(s)
+            q = select(Attempt).where(
+                Attempt.state.in_([AttemptState.DISPATCHING.value, AttemptState.RUNNING.value])
+            )
+            if shared:
+                silent = now - timedelta(seconds=silent_s)
+                mine = (
+                    Attempt.machine.endswith(f"@{self.instance}", autoescape=True)
+                    if self.instance
+                    else false()
+                )
+                q = q.where(
+                    or_(
+                        mine,
+                        func.coalesce(Attempt.heartbeat_at, Attempt.claimed_at) < silent,
+                    )
+                )
+            live = list(s.scalars(q))
             for a in live:
                 self._interrupt(s, a, "the server restarted while the job ran", changes)
-            s.execute(update(Attempt).where(Attempt.state == "queued").values(agent_id=None))
+            if not shared:
+                s.execute(update(Attempt).where(Attempt.state == "queued").values(agent_id=None))
         return len(live)
+
+
+GATE_BLIND = frozenset({"steps", "env", "cache", "artifacts"})  # what no gate reads
+
+
+def _gate_key(pipeline_id: int, hardware: str, candidates: str, spec: dict[str, Any]) -> str:
+    """What a gate's verdict on a queued job depends on (``hooks.Gate``), as a key: the
+    ``repr`` of JSON values (equal reprs, equal values; two equal specs whose keys were
+    stored in another order only make two groups)."""
+    seen = {k: v for k, v in (spec or {}).items() if k not in GATE_BLIND}
+    return repr((pipeline_id, hardware, candidates, seen))
 
 
 def _need(job: Job) -> Need:

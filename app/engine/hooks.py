@@ -31,7 +31,13 @@ from app.store.models import Attempt, Job, Pipeline, Tenant
 
 class Gate(Protocol):
     def __call__(self, s: Tx, attempt: Attempt, /) -> str | None:
-        """Why the queued ``attempt`` may not run at all, or None."""
+        """Why the queued ``attempt`` may not run at all, or None.
+
+        A gate judges by the attempt's pipeline (and its repository, tenant) and its
+        job's ``hardware``, ``candidates`` and ``spec`` other than steps, env, cache and
+        artifacts, never by the job's name, matrix values or scripts: of the jobs
+        queued together, the engine gates one per distinct such set and applies the
+        verdict to all of them (``Engine._gate``)."""
 
 
 class Admission(Protocol):
@@ -50,6 +56,7 @@ class AgentIdentity:
 
     agent_id: str
     instance_type: str = "local"
+    machine: str | None = None  # what attempts record as their machine (None: agent_id)
     spot: bool = False
     price_hourly: float = 0.0
     accepts: Callable[[Job, Pipeline], bool] | None = None

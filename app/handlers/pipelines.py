@@ -9,6 +9,7 @@ receives secrets.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from app.core.planner import JobPlan, plan_jobs
 from app.core.slash import Permission
 from app.core.states import JobState
 from app.core.triggers import Event, EventKind
+from app.engine.creation import collector_paused
 from app.engine.engine import Engine, RepoRef
 from app.store import handler_queries
 
@@ -39,23 +41,69 @@ class Started:
     ref: str
 
 
-def plan(text: str | None, event: Event, catalog: Catalog) -> tuple[JobPlan, ...] | None:
+def plan(
+    text: str | None, event: Event, catalog: Catalog, *, max_jobs: int | None = None
+) -> tuple[JobPlan, ...] | None:
     """The jobs ``event`` starts under the config ``text`` (None: no config file, so no
-    pipeline). Raises ``ConfigInvalid`` with every error."""
+    pipeline). Raises ``ConfigInvalid`` with every error, among them a file of more than
+    ``max_jobs`` jobs (PLOYD_MAX_JOBS_PER_PIPELINE), naming the matrix that passes it."""
     if text is None:
         return None
-    config = load_config(text, CONFIG_FILE, catalog)
-    return plan_jobs(config, expand(config, catalog), event)
+    with collector_paused():  # thousands of planned jobs: see ``collector_paused``
+        config = load_config(text, CONFIG_FILE, catalog, max_jobs=max_jobs)
+        return plan_jobs(config, expand(config, catalog), event)
+
+
+@dataclass(frozen=True)
+class LocalPlan:
+    """A local repository's pipeline, planned, not yet stored (``plans`` None: no
+    trigger matched)."""
+
+    repo: RepoRef
+    plans: tuple[JobPlan, ...] | None
+    sha: str
+    ref: str
 
 
 def start_local(
     engine: Engine, catalog: Catalog, repo_path: str, ref: str = "HEAD", actor: str = "api"
 ) -> Started:
-    """Start a pipeline for a repository on this machine, at ``ref``.
+    """Start a pipeline for a repository on this machine, at ``ref``, blocking (on the
+    event loop: ``start_local_async``).
 
     Raises ``local_git.LocalRepoError`` for a bad path or ref and ``ConfigInvalid`` when
     `.ployd.yml` is missing or invalid at that commit.
     """
+    local = plan_local(catalog, repo_path, ref, max_jobs=engine.max_jobs_per_pipeline)
+    if local.plans is None:
+        return Started(None, local.sha, local.ref)
+    pid = engine.create_pipeline(
+        local.repo, local.plans, ref=local.ref, sha=local.sha, trigger="api", actor=actor
+    )
+    return Started(pid, local.sha, local.ref)
+
+
+async def start_local_async(
+    engine: Engine, catalog: Catalog, repo_path: str, ref: str = "HEAD", actor: str = "api"
+) -> Started:
+    """``start_local`` off the event loop: git, parsing and planning in a worker thread,
+    then ``Engine.create_pipeline_async`` (a 10,000-job pipeline never stalls the loop)."""
+    local = await asyncio.to_thread(
+        plan_local, catalog, repo_path, ref, max_jobs=engine.max_jobs_per_pipeline
+    )
+    if local.plans is None:
+        return Started(None, local.sha, local.ref)
+    pid = await engine.create_pipeline_async(
+        local.repo, local.plans, ref=local.ref, sha=local.sha, trigger="api", actor=actor
+    )
+    return Started(pid, local.sha, local.ref)
+
+
+def plan_local(
+    catalog: Catalog, repo_path: str, ref: str = "HEAD", *, max_jobs: int | None = None
+) -> LocalPlan:
+    """Read `.ployd.yml` of a repository on this machine at ``ref`` and plan it (blocking:
+    git runs). Raises ``local_git.LocalRepoError`` and ``ConfigInvalid``."""
     path = Path(repo_path).expanduser().resolve()
     full_ref, sha = local_git.resolve(path, ref)
     text = local_git.read_file(path, sha, CONFIG_FILE)
@@ -64,12 +112,10 @@ def start_local(
             [ConfigError(CONFIG_FILE, 1, 1, f"no {CONFIG_FILE} at {sha[:12]} in {path}")]
         )
     default = local_git.default_branch(path)
-    plans = plan(text, Event(EventKind.API, ref=full_ref, sha=sha, default_branch=default), catalog)
-    if plans is None:
-        return Started(None, sha, full_ref)
+    event = Event(EventKind.API, ref=full_ref, sha=sha, default_branch=default)
+    plans = plan(text, event, catalog, max_jobs=max_jobs)
     repo = RepoRef(forge="local", full_name=str(path), clone_url=path.as_uri())
-    pid = engine.create_pipeline(repo, plans, ref=full_ref, sha=sha, trigger="api", actor=actor)
-    return Started(pid, sha, full_ref)
+    return LocalPlan(repo, plans, sha, full_ref)
 
 
 # -- forge-neutral moves, shared by the GitHub and GitLab handlers -----------------------
@@ -119,15 +165,19 @@ async def start_forge_pipeline(
     pr_author: str | None = None,
 ) -> int | None:
     """Read `.ployd.yml` at the event's commit (``read_config``), plan, store. An invalid
-    config goes to ``on_invalid`` with every error; no config file: PloyD is not used."""
+    config goes to ``on_invalid`` with every error; no config file: PloyD is not used.
+    Parsing, planning and the insert run in worker threads (a 10,000-job file)."""
+    text = await read_config()
     try:
-        plans = plan(await read_config(), event, catalog)
+        plans = await asyncio.to_thread(
+            plan, text, event, catalog, max_jobs=engine.max_jobs_per_pipeline
+        )
     except ConfigInvalid as e:
         await on_invalid(e.errors)
         return None
     if plans is None:
         return None
-    return engine.create_pipeline(
+    return await engine.create_pipeline_async(
         repo,
         plans,
         ref=event.ref,

@@ -33,6 +33,8 @@ from app.store.models import Attempt, AuditRecord, Job, Tenant, utcnow
 from app.store.tenants import TenantView
 
 log = logging.getLogger("ployd.policy")
+# policy_for's memo in the transaction's ``info`` (tenant id -> policy, source)
+_POLICY_MEMO = "ployd.policy_for"
 
 
 def job_class(hardware: list[Any] | None) -> str:
@@ -151,13 +153,21 @@ class PolicyBook:
     # ---- policies ---------------------------------------------------------------------
 
     def policy_for(self, s: Tx, tenant: Tenant) -> tuple[Policy, str]:
-        """The tenant's effective policy and where it comes from."""
+        """The tenant's effective policy and where it comes from; read once per
+        transaction (a 5,000-job pipeline's gates ask 5,000 times)."""
+        memo: dict[int, tuple[Policy, str]] = s.info.setdefault(_POLICY_MEMO, {})
+        known = memo.get(tenant.id)
+        if known is not None:
+            return known
         base, source = self.file.for_tenant(tenant.forge, tenant.external_id, tenant.name)
         row = policy_rows.tenant_policy(s, tenant.id)
         if row is None:
-            return base, source
-        stored = parse_policy(row.policy, f"tenant {tenant.id}", self.catalog.classes())
-        return stored.over(base), f"api (over {source})"
+            found = base, source
+        else:
+            stored = parse_policy(row.policy, f"tenant {tenant.id}", self.catalog.classes())
+            found = stored.over(base), f"api (over {source})"
+        memo[tenant.id] = found
+        return found
 
     def notify_channels(self, s: Tx, tenant_id: int) -> tuple[NotifyChannel, ...]:
         """The tenant's default notification channels (``notify`` in its policy)."""
@@ -169,6 +179,7 @@ class PolicyBook:
     def set_policy(self, s: Tx, tenant: Tenant, data: Any, actor: str) -> Policy:
         """Store a tenant's policy (the admin API); PolicyError when invalid. Audited."""
         policy = parse_policy(data, "policy", self.catalog.classes())
+        s.info.get(_POLICY_MEMO, {}).pop(tenant.id, None)
         after = policy.as_json()
         before = policy_rows.put_tenant_policy(s, tenant.id, after, actor)
         append(

@@ -14,7 +14,7 @@ from app.core.config.errors import ConfigInvalid
 from app.core.links import sign_job
 from app.core.weblinks import absolute, job_path, pipeline_path
 from app.engine.engine import NotAllowed
-from app.handlers.pipelines import start_local
+from app.handlers.pipelines import start_local_async
 from app.store.db import Database
 from app.store.pipelines import (
     AttemptRecord,
@@ -160,7 +160,7 @@ async def create_pipeline(request: web.Request) -> web.Response:
     actor = clean_text(body.get("actor") or "api", "actor", max_len=200)
     svc = services(request)
     try:
-        started = start_local(svc.engine, svc.catalog, repo, ref, actor=actor)
+        started = await start_local_async(svc.engine, svc.catalog, repo, ref, actor=actor)
     except LocalRepoError as e:
         return error(400, str(e))
     except ConfigInvalid as e:

@@ -450,3 +450,53 @@ async def test_a_job_waiting_for_a_machine_times_out(driver: Driver, engine: Eng
     assert job.state == "timed_out"
     assert "waited longer than its timeout" in (job.attempts[0].error or "")
     assert "tried p5.4xlarge" in (job.attempts[0].error or "")
+
+
+async def _local_claim(engine: Engine, name: str) -> int:
+    """Claim as one of ``engine``'s own local agents (registered with its one-time
+    token, as the local executor's are); returns the attempt id."""
+    from app.protocol import ClaimRequest, Hardware, Registration
+
+    token = engine.new_registration_token()
+    hw = Hardware(cpus=4, memory_mb=8192, disk_gb=50)
+    registered = engine.register(token, Registration(name=name, version="t", hardware=hw))
+    who = engine.authenticate(registered.credential, ClaimRequest(agent_id=name))
+    got = await engine.claim(who, 0)
+    assert got is not None
+    return got.attempt_id
+
+
+async def test_restart_on_a_shared_database_interrupts_only_what_no_replica_serves(
+    driver: Driver, db_url: str, tmp_path: Path
+) -> None:
+    """Replicas share the database: a restarting server interrupts its own local agents'
+    attempts (their credentials died with it) and attempts silent for longer than the
+    bound, never those an agent heartbeats for to another replica."""
+    from app.store.models import Attempt
+
+    config = "version: 1\njobs:\n" + "".join(
+        f"  j{i}: {{steps: [{{run: 'true'}}]}}\n" for i in range(4)
+    )
+    me = Engine(driver.engine.db, DiskLogStore(tmp_path / "me"), instance="replica-a")
+    other = Engine(driver.engine.db, DiskLogStore(tmp_path / "b"), instance="replica-b")
+    driver.engine = me
+    driver.start(config)
+    mine = await _local_claim(me, "local-1")
+    theirs = await _local_claim(other, "local-1")  # the same name, another replica
+    silent = (await driver.claim("pool-agent-9")).attempt_id  # type: ignore[union-attr]
+    alive = (await driver.claim("pool-agent-7")).attempt_id  # type: ignore[union-attr]
+    with me.db.session() as s:
+        assert s.get(Attempt, mine).machine == "local-1@replica-a"  # type: ignore[union-attr]
+        s.get(Attempt, silent).heartbeat_at = utcnow() - timedelta(seconds=16)  # type: ignore[union-attr]
+    again = Engine(me.db, DiskLogStore(tmp_path / "me"), instance="replica-a")
+    assert again.recover(shared=True, silent_s=15) == 2
+    with me.db.session() as s:
+        states = {a: s.get(Attempt, a).state for a in (mine, theirs, silent, alive)}  # type: ignore[union-attr]
+    assert states == {
+        mine: "interrupted",
+        silent: "interrupted",
+        theirs: "dispatching",
+        alive: "dispatching",
+    }
+    # Not shared (SQLite): whatever was live is interrupted.
+    assert again.recover() == 2

@@ -242,3 +242,30 @@ async def test_policy_and_spend_over_the_admin_api(
             changes = [a for a in s.scalars(select(AuditRecord)) if a.action == "policy.set"]
         assert len(changes) == 1 and changes[0].actor == "admin-api"
         assert changes[0].details["after"]["max_concurrent"] == {"l4": 1}
+
+
+async def test_matrix_children_are_gated_by_their_own_hardware(
+    with_policy: Callable[[str], PolicyBook], driver: Driver
+) -> None:
+    """The engine gates one job per distinct (hardware, spec but scripts) among those
+    queued together: every child on a refused class is refused, the others queue, and
+    a `when: always` job that needs them is judged after the refusals."""
+    with_policy("defaults:\n  allowed_hardware: [cpu, t4]\n")
+    pid = driver.start(
+        "version: 1\njobs:\n"
+        "  gpu:\n    matrix: {hardware: [l4, t4], shard: [1, 2, 3]}\n"
+        "    steps: [{run: 'pytest --shard ${{ matrix.shard }}'}]\n"
+        "  report:\n    needs: [gpu]\n    when: always\n    steps: [{run: 'true'}]\n"
+    )
+    states = driver.jobs(pid)
+    assert {n: s for n, s in states.items() if "l4" in n} == {
+        f"gpu (hardware=l4, shard={i})": "failed" for i in (1, 2, 3)
+    }
+    assert {n: s for n, s in states.items() if "t4" in n} == {
+        f"gpu (hardware=t4, shard={i})": "queued" for i in (1, 2, 3)
+    }
+    assert states["report"] == "waiting"
+    refused = driver.job(pid, "gpu (hardware=l4, shard=2)").attempts[0]
+    assert refused.error is not None and "hardware class l4 is not allowed" in refused.error
+    claimed = await driver.claim_all()
+    assert sorted(c.name for c in claimed) == [f"gpu (hardware=t4, shard={i})" for i in (1, 2, 3)]

@@ -25,9 +25,15 @@ DEFAULT_FILENAME = ".ployd.yml"
 
 
 def load_config(
-    text: str, filename: str = DEFAULT_FILENAME, catalog: Catalog | None = None
+    text: str,
+    filename: str = DEFAULT_FILENAME,
+    catalog: Catalog | None = None,
+    *,
+    max_jobs: int | None = None,
 ) -> Config:
-    """Parse and check ``text``; raises ``ConfigInvalid`` with every problem found."""
+    """Parse and check ``text``; raises ``ConfigInvalid`` with every problem found, among
+    them more than ``max_jobs`` jobs after matrix expansion (PLOYD_MAX_JOBS_PER_PIPELINE;
+    None: no limit)."""
     from app.core.config.schema import schema_errors
     from app.core.config.semantic import Builder
 
@@ -50,7 +56,7 @@ def load_config(
         )
     errors = list(doc.errors)
     errors.extend(schema_errors(doc))
-    builder = Builder(doc, catalog or Catalog.default())
+    builder = Builder(doc, catalog or Catalog.default(), max_jobs)
     config = builder.build()
     errors.extend(builder.errors)
     if errors or config is None:
@@ -58,7 +64,9 @@ def load_config(
     return config
 
 
-def load_config_file(path: str | os.PathLike[str], catalog: Catalog | None = None) -> Config:
+def load_config_file(
+    path: str | os.PathLike[str], catalog: Catalog | None = None, *, max_jobs: int | None = None
+) -> Config:
     """Read and load the file at ``path``; ``FileNotFoundError`` / ``OSError`` when it
     cannot be read, ``ConfigInvalid`` when it is not a valid configuration."""
     p = Path(path)
@@ -85,7 +93,7 @@ def load_config_file(path: str | os.PathLike[str], catalog: Catalog | None = Non
         raise ConfigInvalid(
             [ConfigError(name, line, col, "the file is not UTF-8 text (is it a binary file?)")]
         ) from None
-    return load_config(text, name, catalog)
+    return load_config(text, name, catalog, max_jobs=max_jobs)
 
 
 def _kind(value: object) -> str:

@@ -63,10 +63,12 @@ _RETRY_REASONS = {r.value for r in RetryReason}
 
 
 class Builder:
-    def __init__(self, doc: Document, catalog: Catalog) -> None:
+    def __init__(self, doc: Document, catalog: Catalog, max_jobs: int | None = None) -> None:
         self.doc = doc
         self.catalog = catalog
+        self.max_jobs = max_jobs  # PLOYD_MAX_JOBS_PER_PIPELINE (None: no limit)
         self.errors: list[ConfigError] = []
+        self._children: dict[str, int] = {}  # a matrix job's number of children
         self._expressions: dict[str, list[tuple[NodePath, str]]] = {}
         for p, value in doc.expressions:
             if len(p) > 2 and p[0] == "jobs" and p[2] in ("env", "steps", "cache", "image"):
@@ -333,6 +335,7 @@ class Builder:
             return m
         names: set[str] = set()
         combos = matrix_combinations(m)
+        self._children[job] = len(combos)
         if not combos:
             self.error(path, f"matrix of job '{job}' gives no children (exclude removes them all)")
         if duplicate_values:
@@ -604,6 +607,34 @@ class Builder:
             ),
         )
 
+    def check_total(self, jobs: Mapping[str, JobSpec]) -> None:
+        """At most ``max_jobs`` jobs after matrix expansion: the error points at the
+        matrix (or job) that takes the running total, in file order, past the limit."""
+        if self.max_jobs is None:
+            return
+        counts = {
+            name: self._children.get(name, 0) if spec.matrix is not None else 1
+            for name, spec in jobs.items()
+        }
+        total = sum(counts.values())
+        if total <= self.max_jobs:
+            return
+        running, name, n = 0, "", 0
+        for name, n in counts.items():  # noqa: B007 (the one that passes the limit)
+            running += n
+            if running > self.max_jobs:
+                break
+        matrix = jobs[name].matrix is not None
+        what = f"matrix of job '{name}' ({n:,} children)" if matrix else f"job '{name}'"
+        self.error(
+            ("jobs", name, "matrix") if matrix else ("jobs", name),
+            f"{what} takes the pipeline to {running:,} jobs, over the limit of "
+            f"{self.max_jobs:,} jobs per pipeline (PLOYD_MAX_JOBS_PER_PIPELINE); "
+            f"the file gives {total:,} jobs in all: make the matrices smaller, or split "
+            "the work across pipelines",
+            key=not matrix,
+        )
+
     def check_needs(self, jobs: dict[str, JobSpec], raw: dict[str, Any]) -> None:
         names = list(jobs)
         graph: dict[str, list[str]] = {}
@@ -709,6 +740,7 @@ class Builder:
             self.check_matrix_refs(str(name), spec.matrix)
             jobs[str(name)] = spec
         self.check_needs(jobs, jobs_raw)
+        self.check_total(jobs)
         notify = self.notify(data.get("notify"))
         if notify:
             jobs = {k: replace(j, notify=notify) for k, j in jobs.items()}
