@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Any, Protocol
 
+from app.adapters.gitlab.client import status_ref
+from app.adapters.gitlab.errors import GitLabError
 from app.adapters.ports import (
     GitLabChangedFiles,
     GitLabFiles,
@@ -67,13 +69,23 @@ async def start_pipeline(
 
     async def on_invalid(errors: list[ConfigError]) -> None:
         n = len(errors)
-        await ctx.forge.set_status(
-            project,
-            event.sha,
-            "failed",
-            "ployd/config",
-            description=f"{n} error{'s' if n != 1 else ''} in {CONFIG_FILE}",
-        )
+        try:  # refused, it keeps the note (with every error) from the merge request
+            await ctx.forge.set_status(
+                project,
+                event.sha,
+                "failed",
+                "ployd/config",
+                description=f"{n} error{'s' if n != 1 else ''} in {CONFIG_FILE}",
+                ref=status_ref(event.ref),
+            )
+        except GitLabError as e:
+            log.warning(
+                "status ployd/config=failed on %s@%s refused: %s %s",
+                project,
+                event.sha[:12],
+                e.status or "no answer",
+                e.message,
+            )
         if mr is not None:
             await ctx.forge.create_note(project, mr, config_error_note(errors, event.sha))
 
