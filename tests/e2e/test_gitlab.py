@@ -95,7 +95,8 @@ async def test_failed_job_and_commands_with_refusals(gitlab_world: Callable[...,
                 return len(s.query(Job).filter(Job.name == name).one().attempts)
 
         replies = await say("rita", "/ployd retry")  # a Reporter, not the author
-        assert any("needs write access" in r for r in replies) and attempts("unit") == 1
+        refusal = "@rita needs the Developer role to run /ployd retry (has Reporter): someone with"
+        assert any(refusal in r for r in replies) and attempts("unit") == 1
         replies = await say("alice", "/ployd retry")  # the author, same hardware: allowed
         assert not any("needs" in r for r in replies) and attempts("unit") == 2
         replies = await say("dev", "/ployd retry unit on h10")
