@@ -14,6 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
+from app.core.triggers import PR_TYPES
 from app.core.webhooks import verify_github
 from app.store import inbox
 from app.web.common import GITHUB_WORKER, error, read_capped, refuse, services
@@ -23,7 +24,7 @@ routes = web.RouteTableDef()
 # event -> the actions PloyD acts on (None: every action)
 HANDLED: dict[str, frozenset[str] | None] = {
     "push": None,
-    "pull_request": frozenset({"opened", "synchronize", "reopened", "closed"}),
+    "pull_request": frozenset(PR_TYPES),  # every action `on.pull_request.types` names
     "check_suite": frozenset({"requested", "rerequested"}),
     "check_run": frozenset({"rerequested", "requested_action"}),
     "merge_group": frozenset({"checks_requested"}),

@@ -181,6 +181,7 @@ class PullRequestTrigger:
     paths: tuple[str, ...] | None = None
     paths_ignore: tuple[str, ...] | None = None
     types: tuple[str, ...] = DEFAULT_PR_TYPES
+    drafts: bool = True  # False: a draft runs nothing until ready for review
 
 
 @dataclass(frozen=True, slots=True)

@@ -193,6 +193,7 @@ class Builder:
                 paths=self.strings(p.get("paths"), (*base, "paths")),
                 paths_ignore=self.strings(p.get("paths-ignore"), (*base, "paths-ignore")),
                 **({"types": types} if types is not None else {}),
+                drafts=p.get("drafts") is not False,
             )
         return Triggers(push=push, pull_request=pr)
 
