@@ -378,7 +378,10 @@ def test_clean_machine_from_defaults_and_overridden() -> None:
 
 
 def test_pull_request_drafts_option() -> None:
-    text = "version: 1\non:\n  pull_request:\n    drafts: {v}\njobs:\n  a:\n    steps: [{{run: x}}]\n"
+    text = (
+        "version: 1\non:\n  pull_request:\n    drafts: {v}\n"
+        "jobs:\n  a:\n    steps: [{{run: x}}]\n"
+    )
     off = load_config(text.format(v="false")).triggers.pull_request
     on = load_config(text.format(v="true")).triggers.pull_request
     assert off is not None and on is not None and (off.drafts, on.drafts) == (False, True)
@@ -387,3 +390,21 @@ def test_pull_request_drafts_option() -> None:
     with pytest.raises(ConfigInvalid) as e:
         load_config(text.format(v="later"))
     assert "'on.pull_request.drafts' must be true or false, not a string" in str(e.value)
+
+
+def test_retry_capacity_wait() -> None:
+    text = (
+        "version: 1\njobs:\n  a:\n    retry: {{when: [no_capacity], capacity_wait: {w}}}\n"
+        "    steps: [{{run: x}}]\n"
+    )
+    retry = load_config(text.format(w="15m")).jobs["a"].retry
+    assert retry.capacity_wait_s == 900 and RetryReason.NO_CAPACITY in retry.when
+    assert load_config(text.replace(", capacity_wait: {w}", "").format()).jobs[
+        "a"
+    ].retry.capacity_wait_s is None
+    with pytest.raises(ConfigInvalid) as e:
+        load_config(text.format(w="soon"))
+    assert "'retry.capacity_wait' must be a duration like 90s" in str(e.value)
+    with pytest.raises(ConfigInvalid) as e:
+        load_config(text.format(w="100h"))
+    assert "longer than the maximum of 72h" in str(e.value)
