@@ -115,7 +115,6 @@ class Settings:
     # (pools, timeouts, PLOYD_AGENT_URL), read with the rest.
     ec2: EC2Config | None = None
     ec2_policy: EC2Policy | None = None
-    extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_env(
