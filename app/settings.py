@@ -118,7 +118,6 @@ class Settings:
     # (pools, timeouts, PLOYD_AGENT_URL), read with the rest.
     ec2: EC2Config | None = None
     ec2_policy: EC2Policy | None = None
-    extra: Mapping[str, str] = field(default_factory=dict)
     # Email notifications (``notify: - email:``): PLOYD_SMTP_HOST (empty: email is off),
     # PLOYD_SMTP_PORT, PLOYD_SMTP_FROM, PLOYD_SMTP_USER / PLOYD_SMTP_PASSWORD (login
     # after STARTTLS, which PLOYD_SMTP_STARTTLS=1 asks for).

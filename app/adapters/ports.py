@@ -110,8 +110,10 @@ class GitLabStatuses(Protocol):
         name: str,
         target_url: str | None = None,
         description: str | None = None,
+        ref: str | None = None,
     ) -> None:
-        """Post commit status ``name`` on ``sha``."""
+        """Post commit status ``name`` on ``sha``, for ``ref`` (a branch or tag name, or
+        ``refs/merge-requests/N/head``)."""
         ...
 
 

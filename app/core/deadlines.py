@@ -4,8 +4,9 @@
   it): timed out, a timeout as far as the retry policy goes;
 * a claimed or running attempt whose agent's last heartbeat is older than the heartbeat
   timeout: interrupted (the engine says whether by a spot reclaim or the infrastructure);
-* a queued attempt that waited longer than its job's timeout for a machine, unless its
-  pipeline is held for approval: timed out, with nothing a retry policy covers.
+* a queued attempt that waited longer than its job's ``retry.capacity_wait`` (default:
+  its timeout) for a machine, unless its pipeline is held for approval: timed out for
+  no capacity, which the retry policy covers when its ``when`` has ``no_capacity``.
 
 Each limit is exceeded only when strictly passed: at exactly the limit, nothing happens.
 The engine applies the answer to its rows (``app.engine.engine.Engine.sweep``).
@@ -31,7 +32,7 @@ NO_MACHINE = "no machine became free"
 @dataclass(frozen=True, slots=True)
 class TimeOut:
     """End the attempt ``timed_out`` with ``error``; ``reason`` is what the job's retry
-    policy sees (None for an attempt that never got a machine: not retried)."""
+    policy sees (``no_capacity`` for an attempt that never got a machine)."""
 
     error: str
     reason: RetryReason | None
@@ -55,14 +56,16 @@ def overdue(
     queued: datetime | None = None,
     held: bool = False,
     waiting_reason: str | None = None,
+    capacity_wait_s: int | None = None,
     grace: timedelta = TIMEOUT_GRACE,
 ) -> TimeOut | Interrupt | None:
     """What to do with an attempt in ``state`` at ``now``; None: nothing.
 
     ``started``: when it started running, ``heartbeat``: its agent's last sign of life
-    (for a claimed or running attempt); ``queued``: since when its job waits for a
+    (for a claimed or running attempt); ``queued``: since when the attempt waits for a
     machine, ``held``: its pipeline waits for approval, ``waiting_reason``: why no
-    machine came (for a queued attempt). A time that is None is not checked.
+    machine came, ``capacity_wait_s``: how long it may wait (None: ``timeout_s``; for a
+    queued attempt). A time that is None is not checked.
     """
     limit = timedelta(seconds=timeout_s)
     if state in (AttemptState.DISPATCHING, AttemptState.RUNNING):
@@ -70,7 +73,13 @@ def overdue(
             return TimeOut(RAN_PAST_TIMEOUT, RetryReason.TIMEOUT)
         if heartbeat is not None and now - heartbeat > heartbeat_timeout:
             return Interrupt(LOST_HEARTBEAT)
-    elif state is AttemptState.QUEUED and queued is not None and not held and now - queued > limit:
-        why = waiting_reason or NO_MACHINE
-        return TimeOut(f"waited longer than its timeout ({limit}) for a machine: {why}", None)
+    elif state is AttemptState.QUEUED and queued is not None and not held:
+        wait = limit if capacity_wait_s is None else timedelta(seconds=capacity_wait_s)
+        if now - queued > wait:
+            what = "its timeout" if capacity_wait_s is None else "retry.capacity_wait"
+            why = waiting_reason or NO_MACHINE
+            return TimeOut(
+                f"no capacity: waited longer than {what} ({wait}) for a machine: {why}",
+                RetryReason.NO_CAPACITY,
+            )
     return None

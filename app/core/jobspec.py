@@ -172,6 +172,7 @@ class StoredJobSpec:
                 "max": r.max,
                 "when": sorted(w.value for w in r.when),
                 "exit_codes": list(r.exit_codes),
+                "capacity_wait_s": r.capacity_wait_s,
             },
             "workload": self.workload.value,
             "spot": self.spot.value,
@@ -253,6 +254,7 @@ def _retry(r: Mapping[str, Any]) -> RetryPolicy:
         max=int(r.get("max", DEFAULT_RETRY.max)),
         when=frozenset(RetryReason(w) for w in when) if when is not None else DEFAULT_RETRY.when,
         exit_codes=tuple(int(c) for c in r.get("exit_codes") or ()),
+        capacity_wait_s=int(r["capacity_wait_s"]) if r.get("capacity_wait_s") else None,
     )
 
 

@@ -17,7 +17,7 @@ RETRY_WORDS = {
     RetryReason.TIMEOUT: "it timed out",
     RetryReason.INFRASTRUCTURE: "the machine or agent failed",
     RetryReason.SPOT_INTERRUPTION: "the spot instance was reclaimed",
-    RetryReason.NO_CAPACITY: "no capacity",
+    RetryReason.NO_CAPACITY: "no machine could be had within retry.capacity_wait",
 }
 
 

@@ -62,6 +62,62 @@ class Permission(StrEnum):
         return _RANK[self]
 
 
+@dataclass(frozen=True, slots=True)
+class Standing:
+    """Someone's permission on the repository, and its name in the forge's words
+    (``triage`` on GitHub, ``Reporter`` on GitLab)."""
+
+    permission: Permission
+    role: str
+
+
+@dataclass(frozen=True, slots=True)
+class ForgeWords:
+    """How a forge names what commands need: ``needed`` (the least role that may run
+    every command), ``enough`` (every role that may), ``request`` (a pull request, a
+    merge request)."""
+
+    request: str
+    needed: str
+    enough: str
+    where: str  # "the repository", "the project"
+
+
+GITHUB_WORDS = ForgeWords(
+    request="pull request",
+    needed="write access",
+    enough="write, maintain or admin permission",
+    where="the repository",
+)
+GITLAB_WORDS = ForgeWords(
+    request="merge request",
+    needed="the Developer role",
+    enough="the Developer, Maintainer or Owner role",
+    where="the project",
+)
+
+# GitLab's role names by access level (contract "Access levels"), highest first
+GITLAB_ROLES = (
+    (50, "Owner"),
+    (40, "Maintainer"),
+    (30, "Developer"),
+    (20, "Reporter"),
+    (15, "Planner"),
+    (10, "Guest"),
+    (5, "Minimal access"),
+)
+
+
+def gitlab_standing(access_level: int) -> Standing:
+    """A GitLab role number as a Standing: its Permission, and GitLab's name of it."""
+    role = next((name for floor, name in GITLAB_ROLES if access_level >= floor), "no role")
+    return Standing(gitlab_permission(access_level), role)
+
+
+def github_standing(permission: Permission) -> Standing:
+    return Standing(permission, permission.value)
+
+
 def gitlab_permission(access_level: int) -> Permission:
     """A GitLab role number (members API) as a Permission: Owner (50) and above admin,
     Maintainer (40) maintain, Developer (30) write, Reporter (20) triage, Guest and
@@ -479,45 +535,55 @@ def resolve(cmd: Command, jobs: Sequence[JobRef], catalog: Catalog) -> Resolutio
 
 def may_run(
     verb: Verb,
-    permission: Permission,
+    permission: Permission | Standing,
     *,
     is_pr_author: bool,
     same_hardware: bool,
     user: str | None = None,
+    words: ForgeWords = GITHUB_WORDS,
 ) -> tuple[bool, str]:
     """Whether someone with ``permission`` may run ``verb``, and why (the reason to show
-    when refused).
+    when refused, in the forge's ``words``, saying who could).
 
     * ``help``: anyone.
-    * write, maintain, admin: everything.
+    * write, maintain, admin (GitLab: Developer, Maintainer, Owner): everything.
     * the pull request's author with less: ``retry`` of their own pull request's jobs, on
       the same hardware only (other hardware may cost more: a maintainer decides).
     * everything else needs write access (``ok-to-test`` above all: it lets a fork's code
       run on PloyD's machines).
     """
+    standing = permission if isinstance(permission, Standing) else github_standing(permission)
     who = f"@{user}" if user else "the commenter"
     command = f"{PREFIX} {verb.value}"
     if verb is Verb.HELP:
         return True, "help is open to everyone"
-    if permission.rank >= Permission.WRITE.rank:
-        return True, f"{who} has {permission.value} access"
+    if standing.permission.rank >= Permission.WRITE.rank:
+        return True, f"{who} has {standing.role} access"
+    could = f"someone with {words.enough} on {words.where} can run it"
     if verb is Verb.RETRY and is_pr_author:
         if same_hardware:
-            return True, f"{who} authored the pull request and retries on the same hardware"
+            return True, f"{who} authored the {words.request} and retries on the same hardware"
         return False, (
-            f"{who} needs write access to run {command} on other hardware "
-            f"(has {permission.value}); the author may retry on the same hardware: "
+            f"{who} needs {words.needed} to run {command} on other hardware "
+            f"(has {standing.role}): {could}; the author may retry on the same hardware: "
             f"{command} without 'on'"
         )
-    return False, f"{who} needs write access to run {command} (has {permission.value})"
+    refusal = f"{who} needs {words.needed} to run {command} (has {standing.role}): {could}"
+    if verb is Verb.RETRY:
+        refusal += f"; the {words.request}'s author may retry on the same hardware"
+    return False, refusal
 
 
 # -- help -----------------------------------------------------------------------------
 
 
-def help_text(jobs: Sequence[JobRef] | None = None) -> str:
+def help_text(jobs: Sequence[JobRef] | None = None, words: ForgeWords = GITHUB_WORDS) -> str:
     """Markdown: every command (from ``COMMANDS``) and, when given, this pull request's jobs
-    with their states and hardware."""
+    with their states and hardware; in the forge's ``words`` (who may run what)."""
+
+    def said(text: str) -> str:
+        return text.replace("write access", words.needed).replace("pull request", words.request)
+
     lines = [
         "### PloyD commands",
         "",
@@ -529,7 +595,7 @@ def help_text(jobs: Sequence[JobRef] | None = None) -> str:
     for c in COMMANDS:
         usage = "<br>".join(code_span(u) for u in c.usage)
         # descriptions are PloyD's own markdown (no `|`); job names below are escaped
-        lines.append(f"| {usage} | {c.description} | {c.who} |")
+        lines.append(f"| {usage} | {said(c.description)} | {said(c.who)} |")
     lines += [
         "",
         "JOB is a job's name (`gpu-tests`: all its matrix children) or one child's full name "
@@ -541,7 +607,7 @@ def help_text(jobs: Sequence[JobRef] | None = None) -> str:
     if jobs is not None:
         lines += ["", "#### Jobs of the latest pipeline", ""]
         if not jobs:
-            lines.append("No pipeline has run for this pull request yet.")
+            lines.append(said("No pipeline has run for this pull request yet."))
         else:
             lines += ["| job | state | hardware |", "| --- | --- | --- |"]
             for j in jobs:

@@ -13,6 +13,20 @@ from enum import StrEnum
 from app.core.config.model import Config, JobSpec, PullRequestTrigger, PushTrigger
 from app.core.globs import all_files_ignored, any_file_matches, matches_any
 
+# GitHub's pull_request actions that ``on.pull_request.types`` names (the schema's list);
+# GitLab's merge request events are mapped onto the same words.
+PR_TYPES = (
+    "opened",
+    "synchronize",
+    "reopened",
+    "closed",
+    "ready_for_review",
+    "labeled",
+    "unlabeled",
+    "edited",
+    "converted_to_draft",
+)
+
 
 class EventKind(StrEnum):
     PUSH = "push"
@@ -23,8 +37,11 @@ class EventKind(StrEnum):
 @dataclass(frozen=True, slots=True)
 class Event:
     """What happened. ``ref`` is a full ref (``refs/heads/main``, ``refs/tags/v1``);
-    for pull requests ``base_branch`` is the target branch and ``action`` the PR action.
-    ``changed_files`` is None when unknown: path filters then let everything through."""
+    for pull requests ``base_branch`` is the target branch, ``action`` the PR action (in
+    GitHub's words, ``on.pull_request.types``; ``more_actions`` when one forge event was
+    several, as a GitLab update that adds a label and changes the title) and ``draft``
+    whether the request is a draft. ``changed_files`` is None when unknown: path filters
+    then let everything through."""
 
     kind: EventKind
     ref: str
@@ -34,6 +51,13 @@ class Event:
     action: str | None = None
     changed_files: tuple[str, ...] | None = None
     deleted: bool = False
+    more_actions: tuple[str, ...] = ()
+    draft: bool = False
+
+    @property
+    def actions(self) -> tuple[str, ...]:
+        """Every pull request action this event is (empty: none said, as an API run)."""
+        return ((self.action,) if self.action is not None else ()) + self.more_actions
 
     @property
     def branch(self) -> str | None:
@@ -80,7 +104,13 @@ def _push_matches(t: PushTrigger, event: Event, implicit: bool) -> bool:
 
 
 def _pr_matches(t: PullRequestTrigger, event: Event) -> bool:
-    if event.action is not None and event.action not in t.types:
+    if event.actions:
+        wanted = set(t.types)
+        if not t.drafts:  # a draft skipped until ready runs when it is
+            wanted.add("ready_for_review")
+        if not wanted & set(event.actions):
+            return False
+    if not t.drafts and event.draft:
         return False
     base = event.base_branch or ""
     if t.branches is not None and not matches_any(t.branches, base):

@@ -956,6 +956,10 @@ class Engine:
             if not pipeline.held:
                 return False
             pipeline.held = False
+            now = utcnow()
+            for job in pipeline.jobs:  # they wait for a machine from now, not since held
+                if job.state == JobState.QUEUED.value:
+                    job.queued_at = now
             changes.queued += 1
             changes.pipelines.add(pipeline_id)
             self.audit(
@@ -987,14 +991,19 @@ class Engine:
             ).all()
             for a in waiting:
                 job = a.job
+                spec = StoredJobSpec.from_stored(job.spec)
+                # Since when this attempt waits: a retry for no capacity waits afresh
+                # (its job keeps its place in the queue, queued_at).
+                since = [t for t in (aware(job.queued_at), aware(a.created_at)) if t]
                 action = overdue(
                     AttemptState.QUEUED,
                     now=now,
-                    timeout_s=StoredJobSpec.from_stored(job.spec).timeout_s,
+                    timeout_s=spec.timeout_s,
                     heartbeat_timeout=self.heartbeat_timeout,
-                    queued=aware(job.queued_at or a.created_at),
+                    queued=max(since) if since else None,
                     held=job.pipeline.held,
                     waiting_reason=job.waiting_reason,
+                    capacity_wait_s=spec.retry.capacity_wait_s,
                 )
                 ended += self._apply_deadline(s, a, action, changes)
         return ended

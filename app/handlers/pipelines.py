@@ -219,8 +219,9 @@ class Request:
     ref: str  # refs/pull/N/head, refs/merge-requests/N/head
     sha: str
     base_branch: str
-    action: str  # opened, synchronize, reopened
+    actions: tuple[str, ...]  # on.pull_request.types words: opened, synchronize, labeled...
     default_branch: str
+    draft: bool = False
 
     def event(self, changed: tuple[str, ...] | None) -> Event:
         return Event(
@@ -229,6 +230,9 @@ class Request:
             sha=self.sha,
             default_branch=self.default_branch,
             base_branch=self.base_branch,
-            action=self.action,
+            action=self.actions[0] if self.actions else None,
+            more_actions=self.actions[1:],
             changed_files=changed,
+            draft=self.draft,
         )
+

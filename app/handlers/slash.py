@@ -11,11 +11,14 @@ from collections.abc import Awaitable, Callable
 
 from app.core.hardware import Catalog
 from app.core.slash import (
+    GITHUB_WORDS,
     Command,
     CommandError,
+    ForgeWords,
     JobRef,
     Permission,
     Resolution,
+    Standing,
     Verb,
     help_text,
     may_run,
@@ -79,26 +82,28 @@ async def run_commands(
     pipeline_id: int | None,
     commands: list[Command | CommandError],
     user: str,
-    permission: Callable[[], Awaitable[Permission]],
+    permission: Callable[[], Awaitable[Permission | Standing]],
+    words: ForgeWords = GITHUB_WORDS,
 ) -> list[str]:
     """Run a comment's commands in order; returns the replies to post (none: all went
-    well). ``permission`` is asked at most once, and only when a command needs it."""
+    well), in the forge's ``words``. ``permission`` is asked at most once, and only when
+    a command needs it."""
     replies: list[str] = []
-    perm: Permission | None = None
+    perm: Permission | Standing | None = None
     for cmd in commands:
         if isinstance(cmd, CommandError):
             replies.append(f"`{cmd.text}`: {cmd.message}")
             continue
         if pipeline_id is None:
             replies.append(
-                help_text()
+                help_text(words=words)
                 if cmd.verb is Verb.HELP
                 else f"`{cmd.text}`: PloyD has not run on this request yet"
             )
             continue
         refs, ids, author = job_refs(engine.db, pipeline_id)
         if cmd.verb is Verb.HELP:
-            replies.append(help_text(refs))
+            replies.append(help_text(refs, words))
             continue
         res = resolve(cmd, refs, catalog)
         if isinstance(res, CommandError):
@@ -112,6 +117,7 @@ async def run_commands(
             is_pr_author=user == author,
             same_hardware=res.same_hardware,
             user=user,
+            words=words,
         )
         if not allowed:
             replies.append(f"`{cmd.text}`: {why}")

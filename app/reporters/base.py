@@ -1,6 +1,8 @@
 """What every forge reporter shares: one task per changed pipeline (so its reports go
-out in order and coalesce), and the memory of what was last sent (``ForgeReport``), so
-an unchanged report is not sent again."""
+out in order and coalesce), the memory of what was last sent (``ForgeReport``), so an
+unchanged report is not sent again, and ``send``: each forge call of a report on its
+own, so that one refused status or check run never keeps the others or the summary
+from the forge."""
 
 from __future__ import annotations
 
@@ -8,9 +10,11 @@ import asyncio
 import hashlib
 import json
 import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
+from app.adapters.errors import ForgeError
 from app.core.hardware import Catalog
 from app.core.report import JobView
 from app.logs.store import LogStore
@@ -21,6 +25,7 @@ from app.store.db import Database
 from app.store.forge_reports import ReportPipeline, Sent
 
 log = logging.getLogger("ployd.reporter")
+T = TypeVar("T")
 
 
 def digest(payload: Any) -> str:
@@ -78,6 +83,27 @@ class PipelineReporter:
 
     async def sync(self, pid: int) -> None:
         raise NotImplementedError
+
+    async def send(self, pid: int, call: str, request: Awaitable[T]) -> tuple[bool, T | None]:
+        """One forge call of pipeline ``pid``'s report, on its own: the client has already
+        retried what is transient (no answer, 5xx, rate limits); what the forge still
+        refuses is logged with ``call`` (what was sent, and where), counted in
+        ``errors`` (the client counts it in ``ployd_forge_api_errors_total``), and
+        the report goes on with its other calls. Answers (sent, what the call returned).
+        Nothing is remembered for a refused call: the next report sends it again."""
+        try:
+            return True, await request
+        except ForgeError as err:
+            self.errors += 1
+            log.warning(
+                "reporting pipeline %s to %s: %s refused: %s %s",
+                pid,
+                self.forge,
+                call,
+                err.status or "no answer",
+                err.message,
+            )
+            return False, None
 
     # -- what was sent ---------------------------------------------------------------
 

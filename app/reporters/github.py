@@ -1,5 +1,7 @@
 """Keeps GitHub in step with the engine: one check run per job, one summary comment per
-pull request, updated in order per pipeline, each sent only when it changed."""
+pull request, updated in order per pipeline, each sent only when it changed, and each on
+its own (``PipelineReporter.send``): a refused check run keeps neither the others nor the
+comment from GitHub."""
 
 from __future__ import annotations
 
@@ -63,17 +65,22 @@ class GitHubReporter(PipelineReporter):
             key = f"check_run:job:{view.job_id}"
             sent = digest(body)
             known = self.known(key)
+            what = f"check run {body.get('name')} on {repo.full_name}@{pipeline.sha[:12]}"
             if known is None:
-                remote = await self.client.create_check_run(repo, head_sha=pipeline.sha, **body)
-                self.remember(key, str(remote), sent)
+                create = self.client.create_check_run(repo, head_sha=pipeline.sha, **body)
+                ok, remote = await self.send(pid, what, create)
+                if ok:
+                    self.remember(key, str(remote), sent)
             elif known.digest != sent:
-                await self.client.update_check_run(repo, int(known.remote_id), **body)
-                self.remember(key, known.remote_id, sent)
+                update = self.client.update_check_run(repo, int(known.remote_id), **body)
+                ok, _ = await self.send(pid, f"{what} ({known.remote_id})", update)
+                if ok:
+                    self.remember(key, known.remote_id, sent)
         if pipeline.pr_number is not None and not self.newer_exists(pipeline):
-            await self._comment(pipeline, views, repo, now)
+            await self._comment(pid, pipeline, views, repo, now)
 
     async def _comment(
-        self, pipeline: ReportPipeline, views: list[JobView], repo: Repo, now: datetime
+        self, pid: int, pipeline: ReportPipeline, views: list[JobView], repo: Repo, now: datetime
     ) -> None:
         assert pipeline.pr_number is not None
         extra = await asyncio.to_thread(result_lines, self.sources, pipeline, views)
@@ -82,9 +89,14 @@ class GitHubReporter(PipelineReporter):
         )
         key = f"comment:{repo.full_name}:pr:{pipeline.pr_number}"
         known = self.known(key)
+        what = f"summary comment on {repo.full_name}#{pipeline.pr_number}"
         if known is None:
-            remote = await self.client.create_comment(repo, pipeline.pr_number, body)
-            self.remember(key, str(remote), digest(body))
+            create = self.client.create_comment(repo, pipeline.pr_number, body)
+            ok, remote = await self.send(pid, what, create)
+            if ok:
+                self.remember(key, str(remote), digest(body))
         elif known.digest != digest(body):
-            await self.client.edit_comment(repo, int(known.remote_id), body)
-            self.remember(key, known.remote_id, digest(body))
+            edit = self.client.edit_comment(repo, int(known.remote_id), body)
+            ok, _ = await self.send(pid, f"{what} ({known.remote_id})", edit)
+            if ok:
+                self.remember(key, known.remote_id, digest(body))

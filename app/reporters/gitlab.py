@@ -1,6 +1,8 @@
 """Keeps GitLab in step with the engine: a commit status per job (`ployd/JOB`: pending,
-running, success, failed, canceled), and one summary note per merge request, edited in
-place."""
+running, success, failed, canceled) for the pipeline's ref (``refs/merge-requests/N/head``
+for a merge request: a fork's head is on no branch of the project), and one summary note
+per merge request, edited in place. Each is sent on its own (``PipelineReporter.send``):
+a refused status keeps neither the others nor the note from GitLab."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Protocol
 
+from app.adapters.gitlab.client import status_ref
 from app.adapters.ports import GitLabNotes, GitLabStatuses
 from app.core.report import status_for, summary_comment
 from app.reporters.base import PipelineReporter, ReportSources, digest
@@ -31,7 +34,7 @@ class GitLabReporter(PipelineReporter):
         if loaded is None:
             return
         pipeline, views = loaded
-        project = pipeline.full_name
+        project, sha, ref = pipeline.full_name, pipeline.sha, status_ref(pipeline.ref)
         for view in views:
             state, description = status_for(view)
             body = {"state": state, "description": description, "target_url": view.log_url}
@@ -40,16 +43,21 @@ class GitLabReporter(PipelineReporter):
             if known is not None and known.digest == digest(body):
                 continue
             name = f"ployd/{view.name}"
-            await self.client.set_status(
+            status = self.client.set_status(
                 project,
-                pipeline.sha,
+                sha,
                 state,
                 name,
                 target_url=view.log_url,
                 description=description,
+                ref=ref,
             )
-            self.remember(key, name, digest(body))
-        if pipeline.pr_number is None or self.newer_exists(pipeline):
+            call = f"status {name}={state} on {project}@{sha[:12]} ({ref})"
+            sent, _ = await self.send(pid, call, status)
+            if sent:
+                self.remember(key, name, digest(body))
+        iid = pipeline.pr_number
+        if iid is None or self.newer_exists(pipeline):
             return
         extra = await asyncio.to_thread(result_lines, self.sources, pipeline, views)
         note = summary_comment(
@@ -59,11 +67,17 @@ class GitLabReporter(PipelineReporter):
             catalog=self.sources.catalog,
             extra=extra,
         )
-        key = f"note:{project}:mr:{pipeline.pr_number}"
+        key = f"note:{project}:mr:{iid}"
         known = self.known(key)
         if known is None:
-            note_id = await self.client.create_note(project, pipeline.pr_number, note)
-            self.remember(key, str(note_id), digest(note))
+            call = f"summary note on {project}!{iid}"
+            sent, note_id = await self.send(pid, call, self.client.create_note(project, iid, note))
+            if sent:
+                self.remember(key, str(note_id), digest(note))
         elif known.digest != digest(note):
-            await self.client.edit_note(project, pipeline.pr_number, int(known.remote_id), note)
-            self.remember(key, known.remote_id, digest(note))
+            edit = self.client.edit_note(project, iid, int(known.remote_id), note)
+            sent, _ = await self.send(
+                pid, f"summary note {known.remote_id} on {project}!{iid}", edit
+            )
+            if sent:
+                self.remember(key, known.remote_id, digest(note))

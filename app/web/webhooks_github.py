@@ -21,6 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from app.core.receipts import github_problem
+from app.core.triggers import PR_TYPES
 from app.core.webhooks import verify_github
 from app.store.inbox import Delivery
 from app.web.common import (
@@ -40,7 +41,7 @@ DELIVERY_ID = re.compile(r"[\x21-\x7e]{1,128}")  # printable ASCII: GitHub sends
 # event -> the actions PloyD acts on (None: every action)
 HANDLED: dict[str, frozenset[str] | None] = {
     "push": None,
-    "pull_request": frozenset({"opened", "synchronize", "reopened", "closed"}),
+    "pull_request": frozenset(PR_TYPES),  # every action `on.pull_request.types` names
     "check_suite": frozenset({"requested", "rerequested"}),
     "check_run": frozenset({"rerequested", "requested_action"}),
     "merge_group": frozenset({"checks_requested"}),

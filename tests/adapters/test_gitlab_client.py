@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from app.adapters.gitlab import GitLabClient, GitLabConfig, GitLabConfigError, GitLabError
+from app.adapters.gitlab.client import status_ref
 from app.adapters.gitlab.runner import Backoff
 from tests.fakes.gitlab import FakeGitLab
 
@@ -237,3 +238,33 @@ async def test_deploy_token_parameters_are_checked_as_gitlab_does(
             await client.create_deploy_token("group/models", "x", scopes, expires)
         assert e.value.status == 400
     assert [v.kind for v in fake_gitlab.take_violations()] == ["params", "params"]
+
+
+async def test_a_fork_mr_head_needs_the_ref_as_on_gitlab_com(
+    fake_gitlab: FakeGitLab, client: GitLabClient
+) -> None:
+    """A fork's head is on no branch of the project: without ``ref`` GitLab refuses the
+    status (404 References for commit); with the merge request's ref it takes it."""
+    proj = fake_gitlab.add_project("group/models")
+    mr = fake_gitlab.add_mr(proj, 4, files={"evil.py": "1"}, fork=True)
+    with pytest.raises(GitLabError) as refused:
+        await client.set_status(proj.id, mr.sha, "pending", "ployd/unit")
+    assert (refused.value.status, refused.value.message) == (
+        404,
+        "404 References for commit Not Found",
+    )
+    await client.set_status(proj.id, mr.sha, "pending", "ployd/unit", ref=status_ref(MR_REF))
+    await client.set_status(proj.id, mr.sha, "success", "ployd/unit")  # its pipeline's ref now
+    (status,) = proj.statuses
+    assert (status["status"], status["ref"]) == ("success", MR_REF)
+    assert fake_gitlab.calls("POST", "/projects/:id/statuses/:sha")[0].status == 404
+
+
+MR_REF = "refs/merge-requests/4/head"
+
+
+def test_status_ref_names_branches_and_tags_and_keeps_other_refs() -> None:
+    assert status_ref("refs/heads/main") == "main"
+    assert status_ref("refs/heads/release/1.x") == "release/1.x"
+    assert status_ref("refs/tags/v1.2") == "v1.2"
+    assert status_ref(MR_REF) == MR_REF

@@ -375,3 +375,36 @@ def test_clean_machine_from_defaults_and_overridden() -> None:
         "  a: {steps: [{run: x}]}\n  b: {clean_machine: false, steps: [{run: x}]}\n"
     )
     assert c.jobs["a"].clean_machine is True and c.jobs["b"].clean_machine is False
+
+
+def test_pull_request_drafts_option() -> None:
+    text = (
+        "version: 1\non:\n  pull_request:\n    drafts: {v}\n"
+        "jobs:\n  a:\n    steps: [{{run: x}}]\n"
+    )
+    off = load_config(text.format(v="false")).triggers.pull_request
+    on = load_config(text.format(v="true")).triggers.pull_request
+    assert off is not None and on is not None and (off.drafts, on.drafts) == (False, True)
+    unset = load_config(text.replace("\n    drafts: {v}", " {{}}").format()).triggers.pull_request
+    assert unset is not None and unset.drafts is True
+    with pytest.raises(ConfigInvalid) as e:
+        load_config(text.format(v="later"))
+    assert "'on.pull_request.drafts' must be true or false, not a string" in str(e.value)
+
+
+def test_retry_capacity_wait() -> None:
+    text = (
+        "version: 1\njobs:\n  a:\n    retry: {{when: [no_capacity], capacity_wait: {w}}}\n"
+        "    steps: [{{run: x}}]\n"
+    )
+    retry = load_config(text.format(w="15m")).jobs["a"].retry
+    assert retry.capacity_wait_s == 900 and RetryReason.NO_CAPACITY in retry.when
+    assert load_config(text.replace(", capacity_wait: {w}", "").format()).jobs[
+        "a"
+    ].retry.capacity_wait_s is None
+    with pytest.raises(ConfigInvalid) as e:
+        load_config(text.format(w="soon"))
+    assert "'retry.capacity_wait' must be a duration like 90s" in str(e.value)
+    with pytest.raises(ConfigInvalid) as e:
+        load_config(text.format(w="100h"))
+    assert "longer than the maximum of 72h" in str(e.value)

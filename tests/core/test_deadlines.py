@@ -96,7 +96,8 @@ def test_the_default_grace_is_a_minute() -> None:
         assert got == expected
 
 
-WAITED = "waited longer than its timeout (0:05:00) for a machine: "
+WAITED = "no capacity: waited longer than its timeout (0:05:00) for a machine: "
+NO_CAP = RetryReason.NO_CAPACITY
 
 
 @pytest.mark.parametrize(
@@ -104,11 +105,11 @@ WAITED = "waited longer than its timeout (0:05:00) for a machine: "
     [
         (A.QUEUED, ago(299), False, None, None),
         (A.QUEUED, ago(300), False, None, None),  # exactly the timeout: not yet
-        (A.QUEUED, ago(301), False, None, TimeOut(WAITED + "no machine became free", None)),
-        (A.QUEUED, ago(301), False, "", TimeOut(WAITED + "no machine became free", None)),
+        (A.QUEUED, ago(301), False, None, TimeOut(WAITED + "no machine became free", NO_CAP)),
+        (A.QUEUED, ago(301), False, "", TimeOut(WAITED + "no machine became free", NO_CAP)),
         (
             A.QUEUED, ago(301), False, "waiting for capacity: tried p5.4xlarge spot us-east-1a",
-            TimeOut(WAITED + "waiting for capacity: tried p5.4xlarge spot us-east-1a", None),
+            TimeOut(WAITED + "waiting for capacity: tried p5.4xlarge spot us-east-1a", NO_CAP),
         ),
         # a held pipeline (a fork's, waiting for approval) never times out while queued
         (A.QUEUED, ago(301), True, None, None),
@@ -137,13 +138,30 @@ def test_waiting_for_a_machine(
 def test_the_wait_message_writes_the_timeout_as_a_timedelta() -> None:
     got = overdue(A.QUEUED, now=NOW, timeout_s=1800, heartbeat_timeout=HB, queued=ago(1801))
     assert got == TimeOut(
-        "waited longer than its timeout (0:30:00) for a machine: no machine became free", None
+        "no capacity: waited longer than its timeout (0:30:00) for a machine: no machine "
+        "became free",
+        NO_CAP,
     )
     got = overdue(A.QUEUED, now=NOW, timeout_s=90000, heartbeat_timeout=HB, queued=ago(90001))
     assert isinstance(got, TimeOut)
-    assert got.error.startswith("waited longer than its timeout (1 day, 1:00:00) for")
+    assert got.error.startswith("no capacity: waited longer than its timeout (1 day, 1:00:00)")
 
 
 def test_a_queued_attempt_ignores_its_heartbeat() -> None:
     assert overdue(A.QUEUED, now=NOW, timeout_s=300, heartbeat_timeout=HB,
                    heartbeat=ago(10**6), queued=ago(10)) is None
+
+
+def test_retry_capacity_wait_replaces_the_timeout_for_the_wait() -> None:
+    def wait(seconds: int) -> TimeOut | Interrupt | None:
+        return overdue(A.QUEUED, now=NOW, timeout_s=1800, heartbeat_timeout=HB,
+                       queued=ago(seconds), capacity_wait_s=120, waiting_reason="no l4 left")
+    assert wait(120) is None  # exactly the wait: not yet
+    assert wait(121) == TimeOut(
+        "no capacity: waited longer than retry.capacity_wait (0:02:00) for a machine: "
+        "no l4 left",
+        NO_CAP,
+    )
+    # a running attempt keeps its timeout: capacity_wait is only about getting a machine
+    assert overdue(A.RUNNING, now=NOW, timeout_s=1800, heartbeat_timeout=HB,
+                   started=ago(1000), heartbeat=ago(1), capacity_wait_s=120) is None

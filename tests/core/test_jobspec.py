@@ -55,6 +55,7 @@ jobs:
       max: 1
       when: [always]
       exit_codes: [2]
+      capacity_wait: 20m
     cache:
       key: pip-${{ matrix.py }}
       paths: [~/.cache/pip, .venv]
@@ -85,7 +86,7 @@ def test_from_planned_reads_the_planned_job() -> None:
     assert dict(t.env) == {"A": "1", "PY": "3.12"}
     assert (t.secrets, t.timeout_s, t.workload, t.spot) == (
         ("TOKEN",), 3600, Workload.TRAIN, SpotPolicy.ALWAYS)
-    assert t.retry == RetryPolicy(1, frozenset({RetryReason.ALWAYS}), (2,))
+    assert t.retry == RetryPolicy(1, frozenset({RetryReason.ALWAYS}), (2,), capacity_wait_s=1200)
     assert (t.image, t.clean_machine, t.disk_gb) == (Image("img:1"), True, 21)  # disk: whole GB, up
     assert t.cache == Cache("pip-3.12", ("~/.cache/pip", ".venv"))
     assert t.artifacts == Artifacts(("out/**",))

@@ -508,7 +508,14 @@ def test_summary_comment_without_jobs() -> None:
     (view(J.QUEUED, waiting_reason="waiting for capacity"), "pending", "waiting for capacity"),
     (view(J.DISPATCHING), "pending", "dispatching on l4:1"),
     (view(J.RUNNING), "running", "running on l4:1"),
-    (view(J.QUEUED, fork_gated=True), "pending", "waiting for a maintainer's /ployd ok-to-test"),
+    (view(J.QUEUED, fork_gated=True), "pending",
+     "from a fork: waiting for /ployd ok-to-test from a Developer or higher"),
+    (view(J.TIMED_OUT, end_reason="no capacity: waited longer than its timeout (0:30:00)"),
+     "failed", "timed out on l4:1: no capacity: waited longer than its timeout (0:30:00)"),
+    (view(J.QUEUED, waiting_reason="waiting for capacity", attempt=2,
+          attempt_reason="retry 1 of 2: no machine could be had within retry.capacity_wait"),
+     "pending", "waiting for capacity (retry 1 of 2: no machine could be had within "
+     "retry.capacity_wait)"),
 ])
 def test_status_for(v: JobView, state: str, description: str) -> None:
     assert status_for(v) == (state, description)

@@ -39,7 +39,7 @@ NONE = RetryPolicy(max=0)
         (EVERYTHING, A.TIMED_OUT, R.TIMEOUT, 1, None, SpotPolicy.AUTO,
          Retry(1, 5, "it timed out")),
         (EVERYTHING, A.FAILED, R.NO_CAPACITY, 1, None, SpotPolicy.AUTO,
-         Retry(1, 5, "no capacity")),
+         Retry(1, 5, "no machine could be had within retry.capacity_wait")),
         (EVERYTHING, A.FAILED, R.ALWAYS, 1, None, SpotPolicy.AUTO, Retry(1, 5, "always")),
         # the default policy does not retry a test failure or a timeout
         (DEFAULT_RETRY, A.FAILED, R.SCRIPT_FAILURE, 1, 1, SpotPolicy.AUTO, Final(J.FAILED)),

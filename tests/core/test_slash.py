@@ -9,6 +9,7 @@ from app.core.config.model import HardwareSpec
 from app.core.hardware import Catalog
 from app.core.slash import (
     COMMANDS,
+    GITLAB_WORDS,
     Command,
     CommandError,
     JobRef,
@@ -16,6 +17,7 @@ from app.core.slash import (
     Resolution,
     Verb,
     command_text,
+    gitlab_standing,
     help_text,
     may_run,
     parse_comment,
@@ -337,11 +339,51 @@ def test_below_write(verb: Verb, author: bool, same: bool, allowed: bool,
 
 
 def test_refusal_messages() -> None:
-    assert may_run(Verb.CANCEL, P.READ, is_pr_author=False, same_hardware=True,
-                   user="bob") == (False, "@bob needs write access to run /ployd cancel (has read)")
+    assert may_run(Verb.CANCEL, P.READ, is_pr_author=False, same_hardware=True, user="bob") == (
+        False,
+        "@bob needs write access to run /ployd cancel (has read): someone with write, "
+        "maintain or admin permission on the repository can run it",
+    )
     ok, reason = may_run(Verb.RETRY, P.READ, is_pr_author=True, same_hardware=False,
                          user="bob")
     assert not ok and "on other hardware" in reason and "without 'on'" in reason
+    ok, reason = may_run(Verb.RETRY, P.TRIAGE, is_pr_author=False, same_hardware=True,
+                         user="bob")
+    assert reason.endswith("; the pull request's author may retry on the same hardware")
+
+
+@pytest.mark.parametrize(("level", "role"), [
+    (0, "no role"), (5, "Minimal access"), (10, "Guest"), (15, "Planner"), (20, "Reporter"),
+])
+def test_gitlab_refusals_speak_gitlab_roles(level: int, role: str) -> None:
+    standing = gitlab_standing(level)
+    ok, reason = may_run(Verb.OK_TO_TEST, standing, is_pr_author=False, same_hardware=True,
+                         user="rita", words=GITLAB_WORDS)
+    assert not ok
+    assert reason == (
+        f"@rita needs the Developer role to run /ployd ok-to-test (has {role}): someone with "
+        "the Developer, Maintainer or Owner role on the project can run it"
+    )
+    assert "write" not in reason and "triage" not in reason
+    ok, reason = may_run(Verb.RETRY, standing, is_pr_author=True, same_hardware=False,
+                         user="rita", words=GITLAB_WORDS)
+    assert not ok and f"(has {role})" in reason and "without 'on'" in reason
+
+
+@pytest.mark.parametrize(("level", "role"), [(30, "Developer"), (40, "Maintainer"),
+                                             (50, "Owner"), (60, "Owner")])
+def test_gitlab_developers_and_above_may_do_everything(level: int, role: str) -> None:
+    for verb in ALL_VERBS:
+        ok, reason = may_run(verb, gitlab_standing(level), is_pr_author=False,
+                             same_hardware=False, words=GITLAB_WORDS)
+        assert ok, reason
+    assert gitlab_standing(level).role == role
+
+
+def test_gitlab_help_speaks_of_merge_requests_and_roles() -> None:
+    text = help_text([], GITLAB_WORDS)
+    assert "pull request" not in text and "write access" not in text
+    assert "the Developer role" in text and "No pipeline has run for this merge request" in text
 
 
 # -- help --------------------------------------------------------------------------------

@@ -102,3 +102,42 @@ def test_job_level_paths() -> None:
     assert job_paths_skip_reason(gpu, push("refs/heads/main", None)) is None
     assert job_paths_skip_reason(docs, push("refs/heads/main", ("src/a.py",))) is not None
     assert job_paths_skip_reason(docs, push("refs/heads/main", ("src/a.py", "doc.md"))) is None
+
+
+DRAFTS_OFF = Triggers(pull_request=PullRequestTrigger(drafts=False))
+
+
+def draft_pr(action: str, draft: bool, more: tuple[str, ...] = ()) -> Event:
+    return Event(
+        EventKind.PULL_REQUEST, ref="refs/pull/1/head", sha="1" * 40, base_branch="main",
+        action=action, more_actions=more, draft=draft,
+    )
+
+
+@pytest.mark.parametrize(
+    ("triggers", "event", "runs"),
+    [
+        (DRAFTS_OFF, draft_pr("opened", True), False),
+        (DRAFTS_OFF, draft_pr("synchronize", True), False),
+        (DRAFTS_OFF, draft_pr("ready_for_review", False), True),  # its first run
+        (DRAFTS_OFF, draft_pr("opened", False), True),
+        (DRAFTS_OFF, draft_pr("converted_to_draft", True), False),
+        (IMPLICIT, draft_pr("opened", True), True),  # drafts run by default
+        (IMPLICIT, draft_pr("ready_for_review", False), False),  # not a default type
+        # One GitLab update can be several actions: any named one starts it.
+        (PR_TYPES, draft_pr("edited", False, ("labeled",)), True),
+        (PR_TYPES, draft_pr("edited", False, ("unlabeled",)), False),
+    ],
+)
+def test_drafts_and_several_actions(triggers: Triggers, event: Event, runs: bool) -> None:
+    assert pipeline_matches(cfg(triggers), event) is runs
+
+
+def test_the_schema_lists_exactly_the_types_the_forges_deliver() -> None:
+    from app.core.config.schema import load_schema
+    from app.core.triggers import PR_TYPES as DELIVERED
+
+    on = next(b for b in load_schema()["properties"]["on"]["anyOf"] if b.get("type") == "object")
+    pr = on["properties"]["pull_request"]["properties"]
+    assert tuple(pr["types"]["items"]["enum"]) == DELIVERED
+    assert pr["drafts"]["type"] == "boolean"

@@ -14,6 +14,7 @@ from typing import Any
 
 from app.adapters.gitlab.config import GitLabConfig
 from app.settings import Settings
+from tests.conftest import git
 from tests.e2e.conftest import Harness
 from tests.e2e.github_world import commit_on
 from tests.fakes.gitlab import FakeGitLab, delivery_headers, load_fixture
@@ -65,6 +66,16 @@ class GitLabWorld:
     def commit(self, path: str, files: dict[str, str], branch: str) -> str:
         base, sha = commit_on(self.git_root / path, files, branch, self.make_repo)
         self.fake.add_commit(path, dict(files), sha=sha, branch=branch, base=base)
+        return sha
+
+    def fork_commit(self, path: str, files: dict[str, str], iid: int) -> str:
+        """A commit of a fork's merge request ``iid``: in the project only as
+        ``refs/merge-requests/IID/head`` (as GitLab keeps it), on none of its branches."""
+        repo, branch = self.git_root / path, f"fork-{iid}"
+        base, sha = commit_on(repo, files, branch, self.make_repo)
+        git(repo, "update-ref", f"refs/merge-requests/{iid}/head", sha)
+        git(repo, "branch", "-q", "-D", branch)
+        self.fake.add_commit(path, dict(files), sha=sha, base=base)
         return sha
 
     def _project(self, path: str) -> dict[str, Any]:

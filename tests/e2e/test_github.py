@@ -417,3 +417,27 @@ async def test_more_commands_run_all_retry_job_retry_on_and_cancel_job(
         assert job("slow").state == "cancelled"
         assert w.check_runs()["ployd / slow"]["conclusion"] == "cancelled"
         assert {r["content"] for r in w.fake.reactions} == {"+1"}
+
+
+async def test_every_pull_request_type_is_taken_in_and_means_what_the_config_says(
+    github_world: Callable[..., Any],
+) -> None:
+    """`labeled` (like every action `on.pull_request.types` names) is accepted and starts
+    a pipeline when the config names it; an action no type names is answered 'ignored'."""
+    labeled = "version: 1\non:\n  pull_request:\n    types: [labeled]\n" + CONFIG.split("\n", 2)[2]
+    async with github_world() as w:
+        sha = w.repo(REPO, {".ployd.yml": labeled, "ok.txt": "yes"})
+        status, body = await w.deliver("pull_request", w.pull_request(REPO, 3, sha))
+        assert status == 202 and "accepted" in body  # opened: taken in, starts nothing
+        assigned = w.pull_request(REPO, 3, sha, action="assigned")
+        status, body = await w.deliver("pull_request", assigned)
+        assert status == 202 and body == {"ignored": "pull_request.assigned"}
+        label = w.pull_request(REPO, 3, sha, action="labeled")
+        status, body = await w.deliver("pull_request", label)
+        assert status == 202 and "accepted" in body
+        await w.settle()
+        with w.h.engine.db.session() as s:
+            from app.store.models import Pipeline
+
+            (p,) = s.query(Pipeline).all()
+            assert (p.sha, p.pr_number, p.state) == (sha, 3, "succeeded")

@@ -33,7 +33,10 @@ DEVELOPER, REPORTER = 30, 20
 async def open_mr(
     w: GitLabWorld, iid: int, files: dict[str, str], author: str = "alice", fork: bool = False
 ) -> str:
-    sha = w.commit(PROJECT, files, branch=f"mr-{iid}")
+    if fork:
+        sha = w.fork_commit(PROJECT, files, iid)
+    else:
+        sha = w.commit(PROJECT, files, branch=f"mr-{iid}")
     w.fake.add_mr(PROJECT, iid, source_sha=sha, author=author, fork=fork)
     status, body = await w.deliver(
         "Merge Request Hook", w.merge_request(PROJECT, iid, sha, author=author)
@@ -92,7 +95,8 @@ async def test_failed_job_and_commands_with_refusals(gitlab_world: Callable[...,
                 return len(s.query(Job).filter(Job.name == name).one().attempts)
 
         replies = await say("rita", "/ployd retry")  # a Reporter, not the author
-        assert any("needs write access" in r for r in replies) and attempts("unit") == 1
+        refusal = "@rita needs the Developer role to run /ployd retry (has Reporter): someone with"
+        assert any(refusal in r for r in replies) and attempts("unit") == 1
         replies = await say("alice", "/ployd retry")  # the author, same hardware: allowed
         assert not any("needs" in r for r in replies) and attempts("unit") == 2
         replies = await say("dev", "/ployd retry unit on h10")
@@ -105,19 +109,67 @@ async def test_failed_job_and_commands_with_refusals(gitlab_world: Callable[...,
 
 
 async def test_fork_merge_request_waits_for_a_developer(gitlab_world: Callable[..., Any]) -> None:
+    """A fork's head is only refs/merge-requests/7/head in the project: GitLab refuses a
+    status without that ref (404 References for commit), so every status carries it."""
     async with gitlab_world() as w:
         w.project(PROJECT, {".ployd.yml": CONFIG, "ok.txt": "yes"})
         w.fake.set_member(PROJECT, "dev", DEVELOPER)
-        await open_mr(w, 7, {"evil.py": "1"}, author="stranger", fork=True)
+        w.fake.set_member(PROJECT, "rita", REPORTER)
+        sha = await open_mr(w, 7, {"evil.py": "1"}, author="stranger", fork=True)
+        assert w.fake.project(PROJECT).branch_containing(sha) is None
         await w.settle()
-        assert w.statuses(PROJECT)["ployd/unit"]["status"] == "pending"
-        assert "ok-to-test" in w.statuses(PROJECT)["ployd/unit"]["description"]
-        await w.deliver("Note Hook", w.note(PROJECT, 7, "/ployd ok-to-test", "stranger"))
-        await w.settle()
-        assert w.statuses(PROJECT)["ployd/unit"]["status"] == "pending"
+        unit = w.statuses(PROJECT)["ployd/unit"]
+        assert unit["status"] == "pending" and unit["sha"] == sha
+        assert "ok-to-test" in unit["description"]
+        assert unit["ref"] == "refs/merge-requests/7/head"
+        summary = [n for n in w.fake.notes.values() if "ployd:summary" in n["body"]]
+        assert len(summary) == 1 and "ok-to-test" in summary[0]["body"]
+        for who in ("stranger", "rita"):  # the author, a Reporter: not enough
+            await w.deliver("Note Hook", w.note(PROJECT, 7, "/ployd ok-to-test", who))
+            await w.settle()
+            assert w.statuses(PROJECT)["ployd/unit"]["status"] == "pending"
         await w.deliver("Note Hook", w.note(PROJECT, 7, "/ployd ok-to-test", "dev"))
         await w.settle()
-        assert w.statuses(PROJECT)["ployd/unit"]["status"] == "success"
+        statuses = w.statuses(PROJECT)
+        assert statuses["ployd/unit"]["status"] == "success"
+        assert statuses["ployd/deploy"]["status"] == "success"
+        assert statuses["ployd/bench"]["status"] == "skipped"
+        assert {st["ref"] for st in statuses.values()} == {"refs/merge-requests/7/head"}
+        posts = w.fake.calls("POST", "/projects/:id/statuses/:sha")
+        assert posts and all(c.params["ref"] == "refs/merge-requests/7/head" for c in posts)
+        # (a 400 "Cannot transition" is GitLab's answer to a state re-posted: no-op)
+        assert [c for c in posts if c.status >= 400 and c.status != 400] == []
+        (summary,) = [n for n in w.fake.notes.values() if "ployd:summary" in n["body"]]
+        assert "ok-to-test" not in summary["body"] and "unit" in summary["body"]
+
+
+async def test_a_refused_status_keeps_neither_the_others_nor_the_note_back(
+    gitlab_world: Callable[..., Any],
+) -> None:
+    async with gitlab_world() as w:
+        w.project(PROJECT, {".ployd.yml": CONFIG, "ok.txt": "yes"})
+        w.fake.set_member(PROJECT, "alice", DEVELOPER)
+        # GitLab refuses every status of one job (say, a protected name): 403, not retried
+        w.fake.fail_next(
+            "POST", "/projects/*/statuses/*", 403, times=1, body={"message": "403 Forbidden"}
+        )
+        await open_mr(w, 11, {"a.py": "1"})
+        await w.settle()
+        posts = w.fake.calls("POST", "/projects/:id/statuses/:sha")
+        first = posts[0]
+        assert first.status == 403
+        statuses = w.statuses(PROJECT)
+        others = {"ployd/unit", "ployd/deploy", "ployd/bench"} - {first.params["name"]}
+        assert others <= set(statuses)
+        assert len([n for n in w.fake.notes.values() if "ployd:summary" in n["body"]]) == 1
+        # Sent again at the next report: every job ends with its final status.
+        assert statuses["ployd/unit"]["status"] == "success"
+        assert statuses["ployd/deploy"]["status"] == "success"
+        assert statuses["ployd/bench"]["status"] == "skipped"
+        code, metrics = await fetch(w.h.http, w.h.url + "/metrics")
+        assert code == 200
+        line = next(x for x in metrics.splitlines() if x.startswith("ployd_forge_api_errors_total"))
+        assert 'forge="gitlab"' in line and float(line.split()[-1]) >= 1
 
 
 async def test_tokens_duplicates_and_invalid_config(gitlab_world: Callable[..., Any]) -> None:

@@ -448,8 +448,72 @@ async def test_a_job_waiting_for_a_machine_times_out(driver: Driver, engine: Eng
     assert engine.sweep(utcnow() + timedelta(minutes=6)) == 1
     job = driver.job(pid, "t")
     assert job.state == "timed_out"
-    assert "waited longer than its timeout" in (job.attempts[0].error or "")
-    assert "tried p5.4xlarge" in (job.attempts[0].error or "")
+    (attempt,) = job.attempts  # no_capacity is not in the default retry.when
+    assert attempt.end_reason == "no_capacity"
+    assert "no capacity: waited longer than its timeout" in (attempt.error or "")
+    assert "tried p5.4xlarge" in (attempt.error or "")
+
+
+async def test_no_capacity_within_capacity_wait_is_retried_by_policy(
+    driver: Driver, engine: Engine
+) -> None:
+    pid = driver.start(
+        "version: 1\njobs:\n  t:\n    timeout: 1h\n"
+        "    retry: {max: 1, when: [no_capacity], capacity_wait: 10m}\n"
+        "    steps: [{run: 'true'}]\n"
+    )
+    job = driver.job(pid, "t")
+    engine.set_waiting(job.id, "waiting for capacity: no h100 in us-east-1")
+    from app.store.models import Attempt, Job
+
+    with engine.db.session() as s:  # it has waited 11 minutes already
+        s.get(Job, job.id).queued_at = utcnow() - timedelta(minutes=11)  # type: ignore[union-attr]
+        for a in s.query(Attempt).filter_by(job_id=job.id):
+            a.created_at = utcnow() - timedelta(minutes=11)
+    assert engine.sweep(utcnow() - timedelta(minutes=2)) == 0  # 9 minutes: not yet
+    assert engine.sweep() == 1
+    job = driver.job(pid, "t")
+    first, second = job.attempts
+    assert (first.state, first.end_reason) == ("timed_out", "no_capacity")
+    assert "retry.capacity_wait (0:10:00)" in (first.error or "")
+    assert second.reason == "retry 1 of 1: no machine could be had within retry.capacity_wait"
+    assert (job.state, second.state) == ("queued", "queued")
+    # The retry waits afresh (its job keeps its place in line: queued_at unchanged).
+    assert engine.sweep(utcnow() + timedelta(minutes=9)) == 0
+    assert engine.sweep(utcnow() + timedelta(minutes=11)) == 1
+    job = driver.job(pid, "t")
+    assert job.state == "timed_out" and len(job.attempts) == 2  # the policy's max
+    assert job.queued_at is not None and job.queued_at < second.created_at
+
+
+async def test_an_approved_fork_pipeline_waits_for_a_machine_from_its_approval(
+    driver: Driver, engine: Engine
+) -> None:
+    from app.core.hardware import Catalog
+    from app.core.triggers import Event, EventKind
+    from app.engine.engine import RepoRef
+    from app.handlers.pipelines import plan
+
+    text = "version: 1\njobs:\n  t: {timeout: 5m, steps: [{run: 'true'}]}\n"
+    ev = Event(EventKind.PULL_REQUEST, ref="refs/pull/3/head", sha="a" * 40, base_branch="main",
+               action="opened")
+    plans = plan(text, ev, Catalog.default())
+    assert plans is not None
+    pid = engine.create_pipeline(
+        RepoRef(forge="github", full_name="acme/fork", clone_url="file:///x"), plans,
+        ref=ev.ref, sha=ev.sha, trigger="pull_request", pr_number=3, fork=True, held=True,
+    )
+    from app.store.models import Attempt, Job
+
+    with engine.db.session() as s:  # held for two hours
+        for j in s.query(Job).filter_by(pipeline_id=pid):
+            j.queued_at = utcnow() - timedelta(hours=2)
+            for a in s.query(Attempt).filter_by(job_id=j.id):
+                a.created_at = utcnow() - timedelta(hours=2)
+    assert engine.sweep() == 0  # held: no wait counted
+    assert engine.approve(pid, "maint")
+    assert engine.sweep(utcnow() + timedelta(minutes=4)) == 0  # not 2h late
+    assert engine.sweep(utcnow() + timedelta(minutes=6)) == 1
 
 
 async def _local_claim(engine: Engine, name: str) -> int:

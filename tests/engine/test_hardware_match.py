@@ -205,3 +205,18 @@ async def test_a_job_gets_the_gpu_count_it_asked_for(driver: Driver, engine: Eng
     assert first is not None and second is not None
     gpus = {first.job.name: first.job.gpus, second.job.name: second.job.gpus}
     assert gpus == {"two": 2, "pick": 2}  # h100:2 is the spec this machine provides
+
+
+async def test_resources_disk_goes_only_to_an_agent_with_that_much_disk(
+    driver: Driver, engine: Engine
+) -> None:
+    pid = driver.start(
+        "version: 1\njobs:\n  data: {resources: {cpu: 2, disk: 300GB}, steps: [{run: 'true'}]}\n"
+    )
+    assert await engine.claim(agent("local-1", CPU2), 0) is None  # 200 GB of disk
+    job = driver.job(pid, "data")
+    assert job.state == "queued" and job.waiting_reason == (
+        "waiting: no agent with >= 2 vCPUs, >= 300GB disk is connected (connected: local-1 cpu:2)"
+    )
+    got = await engine.claim(agent("cpu-16", CPU16), 0)  # 500 GB
+    assert got is not None and got.job.name == "data"

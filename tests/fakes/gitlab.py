@@ -185,8 +185,9 @@ class FakeGitLab(ViolationLog):
         source_branch = source_branch or f"mr-{iid}"
         if source_sha is None or source_sha not in proj.commits:
             source_sha = proj.add_commit(files or {}, sha=source_sha, base=base)
-        if not fork:
+        if not fork:  # a fork's branch is in the fork: here only refs/merge-requests/N/head
             proj.branches.setdefault(source_branch, source_sha)
+        proj.mr_refs[f"refs/merge-requests/{iid}/head"] = source_sha
         listed = None
         if changes is not None:
             listed = [diff_entry(c, c) if isinstance(c, str) else c for c in changes]

@@ -110,7 +110,15 @@ def create_status(fake: FakeGitLab, call: Call) -> Result:
     if sha is None or sha != params["sha"]:
         raise not_found("Commit")
     name = params.get("name") or params.get("context") or "default"
-    ref = params.get("ref") or next((b for b, s in proj.branches.items() if s == sha), None)
+    # GitLab's order: the request's ref, else the ref of a pipeline of the commit (here: of
+    # a status already on it), else a branch containing the commit; else it refuses.
+    ref = (
+        params.get("ref")
+        or next((s["ref"] for s in reversed(proj.statuses) if s["sha"] == sha), None)
+        or proj.branch_containing(sha)
+    )
+    if ref is None:
+        raise GitLabAnswer(404, {"message": "404 References for commit Not Found"})
     state = params["state"]
     event = EVENTS[state]
     current = next(

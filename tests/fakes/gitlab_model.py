@@ -68,10 +68,17 @@ class FakeProject:
     inherited: dict[int, int] = field(default_factory=dict)  # user id -> level (groups)
     mrs: dict[int, FakeMR] = field(default_factory=dict)
     statuses: list[dict[str, Any]] = field(default_factory=list)
+    # refs/merge-requests/N/head -> sha: a merge request's head, which for a fork's is on
+    # no branch of this project
+    mr_refs: dict[str, str] = field(default_factory=dict)
 
     @property
     def head(self) -> str:
         return self.branches[self.default_branch]
+
+    def branch_containing(self, sha: str) -> str | None:
+        """A branch whose history holds ``sha`` (as GitLab's ``branch_names_contains``)."""
+        return next((b for b, head in self.branches.items() if sha in self.ancestors(head)), None)
 
     def add_commit(
         self,

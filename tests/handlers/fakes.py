@@ -241,12 +241,20 @@ class FakeGitLab(FakeForge):
         name: str,
         target_url: str | None = None,
         description: str | None = None,
+        ref: str | None = None,
     ) -> None:
         await self._call(
-            "set_status", project, sha, state, name, target_url=target_url, description=description
+            "set_status",
+            project,
+            sha,
+            state,
+            name,
+            target_url=target_url,
+            description=description,
+            ref=ref,
         )
         self.statuses.setdefault((project, sha, name), []).append(
-            {"state": state, "target_url": target_url, "description": description}
+            {"state": state, "target_url": target_url, "description": description, "ref": ref}
         )
 
     async def create_note(self, project: str, iid: int, body: str) -> int:

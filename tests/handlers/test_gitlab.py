@@ -151,7 +151,10 @@ async def test_a_fork_runs_nothing_until_a_developer_says_ok_to_test(gitlab: Git
     await w.deliver("Note Hook", w.note(9, "/ployd ok-to-test", "mallory"))
     assert w.pipeline().held
     assert w.fake.emoji[-1][3] == "confused"
-    assert "@mallory needs write access to run /ployd ok-to-test (has triage)" in w.replies()[-1]
+    assert (
+        "@mallory needs the Developer role to run /ployd ok-to-test (has Reporter): someone "
+        "with the Developer, Maintainer or Owner role on the project can run it"
+    ) in w.replies()[-1]
 
     await w.deliver("Note Hook", w.note(9, "/ployd ok-to-test", "dev"))
     assert not w.pipeline().held
@@ -161,7 +164,7 @@ async def test_a_fork_runs_nothing_until_a_developer_says_ok_to_test(gitlab: Git
 
 # -- commands ---------------------------------------------------------------------------
 
-WRITE_NEEDED = "needs write access to run /ployd retry (has {role})"
+NEEDED = "needs the Developer role to run /ployd retry (has {role})"
 
 
 @pytest.mark.parametrize(
@@ -173,9 +176,9 @@ WRITE_NEEDED = "needs write access to run /ployd retry (has {role})"
         ("```\n/ployd retry unit\n```", "dev", DEVELOPER, None, None, 1),
         ("please /ployd retry unit", "dev", DEVELOPER, None, None, 1),
         ("/ployd retyr unit", "dev", DEVELOPER, "confused", "did you mean /ployd retry?", 1),
-        ("/ployd retry unit", "rita", REPORTER, "confused", WRITE_NEEDED.format(role="triage"), 1),
-        ("/ployd retry unit", "rita", GUEST, "confused", WRITE_NEEDED.format(role="read"), 1),
-        ("/ployd retry unit", "rita", 0, "confused", WRITE_NEEDED.format(role="none"), 1),
+        ("/ployd retry unit", "rita", REPORTER, "confused", NEEDED.format(role="Reporter"), 1),
+        ("/ployd retry unit", "rita", GUEST, "confused", NEEDED.format(role="Guest"), 1),
+        ("/ployd retry unit", "rita", 0, "confused", NEEDED.format(role="no role"), 1),
         ("/ployd retry unit", "alice", REPORTER, "thumbsup", None, 2),  # the author
         ("/ployd retry unit on cpu:16", "alice", REPORTER, "confused", "other hardware", 1),
         ("/ployd help", "rita", 0, "eyes", "### PloyD commands", 1),

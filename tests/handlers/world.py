@@ -197,6 +197,8 @@ class GitHubWorld(World):
         action: str = "opened",
         fork: bool = False,
         sender: str | None = None,
+        draft: bool = False,
+        merged: bool = False,
     ) -> dict[str, Any]:
         head_repo = {"full_name": "mallory/models" if fork else REPO}
         return {
@@ -208,6 +210,8 @@ class GitHubWorld(World):
                 "user": {"login": author},
                 "head": {"sha": head, "ref": f"pr-{number}", "repo": head_repo},
                 "base": {"ref": "main", "repo": {"full_name": REPO}},
+                "draft": draft,
+                "merged": merged,
             },
             "sender": {"login": sender or author},
         }
@@ -309,8 +313,13 @@ class GitLabWorld(World):
         author: str = "alice",
         action: str = "open",
         fork: bool = False,
+        changes: dict[str, Any] | None = None,
+        draft: bool = False,
     ) -> dict[str, Any]:
+        """A Merge Request Hook; an ``update`` without ``changes`` is a push (``oldrev``),
+        with them an edit of those attributes (as GitLab's ``changes``)."""
         self.fake.add_mr(PROJECT, iid, sha=head, author=author, fork=fork)
+        pushed = action == "update" and changes is None
         return {
             "object_kind": "merge_request",
             "user": {"username": author},
@@ -320,7 +329,10 @@ class GitLabWorld(World):
                 "action": action,
                 "target_branch": "main",
                 "last_commit": {"id": head},
+                "oldrev": sha(999) if pushed else None,
+                "draft": draft,
             },
+            "changes": changes or {},
         }
 
     def note(self, iid: int, body: str, user: str, *, system: bool = False) -> dict[str, Any]:

@@ -3,6 +3,8 @@ sent only when it changed, against the in-memory fake of its ports."""
 
 from __future__ import annotations
 
+import pytest
+
 from app.adapters.github.errors import GitHubError
 from app.core.report import MARKER
 from app.protocol import FinishReport, LogChunk, StepReport
@@ -102,17 +104,22 @@ async def test_other_forges_pipelines_and_unknown_ones_are_not_reported(world: W
     assert fake.calls == []
 
 
-async def test_a_failed_report_is_counted_and_the_next_one_catches_up(world: World) -> None:
+async def test_a_refused_check_run_keeps_neither_the_others_nor_the_comment_back(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
     w, fake = world, world.github
     pid = w.start("github", pr=7)
     await w.run_all()
     reporter = w.github_reporter()
-    fake.fail("create_check_run", GitHubError(502, "Bad Gateway"))
+    fake.fail("create_check_run", GitHubError(422, "Validation Failed"))
     reporter.on_change({pid})
     await reporter.idle()
     assert reporter.errors == 1
-    assert fake.check_runs == {} and fake.comments == {}
-    reporter.on_change({pid})
+    assert len(fake.check_runs) == 2 and len(fake.comments) == 1  # the others arrived
+    refusal = next(r.getMessage() for r in caplog.records if "refused" in r.getMessage())
+    assert f"reporting pipeline {pid} to github: check run ployd / " in refusal
+    assert "acme/models@" in refusal and "422 Validation Failed" in refusal
+    reporter.on_change({pid})  # the next report sends what was refused
     await reporter.idle()
     assert len(fake.check_runs) == 3 and len(fake.comments) == 1
     fake.clear()

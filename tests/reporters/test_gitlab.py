@@ -3,6 +3,9 @@ each sent only when it changed, against the in-memory fake of its ports."""
 
 from __future__ import annotations
 
+import pytest
+
+from app.adapters.gitlab.errors import GitLabError
 from app.core.report import MARKER
 from tests.reporters.world import World, sha
 
@@ -48,6 +51,7 @@ async def test_a_change_posts_only_the_changed_status_and_edits_the_note(world: 
         "state": "running",
         "target_url": fake.of("set_status")[0].kwargs["target_url"],
         "description": fake.of("set_status")[0].kwargs["description"],
+        "ref": "refs/merge-requests/3/head",
     }
     assert [c.args[2] for c in fake.of("edit_note")] == [note_id]
 
@@ -59,3 +63,45 @@ async def test_a_push_has_statuses_and_no_note(world: World) -> None:
     await w.gitlab_reporter().sync(pid)
     assert fake.status(PROJECT, sha(1), "ployd/unit")["state"] == "failed"  # type: ignore[index]
     assert fake.notes == {}
+
+
+async def test_statuses_name_the_pipelines_ref(world: World) -> None:
+    w, fake = world, world.gitlab
+    mr, push = w.start("gitlab", pr=3), w.start("gitlab")
+    reporter = w.gitlab_reporter()
+    await reporter.sync(mr)
+    await reporter.sync(push)
+    refs = {c.kwargs["ref"] for c in fake.of("set_status")}
+    assert refs == {"refs/merge-requests/3/head", "main"}  # a branch by its name
+
+
+async def test_a_refused_status_keeps_neither_the_others_nor_the_note_back(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    w, fake = world, world.gitlab
+    pid = w.start("gitlab", pr=3)
+    reporter = w.gitlab_reporter()
+    fake.fail("set_status", GitLabError(403, "403 Forbidden", operation="set_status"))
+    reporter.on_change({pid})
+    await reporter.idle()
+    assert reporter.errors == 1
+    assert fake.ops() == ["set_status"] * 3 + ["create_note"]
+    assert len(fake.statuses) == 2 and len(fake.notes) == 1
+    refusal = next(r.getMessage() for r in caplog.records if "refused" in r.getMessage())
+    assert f"reporting pipeline {pid} to gitlab: status ployd/unit=pending on ml/models@" in refusal
+    assert "(refs/merge-requests/3/head) refused: 403 403 Forbidden" in refusal
+    fake.clear()
+    reporter.on_change({pid})  # the next report sends the refused one, and only it
+    await reporter.idle()
+    assert fake.ops() == ["set_status"] and len(fake.statuses) == 3
+
+
+async def test_a_refused_note_is_sent_again_at_the_next_report(world: World) -> None:
+    w, fake = world, world.gitlab
+    pid = w.start("gitlab", pr=3)
+    reporter = w.gitlab_reporter()
+    fake.fail("create_note", GitLabError(404, "404 Merge Request Not Found"))
+    await reporter.sync(pid)
+    assert len(fake.statuses) == 3 and fake.notes == {} and reporter.errors == 1
+    await reporter.sync(pid)
+    assert len(fake.notes) == 1

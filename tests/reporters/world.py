@@ -73,7 +73,7 @@ class World:
         else:
             event = Event(
                 EventKind.PULL_REQUEST,
-                ref=f"refs/pull/{pr}/head",
+                ref=f"refs/{'merge-requests' if forge == 'gitlab' else 'pull'}/{pr}/head",
                 sha=sha(head),
                 default_branch="main",
                 base_branch="main",

@@ -39,6 +39,16 @@ NO_ACCESS = 0
 _TRANSITION = re.compile(r"Cannot transition status via :\w+ from :(\w+)")
 
 
+def status_ref(ref: str) -> str:
+    """A pipeline's full ref as a GitLab commit status names it: a branch or tag by its
+    name (``refs/heads/main`` -> ``main``), any other ref whole
+    (``refs/merge-requests/7/head``, as GitLab's own merge request pipelines)."""
+    for prefix in ("refs/heads/", "refs/tags/"):
+        if ref.startswith(prefix):
+            return ref.removeprefix(prefix)
+    return ref
+
+
 def fit(text: str, limit: int) -> str:
     """``text`` cut to ``limit`` characters, an ellipsis marking the cut."""
     return text if len(text) <= limit else text[: limit - 1] + "…"
@@ -205,13 +215,21 @@ class GitLabClient:
         name: str,
         target_url: str | None = None,
         description: str | None = None,
+        ref: str | None = None,
     ) -> None:
         """Post commit status ``name`` on ``sha``: pending, running, success, failed,
         canceled or skipped. Re-posting the state a status already has is a no-op (GitLab
-        answers it with a 400 "Cannot transition status")."""
+        answers it with a 400 "Cannot transition status").
+
+        ``ref`` is the branch, tag or ref the status belongs to (``status_ref``): without
+        it GitLab takes the ref of a pipeline of ``sha``, else a branch containing it, and
+        answers 404 "References for commit" when there is neither, as for a fork's merge
+        request, whose head is only ``refs/merge-requests/N/head``."""
         if state not in STATES:
             raise ValueError(f"state {state!r}: expected one of {', '.join(STATES)}")
         data: dict[str, Any] = {"state": state, "name": name}
+        if ref:
+            data["ref"] = fit(ref, MAX_STATUS_TEXT)
         if description is not None:
             data["description"] = fit(description, MAX_STATUS_TEXT)
         if target_url is not None:

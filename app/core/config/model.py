@@ -103,6 +103,9 @@ class RetryPolicy:
         {RetryReason.SPOT_INTERRUPTION, RetryReason.INFRASTRUCTURE}
     )
     exit_codes: tuple[int, ...] = ()
+    # How long an attempt may wait for a machine before it ends for no capacity (and is
+    # retried when ``when`` has no_capacity); None: the job's timeout.
+    capacity_wait_s: int | None = None
 
     def allows(
         self, reason: RetryReason, attempt_number: int, exit_code: int | None = None
@@ -181,6 +184,7 @@ class PullRequestTrigger:
     paths: tuple[str, ...] | None = None
     paths_ignore: tuple[str, ...] | None = None
     types: tuple[str, ...] = DEFAULT_PR_TYPES
+    drafts: bool = True  # False: a draft runs nothing until ready for review
 
 
 @dataclass(frozen=True, slots=True)

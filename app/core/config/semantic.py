@@ -199,6 +199,7 @@ class Builder:
                 paths=self.strings(p.get("paths"), (*base, "paths")),
                 paths_ignore=self.strings(p.get("paths-ignore"), (*base, "paths-ignore")),
                 **({"types": types} if types is not None else {}),
+                drafts=p.get("drafts") is not False,
             )
         return Triggers(push=push, pull_request=pr)
 
@@ -241,11 +242,13 @@ class Builder:
             )
         return r
 
-    def retry(self, value: Any) -> RetryPolicy:
+    def retry(self, value: Any, path: NodePath = ()) -> RetryPolicy:
         if isinstance(value, int) and not isinstance(value, bool):
             return RetryPolicy(max=value)
         if not isinstance(value, dict):
             return DEFAULT_RETRY
+        wait = value.get("capacity_wait")
+        wait_s = self.duration(wait, (*path, "capacity_wait"), "capacity_wait")
         mx = value.get("max", DEFAULT_RETRY.max)
         when = value.get("when")
         codes = value.get("exit_codes")
@@ -257,6 +260,7 @@ class Builder:
             exit_codes=tuple(c for c in codes if isinstance(c, int))
             if isinstance(codes, list)
             else (),
+            capacity_wait_s=wait_s,
         )
 
     def matrix(self, value: Any, path: NodePath, job: str) -> Matrix | None:
@@ -474,7 +478,7 @@ class Builder:
             env=frozen_map(env),
             secrets=(self.strings(secrets[0], secrets[1]) or ()) if secrets else (),
             timeout_s=timeout_s if timeout_s is not None else 30 * 60,
-            retry=self.retry(retry[0]) if retry else DEFAULT_RETRY,
+            retry=self.retry(retry[0], retry[1]) if retry else DEFAULT_RETRY,
             cache=Cache(
                 key=str(cache.get("key") or ""),
                 paths=self.strings(cache.get("paths"), (*jp, "cache", "paths")) or (),

@@ -35,7 +35,7 @@ def status_for(view: JobView) -> tuple[str, str]:
     dur = f" in {human_duration(took)}" if took is not None else ""
     word = view.state.value.replace("_", " ")
     if view.fork_gated:
-        return "pending", "waiting for a maintainer's /ployd ok-to-test"
+        return "pending", "from a fork: waiting for /ployd ok-to-test from a Developer or higher"
     if view.state is JobState.MANUAL:
         desc = f"manual job: comment /ployd run {view.name}"
     elif view.state in FAILED and view.allow_failure:
@@ -44,8 +44,12 @@ def status_for(view: JobView) -> tuple[str, str]:
         desc = "skipped" + (f": {view.skip_reason}" if view.skip_reason else "")
     elif view.state in FAILED and view.failed_step and view.state is JobState.FAILED:
         desc = f"failed at {view.failed_step.splitlines()[0]}{where}{dur}"
+    elif view.state is JobState.TIMED_OUT and view.end_reason:
+        desc = f"timed out{where}: {view.end_reason}"  # e.g. no capacity for its wait
     elif not view.state.final and view.waiting_reason and view.state is not JobState.RUNNING:
         desc = view.waiting_reason
+        if view.attempt > 1 and view.attempt_reason:
+            desc += f" ({view.attempt_reason})"  # e.g. retry 1 of 2: no machine ...
     else:
         desc = f"{word}{where}{dur}"
     return state, clip(" ".join(desc.split()), MAX_STATUS_DESCRIPTION)

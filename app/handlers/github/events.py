@@ -17,7 +17,7 @@ from app.adapters.ports import (
 )
 from app.core.config.errors import ConfigError
 from app.core.slash import Permission
-from app.core.triggers import Event, EventKind
+from app.core.triggers import PR_TYPES, Event, EventKind
 from app.handlers.github.context import FORGE, GitHubContext
 from app.handlers.pipelines import (
     CONFIG_FILE,
@@ -134,24 +134,28 @@ async def permission_of(forge: GitHubPermissions, repo: Repo, user: str) -> Perm
         return Permission.NONE
 
 
-@router.register("pull_request", action="opened")
-@router.register("pull_request", action="synchronize")
-@router.register("pull_request", action="reopened")
 async def on_pull_request(
     event: sansio.Event, ctx: GitHubContext[PullRequestForge], inbox_id: int, **_: Any
 ) -> None:
+    """Any action `on.pull_request.types` names: a pipeline of the head commit when the
+    config's types (and `drafts`) say so; `closed` first cancels what still runs."""
     p = event.data
     pr = p["pull_request"]
     repo = ctx.repo(p)
     number, author = int(pr["number"]), pr["user"]["login"]
+    if p["action"] == "closed":
+        who = p.get("sender", {}).get("login", "github")
+        why = f"{who} (pull request {'merged' if pr.get('merged') else 'closed'})"
+        cancel_request(ctx.engine, FORGE, p["repository"]["full_name"], number, why)
     fork = _is_fork(pr)
     req = Request(
         number=number,
         ref=f"refs/pull/{number}/head",
         sha=pr["head"]["sha"],
         base_branch=pr["base"]["ref"],
-        action=p["action"],
+        actions=(p["action"],),
         default_branch=p["repository"].get("default_branch") or "main",
+        draft=bool(pr.get("draft")),
     )
     held = await held_for_approval(fork, lambda: permission_of(ctx.forge, repo, author))
     changed = await changed_or_none(
@@ -173,17 +177,8 @@ async def on_pull_request(
     )
 
 
-@router.register("pull_request", action="closed")
-async def on_pr_closed(event: sansio.Event, ctx: GitHubContext[object], **_: Any) -> None:
-    p = event.data
-    who = p.get("sender", {}).get("login", "github")
-    cancel_request(
-        ctx.engine,
-        FORGE,
-        p["repository"]["full_name"],
-        p["number"],
-        f"{who} (pull request closed)",
-    )
+for _action in PR_TYPES:
+    router.add(on_pull_request, "pull_request", action=_action)
 
 
 @router.register("check_suite", action="requested")

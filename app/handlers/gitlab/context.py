@@ -13,7 +13,7 @@ from typing import Any, Generic, TypeVar
 
 from app.adapters.ports import GitLabMembers
 from app.core.hardware import Catalog
-from app.core.slash import Permission, gitlab_permission
+from app.core.slash import Permission, Standing, gitlab_permission, gitlab_standing
 from app.engine.engine import Engine, RepoRef
 from app.store.db import Database
 
@@ -63,3 +63,9 @@ class GitLabContext(Generic[F]):
         self: GitLabContext[GitLabMembers], project: str, user: int | str
     ) -> Permission:
         return gitlab_permission(await self.forge.access_level(project, user))
+
+    async def standing(
+        self: GitLabContext[GitLabMembers], project: str, user: int | str
+    ) -> Standing:
+        """The user's permission and GitLab's name of their role (for refusals)."""
+        return gitlab_standing(await self.forge.access_level(project, user))

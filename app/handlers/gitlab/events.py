@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any, Protocol
 
+from app.adapters.gitlab.client import status_ref
+from app.adapters.gitlab.errors import GitLabError
 from app.adapters.ports import (
     GitLabChangedFiles,
     GitLabFiles,
@@ -31,7 +34,55 @@ from app.store.handler_queries import already_started
 log = logging.getLogger("ployd.gitlab")
 
 ZERO_SHA = "0" * 40
-PR_ACTIONS = {"open": "opened", "reopen": "reopened", "update": "synchronize"}
+SIMPLE_ACTIONS = {"open": "opened", "reopen": "reopened", "close": "closed", "merge": "closed"}
+# A title's draft marker (GitLab: "Draft:", "[Draft]", "(Draft)"; older: "WIP:", "[WIP]")
+_DRAFT_PREFIX = re.compile(r"^\s*(?:\[draft\]|\(draft\)|draft:|\[wip\]|wip:)\s*", re.I)
+
+
+def mr_actions(payload: dict[str, Any]) -> tuple[str, ...]:
+    """A Merge Request Hook as `on.pull_request.types` words (GitHub's): ``open`` opened,
+    ``reopen`` reopened, ``close`` and ``merge`` closed; an ``update`` with ``oldrev`` (new
+    commits) synchronize, and from its ``changes``: draft on converted_to_draft, draft
+    off ready_for_review, a label added labeled, one removed unlabeled, the title
+    (beyond its draft marker) or description edited. Empty: nothing PloyD acts on
+    (approvals, assignees, ...)."""
+    attrs = payload.get("object_attributes") or {}
+    action = str(attrs.get("action") or "")
+    if action in SIMPLE_ACTIONS:
+        return (SIMPLE_ACTIONS[action],)
+    if action != "update":
+        return ()
+    out = ["synchronize"] if attrs.get("oldrev") else []
+    changes = payload.get("changes") or {}
+    draft = changes.get("draft") or changes.get("work_in_progress")
+    if isinstance(draft, dict) and bool(draft.get("previous")) != bool(draft.get("current")):
+        out.append("converted_to_draft" if draft.get("current") else "ready_for_review")
+    labels = changes.get("labels")
+    if isinstance(labels, dict):
+        before, after = _titles(labels.get("previous")), _titles(labels.get("current"))
+        if after - before:
+            out.append("labeled")
+        if before - after:
+            out.append("unlabeled")
+    title = changes.get("title")
+    retitled = isinstance(title, dict) and _unmarked(title.get("previous")) != _unmarked(
+        title.get("current")
+    )
+    if retitled or "description" in changes:
+        out.append("edited")
+    return tuple(out)
+
+
+def _titles(labels: Any) -> set[str]:
+    return {str(x.get("title")) for x in labels or [] if isinstance(x, dict)}
+
+
+def _unmarked(title: Any) -> str:
+    return _DRAFT_PREFIX.sub("", str(title or ""))
+
+
+def is_draft(attrs: dict[str, Any]) -> bool:
+    return bool(attrs.get("draft") or attrs.get("work_in_progress"))
 
 
 class StartForge(GitLabFiles, GitLabStatuses, GitLabReplies, Protocol):
@@ -67,13 +118,23 @@ async def start_pipeline(
 
     async def on_invalid(errors: list[ConfigError]) -> None:
         n = len(errors)
-        await ctx.forge.set_status(
-            project,
-            event.sha,
-            "failed",
-            "ployd/config",
-            description=f"{n} error{'s' if n != 1 else ''} in {CONFIG_FILE}",
-        )
+        try:  # refused, it keeps the note (with every error) from the merge request
+            await ctx.forge.set_status(
+                project,
+                event.sha,
+                "failed",
+                "ployd/config",
+                description=f"{n} error{'s' if n != 1 else ''} in {CONFIG_FILE}",
+                ref=status_ref(event.ref),
+            )
+        except GitLabError as e:
+            log.warning(
+                "status ployd/config=failed on %s@%s refused: %s %s",
+                project,
+                event.sha[:12],
+                e.status or "no answer",
+                e.message,
+            )
         if mr is not None:
             await ctx.forge.create_note(project, mr, config_error_note(errors, event.sha))
 
@@ -122,9 +183,11 @@ async def on_merge_request(
     attrs = payload["object_attributes"]
     action, iid, project = attrs.get("action"), int(attrs["iid"]), ctx.path(payload)
     who = (payload.get("user") or {}).get("username", "gitlab")
-    if action in ("close", "merge"):
+    actions = mr_actions(payload)
+    if not actions:
+        return  # approvals, assignees, ...: nothing `on.pull_request.types` names
+    if "closed" in actions:
         cancel_request(ctx.engine, FORGE, project, iid, f"{who} ({action}d)")
-        return
     mr = await ctx.forge.get_mr(project, iid)
     author = str(mr["author"])
     req = Request(
@@ -132,8 +195,9 @@ async def on_merge_request(
         ref=f"refs/merge-requests/{iid}/head",
         sha=(attrs.get("last_commit") or {}).get("id") or mr["sha"],
         base_branch=attrs["target_branch"],
-        action=PR_ACTIONS.get(str(action), str(action)),
+        actions=actions,
         default_branch=payload["project"].get("default_branch") or "main",
+        draft=is_draft(attrs),
     )
     fork = bool(mr["is_fork"])
     held = await held_for_approval(fork, lambda: ctx.permission(project, author))

@@ -7,7 +7,7 @@ from typing import Any, Protocol
 
 from app.adapters.ports import GitLabEmoji, GitLabMembers, GitLabReplies
 from app.core.report import MARKER
-from app.core.slash import Permission, parse_comment
+from app.core.slash import GITLAB_WORDS, Standing, parse_comment
 from app.handlers.gitlab.context import FORGE, GitLabContext
 from app.handlers.slash import reaction_for, run_commands
 from app.store.handler_queries import latest_pipeline
@@ -31,8 +31,8 @@ async def on_note(payload: dict[str, Any], ctx: GitLabContext[NoteForge], inbox_
     user = payload["user"]
     username = str(user["username"])
 
-    async def permission() -> Permission:
-        return await ctx.permission(project, int(user.get("id") or 0) or username)
+    async def permission() -> Standing:
+        return await ctx.standing(project, int(user.get("id") or 0) or username)
 
     replies = await run_commands(
         ctx.engine,
@@ -42,6 +42,7 @@ async def on_note(payload: dict[str, Any], ctx: GitLabContext[NoteForge], inbox_
         commands=commands,
         user=username,
         permission=permission,
+        words=GITLAB_WORDS,
     )
     await ctx.forge.award_emoji(
         project, iid, int(attrs["id"]), EMOJI[reaction_for(commands, replies)]
