@@ -327,7 +327,9 @@ def _rejected_fast(text: str, fragment: str) -> None:
     with pytest.raises(ConfigInvalid) as info:
         load_config(text)
     elapsed = time.process_time() - t0
-    assert elapsed < 1.0, f"took {elapsed:.2f}s of CPU"
+    # Reading up to the 100,000-node limit costs PyYAML 0.6-0.8 s of CPU here, more on a
+    # contended host; unbounded work (what the limits stop) would take minutes.
+    assert elapsed < 2.0, f"took {elapsed:.2f}s of CPU"
     assert any(fragment in e.message for e in info.value.errors), str(info.value)
 
 
