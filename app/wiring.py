@@ -48,10 +48,12 @@ from app.policy.setup import security_from
 from app.pools import Pools
 from app.services import Services
 from app.settings import Settings, SettingsError
+from app.store.coord import Leadership
 from app.store.db import Database
 from app.web.common import GITHUB_WORKER, GITLAB_WORKER
 
 log = logging.getLogger("ployd.wiring")
+
 
 @dataclass
 class ForgeClients:
@@ -145,6 +147,7 @@ def build_services(
         finisher=finisher,
         agent=AgentPackage.build(),  # served at /agent/ployd-agent.pyz
         pools=pools,
+        leader=Leadership(db),  # started by app.server
     )
 
 

@@ -120,6 +120,8 @@ async def start_forge_pipeline(
 ) -> int | None:
     """Read `.ployd.yml` at the event's commit (``read_config``), plan, store. An invalid
     config goes to ``on_invalid`` with every error; no config file: PloyD is not used."""
+    if inbox_id is not None and (done := engine.pipeline_of_event(inbox_id)) is not None:
+        return done  # this delivery was handled before (a replica died, or a retry)
     try:
         plans = plan(await read_config(), event, catalog)
     except ConfigInvalid as e:
@@ -127,6 +129,20 @@ async def start_forge_pipeline(
         return None
     if plans is None:
         return None
+    if inbox_id is not None:
+        return engine.create_pipeline_once(
+            repo,
+            plans,
+            ref=event.ref,
+            sha=event.sha,
+            trigger=trigger,
+            actor=actor,
+            pr_number=pr_number,
+            fork=fork,
+            held=held,
+            pr_author=pr_author,
+            event_id=inbox_id,
+        )
     return engine.create_pipeline(
         repo,
         plans,

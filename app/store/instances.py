@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy import update as sql_update
+from sqlalchemy.exc import IntegrityError
 
 from app.core.instances import InstanceState, instance_transition
 from app.store.db import Database
@@ -90,8 +91,14 @@ def view(row: Instance) -> InstanceView:
     )
 
 
+class AlreadyStarting(ValueError):
+    """Another machine is on its way for that attempt (the UNIQUE index on starting
+    machines' ``launched_for``: one launch per attempt, whichever replica tries)."""
+
+
 def add(db: Database, new: NewInstance) -> InstanceView:
-    """Store a machine about to be requested."""
+    """Store a machine about to be requested (before RunInstances: its ``agent_id`` is
+    the launch's ClientToken). Raises ``AlreadyStarting``."""
     row = Instance(
         pool=new.pool,
         tenant_id=new.tenant_id,
@@ -107,11 +114,30 @@ def add(db: Database, new: NewInstance) -> InstanceView:
         launched_for=new.launched_for,
         clean_after=new.clean_after,
     )
+    try:
+        with db.session() as s:
+            s.add(row)
+            s.flush()
+            s.refresh(row)  # the defaults as stored (launched_at as it is given back)
+            return view(row)
+    except IntegrityError:
+        if new.launched_for is not None and starting_for(db, new.launched_for) is not None:
+            raise AlreadyStarting(
+                f"a machine is on its way for attempt {new.launched_for}"
+            ) from None
+        raise
+
+
+def starting_for(db: Database, attempt_id: int) -> InstanceView | None:
+    """The machine on its way (requested, booting) for ``attempt_id``, if any."""
     with db.session() as s:
-        s.add(row)
-        s.flush()
-        s.refresh(row)  # the defaults as stored (launched_at as the database gives it back)
-        return view(row)
+        row = s.scalar(
+            select(Instance).where(
+                Instance.launched_for == attempt_id,
+                Instance.state.in_([InstanceState.REQUESTED.value, InstanceState.BOOTING.value]),
+            )
+        )
+        return view(row) if row is not None else None
 
 
 def live(db: Database) -> list[InstanceView]:
