@@ -20,6 +20,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import weakref
 import zlib
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -171,27 +172,59 @@ async def every(leadership: Leadership, period_s: float, what: str, run: Any) ->
         await asyncio.sleep(period_s)  # a periodic pass, not a wait for something
 
 
+_LOCK_ENGINES: weakref.WeakKeyDictionary[Database, Engine] = weakref.WeakKeyDictionary()
+RETRY_LOCK_S = 0.05
+
+
+def _lock_engine(db: Database) -> Engine:
+    """A pool of its own for held advisory locks: a holder never takes the connections
+    the work under the lock needs."""
+    engine = _LOCK_ENGINES.get(db)
+    if engine is None:
+        url = db.engine.url.render_as_string(hide_password=False)
+        engine = _LOCK_ENGINES[db] = make_engine(
+            url, pool_size=2, max_overflow=30, connect_args=KEEPALIVES
+        )
+    return engine
+
+
 @contextlib.asynccontextmanager
 async def serialized(db: Database, name: str, key: int) -> AsyncIterator[None]:
-    """Hold ``(name, key)``'s advisory lock, whichever replica asks: one at a time. On
-    SQLite (one process) it holds nothing."""
+    """Hold ``(name, key)``'s advisory lock, whichever replica asks: one at a time. It is
+    tried, not waited for (no thread and no connection is held while another replica
+    has it). On SQLite (one process) it holds nothing."""
     if not is_postgres(db):
         yield
         return
-    conn = await asyncio.to_thread(db.engine.connect)
-    try:
-        conn.execution_options(isolation_level="AUTOCOMMIT")
-        scope = await asyncio.to_thread(_schema, conn)
-        args = {"a": SERIAL ^ _key(f"{name}@{scope}"), "b": key & 0x7FFFFFFF}
-        await asyncio.to_thread(lambda: conn.execute(text("SELECT pg_advisory_lock(:a, :b)"), args))
+    engine = _lock_engine(db)
+
+    def take() -> tuple[Connection, dict[str, int]] | None:
+        conn = engine.connect()
         try:
-            yield
+            conn.execution_options(isolation_level="AUTOCOMMIT")
+            args = {"a": SERIAL ^ _key(f"{name}@{_schema(conn)}"), "b": key & 0x7FFFFFFF}
+            if conn.execute(text("SELECT pg_try_advisory_lock(:a, :b)"), args).scalar():
+                return conn, args
+        except BaseException:
+            conn.close()
+            raise
+        conn.close()
+        return None
+
+    while (held := await asyncio.to_thread(take)) is None:
+        await asyncio.sleep(RETRY_LOCK_S)  # another replica holds it: try again shortly
+    conn, args = held
+
+    def give_back() -> None:
+        try:
+            conn.execute(text("SELECT pg_advisory_unlock(:a, :b)"), args)
         finally:
-            await asyncio.to_thread(
-                lambda: conn.execute(text("SELECT pg_advisory_unlock(:a, :b)"), args)
-            )
+            conn.close()
+
+    try:
+        yield
     finally:
-        await asyncio.to_thread(conn.close)
+        await asyncio.to_thread(give_back)
 
 
 class AlreadyServing(RuntimeError):
