@@ -413,7 +413,13 @@ class EC2Executor:
                 since = aware(m.idle_since) or now
                 expired = now - since > timedelta(seconds=pool.idle_ttl_s)
                 if keep > pool.max_idle or (expired and keep > pool.min_idle):
-                    await self.terminate(m, "idle machine retired from its pool")
+                    # only if still idle: a claim may have given it a job since ``live``
+                    # was read (another replica's, or during an await of this pass)
+                    why = "idle machine retired from its pool"
+                    retiring = self.machines.retire_idle(m.id, why)
+                    if retiring is None:
+                        continue
+                    await self.terminate(retiring, why)
                     keep -= 1
             starting = sum(
                 1 for m in machines if m.state in (S.REQUESTED, S.BOOTING) and not m.launched_for

@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 
 from app.core.instances import InstanceState, instance_transition
 from app.store.db import Database
-from app.store.models import Instance, utcnow
+from app.store.models import Attempt, Instance, utcnow
 
 LIVE = [s.value for s in InstanceState if s.live]
 
@@ -182,6 +182,31 @@ def move(db: Database, row_id: int, target: InstanceState, **fields: Any) -> Ins
         if target is InstanceState.TERMINATED:
             row.terminated_at = utcnow()
         return view(row)
+
+
+def retire_idle(db: Database, row_id: int, why: str) -> InstanceView | None:
+    """Move an idle machine to ``terminating`` only if it is still idle and no live
+    attempt is its agent's (a claim by another replica, or on this one while the pool
+    pass awaited EC2, may have just given it a job); None when it is not retired."""
+    busy = (
+        select(Attempt.id)
+        .where(
+            Attempt.agent_id == Instance.agent_id,
+            Attempt.state.in_(["dispatching", "running"]),
+        )
+        .exists()
+    )
+    with db.engine.begin() as conn:
+        done = conn.execute(
+            sql_update(Instance)
+            .where(
+                Instance.id == row_id,
+                Instance.state == InstanceState.IDLE.value,
+                ~busy,
+            )
+            .values(state=InstanceState.TERMINATING.value, error=why)
+        ).rowcount
+    return get(db, row_id) if done else None
 
 
 def update(db: Database, row_id: int, **fields: Any) -> None:
