@@ -173,7 +173,9 @@ async def test_two_replicas_one_killed_mid_burst(
                     ).scalars()
                 )
                 jobs = c.execute(select(Job.id, Job.state)).all()
-                attempts = c.execute(select(Attempt.id, Attempt.job_id, Attempt.state)).all()
+                attempts = c.execute(
+                    select(Attempt.id, Attempt.job_id, Attempt.state, Attempt.error)
+                ).all()
                 rows = c.execute(
                     select(Instance.agent_id, Instance.instance_id, Instance.launched_for)
                 ).all()
@@ -187,22 +189,34 @@ async def test_two_replicas_one_killed_mid_burst(
             assert Counter(t["event_id"] for t in triggers) == by_event
             # Every job finished, each in one attempt that its machine ran to the end.
             assert len(jobs) == DELIVERIES and {s for _, s in jobs} == {"succeeded"}
-            assert {s for _, _, s in attempts} == {"succeeded"}
-            assert machines.killed_mid_job == [] and machines.errors == []
+            # No machine was terminated under a live attempt: every simulated agent ran
+            # its job to the end on a running instance. An attempt can still be lost
+            # with the replica SIGKILLed while it answered the claim (the agent never
+            # got it): its heartbeat stops, it ends interrupted and its retry runs; no
+            # attempt ends because its instance went.
+            assert machines.killed_mid_job == []
+            lost = [(a, e) for a, _, s, e in attempts if s != "succeeded"]
+            # a finish refused is one for an attempt already ended as lost (below)
+            unfinished = {int(e.rsplit(" ", 1)[1]) for e in machines.errors}
+            assert unfinished <= {a for a, _ in lost}, machines.errors
+            assert all(s in ("succeeded", "interrupted") for _, _, s, _ in attempts)
+            assert all("heartbeat" in (e or "") for _, e in lost), lost
+            print(f"\n{DELIVERIES} deliveries, {len(attempts)} attempts, {len(lost)} lost")
             # One RunInstances per attempt, as moto recorded them: every instance this
             # deployment started is one machine row, and no attempt has two.
-            described = cloud.boto.describe_instances(
+            pages = cloud.boto.get_paginator("describe_instances").paginate(
                 Filters=[{"Name": "tag:ployd:deployment", "Values": [deployment]}]
             )
-            instances = [i for r in described["Reservations"] for i in r["Instances"]]
+            instances = [i for p in pages for r in p["Reservations"] for i in r["Instances"]]
             tags = [{t["Key"]: t["Value"] for t in i["Tags"]} for i in instances]
             assert Counter(t["ployd:agent"] for t in tags).most_common(1)[0][1] == 1
             assert {t["ployd:agent"] for t in tags} == {a for a, iid, _ in rows if iid}
             assert {i["InstanceId"] for i in instances} == {iid for _, iid, _ in rows if iid}
             launched_for = Counter(f for _, iid, f in rows if iid and f is not None)
             assert launched_for and set(launched_for.values()) == {1}
-            per_job = Counter(t["ployd:job"] for t in tags if "ployd:job" in t)
-            assert max(per_job.values()) == 1  # no job's attempt got a second machine
+            per_job = Counter(int(t["ployd:job"]) for t in tags if "ployd:job" in t)
+            tries = Counter(j for _, j, _, _ in attempts)
+            assert all(n <= tries[j] for j, n in per_job.items())  # a machine per attempt
             # The other deployment's runner was never touched.
             state = cloud.boto.describe_instances(InstanceIds=[theirs])["Reservations"]
             assert state[0]["Instances"][0]["State"]["Name"] == "running"
