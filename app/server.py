@@ -9,6 +9,7 @@ import dataclasses
 import logging
 import signal
 from dataclasses import dataclass, field
+from functools import partial
 
 from aiohttp import web
 
@@ -18,9 +19,11 @@ from app.handlers.github.setup import GitHubParts
 from app.handlers.gitlab.setup import GitLabParts
 from app.results.notify import Notifier
 from app.services import Services
-from app.settings import Settings
+from app.settings import Settings, SettingsError
+from app.store.coord import AlreadyServing, SingleProcess, every
+from app.transfers import Transfers
 from app.web.app import make_app
-from app.web.artifacts_api import TRANSFERS, expire_forever
+from app.web.artifacts_api import EXPIRE_EVERY_S, TRANSFERS
 from app.wiring import (
     Forges,
     build_notifier,
@@ -48,6 +51,7 @@ class Server:
     executor: Executor | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     notifier: Notifier | None = None  # notifications outside the forge (app.results.notify)
+    single: SingleProcess | None = None  # SQLite's one-server lock, held while serving
 
     @property
     def github(self) -> GitHubParts | None:
@@ -71,30 +75,43 @@ class Server:
             await self.executor.stop()
         await self.runner.cleanup()
         await self.services.finisher.drain()
+        await self.services.leader.stop()
         self.services.db.dispose()
+        if self.single is not None:
+            self.single.release()
 
 
-async def _sweeper(services: Services) -> None:
-    """Every few seconds: end attempts whose agents went silent, and checkpoint SQLite's
-    write-ahead log off the event loop."""
-    while True:
-        await asyncio.sleep(SWEEP_EVERY_S)
-        try:
-            services.engine.sweep()
-            await asyncio.to_thread(services.db.checkpoint)
-        except Exception:  # keep sweeping; report it
-            log.exception("sweep failed")
+async def _sweep(services: Services) -> None:
+    """End attempts whose agents went silent, and checkpoint SQLite's write-ahead log
+    off the event loop (every few seconds, on the leading replica)."""
+    services.engine.sweep()
+    await asyncio.to_thread(services.db.checkpoint)
+
+
+async def _expire(transfers: Transfers) -> None:
+    """Expired artifacts, unused caches (off the event loop; on the leading replica)."""
+    arts, caches = await asyncio.to_thread(transfers.expire, None)
+    if arts or caches:
+        log.info("expired %d artifact(s), %d cache entr(ies)", arts, caches)
 
 
 async def start_server(settings: Settings, *, secrets: SecretsProvider | None = None) -> Server:
     """Start serving on settings.host:port (port 0 picks a free one). ``secrets``
     replaces the secret store as the provider of job secrets (an embedder's, a test's)."""
+    single = SingleProcess.for_url(settings.db_url)  # SQLite: one server per file
+    if single is not None:
+        try:
+            single.acquire()
+        except AlreadyServing as e:
+            raise SettingsError(str(e)) from None
     clients = open_forges(settings)
     try:
         await clients.check()
         services = build_services(settings, forges=clients, secrets=secrets)
     except BaseException:
         await clients.close()
+        if single is not None:
+            single.release()
         raise
     # Before the site listens: what the previous run's agents held (every attempt on
     # SQLite; on a database replicas share, this server's own and silent ones).
@@ -113,11 +130,19 @@ async def start_server(settings: Settings, *, secrets: SecretsProvider | None = 
     url = f"http://{settings.host}:{port}"
     if settings.port == 0:  # the links (base_url) name the port picked
         services.settings = settings = dataclasses.replace(settings, port=port)
-    server = Server(services=services, runner=runner, url=url, forges=forges)
-    server.tasks.append(asyncio.create_task(_sweeper(services)))
+    server = Server(services=services, runner=runner, url=url, forges=forges, single=single)
+    leader = services.leader  # several replicas: these loops run on the leader only
+    leader.start()
+    server.tasks.append(
+        asyncio.create_task(every(leader, SWEEP_EVERY_S, "sweep", partial(_sweep, services)))
+    )
+    server.tasks.append(
+        asyncio.create_task(
+            every(leader, EXPIRE_EVERY_S, "artifact expiry", partial(_expire, app[TRANSFERS]))
+        )
+    )
     server.notifier = build_notifier(services)
     await server.notifier.start()
-    server.tasks.append(asyncio.create_task(expire_forever(app[TRANSFERS])))
     server.executor = await start_executor(services, url)
     return server
 

@@ -17,6 +17,7 @@ from app.metrics import Metrics
 from app.policy.setup import Security
 from app.pools import Pools
 from app.settings import Settings
+from app.store.coord import Leadership
 from app.store.db import Database
 
 
@@ -32,3 +33,6 @@ class Services:
     finisher: LogFinisher  # finishes logs as attempts end
     agent: AgentPackage  # the agent file this server serves (app.agentbuild)
     pools: Pools  # self-hosted agents: registration tokens, registered agents
+    # Which replica runs the loops that need one runner (app.store.coord): on SQLite,
+    # the one process; on PostgreSQL, the holder of an advisory lock.
+    leader: Leadership

@@ -73,6 +73,16 @@ def _duration(env: Mapping[str, str], name: str, default: int) -> int:
         raise SettingsError(f"{name}: {e}") from None
 
 
+def _deployment(env: Mapping[str, str]) -> str:
+    """PLOYD_DEPLOYMENT: an EC2 tag value (what the reaper and the IAM policy match)."""
+    raw = env.get("PLOYD_DEPLOYMENT") or ""
+    if raw and (len(raw) > 64 or not all(c.isalnum() or c in "-_.:" for c in raw)):
+        raise SettingsError(
+            f"PLOYD_DEPLOYMENT={raw!r}: 1 to 64 letters, digits and - _ . : (an EC2 tag value)"
+        )
+    return raw
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every setting PloyD reads, with defaults that work on a laptop."""
@@ -95,6 +105,14 @@ class Settings:
     heartbeat_timeout_s: int = 60
     # PLOYD_MAX_JOBS_PER_PIPELINE: jobs after matrix expansion; a bigger file is invalid
     max_jobs_per_pipeline: int = 1000
+    # Several replicas on one PostgreSQL (README "Run several replicas"): a delivery's
+    # lease (PLOYD_INBOX_LEASE), the handler runs before it is dead-lettered
+    # (PLOYD_INBOX_ATTEMPTS, backoff from PLOYD_INBOX_RETRY), and the id that tags this
+    # deployment's EC2 instances (PLOYD_DEPLOYMENT; default: made once per database).
+    inbox_lease_s: int = 30
+    inbox_attempts: int = 5
+    inbox_retry_s: int = 2
+    deployment: str = ""
     github: GitHubAppConfig | None = None
     github_git_url: str = "https://github.com"
     gitlab: GitLabConfig | None = None
@@ -160,6 +178,10 @@ class Settings:
             catalog_file=env.get("PLOYD_CATALOG_FILE") or "",
             heartbeat_timeout_s=_int(env, "PLOYD_HEARTBEAT_TIMEOUT", 60, minimum=5),
             max_jobs_per_pipeline=max_jobs_per_pipeline(env),
+            inbox_lease_s=max(1, _duration(env, "PLOYD_INBOX_LEASE", 30)),
+            inbox_attempts=_int(env, "PLOYD_INBOX_ATTEMPTS", 5, minimum=1),
+            inbox_retry_s=_duration(env, "PLOYD_INBOX_RETRY", 2),
+            deployment=_deployment(env),
             github=_github(env),
             github_git_url=(env.get("PLOYD_GITHUB_GIT_URL") or "https://github.com").rstrip("/"),
             gitlab=_gitlab(env),

@@ -50,6 +50,7 @@ from app.progresslog import ProgressLog
 from app.results.notify import Notifier
 from app.services import Services
 from app.settings import Settings, SettingsError
+from app.store.coord import Leadership
 from app.store.db import Database
 from app.store.inbox import InboxWriter
 from app.web.common import GITHUB_WORKER, GITLAB_WORKER, INBOX_WRITER
@@ -151,6 +152,7 @@ def build_services(
         finisher=finisher,
         agent=AgentPackage.build(),  # served at /agent/ployd-agent.pyz
         pools=pools,
+        leader=Leadership(db),  # started by app.server
     )
     # serve's line per pipeline start and end and per job end (the URL as served)
     ProgressLog(db, lambda: services.settings.base_url).attach(events)

@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "db": ("db", "database migrations (ployd db upgrade)"),
     "github-manifest": ("github_manifest", "print the GitHub App manifest to register PloyD"),
     "secrets": ("secrets", "a repository's secrets: set (value from stdin), list, delete"),
+    "inbox": ("inbox", "webhook deliveries: list [--failed], replay ID (a dead-lettered one)"),
     "audit": ("audit", "the audit trail: verify its hash chain, export it as JSON lines"),
     "agent": ("agent", "the agent as one file: ployd agent build [--out DIR]"),
     "agents": ("agents", "self-hosted agents: registration tokens for pools, list, disable"),

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import Text, cast, false, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.core.agentfit import (
@@ -448,6 +449,45 @@ class Engine:
             )
             pipeline_id = pipeline.id
         return pipeline_id
+
+    def pipeline_of_event(self, event_id: int) -> int | None:
+        """The pipeline a delivery (an inbox row) started, if any."""
+        with self.db.session() as s:
+            return s.scalar(select(Pipeline.id).where(Pipeline.event_id == event_id))
+
+    def create_pipeline_once(
+        self, repo: RepoRef, plans: Iterable[JobPlan], *, event_id: int, **fields: Any
+    ) -> int:
+        """``create_pipeline`` for a delivery, at most once: a delivery handled again (by
+        another replica after this one's lease expired, or a retry) gets the pipeline it
+        started; two replicas racing: the UNIQUE constraint on ``event_id`` keeps one
+        pipeline, and the other replica gets it back."""
+        existing = self.pipeline_of_event(event_id)
+        if existing is not None:
+            return existing
+        try:
+            return self.create_pipeline(repo, plans, event_id=event_id, **fields)
+        except IntegrityError:
+            existing = self.pipeline_of_event(event_id)
+            if existing is None:  # another constraint: the caller's retry decides
+                raise
+            return existing
+
+    async def create_pipeline_once_async(
+        self, repo: RepoRef, plans: Iterable[JobPlan], *, event_id: int, **fields: Any
+    ) -> int:
+        """``create_pipeline_once`` with the insert off the event loop
+        (``create_pipeline_async``)."""
+        existing = self.pipeline_of_event(event_id)
+        if existing is not None:
+            return existing
+        try:
+            return await self.create_pipeline_async(repo, plans, event_id=event_id, **fields)
+        except IntegrityError:
+            existing = self.pipeline_of_event(event_id)
+            if existing is None:
+                raise
+            return existing
 
     # ---- agents: registration ---------------------------------------------------------
 

@@ -12,13 +12,22 @@ Each pass (woken by the engine, or by its own timer):
 3. warm pools: idle machines past their TTL or above the pool's maximum go; pools below
    their minimum get new ones.
 
-A reaper pass (every minute) terminates PloyD-tagged instances nobody owns, machines past
-their maximum lifetime, and retries terminations that failed. Each machine's user data
-downloads this server's agent file (``/agent/ployd-agent.pyz``, checked against its
-SHA-256) and starts it; its agent registers with the one-time token in the user data. A
-machine whose bootstrap fails says why (``MachineFailed``): it is terminated and the
-retry avoids that candidate. A machine runs one tenant's jobs over its life, goes back
-to its pool after a job, and is terminated after a fork's job or a lost attempt.
+A reaper pass (every minute) terminates this deployment's instances (tagged
+``ployd:deployment`` = PLOYD_DEPLOYMENT) that no live machine row owns, machines past
+their maximum lifetime, and retries terminations that failed. Launches are idempotent:
+the machine row is written before RunInstances, whose ClientToken is the row's agent
+id (also the ``ployd:agent`` tag), so a retried call never starts a second instance,
+and the reaper never ends an instance whose row is live, even before the row learned
+its instance id (a launch in flight, or a replica that died mid-launch: the reaper
+fills the id in). With several replicas, the passes and the reaper run on the leader
+only (``services.leader``); a UNIQUE index keeps one starting machine per attempt.
+
+Each machine's user data downloads this server's agent file (``/agent/ployd-agent.pyz``,
+checked against its SHA-256) and starts it; its agent registers with the one-time token
+in the user data. A machine whose bootstrap fails says why (``MachineFailed``): it is
+terminated and the retry avoids that candidate. A machine runs one tenant's jobs over
+its life, goes back to its pool after a job, and is terminated after a fork's job or a
+lost attempt.
 """
 
 from __future__ import annotations
@@ -32,7 +41,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from app.adapters.ec2.client import EC2Client
+from app.adapters.ec2.client import AGENT_TAG, DEPLOYMENT_TAG, EC2Client
 from app.adapters.ec2.config import EC2Config
 from app.adapters.ec2.errors import CapacityError, CloudError
 from app.adapters.ec2.userdata import user_data
@@ -57,7 +66,8 @@ from app.engine.events import AttemptClaimed, AttemptEnded, MachineFailed, Pipel
 from app.executors.ec2_machines import Machines, token_hash
 from app.services import Services
 from app.store.attempts import attempt_context
-from app.store.instances import InstanceView, NewInstance
+from app.store.coord import deployment_id, every
+from app.store.instances import AlreadyStarting, InstanceView, NewInstance
 from app.store.models import utcnow
 from app.store.queue import queued_attempts
 
@@ -99,6 +109,7 @@ class EC2Executor:
         server_url: str,
         agent_url: str = "",
         tick_s: float = 5.0,
+        deployment: str = "",
     ) -> None:
         self.services = services
         self.engine = services.engine
@@ -110,6 +121,9 @@ class EC2Executor:
         base = server_url or services.settings.base_url
         self.agent_url = agent_url or f"{base}/agent/ployd-agent.pyz"
         self.tick_s = tick_s
+        # whose instances these are (the reaper's scope): PLOYD_DEPLOYMENT, else the
+        # database's own id (read at start)
+        self.deployment = deployment or services.settings.deployment
         self.machines = Machines(services.db)
         self.spot_prices = SpotPrices()
         self.scheduler: Scheduler | None = None
@@ -125,6 +139,8 @@ class EC2Executor:
     # -- lifecycle -------------------------------------------------------------------
 
     async def start(self) -> None:
+        if not self.deployment:
+            self.deployment = await asyncio.to_thread(deployment_id, self.services.db)
         azs = await self.ec2.subnet_azs(self.config.subnets)
         fleet = Fleet(
             tuple(Placement(self.config.region, azs[s], s) for s in self.config.subnets),
@@ -166,7 +182,9 @@ class EC2Executor:
         self._wake.set()
 
     async def _loop(self) -> None:
+        leader = self.services.leader
         while True:
+            await leader.wait()  # one launcher for all replicas
             self._wake.clear()
             try:
                 await self.reconcile()
@@ -176,12 +194,7 @@ class EC2Executor:
                 await asyncio.wait_for(self._wake.wait(), self.tick_s)
 
     async def _reaper(self) -> None:
-        while True:
-            try:
-                await self.reap()
-            except Exception:
-                log.exception("reaper pass failed")
-            await asyncio.sleep(self.policy.reap_every_s)
+        await every(self.services.leader, self.policy.reap_every_s, "reaper pass", self.reap)
 
     # -- one pass --------------------------------------------------------------------
 
@@ -268,6 +281,9 @@ class EC2Executor:
         for c in options:
             try:
                 await self._launch(c, q)
+            except AlreadyStarting:  # another launcher's machine is on its way
+                self._waiting.pop(q.job_id, None)
+                return
             except CapacityError as e:  # this candidate has none: the next one, at once
                 log.info("no capacity for %s: %s", c.key, e)
                 tried.append(c)
@@ -323,7 +339,7 @@ class EC2Executor:
         template = self.config.launch_templates.get(cls) or self.config.launch_templates.get(
             "default"
         )
-        tags = {"ployd:pool": c.hardware, "ployd:agent": agent_id}
+        tags = {"ployd:pool": c.hardware, AGENT_TAG: agent_id, DEPLOYMENT_TAG: self.deployment}
         if q is not None:
             tags |= {"ployd:job": str(q.job_id), "ployd:tenant": str(q.tenant_id)}
         try:
@@ -397,7 +413,13 @@ class EC2Executor:
                 since = aware(m.idle_since) or now
                 expired = now - since > timedelta(seconds=pool.idle_ttl_s)
                 if keep > pool.max_idle or (expired and keep > pool.min_idle):
-                    await self.terminate(m, "idle machine retired from its pool")
+                    # only if still idle: a claim may have given it a job since ``live``
+                    # was read (another replica's, or during an await of this pass)
+                    why = "idle machine retired from its pool"
+                    retiring = self.machines.retire_idle(m.id, why)
+                    if retiring is None:
+                        continue
+                    await self.terminate(retiring, why)
                     keep -= 1
             starting = sum(
                 1 for m in machines if m.state in (S.REQUESTED, S.BOOTING) and not m.launched_for
@@ -484,12 +506,28 @@ class EC2Executor:
         return len(live)
 
     async def reap(self, now: datetime | None = None) -> int:
-        """Terminate what PloyD started and nobody owns; returns how many went."""
+        """Terminate what this deployment started and nobody owns; returns how many went.
+
+        EC2 is asked first, the rows read after: a launch's row is written before its
+        RunInstances, so an instance listed has its row by then (a live row, unless
+        that machine has ended)."""
         now = now or utcnow()
-        running = {i.instance_id: i for i in await self.ec2.describe_managed()}
-        live = {m.instance_id: m for m in self.machines.live() if m.instance_id}
+        found = await self.ec2.describe_managed(deployment=self.deployment)
+        running = {i.instance_id: i for i in found}
+        rows = self.machines.live()
+        by_agent = {m.agent_id: m for m in rows}
+        live = {m.instance_id: m for m in rows if m.instance_id}
+        orphans = []
+        for iid, info in running.items():
+            if iid in live:
+                continue
+            owner = by_agent.get(info.tags.get(AGENT_TAG, ""))
+            if owner is None:
+                orphans.append(iid)
+            elif owner.instance_id is None:  # launched, but its launcher never said so
+                self.machines.set(owner.id, instance_id=iid)
+                live[iid] = replace(owner, instance_id=iid)
         ended = 0
-        orphans = [iid for iid in running if iid not in live]
         if orphans:
             log.warning("terminating %d orphan instance(s): %s", len(orphans), orphans)
             await self.ec2.terminate(orphans)

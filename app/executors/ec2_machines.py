@@ -47,6 +47,10 @@ class Machines:
         or the move is not legal from where it is now (someone else moved it first)."""
         return instances.move(self.db, row_id, target, **fields)
 
+    def retire_idle(self, row_id: int, why: str) -> InstanceView | None:
+        """``terminating`` if still idle with no live attempt (else None: keep it)."""
+        return instances.retire_idle(self.db, row_id, why)
+
     def set(self, row_id: int, **fields: object) -> None:
         instances.update(self.db, row_id, **fields)
 
@@ -91,6 +95,8 @@ class Machines:
         taking = row.state == InstanceState.IDLE.value
         fresh = row.tenant_id is None  # has not run a job yet
         accepts = _accepts(row.instance_type, row.tenant_id, fresh) if taking else _nothing
+        if taking:  # still idle when a job comes (a long poll waits): not being retired
+            accepts = _while_idle(self.db, row.id, accepts)
         return AgentIdentity(
             agent_id=row.agent_id,
             instance_type=row.instance_type,
@@ -113,6 +119,21 @@ class Machines:
 
 def _nothing(_job: Job, _pipeline: Pipeline) -> bool:
     return False
+
+
+def _while_idle(
+    db: Database, row_id: int, accepts: Callable[[Job, Pipeline], bool]
+) -> Callable[[Job, Pipeline], bool]:
+    """``accepts``, once the machine is checked to be idle still: the pool pass (on the
+    leading replica) may have retired it while its agent's claim waited for a job."""
+
+    def check(job: Job, pipeline: Pipeline) -> bool:
+        if not accepts(job, pipeline):
+            return False
+        now = instances.get(db, row_id)
+        return now is not None and now.state == InstanceState.IDLE.value
+
+    return check
 
 
 def _accepts(

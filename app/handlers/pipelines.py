@@ -167,6 +167,8 @@ async def start_forge_pipeline(
     """Read `.ployd.yml` at the event's commit (``read_config``), plan, store. An invalid
     config goes to ``on_invalid`` with every error; no config file: PloyD is not used.
     Parsing, planning and the insert run in worker threads (a 10,000-job file)."""
+    if inbox_id is not None and (done := engine.pipeline_of_event(inbox_id)) is not None:
+        return done  # this delivery was handled before (a replica died, or a retry)
     text = await read_config()
     try:
         plans = await asyncio.to_thread(
@@ -177,6 +179,20 @@ async def start_forge_pipeline(
         return None
     if plans is None:
         return None
+    if inbox_id is not None:
+        return await engine.create_pipeline_once_async(
+            repo,
+            plans,
+            ref=event.ref,
+            sha=event.sha,
+            trigger=trigger,
+            actor=actor,
+            pr_number=pr_number,
+            fork=fork,
+            held=held,
+            pr_author=pr_author,
+            event_id=inbox_id,
+        )
     return await engine.create_pipeline_async(
         repo,
         plans,

@@ -1,8 +1,8 @@
 """What every forge reporter shares: one task per changed pipeline (so its reports go
-out in order and coalesce), the memory of what was last sent (``ForgeReport``), so an
-unchanged report is not sent again, and ``send``: each forge call of a report on its
-own, so that one refused status or check run never keeps the others or the summary
-from the forge."""
+out in order and coalesce; across replicas, one at a time per pipeline), the memory of
+what was last sent (``ForgeReport``), so an unchanged report is not sent again, and
+``send``: each forge call of a report on its own, so that one refused status or check
+run never keeps the others or the summary from the forge."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from app.logs.store import LogStore
 from app.reporters.views import job_view
 from app.settings import Settings
 from app.store import forge_reports
+from app.store.coord import serialized
 from app.store.db import Database
 from app.store.forge_reports import ReportPipeline, Sent
 
@@ -72,7 +73,11 @@ class PipelineReporter:
             while True:
                 self._dirty.discard(pid)
                 try:
-                    await self.sync(pid)
+                    # Replicas report what they changed: one at a time per pipeline, each
+                    # reading its state once it holds the lock, so the last report sent
+                    # is of the newest state.
+                    async with serialized(self.sources.db, f"report:{self.forge}", pid):
+                        await self.sync(pid)
                 except Exception:  # the forge's client already retried; report and go on
                     self.errors += 1
                     log.exception("reporting pipeline %s to %s failed", pid, self.forge)

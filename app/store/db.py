@@ -72,6 +72,8 @@ def upgrade(engine: Engine, revision: str = "heads") -> None:
     url = engine.url.render_as_string(hide_password=False)
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":  # replicas starting at once: one at a time
+            conn.execute(text(f"SELECT pg_advisory_xact_lock({0x504C0003})"))
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
 

@@ -13,10 +13,11 @@ from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy import update as sql_update
+from sqlalchemy.exc import IntegrityError
 
 from app.core.instances import InstanceState, instance_transition
 from app.store.db import Database
-from app.store.models import Instance, utcnow
+from app.store.models import Attempt, Instance, utcnow
 
 LIVE = [s.value for s in InstanceState if s.live]
 
@@ -90,8 +91,14 @@ def view(row: Instance) -> InstanceView:
     )
 
 
+class AlreadyStarting(ValueError):
+    """Another machine is on its way for that attempt (the UNIQUE index on starting
+    machines' ``launched_for``: one launch per attempt, whichever replica tries)."""
+
+
 def add(db: Database, new: NewInstance) -> InstanceView:
-    """Store a machine about to be requested."""
+    """Store a machine about to be requested (before RunInstances: its ``agent_id`` is
+    the launch's ClientToken). Raises ``AlreadyStarting``."""
     row = Instance(
         pool=new.pool,
         tenant_id=new.tenant_id,
@@ -107,11 +114,30 @@ def add(db: Database, new: NewInstance) -> InstanceView:
         launched_for=new.launched_for,
         clean_after=new.clean_after,
     )
+    try:
+        with db.session() as s:
+            s.add(row)
+            s.flush()
+            s.refresh(row)  # the defaults as stored (launched_at as it is given back)
+            return view(row)
+    except IntegrityError:
+        if new.launched_for is not None and starting_for(db, new.launched_for) is not None:
+            raise AlreadyStarting(
+                f"a machine is on its way for attempt {new.launched_for}"
+            ) from None
+        raise
+
+
+def starting_for(db: Database, attempt_id: int) -> InstanceView | None:
+    """The machine on its way (requested, booting) for ``attempt_id``, if any."""
     with db.session() as s:
-        s.add(row)
-        s.flush()
-        s.refresh(row)  # the defaults as stored (launched_at as the database gives it back)
-        return view(row)
+        row = s.scalar(
+            select(Instance).where(
+                Instance.launched_for == attempt_id,
+                Instance.state.in_([InstanceState.REQUESTED.value, InstanceState.BOOTING.value]),
+            )
+        )
+        return view(row) if row is not None else None
 
 
 def live(db: Database) -> list[InstanceView]:
@@ -156,6 +182,31 @@ def move(db: Database, row_id: int, target: InstanceState, **fields: Any) -> Ins
         if target is InstanceState.TERMINATED:
             row.terminated_at = utcnow()
         return view(row)
+
+
+def retire_idle(db: Database, row_id: int, why: str) -> InstanceView | None:
+    """Move an idle machine to ``terminating`` only if it is still idle and no live
+    attempt is its agent's (a claim by another replica, or on this one while the pool
+    pass awaited EC2, may have just given it a job); None when it is not retired."""
+    busy = (
+        select(Attempt.id)
+        .where(
+            Attempt.agent_id == Instance.agent_id,
+            Attempt.state.in_(["dispatching", "running"]),
+        )
+        .exists()
+    )
+    with db.engine.begin() as conn:
+        done = conn.execute(
+            sql_update(Instance)
+            .where(
+                Instance.id == row_id,
+                Instance.state == InstanceState.IDLE.value,
+                ~busy,
+            )
+            .values(state=InstanceState.TERMINATING.value, error=why)
+        ).rowcount
+    return get(db, row_id) if done else None
 
 
 def update(db: Database, row_id: int, **fields: Any) -> None:

@@ -18,8 +18,11 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+STARTING = "state IN ('requested', 'booting')"
 
 
 def utcnow() -> datetime:
@@ -64,6 +67,8 @@ class Pipeline(Base):
     __table_args__ = (
         Index("ix_pipelines_repo_pr", "repository_id", "pr_number"),
         Index("ix_pipelines_repo_sha", "repository_id", "sha"),
+        # one pipeline per triggering delivery, whichever replica handles it (and again)
+        UniqueConstraint("event_id", name="uq_pipelines_event_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -175,6 +180,23 @@ class InboxEvent(Base):
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     processed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # Claimed by one replica at a time (``app.store.inbox.claim``): its lease expires
+    # unless renewed, and another replica takes the delivery over. A failed handler is
+    # retried at ``next_try_at``, ``attempts`` times at most, then dead-lettered.
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    claim_token: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    next_try_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class Deployment(Base):
+    """One row: this database's deployment id (``PLOYD_DEPLOYMENT``'s default), made by
+    the migration that created the table, so every replica reads the same one."""
+
+    __tablename__ = "deployment"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    deployment_id: Mapped[str] = mapped_column(String(64))
 
 
 class AuditRecord(Base):
@@ -216,7 +238,17 @@ class Instance(Base):
     """A cloud machine PloyD started (``app.core.instances`` has its state machine)."""
 
     __tablename__ = "instances"
-    __table_args__ = (Index("ix_instances_state", "state"),)
+    __table_args__ = (
+        Index("ix_instances_state", "state"),
+        # one machine on its way per attempt, whichever replica launches it
+        Index(
+            "uq_instances_starting_for",
+            "launched_for",
+            unique=True,
+            sqlite_where=text(STARTING),
+            postgresql_where=text(STARTING),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     instance_id: Mapped[str | None] = mapped_column(String(32), nullable=True, unique=True)

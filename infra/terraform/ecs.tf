@@ -34,6 +34,7 @@ locals {
       PLOYD_PUBLIC_URL           = local.public_url
       PLOYD_DATA_DIR             = "/var/lib/ployd"
       PLOYD_EXECUTOR             = "ec2"
+      PLOYD_DEPLOYMENT           = var.name
       PLOYD_AWS_REGION           = local.region
       PLOYD_S3_BUCKET            = module.logs_bucket.id
       PLOYD_EC2_SUBNETS          = join(",", local.runner_subnet_ids)

@@ -161,6 +161,12 @@ data "aws_iam_policy_document" "task" {
     }
 
     condition {
+      test     = "StringEquals"
+      variable = "aws:RequestTag/${local.deployment_tag_key}"
+      values   = [var.name]
+    }
+
+    condition {
       test     = "ForAllValues:StringLike"
       variable = "aws:TagKeys"
       values   = distinct(concat(["ployd:*", "Name"], keys(local.tags)))
@@ -226,6 +232,13 @@ data "aws_iam_policy_document" "task" {
       test     = "Null"
       variable = "ec2:ResourceTag/${local.pool_tag_key}"
       values   = ["false"]
+    }
+
+    # Another deployment's runners in the same account are not this one's to end.
+    condition {
+      test     = "StringEquals"
+      variable = "ec2:ResourceTag/${local.deployment_tag_key}"
+      values   = [var.name]
     }
   }
 

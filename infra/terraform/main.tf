@@ -23,6 +23,9 @@ locals {
   # the request and terminate only instances that carry them.
   managed_tag_key = "ployd:managed"
   pool_tag_key    = "ployd:pool"
+  # ployd:deployment = PLOYD_DEPLOYMENT (var.name): the reaper of this deployment touches
+  # only its own runners, and the service role may terminate only those.
+  deployment_tag_key = "ployd:deployment"
 
   tags = merge(var.tags, {
     "ployd:deployment" = var.name

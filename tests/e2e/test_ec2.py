@@ -154,30 +154,93 @@ async def test_a_machine_that_never_registers_is_replaced(
 
 
 async def test_orphans_and_leaks_are_reaped(ec2_world: Callable[..., Any]) -> None:
+    """The reaper ends its own deployment's orphans only: another deployment's runners
+    in the same account (staging beside production), and instances that are not
+    PloyD's, are never touched."""
     async with ec2_world() as w:
         assert w.executor is not None
-        ami = w.executor.config.amis["default"]
-        orphan = w.boto.run_instances(
-            ImageId=ami,
-            MinCount=1,
-            MaxCount=1,
-            InstanceType="t3.micro",
-            TagSpecifications=[
-                {"ResourceType": "instance", "Tags": [{"Key": "ployd:managed", "Value": "true"}]}
-            ],
-        )["Instances"][0]["InstanceId"]
-        stranger = w.boto.run_instances(
-            ImageId=ami, MinCount=1, MaxCount=1, InstanceType="t3.micro"
-        )["Instances"][0]["InstanceId"]
+        mine = w.executor.deployment
+        assert mine.startswith("ployd-")  # made once per database by the migrations
+
+        def run(tags: dict[str, str]) -> str:
+            tag_list = [{"Key": k, "Value": v} for k, v in tags.items()]
+            spec = [{"ResourceType": "instance", "Tags": tag_list}] if tags else []
+            return str(
+                w.boto.run_instances(
+                    ImageId=w.executor.config.amis["default"],
+                    MinCount=1,
+                    MaxCount=1,
+                    InstanceType="t3.micro",
+                    TagSpecifications=spec,
+                )["Instances"][0]["InstanceId"]
+            )
+
+        managed = {"ployd:managed": "true", "ployd:pool": "t4:1"}
+        orphan = run(managed | {"ployd:deployment": mine, "ployd:agent": "ec2-nobody"})
+        theirs = run(managed | {"ployd:deployment": "staging", "ployd:agent": "ec2-theirs"})
+        untagged = run(managed)  # PloyD's, but whose? not this deployment's to end
+        stranger = run({})
         assert await w.executor.reap() == 1
         state = {
             i["InstanceId"]: i["State"]["Name"]
-            for r in w.boto.describe_instances(InstanceIds=[orphan, stranger])["Reservations"]
+            for r in w.boto.describe_instances(InstanceIds=[orphan, theirs, untagged, stranger])[
+                "Reservations"
+            ]
             for i in r["Instances"]
         }
         assert state[orphan] == "terminated"
+        assert state[theirs] == "running"  # the other deployment's: never touched
+        assert state[untagged] == "running"
         assert state[stranger] == "running"  # not PloyD's: never touched
-        w.boto.terminate_instances(InstanceIds=[stranger])
+        w.boto.terminate_instances(InstanceIds=[theirs, untagged, stranger])
+
+
+async def test_the_reaper_never_ends_a_launch_in_flight(ec2_world: Callable[..., Any]) -> None:
+    """A machine's row is written before RunInstances (its agent id is the ClientToken):
+    an instance whose row does not know its id yet (the launch is in flight, or the
+    replica that launched it died before it wrote the id) is the row's, not an orphan;
+    the reaper fills the id in."""
+    from app.store.instances import NewInstance
+
+    async with ec2_world() as w:
+        ex = w.executor
+        assert ex is not None
+        row = ex.machines.add(
+            NewInstance(
+                pool="t4:1",
+                instance_type="g4dn.xlarge",
+                hardware="t4:1",
+                market="on-demand",
+                az="",
+                subnet_id=ex.config.subnets[0],
+                price_hourly=0.5,
+                agent_id="ec2-inflight0001",
+                token_hash="x" * 64,
+            )
+        )
+        tags = {
+            "ployd:pool": "t4:1",
+            "ployd:agent": row.agent_id,
+            "ployd:deployment": ex.deployment,
+        }
+
+        async def launch() -> str:  # as _launch calls it, stopped before it writes the id
+            return await ex.ec2.launch(
+                "g4dn.xlarge",
+                ex.config.subnets[0],
+                "on-demand",
+                user_data="#!/bin/sh\n",
+                tags=tags,
+                root_gb=20,
+                client_token=row.agent_id,
+                ami=ex.config.amis["default"],
+            )
+
+        iid = await launch()
+        assert ex.machines.get(row.id).instance_id is None  # type: ignore[union-attr]
+        assert await ex.reap() == 0
+        assert [i["InstanceId"] for i in w.running_managed()] == [iid]
+        assert ex.machines.get(row.id).instance_id == iid  # type: ignore[union-attr]
 
 
 async def test_a_clean_machine_job_never_takes_a_warm_machine(

@@ -201,6 +201,7 @@ def test_run_instances_only_from_ployd_templates_with_ployd_tags(root: Module) -
             creates_instances = True
             assert cond["aws:RequestTag/ployd:managed"] == ("StringEquals", ["true"])
             assert cond["aws:RequestTag/ployd:pool"] == ("Null", ["false"])
+            assert cond["aws:RequestTag/ployd:deployment"] == ("StringEquals", ["${var.name}"])
             test, keys = cond["aws:TagKeys"]
             assert test == "ForAllValues:StringLike"
             assert "ployd:*" in " ".join(keys)
@@ -210,10 +211,14 @@ def test_run_instances_only_from_ployd_templates_with_ployd_tags(root: Module) -
 
 
 def test_terminate_only_instances_tagged_by_ployd(root: Module) -> None:
+    """Only this deployment's runners: PLOYD_DEPLOYMENT is the tag value the policy
+    names, so two deployments in one account never end each other's machines."""
+    assert root.locals["deployment_tag_key"] == "ployd:deployment"
     for st in _with_action(_task_policy(root), "ec2:TerminateInstances"):
         cond = _conditions(root, st)
         assert cond["ec2:ResourceTag/ployd:managed"] == ("StringEquals", ["true"])
         assert cond["ec2:ResourceTag/ployd:pool"] == ("Null", ["false"])
+        assert cond["ec2:ResourceTag/ployd:deployment"] == ("StringEquals", ["${var.name}"])
         assert all(r.endswith(":instance/*") for r in as_list(st["resources"]))
 
 

@@ -30,6 +30,8 @@ Clock = Callable[[], datetime]
 Market = Literal["spot", "on-demand"]
 
 MANAGED_TAG = "ployd:managed"
+DEPLOYMENT_TAG = "ployd:deployment"  # whose instance: PLOYD_DEPLOYMENT (the reaper's scope)
+AGENT_TAG = "ployd:agent"  # its machine row's agent id, also the launch's ClientToken
 LIVE_STATES = ("pending", "running", "shutting-down", "stopping", "stopped")
 TERMINATE_BATCH = 100
 
@@ -237,9 +239,14 @@ class EC2Client:
                         raise
                     log.warning("terminate %s: EC2 does not know it (%s)", one, exc.message)
 
-    async def describe_managed(self, *, include_terminated: bool = False) -> list[InstanceInfo]:
-        """Every instance tagged ``ployd:managed=true`` (not yet terminated, by default)."""
+    async def describe_managed(
+        self, *, include_terminated: bool = False, deployment: str | None = None
+    ) -> list[InstanceInfo]:
+        """Every instance tagged ``ployd:managed=true`` (not yet terminated, by default),
+        of one deployment only (``ployd:deployment``) when ``deployment`` is given."""
         filters: list[dict[str, Any]] = [{"Name": f"tag:{MANAGED_TAG}", "Values": ["true"]}]
+        if deployment is not None:
+            filters.append({"Name": f"tag:{DEPLOYMENT_TAG}", "Values": [deployment]})
         if not include_terminated:
             filters.append({"Name": "instance-state-name", "Values": list(LIVE_STATES)})
         found: list[InstanceInfo] = []

@@ -16,7 +16,7 @@ from app.engine.events import PipelinesChanged
 from app.engine.hooks import CloneCredentials, Credentials, takes_credentials
 from app.handlers.github import events, installations, slash
 from app.handlers.github.context import GitHubContext
-from app.handlers.inbox_worker import InboxWorker
+from app.handlers.inbox_worker import InboxWorker, inbox_options
 from app.protocol import CloneAuth, JobPayload
 from app.reporters.base import ReportSources
 from app.reporters.github import GitHubReporter
@@ -101,7 +101,7 @@ async def start_github(services: Services, opened: GitHubClientParts) -> GitHubP
         event = sansio.Event(row.payload, event=row.event, delivery_id=row.delivery_id)
         await router.dispatch(event, ctx=ctx, inbox_id=row.id)
 
-    worker = InboxWorker(services.db, "github", dispatch)
+    worker = InboxWorker(services.db, "github", dispatch, **inbox_options(services.settings))
     sources = ReportSources(
         db=services.db, logs=services.logs, catalog=services.catalog, settings=services.settings
     )

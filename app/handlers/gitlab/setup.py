@@ -11,7 +11,7 @@ from app.adapters.gitlab.client import GitLabClient
 from app.engine.events import PipelinesChanged
 from app.handlers.gitlab import events, notes
 from app.handlers.gitlab.context import GitLabContext
-from app.handlers.inbox_worker import InboxWorker
+from app.handlers.inbox_worker import InboxWorker, inbox_options
 from app.reporters.base import ReportSources
 from app.reporters.gitlab import GitLabReporter
 from app.services import Services
@@ -54,7 +54,7 @@ async def start_gitlab(services: Services, client: GitLabClient) -> GitLabParts:
         if handler is not None:
             await handler(row.payload, ctx, row.id)
 
-    worker = InboxWorker(services.db, "gitlab", dispatch)
+    worker = InboxWorker(services.db, "gitlab", dispatch, **inbox_options(services.settings))
     sources = ReportSources(
         db=services.db, logs=services.logs, catalog=services.catalog, settings=services.settings
     )
