@@ -93,5 +93,10 @@ def job_view(
 
 def pipeline_view(p: ReportPipeline) -> PipelineView:
     return PipelineView(
-        id=p.id, state=PipelineState(p.state), sha=p.sha, ref=p.ref, trigger=p.trigger
+        id=p.id,
+        state=PipelineState(p.state),
+        sha=p.sha,
+        ref=p.ref,
+        trigger=p.trigger,
+        forge=p.forge,
     )

@@ -475,7 +475,9 @@ def test_summary_comment_while_running_and_waiting() -> None:
             "(since 2024-05-01 12:00 UTC)") in text
     assert "/ployd retry`" not in text  # nothing failed: only help
     gated = summary_comment(pipe, [view(J.QUEUED, fork_gated=True)])
-    assert "🔒" in gated and "`/ployd ok-to-test`" in gated
+    assert "🔒" in gated and "`/ployd ok-to-test` from someone with write access" in gated
+    on_gitlab = summary_comment(replace(pipe, forge="gitlab"), [view(J.QUEUED, fork_gated=True)])
+    assert "`/ployd ok-to-test` from a Developer, Maintainer or Owner" in on_gitlab
 
 
 def test_summary_comment_fits_with_many_jobs() -> None:

@@ -123,7 +123,12 @@ def summary_comment(
     emoji, word = _PIPELINE[pipeline.state]
     gated = any(v.fork_gated for v in jobs)
     if gated and pipeline.state is PipelineState.RUNNING:
-        emoji, word = "🔒", "waiting for a maintainer's `/ployd ok-to-test`"
+        who = (
+            "a Developer, Maintainer or Owner"
+            if pipeline.forge == "gitlab"
+            else "someone with write access"
+        )
+        emoji, word = "🔒", f"waiting for `/ployd ok-to-test` from {who}"
     lines = [
         marker,
         f"### {emoji} PloyD pipeline #{pipeline.id} {word} · `{pipeline.sha[:7]}`",

@@ -51,3 +51,4 @@ class PipelineView:
     sha: str
     ref: str
     trigger: str  # "pull_request", "push", "command", ...
+    forge: str = "github"  # whose words the report uses: "github" or "gitlab"
