@@ -179,23 +179,7 @@ async def start_forge_pipeline(
         return None
     if plans is None:
         return None
-    if inbox_id is not None:
-        return await engine.create_pipeline_once_async(
-            repo,
-            plans,
-            ref=event.ref,
-            sha=event.sha,
-            trigger=trigger,
-            actor=actor,
-            pr_number=pr_number,
-            fork=fork,
-            held=held,
-            pr_author=pr_author,
-            event_id=inbox_id,
-        )
-    return await engine.create_pipeline_async(
-        repo,
-        plans,
+    fields: dict[str, Any] = dict(
         ref=event.ref,
         sha=event.sha,
         trigger=trigger,
@@ -204,8 +188,10 @@ async def start_forge_pipeline(
         fork=fork,
         held=held,
         pr_author=pr_author,
-        event_id=inbox_id,
     )
+    if inbox_id is not None:  # at most one pipeline per delivery
+        return await engine.create_pipeline_once_async(repo, plans, event_id=inbox_id, **fields)
+    return await engine.create_pipeline_async(repo, plans, **fields)
 
 
 WRITERS = frozenset({Permission.ADMIN, Permission.MAINTAIN, Permission.WRITE})
