@@ -119,8 +119,12 @@ async def test_a_used_token_does_not_start_a_second_agent(
             headers={"Authorization": f"Bearer {made['token']}"},
         )
         assert status == 401 and "used already (by agent lab-1)" in body["error"]
-        status, body = await h.post("/api/v1/agent/register", {"name": "x"})
+        status, body = await h.post(  # a bad body with a credential: 400 naming the field
+            "/api/v1/agent/register", {"name": "x"},
+            headers={"Authorization": f"Bearer {made['token']}"})
         assert status == 400 and body["error"] == "hardware is missing"
+        status, _ = await h.post("/api/v1/agent/register", {"name": "x"})
+        assert status == 401  # no credential at all: refused before the body is read
 
 
 async def test_a_restarted_agent_comes_back_with_its_saved_credential_and_no_token(
