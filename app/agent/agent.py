@@ -41,6 +41,9 @@ log = logging.getLogger("ployd.agent")
 # only if it could not, raising ``UpdateFailed`` to say why.
 Updater = Callable[[UpdateRequired], Awaitable[None]]
 UPDATE_RETRY_MAX_S = 300.0
+# A claim answered empty long before its wait (a server shutting down): pause, doubling.
+EMPTY_CLAIM_PAUSE_S = 0.5
+EMPTY_CLAIM_PAUSE_MAX_S = 10.0
 
 
 class Agent:
@@ -196,7 +199,9 @@ class Agent:
             await container.cleanup(runtime, self.agent_id)
         backoff = 0.5
         update_backoff = self.update_retry_s
+        idle = EMPTY_CLAIM_PAUSE_S
         while not self.stopping:
+            asked = loop.time()
             self._claim = asyncio.create_task(
                 self.client.claim(self.agent_id, self.claim_wait, self.hardware)
             )
@@ -223,7 +228,15 @@ class Agent:
             backoff = 0.5
             update_backoff = self.update_retry_s
             if claim is None:
+                if loop.time() - asked < self.claim_wait / 2:
+                    # Nothing, and long before the wait asked for: a server shutting
+                    # down (or a proxy) answers at once; do not ask again in a tight loop.
+                    await self._pause(idle)
+                    idle = min(idle * 2, EMPTY_CLAIM_PAUSE_MAX_S)
+                else:
+                    idle = EMPTY_CLAIM_PAUSE_S
                 continue
+            idle = EMPTY_CLAIM_PAUSE_S
             await self.run_job(claim)
             if once:
                 break

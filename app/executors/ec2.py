@@ -63,6 +63,7 @@ from app.core.scheduler import (
 )
 from app.core.states import AttemptState
 from app.engine.events import AttemptClaimed, AttemptEnded, MachineFailed, PipelinesChanged
+from app.engine.notify import wait_set
 from app.executors.ec2_machines import Machines, token_hash
 from app.services import Services
 from app.store.attempts import attempt_context
@@ -190,8 +191,7 @@ class EC2Executor:
                 await self.reconcile()
             except Exception:  # keep going; the next pass retries
                 log.exception("EC2 executor pass failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.tick_s)
+            await wait_set(self._wake, self.tick_s)
 
     async def _reaper(self) -> None:
         await every(self.services.leader, self.policy.reap_every_s, "reaper pass", self.reap)

@@ -31,6 +31,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
 from app.agent.sandbox import StepRecords
+from app.engine.notify import wait_set
 
 log = logging.getLogger("ployd.executor.local")
 
@@ -181,8 +182,7 @@ class LocalExecutor:
                 backoff = min(max(backoff * 2, self.first_backoff_s), MAX_BACKOFF_S)
             if backoff:
                 # Wait out the backoff, unless stop() comes first.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), backoff)
+                await wait_set(self._stopping, backoff)
             if self._stopping.is_set():
                 return
             self.restarts[agent_id] = self.restarts.get(agent_id, 0) + 1

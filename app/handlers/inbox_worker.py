@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
+from app.engine.notify import wait_set
 from app.settings import Settings
 from app.store import inbox_claims
 from app.store.db import Database
@@ -111,8 +112,7 @@ class InboxWorker:
                 await asyncio.sleep(0)  # let waiting webhook requests be answered
                 continue
             await self._prune()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._idle_wait())
+            await wait_set(self._wake, self._idle_wait())
 
     def _idle_wait(self) -> float:
         wait = self.poll_s

@@ -37,6 +37,7 @@ from app.core.results.notify import (
     scrub,
     wants,
 )
+from app.engine.notify import wait_set
 from app.results.channels import (
     HTTP_TIMEOUT_S,
     SmtpConfig,
@@ -381,8 +382,7 @@ class Notifier:
             timeout = None
             if nxt is not None:
                 timeout = max((aware(nxt) - utcnow()).total_seconds(), 0.0)
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)  # the next due one, or news
+            await wait_set(self._wake, timeout)  # the next due one, or news
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()

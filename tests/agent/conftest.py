@@ -66,6 +66,7 @@ class StubServer:
         self.registered = asyncio.Condition()
         self.claim_seen: asyncio.Condition = asyncio.Condition()
         self.fail_next: dict[str, int] = {}  # path kind -> how many 500s to answer
+        self.answer_at_once = False  # claims answered 204 without waiting (shutting down)
         self._ids = itertools.count(1)
         self._queued = asyncio.Condition()
 
@@ -139,6 +140,8 @@ class StubServer:
             self.claim_tokens[agent_id] = token
             self.claims[agent_id] = self.claims.get(agent_id, 0) + 1
             self.claim_seen.notify_all()
+        if self.answer_at_once:
+            wait = 0
         with contextlib.suppress(TimeoutError):
             async with self._queued:
                 await asyncio.wait_for(self._queued.wait_for(lambda: bool(self.queue)), wait)

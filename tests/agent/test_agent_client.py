@@ -162,6 +162,32 @@ async def test_waits_for_a_job_queued_later(
     assert att.finish is not None and att.finish["result"] == "succeeded"
 
 
+async def test_claims_answered_empty_at_once_are_not_asked_again_in_a_tight_loop(
+    stub: StubServer,
+    session: Http,
+    repo: tuple[Path, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A server shutting down answers every claim at once: the agent pauses between them,
+    doubling up to a limit, and a claim that waited its time resets the pause."""
+    path, sha = repo
+    stub.answer_at_once = True
+    agent = make_agent(stub, session, tmp_path / "w", claim_wait=25)
+    pauses: list[float] = []
+
+    async def pause(seconds: float) -> None:  # recorded, not slept
+        pauses.append(seconds)
+        if len(pauses) == 6:
+            stub.answer_at_once = False
+            stub.add_job(str(path), sha, [{"run": "true"}])
+
+    monkeypatch.setattr(agent, "_pause", pause)
+    assert await asyncio.wait_for(agent.run(once=True), 30) == 0
+    assert pauses == [0.5, 1.0, 2.0, 4.0, 8.0, 10.0]
+    assert stub.claims["test-1"] == 7
+
+
 async def test_bad_agent_token(
     stub: StubServer, session: Http, tmp_path: Path
 ) -> None:
