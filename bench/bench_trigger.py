@@ -5,7 +5,8 @@ agent), then 50 times: POST /api/v1/pipelines for a real git repository whose on
 first step writes the wall-clock time it started; the latency is that time minus the
 time just before the POST. Baseline, measured in the same run: starting the same step
 directly with `bash -c` (the floor any runner pays). Prints p50 and p95 of both.
-Target: p50 under 150 ms.
+Target: p50 at or under 98 ms (the figure measured before the agent was rebuilt; it must
+not regress).
 
 Usage: python bench/bench_trigger.py [-n 50]
 """
@@ -25,7 +26,7 @@ from _stamps import STEP, Trigger, bash_baseline, stamped_repo
 
 from app.core.stats import percentile
 
-TARGET_P50_S = 0.150
+TARGET_P50_S = 0.098
 CONFIG = f"version: 1\njobs:\n  first:\n    steps:\n      - run: {STEP}\n"
 
 
@@ -70,8 +71,8 @@ async def run(n: int) -> int:
     print(f"  no sandbox:   p50 {u50 * 1000:7.1f} ms   p95 {u95 * 1000:7.1f} ms  (isolation none)")
     print(f"  bash -c:      p50 {b50 * 1000:7.1f} ms   p95 {b95 * 1000:7.1f} ms  (baseline)")
     print(f"  ratio p50:    {p50 / b50:7.1f} x bash, sandbox costs {(p50 - u50) * 1000:.1f} ms")
-    ok = p50 < TARGET_P50_S
-    print(f"  target p50 < {TARGET_P50_S * 1000:.0f} ms: {'OK' if ok else 'TOO SLOW'}")
+    ok = p50 <= TARGET_P50_S
+    print(f"  target p50 <= {TARGET_P50_S * 1000:.0f} ms: {'OK' if ok else 'TOO SLOW'}")
     return 0 if ok else 1
 
 
