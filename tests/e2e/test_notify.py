@@ -14,6 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from app.engine.engine import RepoRef
 from app.results.notify import Notifier
 from app.store import notifications as rows
@@ -21,6 +23,7 @@ from tests.fakes.receivers import Receivers, serve_receivers, smtp_server
 
 SLACK_URL_PATH = "/slack/T000/B000/XXXXSECRETXXXX"
 HOOK_KEY = "hmac-key-never-in-a-message"
+LOOPBACK = ("127.0.0.0/8",)  # PLOYD_NOTIFY_ALLOW_NETS for receivers on loopback
 
 
 async def until(notifier: Notifier, check: Callable[[], bool], what: str) -> None:
@@ -61,7 +64,13 @@ jobs:
             sleep 0.1
           done
       - name: Test
-        run: echo checking; test -f ok.txt
+        run: |
+          echo checking
+          if ! test -f ok.txt; then
+            printf 'Traceback (most recent call last):\\n  File "train.py", line 3\\n' >&2
+            printf 'FileNotFoundError: ok.txt is missing\\n' >&2
+            exit 1
+          fi
   lint:
     steps:
       - run: echo fine
@@ -78,7 +87,12 @@ async def test_slack_webhook_and_email_get_the_right_messages_and_a_500_is_given
         r.hold.add(SLACK_URL_PATH)
         with smtp_server() as (smtp_host, smtp_port, mail):
             repo, _ = make_repo({".ployd.yml": config(r)})
-            async with serve(agents=1, smtp_host=smtp_host, smtp_port=smtp_port) as h:
+            async with serve(
+                agents=1,
+                smtp_host=smtp_host,
+                smtp_port=smtp_port,
+                notify_allow_nets=LOOPBACK,  # the receivers are on 127.0.0.1
+            ) as h:
                 notifier = h.server.notifier
                 assert notifier is not None
                 notifier.backoff_base_s = 0.01  # the schedule's shape, not its length
@@ -259,3 +273,66 @@ def summary_of(w: Any, number: int) -> str:
     ]
     assert len(found) == 1
     return str(found[0])
+
+
+GUARD_CONFIG = """
+version: 1
+notify:
+  - webhook: {hook}
+    on: [success]
+  - slack: SLACK_URL
+    on: [success]
+jobs:
+  unit:
+    steps:
+      - run: echo ok
+"""
+
+
+@pytest.mark.parametrize("allowed", [False, True], ids=["refused", "allowed"])
+async def test_a_files_webhook_and_slack_url_on_loopback_need_the_operators_allow_setting(
+    serve: Callable[..., Any], make_repo: Callable[..., tuple[Path, str]], allowed: bool
+) -> None:
+    """A `.ployd.yml` may not make PloyD's server post to its own machine: without
+    PLOYD_NOTIFY_ALLOW_NETS the receiver on 127.0.0.1 gets nothing and each delivery is
+    given up at once, saying why (never the Slack URL); with it, both are delivered."""
+    async with serve_receivers() as r:
+        repo, _ = make_repo({".ployd.yml": GUARD_CONFIG.format(hook=r.url("/hook"))})
+        extra = {"notify_allow_nets": LOOPBACK} if allowed else {}
+        async with serve(agents=1, **extra) as h:
+            notifier = h.server.notifier
+            assert notifier is not None
+            h.engine.add_repositories(
+                [RepoRef(forge="local", full_name=str(repo), clone_url=repo.as_uri())]
+            )
+            store = h.server.services.security.secrets
+            store.set(str(repo), "SLACK_URL", r.url(SLACK_URL_PATH), forge="local")
+            pid = await h.start(repo)
+            assert (await h.finished(pid)).state == "succeeded"
+
+            def views() -> dict[str, rows.NotificationView]:
+                return {v.kind: v for v in rows.listing(h.engine.db, pid) if v.event == "success"}
+
+            await until(
+                notifier,
+                lambda: len(views()) == 2 and all(v.state != "pending" for v in views().values()),
+                "both deliveries to end",
+            )
+            got = views()
+            if allowed:
+                assert {k: v.state for k, v in got.items()} == {"webhook": "sent", "slack": "sent"}
+                assert len(r.at("/hook")) == 1 and len(r.at(SLACK_URL_PATH)) == 1
+                return
+            assert r.received == []  # nothing was sent
+            for kind, v in got.items():
+                assert v.state == "failed" and v.tries == 1, kind  # not retried
+                assert v.error is not None
+                assert "127.0.0.1 is a loopback address" in v.error, v.error
+                assert "PLOYD_NOTIFY_ALLOW_NETS" in v.error
+            assert got["webhook"].error is not None
+            assert got["webhook"].error.startswith(f"the webhook {r.url('/hook')} was not sent")
+            assert got["slack"].error is not None
+            assert got["slack"].error.startswith("the Slack webhook was not sent")
+            code, listed = await h.get(f"/api/v1/pipelines/{pid}/notifications")
+            assert code == 200
+            assert "XXXXSECRETXXXX" not in str(listed) and SLACK_URL_PATH not in str(listed)
