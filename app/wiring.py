@@ -189,6 +189,7 @@ def build_notifier(services: Services) -> Notifier:
         smtp=smtp,
         backoff_base_s=BACKOFF_BASE_S,
         allow_nets=parse_allow_nets(",".join(settings.notify_allow_nets)),
+        logs=services.logs,
     )
     services.engine.events.subscribe(PipelinesChanged, lambda e: notifier.on_change(e.pipeline_ids))
     security.policy.budget_listeners.append(notifier.budget_crossed)

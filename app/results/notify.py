@@ -25,6 +25,7 @@ from datetime import datetime
 
 import aiohttp
 
+from app.core.cause import CauseKind
 from app.core.clock import aware
 from app.core.config.model import NotifyChannel
 from app.core.jobspec import stored_notify
@@ -45,6 +46,8 @@ from app.core.results.notify import (
     wants,
 )
 from app.engine.notify import wait_set
+from app.logs.store import LogStore
+from app.logs.window import locate_error
 from app.results import guard
 from app.results.channels import (
     HTTP_TIMEOUT_S,
@@ -93,6 +96,7 @@ class Notifier:
         smtp: SmtpConfig | None = None,
         backoff_base_s: float = BACKOFF_BASE_S,
         allow_nets: Sequence[Network] = (),
+        logs: LogStore | None = None,
     ) -> None:
         self.db = db
         self.base_url = base_url
@@ -102,6 +106,7 @@ class Notifier:
         self.smtp = smtp
         self.backoff_base_s = backoff_base_s
         self.allow_nets = tuple(allow_nets)  # PLOYD_NOTIFY_ALLOW_NETS
+        self.logs = logs  # the failing jobs' logs, for their cause line
         self.http_timeout_s = HTTP_TIMEOUT_S  # an answer later than this is a failed try
         self._changed: set[int] = set()
         self._lock = threading.Lock()  # publishers may be on other threads
@@ -212,6 +217,23 @@ class Notifier:
         token = sign_job(self.key, job_id, tenant_id, now=c.timestamp() if c else None)
         return f"{self.base_url}/runs/{job_id}?t={token}"
 
+    def _log_cause(self, j: rows.JobFacts) -> str | None:
+        """The cause finder's line in a failed job's log (``app.core.cause``, on the tail
+        of the failing step, as its log page and check run show it; logs are stored
+        masked), or None: no log, nothing better than the exit code, or a job that
+        ended for another reason (a timeout, a lost machine: its end reason says so)."""
+        if self.logs is None or j.state != "failed" or not j.log_path or j.log_size <= 0:
+            return None
+        try:
+            err = locate_error(self.logs, j.log_path, j.log_size, j.steps, j.failed_index)
+        except Exception:  # an unreadable log: the step and exit code say enough
+            log.warning("notification: the log of job %s could not be read", j.id, exc_info=True)
+            return None
+        cause = err.cause if err is not None else None
+        if cause is None or cause.kind is CauseKind.EXIT:
+            return None  # the step and its exit code, said by the fallback
+        return cause.text
+
     def _message_for(self, s: Tx, pipeline: Pipeline, event: str, note: str = "") -> Message:
         f = rows.facts(s, pipeline.id)
         assert f is not None
@@ -221,7 +243,7 @@ class Notifier:
                 j.state,
                 cause_line(
                     j.failed_step,
-                    None,
+                    self._log_cause(j),
                     (f"exit code {j.exit_code}" if j.exit_code not in (None, 0) else None)
                     if not j.error
                     else j.error,

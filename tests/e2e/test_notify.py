@@ -23,6 +23,7 @@ from tests.fakes.receivers import Receivers, serve_receivers, smtp_server
 
 SLACK_URL_PATH = "/slack/T000/B000/XXXXSECRETXXXX"
 HOOK_KEY = "hmac-key-never-in-a-message"
+CAUSE = "FileNotFoundError: ok.txt is missing"
 LOOPBACK = ("127.0.0.0/8",)  # PLOYD_NOTIFY_ALLOW_NETS for receivers on loopback
 
 
@@ -134,6 +135,8 @@ async def test_slack_webhook_and_email_get_the_right_messages_and_a_500_is_given
                 assert f"pipeline #{pid} failed" in failed
                 assert f"/pipelines/{pid}" in failed
                 assert "unit" in failed and "step 'Test'" in failed and "lint" not in failed
+                # The cause finder's line of its log, not only the exit code.
+                assert CAUSE in failed and "exit code" not in failed
                 assert f"/runs/{p.jobs[0].id}?t=" in failed
 
                 hook = r.at("/hook")[0]
@@ -144,12 +147,12 @@ async def test_slack_webhook_and_email_get_the_right_messages_and_a_500_is_given
                 payload = hook.json()
                 assert payload["pipeline"]["id"] == pid and payload["pipeline"]["state"] == "failed"
                 assert [j["name"] for j in payload["failing_jobs"]] == ["unit"]
-                assert payload["failing_jobs"][0]["cause"].startswith("step 'Test'")
+                assert payload["failing_jobs"][0]["cause"] == f"step 'Test': {CAUSE}"
 
                 email = mail.messages[0]
                 assert email["To"] == "team@example.com"
                 assert f"pipeline #{pid} failed" in email["Subject"]
-                assert "unit" in email.get_payload()
+                assert "unit" in email.get_payload() and CAUSE in email.get_payload()
 
                 # 2. Slack answers now; /broken answers 500 every time: retried, given up.
                 r.release.set()
