@@ -1,8 +1,10 @@
 """Notifications end to end: `ployd serve` with a repository whose `.ployd.yml` has
 `notify:`; a fake Slack and a webhook receiver on loopback and an SMTP server (aiosmtpd)
-get the right messages for `started`, `failure`, `success` and `fixed`; a receiver that
-answers 500 is retried with backoff, then given up and recorded, while the pipeline
-finishes without waiting for it; no secret is in any message."""
+get the right messages for `started`, `failure`, `success` and `fixed`, with the failing
+job's cause line from its log; a receiver that answers 500 is retried with backoff, then
+given up and recorded, while the pipeline finishes without waiting for it; no secret is
+in any message. Receivers on loopback get nothing without PLOYD_NOTIFY_ALLOW_NETS; a
+channel's `branches:` match a push's branch and a pull request's target branch."""
 
 from __future__ import annotations
 
@@ -339,3 +341,74 @@ async def test_a_files_webhook_and_slack_url_on_loopback_need_the_operators_allo
             code, listed = await h.get(f"/api/v1/pipelines/{pid}/notifications")
             assert code == 200
             assert "XXXXSECRETXXXX" not in str(listed) and SLACK_URL_PATH not in str(listed)
+
+
+BRANCH_CONFIG = """
+version: 1
+on: [push, pull_request]  # every branch's pushes (by default: the default branch's)
+notify:
+  - webhook: {every}
+    on: [success]
+  - webhook: {main}
+    on: [success]
+    branches: [main]
+jobs:
+  unit:
+    steps:
+      - run: echo ok
+"""
+
+
+async def test_branches_match_a_pushs_branch_and_a_pull_requests_target_branch(
+    github_world: Callable[..., Any],
+) -> None:
+    """`branches: [main]` on a channel: a push to another branch sends it nothing, a push
+    to main does; a pull request is matched by its target branch, not its head's."""
+    name = "acme/models"
+    async with serve_receivers() as r, github_world() as w:
+        notifier = w.h.server.notifier
+        assert notifier is not None
+        db = w.h.engine.db
+        w.repo(name, {".ployd.yml": BRANCH_CONFIG.format(every=r.url("/all"), main=r.url("/main"))})
+
+        async def run(event: str, payload: dict[str, Any]) -> int:
+            """Deliver, wait for the unfiltered channel's message; the pipeline's id. Both
+            channels are decided in one transaction, so the filtered one's fate is known
+            once the unfiltered one has its message."""
+            seen = len(r.at("/all"))
+            await w.deliver(event, payload)
+            await w.settle()
+            await until(notifier, lambda: len(r.at("/all")) == seen + 1, f"{event} to /all")
+            return int(r.at("/all")[-1].json()["pipeline"]["id"])
+
+        def recorded(pid: int) -> list[str]:
+            return sorted(v.channel_target for v in rows.listing(db, pid))
+
+        # A push to a branch that is not main: only the unfiltered channel.
+        sha = w.commit(name, {"a.py": "1"}, branch="feature")
+        pid = await run("push", w.push(name, "0" * 40, sha, ref="refs/heads/feature"))
+        assert recorded(pid) == [r.url("/all")]
+
+        # A push to main: both.
+        sha = w.commit(name, {"b.py": "1"}, branch="main")
+        pid = await run("push", w.push(name, "0" * 40, sha, ref="refs/heads/main"))
+        assert recorded(pid) == sorted([r.url("/all"), r.url("/main")])
+        await until(notifier, lambda: len(r.at("/main")) == 1, "main's push to /main")
+        assert r.at("/main")[0].json()["pipeline"]["id"] == pid
+
+        # A pull request from pr-7 into main: matched by main, its target.
+        head = w.commit(name, {"c.py": "1"}, branch="pr-7")
+        w.fake.add_pull(name, 7, head_sha=head, user={"login": "alice"})
+        pid = await run("pull_request", w.pull_request(name, 7, head, base="main"))
+        assert recorded(pid) == sorted([r.url("/all"), r.url("/main")])
+        await until(notifier, lambda: len(r.at("/main")) == 2, "the pull request to /main")
+        assert r.at("/main")[1].json()["pull_request"]["number"] == 7
+
+        # A pull request from a branch named main into develop: its head is not matched.
+        head = w.commit(name, {"d.py": "1"}, branch="pr-8")
+        w.fake.add_pull(name, 8, head_sha=head, user={"login": "alice"})
+        payload = w.pull_request(name, 8, head, base="develop")
+        payload["pull_request"]["head"]["ref"] = "main"
+        pid = await run("pull_request", payload)
+        assert recorded(pid) == [r.url("/all")]
+        assert len(r.at("/main")) == 2
