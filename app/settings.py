@@ -145,6 +145,9 @@ class Settings:
     smtp_user: str = ""
     smtp_password: str = field(default="", repr=False)
     smtp_starttls: bool = False
+    # PLOYD_NOTIFY_ALLOW_NETS: networks (CIDR) beyond the public internet that webhook and
+    # Slack notifications may reach (``app.core.netguard``); empty: none, loopback included.
+    notify_allow_nets: tuple[str, ...] = ()
 
     @classmethod
     def from_env(
@@ -206,6 +209,7 @@ class Settings:
             smtp_user=env.get("PLOYD_SMTP_USER") or "",
             smtp_password=env.get("PLOYD_SMTP_PASSWORD") or "",
             smtp_starttls=(env.get("PLOYD_SMTP_STARTTLS") or "").lower() in ("1", "true", "yes"),
+            notify_allow_nets=_networks(env, "PLOYD_NOTIFY_ALLOW_NETS"),
         )
         return s
 
@@ -285,6 +289,16 @@ def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise SettingsError(f"{name}={value!r}: one of {', '.join(c for c in choices if c)}")
     return value
+
+
+def _networks(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """Comma-separated CIDR networks, checked (SettingsError naming the bad one)."""
+    from app.core.netguard import parse_allow_nets
+
+    try:
+        return tuple(str(n) for n in parse_allow_nets(env.get(name) or ""))
+    except ValueError as e:
+        raise SettingsError(f"{name}={env.get(name)!r}: {e}") from None
 
 
 def env_setting(name: str) -> str:

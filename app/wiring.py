@@ -162,6 +162,7 @@ def build_services(
 def build_notifier(services: Services) -> Notifier:
     """The notifier (``app.results.notify``): told of every pipeline change and of the
     policy's budget warnings; its task starts with ``start``."""
+    from app.core.netguard import parse_allow_nets
     from app.core.results.notify import BACKOFF_BASE_S
     from app.engine.events import PipelinesChanged
     from app.results.channels import SmtpConfig
@@ -187,6 +188,8 @@ def build_notifier(services: Services) -> Notifier:
         tenant_channels=security.policy.notify_channels,
         smtp=smtp,
         backoff_base_s=BACKOFF_BASE_S,
+        allow_nets=parse_allow_nets(",".join(settings.notify_allow_nets)),
+        logs=services.logs,
     )
     services.engine.events.subscribe(PipelinesChanged, lambda e: notifier.on_change(e.pipeline_ids))
     security.policy.budget_listeners.append(notifier.budget_crossed)

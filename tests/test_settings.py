@@ -47,3 +47,14 @@ def test_the_webhook_body_limit_is_read_and_checked() -> None:
         Settings.from_env({"PLOYD_WEBHOOK_MAX_BYTES": "25MB"})
     with pytest.raises(SettingsError, match="at least 1024"):
         Settings.from_env({"PLOYD_WEBHOOK_MAX_BYTES": "10"})
+
+
+def test_the_notify_allow_nets_are_networks() -> None:
+    assert Settings.from_env({}).notify_allow_nets == ()
+    s = Settings.from_env({"PLOYD_NOTIFY_ALLOW_NETS": "127.0.0.0/8, ::1 ,10.2.0.0/16"})
+    assert s.notify_allow_nets == ("127.0.0.0/8", "::1/128", "10.2.0.0/16")
+    with pytest.raises(SettingsError, match=r"PLOYD_NOTIFY_ALLOW_NETS=.*'10.0.0.5/8' is not a "
+                       r"network in CIDR form .*host bits set"):
+        Settings.from_env({"PLOYD_NOTIFY_ALLOW_NETS": "127.0.0.0/8,10.0.0.5/8"})
+    with pytest.raises(SettingsError, match="'intranet' is not a network"):
+        Settings.from_env({"PLOYD_NOTIFY_ALLOW_NETS": "intranet"})

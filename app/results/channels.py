@@ -1,18 +1,25 @@
 """Sending one notification: a Slack incoming webhook, a signed generic webhook (aiohttp)
 or an email (``smtplib``, in a thread: never on the event loop). Each returns an
 ``Outcome``; nothing raises. Errors name the channel, never a secret (a Slack URL is
-one)."""
+one).
+
+HTTP destinations are guarded (``app.results.guard``): an IP-literal host outside the
+public internet and ``allow`` is refused here, a name resolving there by the session's
+resolver; a refused delivery is an ``Outcome`` with ``detail["refused"]``, not worth a
+retry. Email goes to the operator's own SMTP server (``PLOYD_SMTP_HOST``): not guarded."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import smtplib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
 
 import aiohttp
 
+from app.core.netguard import Network
 from app.core.results.notify import (
     EVENT_HEADER,
     SIGNATURE_HEADER,
@@ -23,6 +30,7 @@ from app.core.results.notify import (
     slack_body,
     webhook_body,
 )
+from app.results.guard import check_url, refusal_in
 
 HTTP_TIMEOUT_S = 10.0
 SMTP_TIMEOUT_S = 20.0
@@ -45,7 +53,11 @@ async def _post(
     headers: dict[str, str],
     what: str,
     timeout_s: float,
+    allow: Sequence[Network],
 ) -> Outcome:
+    why = check_url(url, allow)
+    if why is not None:
+        return _refused(what, why)
     try:
         async with http.post(
             url,
@@ -58,15 +70,26 @@ async def _post(
                 return Outcome(True, detail={"status": resp.status})
             return Outcome(False, f"{what} answered HTTP {resp.status}", {"status": resp.status})
     except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as e:
+        why = refusal_in(e)
+        if why is not None:
+            return _refused(what, why)
         return Outcome(False, f"{what} could not be reached ({type(e).__name__})")
 
 
+def _refused(what: str, why: str) -> Outcome:
+    return Outcome(False, f"{what} was not sent: {why}", {"refused": True})
+
+
 async def send_slack(
-    http: aiohttp.ClientSession, url: str, message: Message, timeout_s: float = HTTP_TIMEOUT_S
+    http: aiohttp.ClientSession,
+    url: str,
+    message: Message,
+    timeout_s: float = HTTP_TIMEOUT_S,
+    allow: Sequence[Network] = (),
 ) -> Outcome:
     body = json.dumps(slack_body(message)).encode()
     headers = {"Content-Type": "application/json"}
-    return await _post(http, url, body, headers, "the Slack webhook", timeout_s)
+    return await _post(http, url, body, headers, "the Slack webhook", timeout_s, allow)
 
 
 async def send_webhook(
@@ -76,6 +99,7 @@ async def send_webhook(
     message: Message,
     delivery: int,
     timeout_s: float = HTTP_TIMEOUT_S,
+    allow: Sequence[Network] = (),
 ) -> Outcome:
     body = webhook_body(message)
     headers = {
@@ -85,7 +109,8 @@ async def send_webhook(
     }
     if key:
         headers[SIGNATURE_HEADER] = sign(key, body)
-    return await _post(http, url, body, headers, f"the webhook {url.split('?')[0]}", timeout_s)
+    what = f"the webhook {url.split('?')[0]}"
+    return await _post(http, url, body, headers, what, timeout_s, allow)
 
 
 def _send_email(cfg: SmtpConfig, to: list[str], message: Message) -> Outcome:

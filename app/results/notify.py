@@ -6,7 +6,13 @@ pipeline.
 
 Channels: the pipeline's ``notify:`` (not for a fork's pull request: its file is not
 trusted to pick where PloyD sends requests) and its tenant's defaults (``notify`` in the
-operator's policy). Secrets are resolved when a message is sent, never stored in it."""
+operator's policy). Secrets are resolved when a message is sent, never stored in it.
+
+Every HTTP destination, whoever named it (the file, or the operator's policy, whose Slack
+channels read their URL from the repository's secrets), goes through one guard
+(``app.results.guard``): nothing on loopback, link-local, private, multicast or reserved
+networks unless ``PLOYD_NOTIFY_ALLOW_NETS`` holds it. A refused delivery is recorded
+with the reason and not retried."""
 
 from __future__ import annotations
 
@@ -19,10 +25,12 @@ from datetime import datetime
 
 import aiohttp
 
+from app.core.cause import CauseKind
 from app.core.clock import aware
 from app.core.config.model import NotifyChannel
 from app.core.jobspec import stored_notify
 from app.core.links import sign_job
+from app.core.netguard import Network
 from app.core.results.notify import (
     BACKOFF_BASE_S,
     MAX_TRIES,
@@ -38,6 +46,9 @@ from app.core.results.notify import (
     wants,
 )
 from app.engine.notify import wait_set
+from app.logs.store import LogStore
+from app.logs.window import locate_error
+from app.results import guard
 from app.results.channels import (
     HTTP_TIMEOUT_S,
     SmtpConfig,
@@ -61,6 +72,11 @@ def _branch(ref: str) -> str | None:
     return ref.removeprefix("refs/heads/") if ref.startswith("refs/heads/") else None
 
 
+def _refused(out: Outcome) -> bool:
+    """A destination the guard refused: trying again would be refused again."""
+    return bool(out.detail.get("refused"))
+
+
 def pr_url(forge: str, clone_url: str, number: int | None) -> str | None:
     if number is None or not clone_url.startswith(("https://", "http://")):
         return None
@@ -79,6 +95,8 @@ class Notifier:
         tenant_channels: TenantChannels,
         smtp: SmtpConfig | None = None,
         backoff_base_s: float = BACKOFF_BASE_S,
+        allow_nets: Sequence[Network] = (),
+        logs: LogStore | None = None,
     ) -> None:
         self.db = db
         self.base_url = base_url
@@ -87,6 +105,8 @@ class Notifier:
         self.tenant_channels = tenant_channels
         self.smtp = smtp
         self.backoff_base_s = backoff_base_s
+        self.allow_nets = tuple(allow_nets)  # PLOYD_NOTIFY_ALLOW_NETS
+        self.logs = logs  # the failing jobs' logs, for their cause line
         self.http_timeout_s = HTTP_TIMEOUT_S  # an answer later than this is a failed try
         self._changed: set[int] = set()
         self._lock = threading.Lock()  # publishers may be on other threads
@@ -197,6 +217,23 @@ class Notifier:
         token = sign_job(self.key, job_id, tenant_id, now=c.timestamp() if c else None)
         return f"{self.base_url}/runs/{job_id}?t={token}"
 
+    def _log_cause(self, j: rows.JobFacts) -> str | None:
+        """The cause finder's line in a failed job's log (``app.core.cause``, on the tail
+        of the failing step, as its log page and check run show it; logs are stored
+        masked), or None: no log, nothing better than the exit code, or a job that
+        ended for another reason (a timeout, a lost machine: its end reason says so)."""
+        if self.logs is None or j.state != "failed" or not j.log_path or j.log_size <= 0:
+            return None
+        try:
+            err = locate_error(self.logs, j.log_path, j.log_size, j.steps, j.failed_index)
+        except Exception:  # an unreadable log: the step and exit code say enough
+            log.warning("notification: the log of job %s could not be read", j.id, exc_info=True)
+            return None
+        cause = err.cause if err is not None else None
+        if cause is None or cause.kind is CauseKind.EXIT:
+            return None  # the step and its exit code, said by the fallback
+        return cause.text
+
     def _message_for(self, s: Tx, pipeline: Pipeline, event: str, note: str = "") -> Message:
         f = rows.facts(s, pipeline.id)
         assert f is not None
@@ -206,7 +243,7 @@ class Notifier:
                 j.state,
                 cause_line(
                     j.failed_step,
-                    None,
+                    self._log_cause(j),
                     (f"exit code {j.exit_code}" if j.exit_code not in (None, 0) else None)
                     if not j.error
                     else j.error,
@@ -299,8 +336,8 @@ class Notifier:
                 return Outcome(
                     False, f"secret {channel.target} (the Slack webhook) is not set"
                 ), False
-            out = await send_slack(self._http, url, message, self.http_timeout_s)
-            return Outcome(out.ok, scrub(out.error, [url]), out.detail), True
+            out = await send_slack(self._http, url, message, self.http_timeout_s, self.allow_nets)
+            return Outcome(out.ok, scrub(out.error, [url]), out.detail), not _refused(out)
         if channel.kind == "webhook":
             key = None
             if channel.secret:
@@ -310,9 +347,9 @@ class Notifier:
                         False, f"secret {channel.secret} (the HMAC key) is not set"
                     ), False
             out = await send_webhook(
-                self._http, channel.target, key, message, d.id, self.http_timeout_s
+                self._http, channel.target, key, message, d.id, self.http_timeout_s, self.allow_nets
             )
-            return out, True
+            return out, not _refused(out)
         if channel.kind == "email":
             if self.smtp is None:
                 return Outcome(False, "email is not configured (PLOYD_SMTP_HOST)"), False
@@ -386,7 +423,7 @@ class Notifier:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._http = aiohttp.ClientSession()
+        self._http = guard.session(self.allow_nets)
         self._task = asyncio.create_task(self._run(), name="notifier")
         if self._changed:
             self._wake.set()

@@ -200,6 +200,11 @@ class JobFacts:
     failed_step: str | None  # the failing step's title
     exit_code: int | None
     error: str | None  # the attempt's error or end reason
+    # The last attempt's log, for its cause line (``app.logs.window.locate_error``).
+    log_path: str | None = None
+    log_size: int = 0
+    steps: tuple[dict[str, Any], ...] = ()
+    failed_index: int | None = None  # the failing step's index
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,6 +250,10 @@ def facts(tx: Tx, pipeline_id: int) -> PipelineFacts | None:
                 failed_step=step,
                 exit_code=last.exit_code if last else None,
                 error=(last.error or last.end_reason) if last else None,
+                log_path=last.log_path if last else None,
+                log_size=last.log_size if last else 0,
+                steps=tuple(s for s in (last.steps or ()) if isinstance(s, dict)) if last else (),
+                failed_index=last.failed_step if last else None,
             )
         )
     repo = p.repository

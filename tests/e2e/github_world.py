@@ -67,6 +67,8 @@ class GitHubWorld:
             local_agents=agents,
             public_url="http://ployd.test",
             secret_key="test-secret-key-0123456789abcdef",
+            # Notification receivers (tests/fakes/receivers.py) listen on loopback.
+            notify_allow_nets=("127.0.0.0/8",),
             github=GitHubAppConfig(
                 app_id=self.fake.app_id,
                 private_key_pem=self.fake.private_key_pem,

@@ -1,8 +1,10 @@
 """Notifications end to end: `ployd serve` with a repository whose `.ployd.yml` has
 `notify:`; a fake Slack and a webhook receiver on loopback and an SMTP server (aiosmtpd)
-get the right messages for `started`, `failure`, `success` and `fixed`; a receiver that
-answers 500 is retried with backoff, then given up and recorded, while the pipeline
-finishes without waiting for it; no secret is in any message."""
+get the right messages for `started`, `failure`, `success` and `fixed`, with the failing
+job's cause line from its log; a receiver that answers 500 is retried with backoff, then
+given up and recorded, while the pipeline finishes without waiting for it; no secret is
+in any message. Receivers on loopback get nothing without PLOYD_NOTIFY_ALLOW_NETS; a
+channel's `branches:` match a push's branch and a pull request's target branch."""
 
 from __future__ import annotations
 
@@ -14,6 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from app.engine.engine import RepoRef
 from app.results.notify import Notifier
 from app.store import notifications as rows
@@ -21,6 +25,8 @@ from tests.fakes.receivers import Receivers, serve_receivers, smtp_server
 
 SLACK_URL_PATH = "/slack/T000/B000/XXXXSECRETXXXX"
 HOOK_KEY = "hmac-key-never-in-a-message"
+CAUSE = "FileNotFoundError: ok.txt is missing"
+LOOPBACK = ("127.0.0.0/8",)  # PLOYD_NOTIFY_ALLOW_NETS for receivers on loopback
 
 
 async def until(notifier: Notifier, check: Callable[[], bool], what: str) -> None:
@@ -61,7 +67,13 @@ jobs:
             sleep 0.1
           done
       - name: Test
-        run: echo checking; test -f ok.txt
+        run: |
+          echo checking
+          if ! test -f ok.txt; then
+            printf 'Traceback (most recent call last):\\n  File "train.py", line 3\\n' >&2
+            printf 'FileNotFoundError: ok.txt is missing\\n' >&2
+            exit 1
+          fi
   lint:
     steps:
       - run: echo fine
@@ -78,7 +90,12 @@ async def test_slack_webhook_and_email_get_the_right_messages_and_a_500_is_given
         r.hold.add(SLACK_URL_PATH)
         with smtp_server() as (smtp_host, smtp_port, mail):
             repo, _ = make_repo({".ployd.yml": config(r)})
-            async with serve(agents=1, smtp_host=smtp_host, smtp_port=smtp_port) as h:
+            async with serve(
+                agents=1,
+                smtp_host=smtp_host,
+                smtp_port=smtp_port,
+                notify_allow_nets=LOOPBACK,  # the receivers are on 127.0.0.1
+            ) as h:
                 notifier = h.server.notifier
                 assert notifier is not None
                 notifier.backoff_base_s = 0.01  # the schedule's shape, not its length
@@ -120,6 +137,8 @@ async def test_slack_webhook_and_email_get_the_right_messages_and_a_500_is_given
                 assert f"pipeline #{pid} failed" in failed
                 assert f"/pipelines/{pid}" in failed
                 assert "unit" in failed and "step 'Test'" in failed and "lint" not in failed
+                # The cause finder's line of its log, not only the exit code.
+                assert CAUSE in failed and "exit code" not in failed
                 assert f"/runs/{p.jobs[0].id}?t=" in failed
 
                 hook = r.at("/hook")[0]
@@ -130,12 +149,12 @@ async def test_slack_webhook_and_email_get_the_right_messages_and_a_500_is_given
                 payload = hook.json()
                 assert payload["pipeline"]["id"] == pid and payload["pipeline"]["state"] == "failed"
                 assert [j["name"] for j in payload["failing_jobs"]] == ["unit"]
-                assert payload["failing_jobs"][0]["cause"].startswith("step 'Test'")
+                assert payload["failing_jobs"][0]["cause"] == f"step 'Test': {CAUSE}"
 
                 email = mail.messages[0]
                 assert email["To"] == "team@example.com"
                 assert f"pipeline #{pid} failed" in email["Subject"]
-                assert "unit" in email.get_payload()
+                assert "unit" in email.get_payload() and CAUSE in email.get_payload()
 
                 # 2. Slack answers now; /broken answers 500 every time: retried, given up.
                 r.release.set()
@@ -259,3 +278,137 @@ def summary_of(w: Any, number: int) -> str:
     ]
     assert len(found) == 1
     return str(found[0])
+
+
+GUARD_CONFIG = """
+version: 1
+notify:
+  - webhook: {hook}
+    on: [success]
+  - slack: SLACK_URL
+    on: [success]
+jobs:
+  unit:
+    steps:
+      - run: echo ok
+"""
+
+
+@pytest.mark.parametrize("allowed", [False, True], ids=["refused", "allowed"])
+async def test_a_files_webhook_and_slack_url_on_loopback_need_the_operators_allow_setting(
+    serve: Callable[..., Any], make_repo: Callable[..., tuple[Path, str]], allowed: bool
+) -> None:
+    """A `.ployd.yml` may not make PloyD's server post to its own machine: without
+    PLOYD_NOTIFY_ALLOW_NETS the receiver on 127.0.0.1 gets nothing and each delivery is
+    given up at once, saying why (never the Slack URL); with it, both are delivered."""
+    async with serve_receivers() as r:
+        repo, _ = make_repo({".ployd.yml": GUARD_CONFIG.format(hook=r.url("/hook"))})
+        extra = {"notify_allow_nets": LOOPBACK} if allowed else {}
+        async with serve(agents=1, **extra) as h:
+            notifier = h.server.notifier
+            assert notifier is not None
+            h.engine.add_repositories(
+                [RepoRef(forge="local", full_name=str(repo), clone_url=repo.as_uri())]
+            )
+            store = h.server.services.security.secrets
+            store.set(str(repo), "SLACK_URL", r.url(SLACK_URL_PATH), forge="local")
+            pid = await h.start(repo)
+            assert (await h.finished(pid)).state == "succeeded"
+
+            def views() -> dict[str, rows.NotificationView]:
+                return {v.kind: v for v in rows.listing(h.engine.db, pid) if v.event == "success"}
+
+            await until(
+                notifier,
+                lambda: len(views()) == 2 and all(v.state != "pending" for v in views().values()),
+                "both deliveries to end",
+            )
+            got = views()
+            if allowed:
+                assert {k: v.state for k, v in got.items()} == {"webhook": "sent", "slack": "sent"}
+                assert len(r.at("/hook")) == 1 and len(r.at(SLACK_URL_PATH)) == 1
+                return
+            assert r.received == []  # nothing was sent
+            for kind, v in got.items():
+                assert v.state == "failed" and v.tries == 1, kind  # not retried
+                assert v.error is not None
+                assert "127.0.0.1 is a loopback address" in v.error, v.error
+                assert "PLOYD_NOTIFY_ALLOW_NETS" in v.error
+            assert got["webhook"].error is not None
+            assert got["webhook"].error.startswith(f"the webhook {r.url('/hook')} was not sent")
+            assert got["slack"].error is not None
+            assert got["slack"].error.startswith("the Slack webhook was not sent")
+            code, listed = await h.get(f"/api/v1/pipelines/{pid}/notifications")
+            assert code == 200
+            assert "XXXXSECRETXXXX" not in str(listed) and SLACK_URL_PATH not in str(listed)
+
+
+BRANCH_CONFIG = """
+version: 1
+on: [push, pull_request]  # every branch's pushes (by default: the default branch's)
+notify:
+  - webhook: {every}
+    on: [success]
+  - webhook: {main}
+    on: [success]
+    branches: [main]
+jobs:
+  unit:
+    steps:
+      - run: echo ok
+"""
+
+
+async def test_branches_match_a_pushs_branch_and_a_pull_requests_target_branch(
+    github_world: Callable[..., Any],
+) -> None:
+    """`branches: [main]` on a channel: a push to another branch sends it nothing, a push
+    to main does; a pull request is matched by its target branch, not its head's."""
+    name = "acme/models"
+    async with serve_receivers() as r, github_world() as w:
+        notifier = w.h.server.notifier
+        assert notifier is not None
+        db = w.h.engine.db
+        w.repo(name, {".ployd.yml": BRANCH_CONFIG.format(every=r.url("/all"), main=r.url("/main"))})
+
+        async def run(event: str, payload: dict[str, Any]) -> int:
+            """Deliver, wait for the unfiltered channel's message; the pipeline's id. Both
+            channels are decided in one transaction, so the filtered one's fate is known
+            once the unfiltered one has its message."""
+            seen = len(r.at("/all"))
+            await w.deliver(event, payload)
+            await w.settle()
+            await until(notifier, lambda: len(r.at("/all")) == seen + 1, f"{event} to /all")
+            return int(r.at("/all")[-1].json()["pipeline"]["id"])
+
+        def recorded(pid: int) -> list[str]:
+            return sorted(v.channel_target for v in rows.listing(db, pid))
+
+        # A push to a branch that is not main: only the unfiltered channel.
+        sha = w.commit(name, {"a.py": "1"}, branch="feature")
+        pid = await run("push", w.push(name, "0" * 40, sha, ref="refs/heads/feature"))
+        assert recorded(pid) == [r.url("/all")]
+
+        # A push to main: both.
+        sha = w.commit(name, {"b.py": "1"}, branch="main")
+        pid = await run("push", w.push(name, "0" * 40, sha, ref="refs/heads/main"))
+        assert recorded(pid) == sorted([r.url("/all"), r.url("/main")])
+        await until(notifier, lambda: len(r.at("/main")) == 1, "main's push to /main")
+        assert r.at("/main")[0].json()["pipeline"]["id"] == pid
+
+        # A pull request from pr-7 into main: matched by main, its target.
+        head = w.commit(name, {"c.py": "1"}, branch="pr-7")
+        w.fake.add_pull(name, 7, head_sha=head, user={"login": "alice"})
+        pid = await run("pull_request", w.pull_request(name, 7, head, base="main"))
+        assert recorded(pid) == sorted([r.url("/all"), r.url("/main")])
+        await until(notifier, lambda: len(r.at("/main")) == 2, "the pull request to /main")
+        assert r.at("/main")[1].json()["pull_request"]["number"] == 7
+
+        # A pull request from a branch named main into develop: its head is not matched.
+        head = w.commit(name, {"d.py": "1"}, branch="pr-8")
+        w.fake.add_pull(name, 8, head_sha=head, user={"login": "alice"})
+        payload = w.pull_request(name, 8, head, base="develop")
+        payload["pull_request"]["head"]["ref"] = "main"
+        pid = await run("pull_request", payload)
+        assert recorded(pid) == [r.url("/all")]
+        assert len(r.at("/main")) == 2
