@@ -22,7 +22,6 @@ import aiohttp
 from app.core.clock import aware
 from app.core.config.model import NotifyChannel
 from app.core.jobspec import stored_notify
-from app.core.links import sign_job
 from app.core.results.notify import (
     BACKOFF_BASE_S,
     MAX_TRIES,
@@ -37,6 +36,7 @@ from app.core.results.notify import (
     scrub,
     wants,
 )
+from app.core.weblinks import signed_job_url
 from app.engine.notify import wait_set
 from app.results.channels import (
     HTTP_TIMEOUT_S,
@@ -194,8 +194,9 @@ class Notifier:
 
     def _job_url(self, job_id: int, tenant_id: int, created: datetime) -> str:
         c = aware(created)
-        token = sign_job(self.key, job_id, tenant_id, now=c.timestamp() if c else None)
-        return f"{self.base_url}/runs/{job_id}?t={token}"
+        return signed_job_url(
+            self.base_url, self.key, job_id, tenant_id, now=c.timestamp() if c else None
+        )
 
     def _message_for(self, s: Tx, pipeline: Pipeline, event: str, note: str = "") -> Message:
         f = rows.facts(s, pipeline.id)
