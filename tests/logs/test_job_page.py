@@ -84,6 +84,40 @@ async def test_cuda_oom_offers_a_bigger_gpu(log_world: Callable[..., Any]) -> No
         assert "retried by admin (log page) on l40s:1" in page
 
 
+async def test_a_local_pipeline_retries_on_a_bigger_gpu_by_button_and_by_api(
+    log_world: Callable[..., Any],
+) -> None:
+    admin = {"Authorization": "Bearer root-token"}
+    async with log_world(admin_token="root-token") as w:
+        job = await oom_job(w)  # a local pipeline: the button, no forge advice
+        _, page, _ = await w.get(w.link(job), headers=admin)
+        cause = page.split('id="cause"', 1)[1].split("</section>", 1)[0]
+        assert 'id="retry-bigger"' in cause and 'name="hardware" value="l40s:1"' in cause
+        assert "/ployd" not in cause and "comment" not in cause
+        api = f"{w.url}/api/v1/jobs/{job}/retry"
+        for bad, says in (
+            ({"hardware": "h1000"}, "unknown hardware 'h1000'; did you mean h100? known: "),
+            ({"hardware": "l4:64"}, "no l4 machine has 64 accelerators; l4 offers"),
+            ({"hardware": 7}, "hardware must be a hardware spec CLASS[:COUNT]"),
+            ({"hardware": ""}, "hardware must be a hardware spec CLASS[:COUNT]"),
+        ):
+            async with w.http.post(api, json=bad, headers=admin) as r:
+                assert r.status == 400, bad
+                assert says in (await r.json())["error"], bad
+        async with w.http.post(api, json={"hardware": "L40S"}, headers=admin) as r:
+            assert r.status == 201
+            attempt_id = (await r.json())["attempt_id"]
+        async with w.http.get(f"{w.url}/api/v1/jobs/{job}", headers=admin) as r:
+            body = await r.json()
+        assert body["hardware"] == ["l40s:1"] and body["candidates"]
+        assert all(t.startswith("g6e.") for t in body["candidates"]), body["candidates"]
+        assert body["attempts"][-1]["id"] == attempt_id
+        assert body["attempts"][-1]["reason"] == "retried by api on l40s:1"
+        # the page of the new attempt says so too
+        _, page, _ = await w.get(w.link(job), headers=admin)
+        assert "retried by api on l40s:1" in page
+
+
 async def test_forge_advice_and_the_pipeline_summary_for_a_visitor(
     log_world: Callable[..., Any],
 ) -> None:

@@ -25,8 +25,8 @@ from aiohttp import web
 
 from app.artifacts.service import artifacts_for_job
 from app.core.cause import bigger_gpu, plain
-from app.core.hardware import parse_spec
 from app.core.links import sign_job
+from app.core.slash import retry_hardware
 from app.engine.engine import NotAllowed
 from app.logs.store import LogStore
 from app.logs.window import (
@@ -507,15 +507,10 @@ async def retry(request: web.Request) -> web.StreamResponse:
     hardware: str | None = None
     candidates: list[str] | None = None
     if raw is not None:
-        text = raw if isinstance(raw, str) else ""
-        try:
-            spec = parse_spec(text.strip())
-        except ValueError:
-            spec = None
-        types = svc.catalog.for_spec(spec) if spec is not None else []
-        if spec is None or not types:
-            raise web.HTTPBadRequest(text=f"400: hardware: no machine provides {text[:64]!r}")
-        hardware, candidates = str(spec), [t.name for t in types]
+        choice = retry_hardware(raw[:64] if isinstance(raw, str) else "", svc.catalog)
+        if isinstance(choice, str):
+            raise web.HTTPBadRequest(text=f"400: hardware: {choice}")
+        hardware, candidates = choice
     try:
         svc.engine.retry_job(job.id, "admin (log page)", hardware=hardware, candidates=candidates)
     except NotAllowed as e:
