@@ -94,6 +94,7 @@ async def test_a_local_pipeline_retries_on_a_bigger_gpu_by_button_and_by_api(
         cause = page.split('id="cause"', 1)[1].split("</section>", 1)[0]
         assert 'id="retry-bigger"' in cause and 'name="hardware" value="l40s:1"' in cause
         assert "/ployd" not in cause and "comment" not in cause
+        assert f"or run <code>ployd retry {job} --on l40s:1</code>" in cause
         api = f"{w.url}/api/v1/jobs/{job}/retry"
         for bad, says in (
             ({"hardware": "h1000"}, "unknown hardware 'h1000'; did you mean h100? known: "),

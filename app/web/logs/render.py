@@ -422,6 +422,9 @@ def cause_box(job: JobInfo, ctx: PageContext) -> str:
         if job.forge != "local":
             cmd = f"/ployd retry {_quoted(job.name)} on {ctx.bigger}"
             way.append(f"or comment <code>{e(cmd)}</code>")
+        else:  # no pull request to comment on: the service's CLI
+            cmd = f"ployd retry {job.id} --on {ctx.bigger}"
+            way.append(f"or run <code>{e(cmd)}</code>")
         out.append(f'<div class="way-out">{" ".join(way)}</div>')
     out.append("</section>")
     return "".join(out)
