@@ -9,7 +9,10 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from tests.logs.test_page import failed_job, read_events
+from tests.logs.test_store import objects
 from tests.logs.world import LogWorld, one_job
 
 OOM_LOG = (
@@ -198,11 +201,13 @@ async def test_the_header_settles_when_the_attempt_ends(log_world: Callable[...,
         assert 'id="retry"' in header
 
 
-async def test_lines_carry_the_time_their_chunk_arrived(log_world: Callable[..., Any]) -> None:
+@pytest.mark.parametrize("store", ["disk", "s3"])
+async def test_lines_carry_the_time_their_chunk_arrived(
+    log_world: Callable[..., Any], store: str
+) -> None:
     import time
-    from datetime import UTC, datetime, timedelta
 
-    async with log_world() as w:
+    async with log_world(store) as w:
         pid = w.pipeline(one_job(steps=("Train",)))
         c = await w.claim()
         w.step(c, 0, "running")
@@ -210,21 +215,39 @@ async def test_lines_carry_the_time_their_chunk_arrived(log_world: Callable[...,
         w.log(c, "one\ntwo\n")
         w.log(c, "three\n")
         after = time.time()
+        path = _log_path(w, pid)
+        _, page, _ = await w.get(w.link(w.job_id(pid)))  # running: S3's from the rows
+        _stamped(page, 3, before, after)
         w.step(c, 0, "failed", 1)
         w.finish(c, "failed", failed_step=0, code=1)
         await w.settled()
         _, page, _ = await w.get(w.link(w.job_id(pid)))
         assert 'id="ts-toggle"' in page
-        stamps = re.findall(r'<span class="ts">(\d\d):(\d\d):(\d\d)\.(\d{3})</span>', page)
-        assert len(stamps) == 3  # one per line
-        day = datetime.fromtimestamp(before, UTC)
-        for h, m, s, ms in stamps:
-            t = day.replace(hour=int(h), minute=int(m), second=int(s), microsecond=int(ms) * 1000)
-            if t.timestamp() < before - 43200:  # the day turned between the two
-                t += timedelta(days=1)
-            assert before - 0.001 <= t.timestamp() <= after + 0.001
-        times = w.store.chunk_times(_log_path(w, pid))
+        _stamped(page, 3, before, after)  # one per line
+        times = w.store.chunk_times(path)
         assert [off for off, _ in times] == [0, 8]  # "one\ntwo\n", then "three\n"
+        assert all(before - 0.001 <= t <= after + 0.001 for _, t in times)
+        if store == "s3":  # beside the log's object; another replica reads them there
+            from app.logs.s3 import S3LogStore
+
+            assert isinstance(w.store, S3LogStore)
+            keys = [o["Key"] for o in objects(w, w.services.settings.aws_endpoint_url)]
+            assert keys == [f"ployd/logs/{path}", f"ployd/logs/{path}.times"]
+            assert S3LogStore(w.engine.db, w.store.config).chunk_times(path) == times
+
+
+def _stamped(page: str, n: int, before: float, after: float) -> None:
+    """``n`` lines on the page, each stamped with a time between ``before`` and ``after``."""
+    from datetime import UTC, datetime, timedelta
+
+    stamps = re.findall(r'<span class="ts">(\d\d):(\d\d):(\d\d)\.(\d{3})</span>', page)
+    assert len(stamps) == n
+    day = datetime.fromtimestamp(before, UTC)
+    for h, m, s, ms in stamps:
+        t = day.replace(hour=int(h), minute=int(m), second=int(s), microsecond=int(ms) * 1000)
+        if t.timestamp() < before - 43200:  # the day turned between the two
+            t += timedelta(days=1)
+        assert before - 0.001 <= t.timestamp() <= after + 0.001
 
 
 def _log_path(w: LogWorld, pid: int) -> str:
