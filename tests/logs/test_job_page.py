@@ -201,6 +201,56 @@ async def test_the_header_settles_when_the_attempt_ends(log_world: Callable[...,
         assert 'id="retry"' in header
 
 
+def _events_url(page: str) -> str | None:
+    m = re.search(r'<main id="log" data-events="([^"]+)"', page)
+    return m.group(1).replace("&amp;", "&") if m else None
+
+
+async def test_a_range_of_a_live_log_settles_and_its_last_page_follows(
+    log_world: Callable[..., Any],
+) -> None:
+    async with log_world() as w:
+        pid = w.pipeline(one_job(steps=("Train",)))
+        job = w.job_id(pid)
+        c = await w.claim()
+        w.step(c, 0, "running")
+        w.log(c, "".join(f"line {i}\n" for i in range(1, 2501)))
+        size = sum(len(f"line {i}\n") for i in range(1, 2501))
+        # the first page: not the tail, so no lines come; it is told when the log grows
+        _, first, _ = await w.get(w.link(job, **{"from": 0}))
+        url = _events_url(first)
+        assert url is not None and "lines=0" in url and f"offset={size}" in url
+        assert '<a id="grown" href="' in first and 'id="live"' not in first
+        assert '<span class="shown" data-first="1">lines 1 to 2000</span>' in first
+        # the last page ("later lines"): the live tail, from its end
+        later = re.search(r'href="([^"]*)">↓ later lines', first)
+        assert later is not None
+        _, last, _ = await w.get(w.url + later.group(1).replace("&amp;", "&"))
+        tail = _events_url(last)
+        assert tail is not None and "lines=0" not in tail and f"offset={size}" in tail
+        assert 'data-first="2001">lines 2001 to 2500</span>' in last and 'id="grown"' not in last
+        async with w.http.get(w.url + url) as watch, w.http.get(w.url + tail) as follow:
+            await read_events(watch, "steps")  # both streams are up
+            await read_events(follow, "steps")
+            w.log(c, "line 2501\nline 2502\n")
+            grown = await read_events(watch, "grown")
+            assert grown[-1][1] == {"size": size + 20}
+            rows = await read_events(follow, "lines")
+            assert rows[-1][1]["last"] == 2502 and "line 2502" in str(rows[-1][1]["rows"])
+            w.step(c, 0, "succeeded", 0)
+            w.finish(c, "succeeded")
+            settled = await read_events(watch, "end")
+            ended = await read_events(follow, "end")
+        assert "lines" not in [name for name, _ in grown + settled]  # none to a range's page
+        for events in (settled, ended):
+            assert events[-1][1]["state"] == "succeeded"
+            assert '<span class="s-succeeded">succeeded</span>' in events[-1][1]["header"]
+        # once ended, no page of it follows anything
+        for query in ({"from": 0}, {}):
+            _, page, _ = await w.get(w.link(job, **query))
+            assert _events_url(page) is None and 'id="grown"' not in page
+
+
 @pytest.mark.parametrize("store", ["disk", "s3"])
 async def test_lines_carry_the_time_their_chunk_arrived(
     log_world: Callable[..., Any], store: str
