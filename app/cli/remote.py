@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, BinaryIO, TextIO
 
 from app.cli.apiclient import ApiError, Client
@@ -36,16 +36,24 @@ def _when(raw: Any) -> datetime | None:
         return None
 
 
-def duration(obj: dict[str, Any], start: str = "started_at") -> str:
-    """``1.2s`` / ``3m04s`` from an API object's start and ``finished_at``; "-" if unknown."""
+def duration(obj: dict[str, Any], start: str = "started_at", now: datetime | None = None) -> str:
+    """``1.2s`` / ``3m04s`` from an API object's start and ``finished_at``; for a running
+    job or pipeline the time since it started, ``12.5s so far`` (by this machine's clock,
+    ``now``); "-" if unknown."""
     a, b = _when(obj.get(start)), _when(obj.get("finished_at"))
+    so_far = ""
+    if a is not None and b is None and obj.get("state") == JobState.RUNNING:
+        b = now or datetime.now(UTC)
+        b = b if a.tzinfo else b.replace(tzinfo=None)  # a naive time is UTC (PloyD's)
+        so_far = " so far"
     if a is None or b is None:
         return "-"
     s = max((b - a).total_seconds(), 0.0)
     if s < 60:
-        return f"{s:.1f}s"
+        return f"{s:.1f}s{so_far}"
     m, sec = divmod(int(s), 60)
-    return f"{m}m{sec:02d}s" if m < 60 else f"{m // 60}h{m % 60:02d}m"
+    took = f"{m}m{sec:02d}s" if m < 60 else f"{m // 60}h{m % 60:02d}m"
+    return took + so_far
 
 
 def job_final(state: str) -> bool:

@@ -446,6 +446,16 @@ def check_hardware(text: str, catalog: Catalog) -> HardwareSpec | str:
     return spec
 
 
+def retry_hardware(text: str, catalog: Catalog) -> tuple[str, list[str]] | str:
+    """A retry's ``on CLASS[:COUNT]`` (the comment's, the API's ``hardware``, the log
+    page's button, `ployd retry --on`) as (the spec, its instance types cheapest first),
+    or the message saying why no machine provides it."""
+    checked = check_hardware(text.strip().lower(), catalog)
+    if isinstance(checked, str):
+        return checked
+    return str(checked), [t.name for t in catalog.for_spec(checked)]
+
+
 def _first_spec(job: JobRef) -> HardwareSpec | None:
     if not job.hardware:
         return None

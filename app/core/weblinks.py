@@ -15,6 +15,8 @@ import re
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
+from app.core.links import sign_job
+
 PIPELINES = "/pipelines"
 
 
@@ -28,6 +30,16 @@ def job_path(job_id: int, token: str = "") -> str:
 
 def absolute(base_url: str, path: str) -> str:
     return base_url.rstrip("/") + path
+
+
+def signed_job_url(
+    base_url: str, key: bytes, job_id: int, tenant_id: int, *, now: float | None = None
+) -> str:
+    """The job's signed link, ``BASE/runs/{id}?t=TOKEN``: its log page for anyone who
+    holds it (the API's ``signed_url``, `ployd open`, forge reports, notifications).
+    ``now``: when the token's lifetime starts (a report's link stays the same on every
+    update when it starts at the job's creation); default the present."""
+    return absolute(base_url, job_path(job_id, sign_job(key, job_id, tenant_id, now=now)))
 
 
 @dataclass(frozen=True, slots=True)

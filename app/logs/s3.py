@@ -5,7 +5,9 @@
   ``(attempt_id, seq)`` makes a repeated chunk a no-op.
 * ``finish`` (when the attempt ends, off the event loop) writes the whole log as ONE
   object, ``<prefix><pipeline>/<job>/<attempt>.log`` (multipart above 8 MB, streamed
-  from the rows), with a sparse line index in its metadata, then deletes the rows.
+  from the rows), with a sparse line index in its metadata, and beside it
+  ``<attempt>.log.times``, when each chunk arrived (``offset unix-milliseconds`` a line,
+  as the disk store's file: the page's per-line timestamps), then deletes the rows.
 * Reads: from the rows while there are any, else S3 range GETs.
 
 boto3 blocks: every method that may call S3 is meant for a worker thread.
@@ -32,6 +34,8 @@ INDEX_POINTS = 48  # line checkpoints kept in the object's metadata (2 KB limit)
 INDEX_META = "ployd-lines"
 BATCH = 64  # chunk rows loaded at a time while compacting
 HEADS_CACHED = 1024
+TIMES_SUFFIX = ".times"  # the chunks' arrival times, beside the log's object
+TIMES_CACHED = 64
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,7 @@ class S3LogStore(LogStore):
         self._client = client
         self._lock = threading.Lock()
         self._heads: OrderedDict[str, tuple[int, list[tuple[int, int]]]] = OrderedDict()
+        self._times: OrderedDict[str, list[tuple[int, int]]] = OrderedDict()
 
     # ---- S3 ---------------------------------------------------------------------------
 
@@ -133,6 +138,43 @@ class S3LogStore(LogStore):
         finally:
             body.close()
 
+    def _stored_times(self, path: str) -> list[tuple[int, int]]:
+        """(offset, Unix ms) of each chunk, from the finished log's ``.times`` object; []
+        when there is none (a log finished before PloyD kept them). Cached once found."""
+        key = self.key(path) + TIMES_SUFFIX
+        with self._lock:
+            if key in self._times:
+                self._times.move_to_end(key)
+                return self._times[key]
+        try:
+            r = self.client.get_object(Bucket=self.config.bucket, Key=key)
+        except Exception as e:
+            if _error_code(e) in ("404", "NoSuchKey", "NotFound"):
+                return []
+            raise
+        body = r["Body"]
+        try:
+            found = _parse_times(bytes(body.read()).decode("ascii", "replace"))
+        finally:
+            body.close()
+        with self._lock:
+            self._times[key] = found
+            while len(self._times) > TIMES_CACHED:
+                self._times.popitem(last=False)
+        return found
+
+    def _all_times(self, path: str, attempt_id: int) -> list[tuple[int, int]]:
+        """The chunks' times: the rows', after those in S3 of chunks compacted earlier."""
+        with self.db.session() as s:
+            first = chunks.first_offset(s, attempt_id)
+            rows = chunks.times(s, attempt_id) if first is not None else []
+        if first is None:  # no rows: the log has ended, its times are in S3
+            return self._stored_times(path)
+        if first > 0:  # chunks that came after an earlier compaction
+            earlier = [t for t in self._stored_times(path) if t[0] < first]
+            return earlier + rows
+        return rows
+
     # ---- chunks (rows of log_chunks) ------------------------------------------------
 
     def append(
@@ -167,6 +209,9 @@ class S3LogStore(LogStore):
                 return last.end
         head = self._head(path)
         return head[0] if head else 0
+
+    def chunk_times(self, path: str) -> list[tuple[int, float]]:
+        return [(off, ms / 1000) for off, ms in self._all_times(path, _attempt_id(path))]
 
     def lines_before(self, path: str, offset: int) -> int:
         if offset <= 0:
@@ -214,9 +259,18 @@ class S3LogStore(LogStore):
             "ployd-newlines": str(meta[0].lines + total_nl),
         }
         seqs = [m.seq for m in meta]
+        stamps = self._all_times(path, attempt_id)
+        if stamps:  # first: the rows stay until the log's object is written too
+            self.client.put_object(
+                Bucket=self.config.bucket,
+                Key=self.key(path) + TIMES_SUFFIX,
+                Body="".join(f"{off} {ms}\n" for off, ms in stamps).encode(),
+                ContentType="text/plain; charset=utf-8",
+            )
         self._upload(path, attempt_id, prefix, seqs, size, metadata)
         with self._lock:
             self._heads.pop(self.key(path), None)
+            self._times.pop(self.key(path) + TIMES_SUFFIX, None)
         with self.db.session() as s:
             chunks.delete_through(s, attempt_id, seqs[-1])
         log.debug("log %s: %d chunks -> s3://%s/%s", path, len(seqs), self.config.bucket, path)
@@ -274,6 +328,15 @@ class S3LogStore(LogStore):
         compacting): compacted again at start."""
         with self.db.session() as s:
             return chunks.unfinished(s)
+
+
+def _parse_times(text: str) -> list[tuple[int, int]]:
+    out = []
+    for row in text.splitlines():
+        off, _, ms = row.partition(" ")
+        if off.isdigit() and ms.isdigit():
+            out.append((int(off), int(ms)))
+    return sorted(out)
 
 
 def _thin(points: list[tuple[int, int]], size: int) -> list[tuple[int, int]]:

@@ -7,10 +7,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from app.core.clock import aware
-from app.core.links import sign_job
 from app.core.logscan import first_error_line, tail
 from app.core.report import JobView, PipelineView
 from app.core.states import JobState, PipelineState
+from app.core.weblinks import signed_job_url
 from app.logs.store import LogStore
 from app.store.forge_reports import ReportAttempt, ReportJob, ReportPipeline
 
@@ -23,8 +23,7 @@ def log_url(base_url: str, key: bytes, job: ReportJob, tenant_id: int) -> str:
     the link (and so the report that carries it) stays the same on every update."""
     created = aware(job.created_at)
     assert created is not None
-    token = sign_job(key, job.id, tenant_id, now=created.timestamp())
-    return f"{base_url}/runs/{job.id}?t={token}"
+    return signed_job_url(base_url, key, job.id, tenant_id, now=created.timestamp())
 
 
 def failure_details(logs: LogStore, attempt: ReportAttempt) -> tuple[str | None, str, int | None]:

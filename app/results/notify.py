@@ -29,7 +29,6 @@ from app.core.cause import CauseKind
 from app.core.clock import aware
 from app.core.config.model import NotifyChannel
 from app.core.jobspec import stored_notify
-from app.core.links import sign_job
 from app.core.netguard import Network
 from app.core.results.notify import (
     BACKOFF_BASE_S,
@@ -45,6 +44,7 @@ from app.core.results.notify import (
     scrub,
     wants,
 )
+from app.core.weblinks import signed_job_url
 from app.engine.notify import wait_set
 from app.logs.store import LogStore
 from app.logs.window import locate_error
@@ -214,8 +214,9 @@ class Notifier:
 
     def _job_url(self, job_id: int, tenant_id: int, created: datetime) -> str:
         c = aware(created)
-        token = sign_job(self.key, job_id, tenant_id, now=c.timestamp() if c else None)
-        return f"{self.base_url}/runs/{job_id}?t={token}"
+        return signed_job_url(
+            self.base_url, self.key, job_id, tenant_id, now=c.timestamp() if c else None
+        )
 
     def _log_cause(self, j: rows.JobFacts) -> str | None:
         """The cause finder's line in a failed job's log (``app.core.cause``, on the tail

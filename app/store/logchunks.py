@@ -3,11 +3,13 @@ here until the attempt ends, then writes them to S3 as one object: ``app.logs.s3
 
 A chunk is addressed by ``(attempt_id, seq)``; ``offset`` is where it starts in the log
 and ``lines`` how many newlines come before it, so a byte range or a line number is found
-without reading the log from its start.
+without reading the log from its start; ``received_ms`` is when it arrived (the log page's
+per-line timestamps).
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,10 +58,12 @@ def last(tx: Tx, attempt_id: int) -> Chunk | None:
     return None if row is None else _chunk(row)
 
 
-def append(tx: Tx, attempt_id: int, data: bytes, seq: int | None = None) -> int:
-    """Store chunk ``seq`` (None: the next one) after the attempt's last chunk; the log's
-    size after it. A chunk already stored is not stored again (the size is then that of
-    the chunks so far)."""
+def append(
+    tx: Tx, attempt_id: int, data: bytes, seq: int | None = None, now: float | None = None
+) -> int:
+    """Store chunk ``seq`` (None: the next one) after the attempt's last chunk, received
+    at ``now`` (Unix time; default the present); the log's size after it. A chunk already
+    stored is not stored again (the size is then that of the chunks so far)."""
     tail = last(tx, attempt_id)
     end = tail.end if tail else 0
     if seq is None:
@@ -76,6 +80,7 @@ def append(tx: Tx, attempt_id: int, data: bytes, seq: int | None = None) -> int:
             lines=tail.lines + tail.newlines if tail else 0,
             newlines=data.count(b"\n"),
             data=data,
+            received_ms=int((time.time() if now is None else now) * 1000),
         )
     )
     tx.flush()
@@ -112,6 +117,24 @@ def lines_before(tx: Tx, attempt_id: int, offset: int) -> int | None:
     if has_chunks(tx, attempt_id):
         return 0
     return None
+
+
+def times(tx: Tx, attempt_id: int) -> list[tuple[int, int]]:
+    """(offset, Unix milliseconds) at which each of the attempt's chunks arrived, by
+    offset; chunks stored without a time are left out."""
+    rows = tx.execute(
+        select(LogChunk.offset, LogChunk.received_ms)
+        .where(LogChunk.attempt_id == attempt_id, LogChunk.received_ms.is_not(None))
+        .order_by(LogChunk.offset)
+    ).all()
+    return [(int(off), int(ms)) for off, ms in rows if ms is not None]
+
+
+def first_offset(tx: Tx, attempt_id: int) -> int | None:
+    """Where the attempt's first chunk starts (above 0: after an earlier compaction)."""
+    q = select(func.min(LogChunk.offset)).where(LogChunk.attempt_id == attempt_id)
+    found = tx.scalar(q)
+    return None if found is None else int(found)
 
 
 def layout(tx: Tx, attempt_id: int) -> tuple[list[Chunk], int]:

@@ -360,7 +360,8 @@ class LogChunk(Base):
     """A running attempt's log chunk, kept here when logs live in S3 (several replicas may
     receive one attempt's chunks); when the attempt ends its chunks become one S3 object
     and these rows are deleted. ``offset`` and ``lines`` (newlines before the chunk) let
-    a byte range and a line number be found without reading the log from its start."""
+    a byte range and a line number be found without reading the log from its start;
+    ``received_ms`` when it arrived, kept in S3 beside the log once it ends."""
 
     __tablename__ = "log_chunks"
     __table_args__ = (UniqueConstraint("attempt_id", "seq"),)
@@ -373,6 +374,9 @@ class LogChunk(Base):
     lines: Mapped[int] = mapped_column(BigInteger)
     newlines: Mapped[int] = mapped_column(Integer)
     data: Mapped[bytes] = mapped_column(LargeBinary)
+    # When it arrived (Unix milliseconds): the page's per-line timestamps. None for
+    # chunks stored before PloyD kept it.
+    received_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class AgentRegistrationToken(Base):

@@ -11,8 +11,8 @@ from aiohttp import web
 
 from app.adapters.local_git import LocalRepoError
 from app.core.config.errors import ConfigInvalid
-from app.core.links import sign_job
-from app.core.weblinks import absolute, job_path, pipeline_path
+from app.core.slash import retry_hardware
+from app.core.weblinks import absolute, job_path, pipeline_path, signed_job_url
 from app.engine.engine import NotAllowed
 from app.handlers.pipelines import start_local_async
 from app.store.db import Database
@@ -58,7 +58,7 @@ class Links:
         return absolute(self.base, job_path(job_id))
 
     def signed(self, job_id: int, tenant_id: int) -> str:
-        return absolute(self.base, job_path(job_id, sign_job(self.key, job_id, tenant_id)))
+        return signed_job_url(self.base, self.key, job_id, tenant_id)
 
     def attempt(self, job_id: int, number: int) -> str:
         return f"{self.job(job_id)}?attempt={number}"
@@ -281,10 +281,25 @@ async def cancel_job(request: web.Request) -> web.Response:
 
 @routes.post("/api/v1/jobs/{id}/retry")
 async def retry_job(request: web.Request) -> web.Response:
-    """Retry a finished job, or start a manual one."""
+    """Retry a finished job, or start a manual one; with ``{"hardware": "h100"}`` on
+    that hardware (``CLASS[:COUNT]``, like `/ployd retry on h100`)."""
     require_admin(request)
+    svc = services(request)
+    body = await json_body(request, max_bytes=4096)
+    raw = body.get("hardware")
+    hardware: str | None = None
+    candidates: list[str] | None = None
+    if raw is not None:
+        if not isinstance(raw, str) or not raw.strip():
+            return error(400, "hardware must be a hardware spec CLASS[:COUNT], e.g. h100 or l4:4")
+        choice = retry_hardware(raw[:64], svc.catalog)
+        if isinstance(choice, str):
+            return error(400, f"hardware: {choice}")
+        hardware, candidates = choice
     try:
-        attempt_id = services(request).engine.retry_job(int_param(request, "id"), "api")
+        attempt_id = svc.engine.retry_job(
+            int_param(request, "id"), "api", hardware=hardware, candidates=candidates
+        )
     except KeyError:
         return error(404, "no such job")
     except NotAllowed as e:

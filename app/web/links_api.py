@@ -1,11 +1,12 @@
 """``GET /api/v1/jobs/{id}/link`` (admin): the job's signed link, the one a forge report
-carries (``/runs/{id}?t=TOKEN``), for `ployd open JOB` to print or open."""
+carries (``/runs/{id}?t=TOKEN``, ``app.core.weblinks.signed_job_url`` like the API's
+``signed_url``), for `ployd open JOB` to print or open."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from app.core.links import sign_job
+from app.core.weblinks import signed_job_url
 from app.store.runs import job_tenant
 from app.web.common import error, int_param, require_admin, services
 
@@ -20,6 +21,5 @@ async def job_link(request: web.Request) -> web.Response:
     tenant = job_tenant(svc.db, job_id)
     if tenant is None:
         return error(404, "no such job")
-    token = sign_job(svc.settings.secret_key_bytes(), job_id, tenant)
-    url = f"{svc.settings.base_url}/runs/{job_id}?t={token}"
+    url = signed_job_url(svc.settings.base_url, svc.settings.secret_key_bytes(), job_id, tenant)
     return web.json_response({"job_id": job_id, "url": url})

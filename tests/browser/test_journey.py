@@ -55,6 +55,7 @@ jobs:
     steps:
       - name: Train
         run: |
+          for i in $(seq 1 2100); do echo "warmup $i"; done
           echo "first-$((6*7))"
           while [ ! -f go ]; do sleep 0.05; done
           echo "second-$((6*7))"
@@ -174,7 +175,7 @@ async def test_from_the_pipelines_list_to_the_cause_and_back(
 
         train = job_of(w, live, "train").id
 
-        def follow_the_live_job() -> None:
+        def follow_the_live_job() -> tuple[str, str]:
             browser.get(w.url + "/pipelines")
             browser.find_element(By.CSS_SELECTOR, f"#p-{live} a").click()
             browser.find_element(By.CSS_SELECTOR, f"#job-{train} a").click()
@@ -183,14 +184,45 @@ async def test_from_the_pipelines_list_to_the_cause_and_back(
             assert "running" in browser.find_element(By.ID, "attempts").text
             browser.execute_script("window.__same_page = 42;")  # gone if the page reloads
             screenshot("7-live")
+            tail = str(browser.find_element(By.CSS_SELECTOR, "nav.pager .shown").text)
+            # its first lines in another tab: a range before the end, followed too
+            first = browser.find_element(By.LINK_TEXT, "first lines").get_attribute("href")
+            tabs.append(browser.current_window_handle)
+            browser.switch_to.new_window("tab")
+            browser.get(first)
+            wait.until(lambda d: "warmup 1" in d.find_element(By.ID, "log").text)
+            assert not browser.find_element(By.ID, "grown").is_displayed()
+            screenshot("7b-live-range")
+            return tail, str(browser.find_element(By.CSS_SELECTOR, "nav.pager .shown").text)
 
-        await asyncio.to_thread(follow_the_live_job)
+        tabs: list[str] = []
+        tail_shown, range_shown = await asyncio.to_thread(follow_the_live_job)
+        assert range_shown == "lines 1 to 2000"
         release(tmp_path / "data")
+
+        def the_range_settles() -> tuple[str, str, bool]:
+            wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ended"))
+            wait.until(lambda d: d.find_element(By.ID, "grown").is_displayed())
+            screenshot("8a-live-range-ended")
+            text = browser.find_element(By.ID, "log").text
+            result = (browser.find_element(By.ID, "state").text, text, "second-42" in text)
+            browser.close()
+            browser.switch_to.window(tabs[0])
+            return result
+
+        range_state, _, range_has_tail = await asyncio.to_thread(the_range_settles)
+        assert range_state == "succeeded" and not range_has_tail  # its own lines only
 
         def until_it_ends() -> tuple[Any, str, str, bool]:
             wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ended"))
             wait.until(lambda d: "second-42" in d.find_element(By.ID, "log").text)
             screenshot("8-live-ended")
+            shown_now = str(browser.find_element(By.CSS_SELECTOR, "nav.pager .shown").text)
+            # the live page's count went on with the lines that came
+            head, _, last = tail_shown.rpartition(" to ")
+            assert shown_now.startswith(head + " to ") and int(shown_now.rsplit(" ", 1)[1]) > int(
+                last
+            ), (tail_shown, shown_now)
             return (
                 browser.execute_script("return window.__same_page;"),
                 browser.find_element(By.ID, "state").text,

@@ -316,6 +316,19 @@ async def test_status_logs_open_retry_cancel(
         assert await cli(h, "cancel", "x y") == 1
         assert "is not a job" in capsys.readouterr().err
 
+        # retry on other hardware (a CUDA out of memory's way out): checked by the service
+        assert await cli(h, "retry", str(broken.id), "--on", "h1000") == 1
+        err = capsys.readouterr().err
+        assert err.startswith("ployd retry: hardware: unknown hardware 'h1000'; did you mean")
+        assert len(h.job(pid, "broken").attempts) == 2  # nothing was queued
+        assert await cli(h, "retry", f"{pid}/broken", "--on", "L4") == 0
+        out = capsys.readouterr().out
+        assert out.startswith(f"job {broken.id} (broken): attempt ") and "queued on l4:1" in out
+        again = h.job(pid, "broken")
+        assert again.hardware == ["l4:1"] and again.attempts[-1].reason == "retried by api on l4:1"
+        assert await cli(h, "cancel", str(pid)) == 0  # no l4 here: it (and after-broken) waits
+        assert capsys.readouterr().out.strip() == f"pipeline {pid}: 2 jobs cancelled"
+
 
 async def test_cancel_a_running_job_and_follow_its_pipeline(
     serve: Callable[..., Any],
@@ -332,6 +345,14 @@ async def test_cancel_a_running_job_and_follow_its_pipeline(
         h: Harness
         pid = await h.start(repo)
         await h.log_contains(pid, "long", "READY-42")
+        # a running job and pipeline: how long so far
+        assert await cli(h, "status", str(pid)) == 0
+        rows = {r.split()[1]: r for r in capsys.readouterr().out.splitlines()[3:]}
+        assert re.search(r" running +\d+\.\ds so far +1 ", rows["long"]), rows["long"]
+        assert re.search(r" manual +- +0 ", rows["later"]), rows["later"]
+        assert await cli(h, "status") == 0
+        (row,) = capsys.readouterr().out.splitlines()[1:]
+        assert re.search(r" running .* \d+\.\ds so far +http://", row), row
         assert await cli(h, "logs", "--follow", f"{pid}/later") == 1  # it would wait forever
         assert "has no log yet: it is manual" in capsys.readouterr().err
         assert await cli(h, "cancel", f"{pid}/long") == 0

@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from app.core.links import DEFAULT_TTL_S, verify_job
+from app.core.weblinks import signed_job_url
 from tests.logs.world import one_job
 
 ADMIN = {"Authorization": "Bearer root-token"}
@@ -44,3 +46,15 @@ async def test_every_api_object_links_to_its_page(log_world: Callable[..., Any])
         assert status == 200
         status, _, _ = await w.get(f"{w.url}/pipelines/{pid}", headers=ADMIN)
         assert status == 200
+        # `ployd open`'s link is the same signed link, made by the same function
+        async with w.http.get(f"{w.url}/api/v1/jobs/{job}/link", headers=ADMIN) as r:
+            opened = (await r.json())["url"]
+        key, tenant = w.services.settings.secret_key_bytes(), w.tenant_of(job)
+        for url in (opened, j["signed_url"]):
+            prefix, _, token = url.partition("?t=")
+            assert prefix == f"{base}/runs/{job}"
+            verify_job(key, token, job, tenant)  # raises unless it opens this job
+            expires = int(token.split(".", 1)[0], 16)
+            assert url == signed_job_url(base, key, job, tenant, now=expires - DEFAULT_TTL_S)
+        status, page, _ = await w.get(opened.replace(base, w.url))
+        assert status == 200 and "hello" in page

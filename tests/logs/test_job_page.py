@@ -9,7 +9,10 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from tests.logs.test_page import failed_job, read_events
+from tests.logs.test_store import objects
 from tests.logs.world import LogWorld, one_job
 
 OOM_LOG = (
@@ -82,6 +85,41 @@ async def test_cuda_oom_offers_a_bigger_gpu(log_world: Callable[..., Any]) -> No
             assert r.status == 303
         _, page, _ = await w.get(w.link(job), headers=admin)
         assert "retried by admin (log page) on l40s:1" in page
+
+
+async def test_a_local_pipeline_retries_on_a_bigger_gpu_by_button_and_by_api(
+    log_world: Callable[..., Any],
+) -> None:
+    admin = {"Authorization": "Bearer root-token"}
+    async with log_world(admin_token="root-token") as w:
+        job = await oom_job(w)  # a local pipeline: the button, no forge advice
+        _, page, _ = await w.get(w.link(job), headers=admin)
+        cause = page.split('id="cause"', 1)[1].split("</section>", 1)[0]
+        assert 'id="retry-bigger"' in cause and 'name="hardware" value="l40s:1"' in cause
+        assert "/ployd" not in cause and "comment" not in cause
+        assert f"or run <code>ployd retry {job} --on l40s:1</code>" in cause
+        api = f"{w.url}/api/v1/jobs/{job}/retry"
+        for bad, says in (
+            ({"hardware": "h1000"}, "unknown hardware 'h1000'; did you mean h100? known: "),
+            ({"hardware": "l4:64"}, "no l4 machine has 64 accelerators; l4 offers"),
+            ({"hardware": 7}, "hardware must be a hardware spec CLASS[:COUNT]"),
+            ({"hardware": ""}, "hardware must be a hardware spec CLASS[:COUNT]"),
+        ):
+            async with w.http.post(api, json=bad, headers=admin) as r:
+                assert r.status == 400, bad
+                assert says in (await r.json())["error"], bad
+        async with w.http.post(api, json={"hardware": "L40S"}, headers=admin) as r:
+            assert r.status == 201
+            attempt_id = (await r.json())["attempt_id"]
+        async with w.http.get(f"{w.url}/api/v1/jobs/{job}", headers=admin) as r:
+            body = await r.json()
+        assert body["hardware"] == ["l40s:1"] and body["candidates"]
+        assert all(t.startswith("g6e.") for t in body["candidates"]), body["candidates"]
+        assert body["attempts"][-1]["id"] == attempt_id
+        assert body["attempts"][-1]["reason"] == "retried by api on l40s:1"
+        # the page of the new attempt says so too
+        _, page, _ = await w.get(w.link(job), headers=admin)
+        assert "retried by api on l40s:1" in page
 
 
 async def test_forge_advice_and_the_pipeline_summary_for_a_visitor(
@@ -163,11 +201,63 @@ async def test_the_header_settles_when_the_attempt_ends(log_world: Callable[...,
         assert 'id="retry"' in header
 
 
-async def test_lines_carry_the_time_their_chunk_arrived(log_world: Callable[..., Any]) -> None:
-    import time
-    from datetime import UTC, datetime, timedelta
+def _events_url(page: str) -> str | None:
+    m = re.search(r'<main id="log" data-events="([^"]+)"', page)
+    return m.group(1).replace("&amp;", "&") if m else None
 
+
+async def test_a_range_of_a_live_log_settles_and_its_last_page_follows(
+    log_world: Callable[..., Any],
+) -> None:
     async with log_world() as w:
+        pid = w.pipeline(one_job(steps=("Train",)))
+        job = w.job_id(pid)
+        c = await w.claim()
+        w.step(c, 0, "running")
+        w.log(c, "".join(f"line {i}\n" for i in range(1, 2501)))
+        size = sum(len(f"line {i}\n") for i in range(1, 2501))
+        # the first page: not the tail, so no lines come; it is told when the log grows
+        _, first, _ = await w.get(w.link(job, **{"from": 0}))
+        url = _events_url(first)
+        assert url is not None and "lines=0" in url and f"offset={size}" in url
+        assert '<a id="grown" href="' in first and 'id="live"' not in first
+        assert '<span class="shown" data-first="1">lines 1 to 2000</span>' in first
+        # the last page ("later lines"): the live tail, from its end
+        later = re.search(r'href="([^"]*)">↓ later lines', first)
+        assert later is not None
+        _, last, _ = await w.get(w.url + later.group(1).replace("&amp;", "&"))
+        tail = _events_url(last)
+        assert tail is not None and "lines=0" not in tail and f"offset={size}" in tail
+        assert 'data-first="2001">lines 2001 to 2500</span>' in last and 'id="grown"' not in last
+        async with w.http.get(w.url + url) as watch, w.http.get(w.url + tail) as follow:
+            await read_events(watch, "steps")  # both streams are up
+            await read_events(follow, "steps")
+            w.log(c, "line 2501\nline 2502\n")
+            grown = await read_events(watch, "grown")
+            assert grown[-1][1] == {"size": size + 20}
+            rows = await read_events(follow, "lines")
+            assert rows[-1][1]["last"] == 2502 and "line 2502" in str(rows[-1][1]["rows"])
+            w.step(c, 0, "succeeded", 0)
+            w.finish(c, "succeeded")
+            settled = await read_events(watch, "end")
+            ended = await read_events(follow, "end")
+        assert "lines" not in [name for name, _ in grown + settled]  # none to a range's page
+        for events in (settled, ended):
+            assert events[-1][1]["state"] == "succeeded"
+            assert '<span class="s-succeeded">succeeded</span>' in events[-1][1]["header"]
+        # once ended, no page of it follows anything
+        for query in ({"from": 0}, {}):
+            _, page, _ = await w.get(w.link(job, **query))
+            assert _events_url(page) is None and 'id="grown"' not in page
+
+
+@pytest.mark.parametrize("store", ["disk", "s3"])
+async def test_lines_carry_the_time_their_chunk_arrived(
+    log_world: Callable[..., Any], store: str
+) -> None:
+    import time
+
+    async with log_world(store) as w:
         pid = w.pipeline(one_job(steps=("Train",)))
         c = await w.claim()
         w.step(c, 0, "running")
@@ -175,21 +265,39 @@ async def test_lines_carry_the_time_their_chunk_arrived(log_world: Callable[...,
         w.log(c, "one\ntwo\n")
         w.log(c, "three\n")
         after = time.time()
+        path = _log_path(w, pid)
+        _, page, _ = await w.get(w.link(w.job_id(pid)))  # running: S3's from the rows
+        _stamped(page, 3, before, after)
         w.step(c, 0, "failed", 1)
         w.finish(c, "failed", failed_step=0, code=1)
         await w.settled()
         _, page, _ = await w.get(w.link(w.job_id(pid)))
         assert 'id="ts-toggle"' in page
-        stamps = re.findall(r'<span class="ts">(\d\d):(\d\d):(\d\d)\.(\d{3})</span>', page)
-        assert len(stamps) == 3  # one per line
-        day = datetime.fromtimestamp(before, UTC)
-        for h, m, s, ms in stamps:
-            t = day.replace(hour=int(h), minute=int(m), second=int(s), microsecond=int(ms) * 1000)
-            if t.timestamp() < before - 43200:  # the day turned between the two
-                t += timedelta(days=1)
-            assert before - 0.001 <= t.timestamp() <= after + 0.001
-        times = w.store.chunk_times(_log_path(w, pid))
+        _stamped(page, 3, before, after)  # one per line
+        times = w.store.chunk_times(path)
         assert [off for off, _ in times] == [0, 8]  # "one\ntwo\n", then "three\n"
+        assert all(before - 0.001 <= t <= after + 0.001 for _, t in times)
+        if store == "s3":  # beside the log's object; another replica reads them there
+            from app.logs.s3 import S3LogStore
+
+            assert isinstance(w.store, S3LogStore)
+            keys = [o["Key"] for o in objects(w, w.services.settings.aws_endpoint_url)]
+            assert keys == [f"ployd/logs/{path}", f"ployd/logs/{path}.times"]
+            assert S3LogStore(w.engine.db, w.store.config).chunk_times(path) == times
+
+
+def _stamped(page: str, n: int, before: float, after: float) -> None:
+    """``n`` lines on the page, each stamped with a time between ``before`` and ``after``."""
+    from datetime import UTC, datetime, timedelta
+
+    stamps = re.findall(r'<span class="ts">(\d\d):(\d\d):(\d\d)\.(\d{3})</span>', page)
+    assert len(stamps) == n
+    day = datetime.fromtimestamp(before, UTC)
+    for h, m, s, ms in stamps:
+        t = day.replace(hour=int(h), minute=int(m), second=int(s), microsecond=int(ms) * 1000)
+        if t.timestamp() < before - 43200:  # the day turned between the two
+            t += timedelta(days=1)
+        assert before - 0.001 <= t.timestamp() <= after + 0.001
 
 
 def _log_path(w: LogWorld, pid: int) -> str:

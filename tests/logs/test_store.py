@@ -98,9 +98,13 @@ async def test_s3_finish_makes_one_object_and_range_reads_work(
         w.finish(c, "succeeded")
         await w.settled()
         assert chunk_rows(w, c.attempt_id) == 0
-        objs = objects(w, moto_server)
-        assert [o["Key"] for o in objs] == [f"ployd/logs/{path}"]
+        objs = objects(w, moto_server)  # the log, and when each of its chunks arrived
+        assert [o["Key"] for o in objs] == [f"ployd/logs/{path}", f"ployd/logs/{path}.times"]
         assert objs[0]["Size"] == len(data)
+        offsets = [0]
+        for piece in pieces[:-1]:
+            offsets.append(offsets[-1] + len(piece.encode()))
+        assert [off for off, _ in w.store.chunk_times(path)] == offsets
         assert w.store.size(path) == len(data)
         for off, n in ((0, 100), (len(data) - 50, 100), (5_000_123, 3_000_000), (len(data), 5)):
             assert w.store.read(path, off, n) == data[off : off + n]
@@ -108,7 +112,7 @@ async def test_s3_finish_makes_one_object_and_range_reads_work(
             assert w.store.lines_before(path, off) == data[:off].count(b"\n"), off
         # Finishing again (a restart) changes nothing.
         w.store.finish(path)
-        assert len(objects(w, moto_server)) == 1 and w.store.read(path, 0, 7) == b"line 0 "
+        assert len(objects(w, moto_server)) == 2 and w.store.read(path, 0, 7) == b"line 0 "
 
 
 async def test_s3_logs_left_unfinished_are_finished_at_start(
@@ -129,7 +133,7 @@ async def test_s3_logs_left_unfinished_are_finished_at_start(
         finisher = LogFinisher(w.engine, store)
         finisher.recover()
         await finisher.drain()
-        assert chunk_rows(w, c.attempt_id) == 0 and len(objects(w, moto_server)) == 1
+        assert chunk_rows(w, c.attempt_id) == 0 and len(objects(w, moto_server)) == 2  # .times
         assert store.read(f"1/{c.job_id}/{c.attempt_id}.log") == b"before the crash\n"
 
 
@@ -155,3 +159,23 @@ def test_disk_line_index_survives_a_restart(tmp_path: Any) -> None:
     data += b"more\n"
     for off in (0, 69_999, 700_001, len(data) - 3, len(data)):
         assert again.lines_before("1/2/3.log", off) == data[:off].count(b"\n")
+
+
+async def test_s3_chunk_times_of_a_log_finished_without_them(
+    log_world: Callable[..., Any], moto_server: str
+) -> None:
+    async with log_world("s3") as w:
+        w.pipeline()
+        c = await w.claim()
+        store = w.store
+        assert isinstance(store, S3LogStore)
+        path = f"1/{c.job_id}/{c.attempt_id}.log"
+        assert store.chunk_times(path) == []  # no log yet
+        store.append(path, b"a\n", seq=0)
+        store.finish(path)
+        assert [off for off, _ in store.chunk_times(path)] == [0]
+        # a log finished before PloyD kept the times: none, and no error
+        bucket = w.services.settings.s3_bucket
+        s3_client(moto_server).delete_object(Bucket=bucket, Key=f"ployd/logs/{path}.times")
+        fresh = S3LogStore(w.engine.db, store.config)  # another replica: nothing cached
+        assert fresh.chunk_times(path) == [] and fresh.read(path) == b"a\n"

@@ -422,6 +422,9 @@ def cause_box(job: JobInfo, ctx: PageContext) -> str:
         if job.forge != "local":
             cmd = f"/ployd retry {_quoted(job.name)} on {ctx.bigger}"
             way.append(f"or comment <code>{e(cmd)}</code>")
+        else:  # no pull request to comment on: the service's CLI
+            cmd = f"ployd retry {job.id} --on {ctx.bigger}"
+            way.append(f"or run <code>{e(cmd)}</code>")
         out.append(f'<div class="way-out">{" ".join(way)}</div>')
     out.append("</section>")
     return "".join(out)
@@ -499,7 +502,10 @@ def pager(
     *,
     search: str = "",
     timestamps: bool = False,
+    watch: bool = False,
 ) -> str:
+    """The links to the other pages of the log and what this one shows. ``watch``: a
+    page before the end of a running log gets a (hidden) note for when it grows."""
     links = []
     n = attempt.number
     if window.earlier:
@@ -523,13 +529,18 @@ def pager(
     shown = f"lines {window.first_line} to {last}"
     if not window.data:
         shown = "no output yet" if not attempt.final else "no output"
+    grown = ""
+    if watch:
+        latest = e(link(job.id, token, attempt=n))
+        grown = f'<a id="grown" href="{latest}" hidden>the log has grown: latest lines ↓</a>'
+    shown_html = f'<span class="shown" data-first="{window.first_line}">{e(shown)}</span>'
     toggle = (
         '<label class="ts-toggle"><input type="checkbox" id="ts-toggle"> timestamps (UTC, '
         "when the server received the line)</label>"
         if timestamps
         else ""
     )
-    return f'<nav class="pager">{"".join(links)}<span>{e(shown)}</span>{toggle}{search}</nav>'
+    return f'<nav class="pager">{"".join(links)}{grown}{shown_html}{toggle}{search}</nav>'
 
 
 SCRIPT = """
@@ -550,7 +561,11 @@ es.addEventListener('lines',function(ev){
   if(!box){box=document.getElementById('lines-pre');}
   if(box){box.insertAdjacentHTML('beforeend',r[1]);var det=box.parentElement;
    if(det&&det.tagName==='DETAILS')det.open=true;}});
+ if(d.last)document.querySelectorAll('.pager .shown').forEach(function(sp){
+  sp.textContent='lines '+sp.getAttribute('data-first')+' to '+d.last;});
  if(follow)window.scrollTo(0,document.body.scrollHeight);});
+es.addEventListener('grown',function(){var g=document.getElementById('grown');
+ if(g)g.hidden=false;});
 es.addEventListener('steps',function(ev){
  JSON.parse(ev.data).steps.forEach(function(s){
   var det=document.getElementById('step-'+s[0]);

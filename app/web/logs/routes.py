@@ -9,7 +9,10 @@ The page streams: its head goes out before the log is read, then one page of the
 The live tail wakes on the engine's ``log_appended`` broadcast (a chunk stored, an
 attempt ended, a pipeline changed): no polling. Each event carries complete lines,
 rendered, with the byte offset after them as its id, so a reconnecting EventSource
-(``Last-Event-ID``) resumes exactly where it stopped.
+(``Last-Event-ID``) resumes exactly where it stopped. A page that ends before the log's
+end (a range, "earlier lines") follows the job too, without its lines (``lines=0``): it
+is told when the log grows (``grown``: its later lines are on the last page), its steps'
+states, and the end, when it settles like the full page.
 """
 
 from __future__ import annotations
@@ -25,8 +28,8 @@ from aiohttp import web
 
 from app.artifacts.service import artifacts_for_job
 from app.core.cause import bigger_gpu, plain
-from app.core.hardware import parse_spec
 from app.core.links import sign_job
+from app.core.slash import retry_hardware
 from app.engine.engine import NotAllowed
 from app.logs.store import LogStore
 from app.logs.window import (
@@ -178,8 +181,9 @@ async def log_page(request: web.Request) -> web.StreamResponse:
     elif attempt is not None:
         body = render.body_sections(attempt, None, [], None, job.id, token, False)
     following = job.state not in ("succeeded", "failed", "timed_out", "cancelled", "skipped")
-    live = following and (attempt is None or not attempt.final) and not (window and window.later)
-    live = live and job.state != "manual"
+    active = following and (attempt is None or not attempt.final) and job.state != "manual"
+    live = active and not (window and window.later)  # the tail is shown: it grows
+    watch = active and not live  # a page before the end: it settles, and says "grown"
     ctx = await asyncio.to_thread(page_context, request, job, attempt, err, live=live)
     parts = [render.top_nav(ctx.operator), render.header(job, attempt, ctx)]
     artifacts = await asyncio.to_thread(artifacts_for_job, svc.db, job.id, token)
@@ -191,17 +195,24 @@ async def log_page(request: web.Request) -> web.StreamResponse:
     if attempt is not None and window is not None:
         search = render.search_form(job, attempt, token)
         stamped = 'class="ts"' in body
-        parts.append(render.pager(job, attempt, token, window, search=search, timestamps=stamped))
+        parts.append(
+            render.pager(
+                job, attempt, token, window, search=search, timestamps=stamped, watch=watch
+            )
+        )
         parts.append('<div id="search-results" hidden></div>')
     events = ""
-    if live:
-        url = render.link(
-            job.id,
-            token,
-            "/events",
-            attempt=attempt.number if attempt else None,
-            offset=window.end if window else 0,
-        )
+    if live or watch:
+        number = attempt.number if attempt else None
+        if live:
+            url = render.link(
+                job.id, token, "/events", attempt=number, offset=window.end if window else 0
+            )
+        else:
+            assert window is not None
+            url = render.link(
+                job.id, token, "/events", attempt=number, offset=window.size, lines=0
+            )
         events = f' data-events="{render.e(url)}"'
     if attempt is None:
         body = f'<p class="elsewhere">no attempt yet: the job is {render.e(job.state)}</p>'
@@ -253,6 +264,7 @@ async def log_events(request: web.Request) -> web.StreamResponse:
     last_id = request.headers.get("Last-Event-ID", "")
     resumed = parse_offset(last_id)
     offset = resumed if resumed is not None else (_offset(request.query, "offset") or 0)
+    with_lines = request.query.get("lines", "1") != "0"  # "0": a range's page, no lines
     attempt_id = attempt.id if attempt is not None else None
     renderer: render.LineRenderer | None = None
     line: int | None = None
@@ -275,7 +287,10 @@ async def log_events(request: web.Request) -> web.StreamResponse:
                     renderer = render.LineRenderer(render.sections(a), None)
                 else:
                     renderer.place(render.sections(a))  # steps may have started since
-                while offset < a.log_size:
+                if not with_lines and offset < a.log_size:
+                    offset = a.log_size
+                    await resp.write(render.sse("grown", {"size": offset}, offset))
+                while with_lines and offset < a.log_size:
                     data, first = await asyncio.to_thread(_chunk, store, a, offset, line is None)
                     if not data:
                         break
@@ -285,7 +300,8 @@ async def log_events(request: web.Request) -> web.StreamResponse:
                     rows = renderer.rows(data, offset, line)
                     offset += len(data)
                     line += data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
-                    await resp.write(render.sse("lines", {"rows": rows}, offset))
+                    shown = {"rows": rows, "last": line - 1}  # the page's last line now
+                    await resp.write(render.sse("lines", shown, offset))
             if a is not None:
                 steps = render.summaries(a)
                 if steps != sent_steps:
@@ -507,15 +523,10 @@ async def retry(request: web.Request) -> web.StreamResponse:
     hardware: str | None = None
     candidates: list[str] | None = None
     if raw is not None:
-        text = raw if isinstance(raw, str) else ""
-        try:
-            spec = parse_spec(text.strip())
-        except ValueError:
-            spec = None
-        types = svc.catalog.for_spec(spec) if spec is not None else []
-        if spec is None or not types:
-            raise web.HTTPBadRequest(text=f"400: hardware: no machine provides {text[:64]!r}")
-        hardware, candidates = str(spec), [t.name for t in types]
+        choice = retry_hardware(raw[:64] if isinstance(raw, str) else "", svc.catalog)
+        if isinstance(choice, str):
+            raise web.HTTPBadRequest(text=f"400: hardware: {choice}")
+        hardware, candidates = choice
     try:
         svc.engine.retry_job(job.id, "admin (log page)", hardware=hardware, candidates=candidates)
     except NotAllowed as e:
