@@ -54,8 +54,8 @@ async def test_seven_of_eight_gpus_the_machine_is_replaced_and_the_attempt_retri
         assert "trained-42" in w.h.log(pid, "train")
         # the retry's waiting message (the check run's, while it waited) said why
         assert any(
-            m.startswith("starting a p5.48xlarge") and f"the last one went: machine {bad.instance_id}"
-            f" failed to start: {why}" in m
+            m.startswith("starting a p5.48xlarge")
+            and f"the last one went: machine {bad.instance_id} failed to start: {why}" in m
             for m in said
         ), said
         # the bad machine: its agent said so, took no job, and retired; PloyD terminated it
@@ -74,3 +74,32 @@ async def test_seven_of_eight_gpus_the_machine_is_replaced_and_the_attempt_retri
         assert state in ("shutting-down", "terminated")
         # elsewhere: the AZ that failed is avoided for the retry
         assert good.az != bad.az
+
+
+async def test_boot_timeouts_are_per_class(
+    ec2_world: Callable[..., Any], make_repo: Callable[..., tuple[Path, str]]
+) -> None:
+    """A p5 has 30 minutes to register (PLOYD_EC2_BOOT_TIMEOUTS), not the default 1."""
+    from datetime import timedelta
+
+    from app.core.ec2_policy import EC2Policy
+    from app.store.models import utcnow
+
+    policy = EC2Policy(boot_timeout_s=60, boot_timeouts={"p5": 1800})
+    async with ec2_world(policy) as w:
+        w: EC2World
+        assert w.executor is not None
+        w.boot = False
+        repo, _ = make_repo(
+            {".ployd.yml": TRAIN.replace("    steps:", "    retry: {max: 0}\n    steps:")}
+        )
+        pid = await w.h.start(repo)
+        await w.h.until(lambda: len(w.launched) == 1, "a launch")
+        (row,) = w.launched
+        assert w.executor.boot_timeout(row) == timedelta(minutes=30)
+        await w.executor.reconcile(now=utcnow() + timedelta(minutes=5))
+        assert w.executor.machines.get(row.id).state == "requested"  # type: ignore[union-attr]
+        await w.executor.reconcile(now=utcnow() + timedelta(minutes=31))
+        assert (await w.h.finished(pid)).state == "failed"
+        (a1,) = w.h.job(pid, "train").attempts
+        assert "did not register within 0:30:00" in (a1.error or "")

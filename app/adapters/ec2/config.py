@@ -149,7 +149,8 @@ class EC2Config:
         bad = [f"{k}={v}" for k, v in amis.items() if not (_AMI.match(v) or _SSM_IMAGE.match(v))]
         if bad:
             raise EC2ConfigError(
-                f"PLOYD_EC2_AMIS: not AMI ids (ami-...) or resolve:ssm:PARAMETER: {', '.join(bad)}"
+                f"PLOYD_EC2_AMIS: not AMI ids: {', '.join(bad)} "
+                "(expected ami-... or resolve:ssm:NAME)"
             )
         bad = [
             f"{k}={v}" for k, v in templates.items() if not (_LT_ID.match(v) or _LT_NAME.match(v))
