@@ -6,20 +6,65 @@ image of their own, and boot timeouts per class."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import boto3
 import pytest
 
-from app.adapters.ec2 import EC2Client, EC2Config, EC2ConfigError, EC2Error, RetryPolicy
+from app.adapters.ec2 import (
+    EC2Client,
+    EC2Config,
+    EC2ConfigError,
+    EC2Error,
+    RetryPolicy,
+    make_boto_client,
+)
 from app.adapters.ec2.client import SSM_CACHE_S
 from app.core.ec2_policy import EC2Policy, PolicyError
 from app.core.hardware import Catalog
-from tests.adapters import test_ec2 as base
-from tests.adapters.test_ec2 import GOOD_ENV, REGION, launch_kwargs, raw_client
+from tests.adapters.test_ec2 import GOOD_ENV, KEYS, launch_kwargs
 
-aws = base.aws  # the module's fixtures: moto's network, one botocore client
-boto = base.boto
+REGION = "us-west-1"  # this module's own region on the shared moto server
+
+
+def raw_client(url: str, service: str = "ec2") -> Any:
+    return boto3.session.Session(region_name=REGION, **KEYS).client(service, endpoint_url=url)
+
+
+@pytest.fixture(scope="module")
+def aws(moto_server: str) -> Iterator[dict[str, Any]]:
+    """A VPC with a subnet, a security group, an instance profile and an AMI."""
+    ec2, iam = raw_client(moto_server), raw_client(moto_server, "iam")
+    vpc = ec2.create_vpc(CidrBlock="10.43.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.43.1.0/24", AvailabilityZone=f"{REGION}a")
+    sg = ec2.create_security_group(GroupName="ployd-images", Description="x", VpcId=vpc)
+    profile = f"ployd-images-{uuid.uuid4().hex[:6]}"
+    iam.create_instance_profile(InstanceProfileName=profile)
+    image = ec2.describe_images(Owners=["amazon"])["Images"][0]
+    yield {
+        "url": moto_server,
+        "ec2": ec2,
+        "subnets": {f"{REGION}a": subnet["Subnet"]["SubnetId"]},
+        "sg": sg["GroupId"],
+        "profile": profile,
+        "ami": image["ImageId"],
+        "root_device": image["RootDeviceName"],
+    }
+
+
+@pytest.fixture(scope="module")
+def boto(aws: dict[str, Any]) -> Any:
+    config = EC2Config(
+        region=REGION,
+        subnets=tuple(aws["subnets"].values()),
+        security_group=aws["sg"],
+        instance_profile=aws["profile"],
+        amis={"default": aws["ami"]},
+        endpoint_url=aws["url"],
+    )
+    return make_boto_client(config, **KEYS)
 
 
 class Clock:
@@ -175,7 +220,7 @@ async def test_an_ami_launch_sends_an_encrypted_root_of_the_default_or_the_jobs_
 
 
 async def test_the_kms_key_is_sent(ec2: Any, aws: dict[str, Any]) -> None:
-    key = "arn:aws:kms:us-west-2:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    key = "arn:aws:kms:us-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
     (m,) = (await launch(ec2, aws, kms_key_id=key))["BlockDeviceMappings"]
     assert m["Ebs"]["KmsKeyId"] == key and m["Ebs"]["Encrypted"] is True
 
