@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import orjson
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, object_session, sessionmaker
@@ -33,13 +34,24 @@ class RawJSON(str):
 def _json_serializer(value: Any) -> str:
     if isinstance(value, RawJSON):
         return str.__str__(value)
-    return json.dumps(value)
+    try:  # orjson: 5-10x the standard library's speed (10,000 jobs are 60,000 values)
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+    except (TypeError, orjson.JSONEncodeError):  # an integer over 64 bits, say
+        return json.dumps(value)
+
+
+def _json_deserializer(text: str | bytes) -> Any:
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:  # what only the standard library reads (huge integers)
+        return json.loads(text)
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """An engine for ``url``; SQLite gets WAL, a busy timeout and foreign keys. JSON
     columns take ``RawJSON`` text as it is."""
     kwargs.setdefault("json_serializer", _json_serializer)
+    kwargs.setdefault("json_deserializer", _json_deserializer)
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
