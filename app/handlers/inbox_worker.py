@@ -182,7 +182,7 @@ class InboxWorker:
                     c.event,
                     c.attempts,
                 )
-                inbox_claims.failed(self.db, c, error, None)
+                await asyncio.to_thread(inbox_claims.failed, self.db, c, error, None)
             else:
                 delay = retry_delay(c.attempts, self.retry_base_s)
                 log.warning(
@@ -196,12 +196,14 @@ class InboxWorker:
                     delay,
                     exc_info=True,
                 )
-                inbox_claims.failed(self.db, c, error, utcnow() + timedelta(seconds=delay))
+                retry_at = utcnow() + timedelta(seconds=delay)
+                await asyncio.to_thread(inbox_claims.failed, self.db, c, error, retry_at)
                 due = asyncio.get_running_loop().time() + delay
                 self._next_due = due if self._next_due is None else min(self._next_due, due)
                 settled = False
         else:
-            settled = inbox_claims.done(self.db, c)
+            # Off the loop, as the claim: a commit must not hold up webhook answers.
+            settled = await asyncio.to_thread(inbox_claims.done, self.db, c)
             if not settled:
                 log.warning(
                     "%s delivery %s: handled, but its lease had been taken over",
