@@ -25,6 +25,7 @@ from app.executors.ec2 import EC2Executor
 from app.store.instances import InstanceView
 from tests.e2e.conftest import Harness
 from tests.e2e.machine import Machine
+from tests.fakes.ec2_proxy import EC2Proxy
 
 KEYS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 
@@ -72,6 +73,7 @@ class EC2World:
         self.tmp = tmp
         self.boto: Any = boto3.client("ec2", region_name=region, endpoint_url=moto_url, **KEYS)
         self.imds = FakeIMDS()
+        self.proxy: EC2Proxy | None = None  # between the executor and moto, when asked for
         self.h: Harness | None = None
         self.executor: EC2Executor | None = None
         self.machines: dict[str, Machine] = {}  # by agent id
@@ -106,7 +108,11 @@ class EC2World:
             endpoint_url=self.moto_url,
         )
 
-    async def start_executor(self, policy: EC2Policy, config: EC2Config) -> EC2Executor:
+    async def start_executor(
+        self, policy: EC2Policy, config: EC2Config, *, timer: bool = True
+    ) -> EC2Executor:
+        """The executor, reaching EC2 at ``config.endpoint_url`` (moto, or a proxy before
+        it); ``timer=False``: no passes of its own, the test calls ``reconcile``/``reap``."""
         assert self.h is not None
         await self.imds.start()
         client = await EC2Client.open(config, session=dict(KEYS))
@@ -114,7 +120,7 @@ class EC2World:
             self.h.server.services, client, config, policy, server_url=self.h.url, tick_s=0.2
         )
         executor.on_launched.append(self._boot)
-        await executor.start()
+        await executor.start(timer=timer)
         self.executor = executor
         return executor
 

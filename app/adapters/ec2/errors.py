@@ -105,7 +105,9 @@ def classify(code: str, message: str, operation: str = "") -> EC2Error:
 
 # -- RunInstances refusals that are not about capacity --------------------------------
 
-QUOTA_CODES = frozenset({"VcpuLimitExceeded", "InstanceLimitExceeded", "MaxSpotInstanceCountExceeded"})
+QUOTA_CODES = frozenset(
+    {"VcpuLimitExceeded", "InstanceLimitExceeded", "MaxSpotInstanceCountExceeded"}
+)
 SPOT_UNAVAILABLE_CODES = frozenset({"AuthFailure.ServiceLinkedRoleCreationNotPermitted"})
 
 # The operator's setting behind each "bad request" code (prefix match for ``X.*``).
