@@ -92,6 +92,28 @@ async def test_no_capacity_moves_to_the_next_candidate_at_once(
         w.h.engine.cancel_pipeline(pid, "test")
 
 
+async def test_a_round_makes_a_bounded_number_of_calls(
+    ec2_world: Callable[..., Any], make_repo: Callable[..., tuple[Path, str]]
+) -> None:
+    from app.executors.ec2 import MAX_LAUNCH_CALLS
+
+    config = T4.replace("spot: never", "workload: batch")  # every size, AZ and market
+    async with ec2_world(region=REGION, proxy=True, timer=False) as w:
+        w: EC2World
+        assert w.executor is not None
+        proxy(w).fail("RunInstances", 500, "InsufficientInstanceCapacity", "none")
+        pid = await queued(w, repo_with(make_repo, config))
+        now = utcnow()
+        await w.executor.reconcile(now)
+        assert len(runs(w)) == MAX_LAUNCH_CALLS == 8
+        assert "waiting for capacity" in waiting(w, pid)
+        await w.executor.reconcile(now + timedelta(seconds=1))  # backoff: 4 to 5 s
+        assert len(runs(w)) == 8
+        await w.executor.reconcile(now + timedelta(seconds=6))
+        assert len(runs(w)) == 16
+        w.h.engine.cancel_pipeline(pid, "test")
+
+
 async def test_spot_not_possible_here_goes_on_demand_and_is_remembered(
     ec2_world: Callable[..., Any], make_repo: Callable[..., tuple[Path, str]]
 ) -> None:
