@@ -359,3 +359,34 @@ async def test_a_machine_terminated_behind_ploids_back_interrupts_its_attempt_on
         assert "Client.UserInitiatedShutdown" in avoided[next(iter(avoided))][0]
         states = {m.agent_id: m.state for m in launched(w)}
         assert states[first.agent_id] == "terminated"
+
+
+async def test_a_machine_gone_before_it_registered_is_not_relaunched_for_the_same_attempt(
+    ec2_world: Callable[..., Any], make_repo: Callable[..., tuple[Path, str]]
+) -> None:
+    """A bootstrap that shut its machine down without a word, or a person who ended it
+    while it booted: before, the reaper marked it gone and the same attempt got another
+    machine on every pass (the relaunch loop); now the attempt ends interrupted, once."""
+    async with ec2_world(region=REGION, proxy=True, timer=False) as w:
+        w: EC2World
+        ex = w.executor
+        assert ex is not None
+        w.boot = False
+        pid = await queued(w, repo_with(make_repo, T4))
+        await ex.reconcile()
+        (first,) = launched(w)
+        w.boto.terminate_instances(InstanceIds=[first.instance_id])
+        later = utcnow() + timedelta(minutes=3)
+        await ex.reap(later)
+        a1 = w.h.job(pid, "t").attempts[0]
+        assert a1.state == "interrupted" and a1.end_reason == "infrastructure"
+        assert "Client.UserInitiatedShutdown" in (a1.error or "")
+        w.boot = True
+        for k in range(3):  # passes of the launcher and the reaper: one new machine only
+            await ex.reconcile(later + timedelta(minutes=k))
+            await ex.reap(later + timedelta(minutes=k))
+        assert (await w.h.finished(pid)).state == "succeeded"
+        assert len(runs(w)) == 2
+        assert [a.state for a in w.h.job(pid, "t").attempts] == ["interrupted", "succeeded"]
+        second = launched(w)[1]
+        assert (second.instance_type, second.az) != (first.instance_type, first.az)
