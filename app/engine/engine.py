@@ -911,6 +911,16 @@ class Engine:
                     error=why,
                 )
 
+    def launch_refused(self, attempt_id: int, why: str) -> None:
+        """The cloud refused to start a machine for a queued attempt for a reason no retry
+        changes (the operator's configuration: a bad AMI, subnet, permissions): the
+        attempt fails with ``why`` and its job ends failed, without a retry loop."""
+        with self._work() as (s, changes):
+            attempt = s.get(Attempt, attempt_id)
+            if attempt is not None and attempt.state == AttemptState.QUEUED:
+                attempt.job.waiting_reason = None
+                progress.end_attempt(s, attempt, AttemptState.FAILED, None, changes, error=why)
+
     def machine_failed_to_start(self, token: str, reason: str) -> FailedMachine:
         """A machine's bootstrap, with its registration token, reports that it could not
         start the agent: the attempt it was started for ends `interrupted`

@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable
@@ -43,7 +44,15 @@ from datetime import datetime, timedelta
 
 from app.adapters.ec2.client import AGENT_TAG, DEPLOYMENT_TAG, EC2Client
 from app.adapters.ec2.config import EC2Config, EC2ConfigError
-from app.adapters.ec2.errors import CapacityError, CloudError
+from app.adapters.ec2.errors import (
+    BadRequestError,
+    CapacityError,
+    CloudError,
+    Quota,
+    QuotaError,
+    SpotUnavailableError,
+    quota_for,
+)
 from app.adapters.ec2.userdata import user_data
 from app.core.clock import aware
 from app.core.ec2_policy import EC2Policy
@@ -66,6 +75,7 @@ from app.engine.events import AttemptClaimed, AttemptEnded, MachineFailed, Pipel
 from app.engine.notify import wait_set
 from app.executors.ec2_machines import Machines, token_hash
 from app.services import Services
+from app.store import avoid
 from app.store.attempts import attempt_context
 from app.store.coord import deployment_id, every
 from app.store.instances import AlreadyStarting, InstanceView, NewInstance
@@ -77,6 +87,13 @@ S = InstanceState
 
 Launched = Callable[[InstanceView, str], Awaitable[None]]  # (machine, user data)
 
+AVOID_S = 6 * 3600  # a candidate a job's machine failed on: skipped by that job this long
+MAX_LAUNCH_CALLS = 8  # RunInstances calls per job per round, whatever its candidates
+NO_SPOT_S = 3600  # spot refused as impossible here: on-demand only, this long
+OFFERINGS_TTL_S = 6 * 3600  # DescribeInstanceTypeOfferings, cached
+QUOTA_BACKOFF_S = (60.0, 900.0)  # a used-up quota: first and longest wait (jittered)
+THROTTLE_BACKOFF_S = (10.0, 300.0)  # RequestLimitExceeded past the client's retries
+
 
 @dataclass
 class _Waiting:
@@ -84,8 +101,25 @@ class _Waiting:
     next_try: datetime | None = None
     since: datetime | None = None
     tried: list[Candidate] = field(default_factory=list)
-    avoid: set[str] = field(default_factory=set)  # candidates whose machine never came
     note: str = ""  # why the last machine started for it went (said with the next one)
+
+
+@dataclass
+class _Blocked:
+    """Something refused for the whole account (a quota, spot, the API's rate): until
+    when, why (EC2's words), and how many rounds in a row (the backoff's exponent)."""
+
+    until: datetime
+    why: str
+    rounds: int = 1
+
+
+def _jittered(rounds: int, bounds: tuple[float, float], rng: random.Random) -> timedelta:
+    """first x 2^(rounds-1), at most longest, with 50 % jitter (full jitter's lower half
+    kept: waiting jobs and replicas do not retry in the same instant)."""
+    first, longest = bounds
+    base = min(longest, first * 2 ** max(0, rounds - 1))
+    return timedelta(seconds=base * (0.5 + 0.5 * rng.random()))
 
 
 @dataclass(frozen=True)
@@ -131,6 +165,14 @@ class EC2Executor:
         self.scheduler: Scheduler | None = None
         self.on_launched: list[Launched] = []  # tests boot a simulated machine here
         self._waiting: dict[int, _Waiting] = {}
+        # account-wide refusals: used-up quotas (by quota), spot impossible (by instance
+        # type, "*" for every type), EC2 throttling every call
+        self._quotas: dict[Quota, _Blocked] = {}
+        self._no_spot: dict[str, _Blocked] = {}
+        self._throttled: _Blocked | None = None
+        self._offered: set[tuple[str, str]] | None = None
+        self._offered_at: datetime | None = None
+        self.rng = random.Random()
         self._wake = asyncio.Event()
         self._pass = asyncio.Lock()
         self._retiring: set[asyncio.Task[None]] = set()  # terminations under way
@@ -140,7 +182,9 @@ class EC2Executor:
 
     # -- lifecycle -------------------------------------------------------------------
 
-    async def start(self) -> None:
+    async def start(self, *, timer: bool = True) -> None:
+        """Start following the engine, and (``timer``) the passes and the reaper on their
+        own timers; without, whoever started it calls ``reconcile``/``reap`` (tests)."""
         if not self.deployment:
             self.deployment = await asyncio.to_thread(deployment_id, self.services.db)
         self._check_settings()
@@ -161,6 +205,8 @@ class EC2Executor:
             events.subscribe(PipelinesChanged, lambda _e: self.notify_queued(1)),
             events.subscribe(MachineFailed, lambda e: self._failed(e.agent_id, e.error)),
         ]
+        if not timer:
+            return
         self._tasks = [
             asyncio.create_task(self._loop(), name="ec2-executor"),
             asyncio.create_task(self._reaper(), name="ec2-reaper"),
@@ -287,22 +333,70 @@ class EC2Executor:
         return out
 
     async def _start_machine(self, q: _Queued, now: datetime) -> None:
+        """Try the job's candidates in order: capacity refusals move on at once, spot
+        that is impossible here moves on to on-demand, a used-up quota skips that quota's
+        other candidates (and waits with backoff), a bad request fails the job, EC2
+        throttling ends the round (backoff); at most ``MAX_LAUNCH_CALLS`` calls."""
         assert self.scheduler is not None
         w = self._waiting.setdefault(q.job_id, _Waiting())
         if w.next_try is not None and now < w.next_try:
             return
+        if self._throttled is not None and now < self._throttled.until:
+            return  # the job says so already (or will, once the rate recovers)
         options = [
             c
             for c in self.scheduler.candidates(q.req)
-            if (not q.candidates or c.instance_type in q.candidates) and c.key not in w.avoid
+            if not q.candidates or c.instance_type in q.candidates
         ]
         if not options:
             why = why_none(q.req, self.services.catalog, self.scheduler.fleet)
             self.engine.set_waiting(q.job_id, f"no machine can run this job: {why}")
             return
+        offered = await self._offerings(now)
+        if offered is not None:
+            here = [c for c in options if (c.instance_type, c.placement.az) in offered]
+            if not here:
+                types = ", ".join(dict.fromkeys(c.instance_type for c in options))
+                azs = ", ".join(dict.fromkeys(c.placement.az for c in options))
+                self.engine.set_waiting(
+                    q.job_id,
+                    f"no machine can run this job: EC2 offers none of {types} in {azs} "
+                    "(DescribeInstanceTypeOfferings)",
+                )
+                return
+            options = here
+        avoided = avoid.active(self.services.db, q.job_id, now)
+        fresh = [c for c in options if c.key not in avoided]
+        if not fresh:
+            until = min(u for _, u in avoided.values())
+            w.next_try = until
+            said = "; ".join(f"{k}: {why}" for k, (why, _) in avoided.items())
+            self.engine.set_waiting(
+                q.job_id,
+                f"every machine this job can use failed it recently ({said[:600]}); "
+                f"trying again after {until:%H:%M} UTC",
+            )
+            return
         tried: list[Candidate] = []
         failure: CloudError | None = None
-        for c in options:
+        throttled: CloudError | None = None
+        quotas: list[Quota] = []
+        spot_refused: str | None = None
+        calls = 0
+        for c in fresh:
+            quota = quota_for(c.instance_type, c.market)
+            if quota in quotas or self._blocked(self._quotas.get(quota), now):
+                if quota not in quotas:
+                    quotas.append(quota)
+                continue
+            no_spot = self._no_spot.get("*") or self._no_spot.get(c.instance_type)
+            if c.market == "spot" and self._blocked(no_spot, now):
+                assert no_spot is not None
+                spot_refused = no_spot.why
+                continue
+            if calls >= MAX_LAUNCH_CALLS:
+                break
+            calls += 1
             try:
                 await self._launch(c, q)
             except AlreadyStarting:  # another launcher's machine is on its way
@@ -312,26 +406,118 @@ class EC2Executor:
                 log.info("no capacity for %s: %s", c.key, e)
                 tried.append(c)
                 continue
-            except CloudError as e:  # not about this candidate (permissions, a bad AMI...)
-                log.warning("launching %s failed: %s", c.key, e)
+            except SpotUnavailableError as e:  # on-demand next
+                log.warning("spot is not possible for %s: %s", c.key, e)
+                scope = "*" if e.code.startswith("AuthFailure") else c.instance_type
+                self._no_spot[scope] = _Blocked(now + timedelta(seconds=NO_SPOT_S), str(e))
+                spot_refused = str(e)
                 tried.append(c)
-                failure = e
+                continue
+            except QuotaError as e:  # this quota's other candidates: not this round
+                old = self._quotas.get(quota)
+                rounds = old.rounds + 1 if old is not None else 1
+                until = now + _jittered(rounds, QUOTA_BACKOFF_S, self.rng)
+                self._quotas[quota] = _Blocked(until, f"{e.code}: {e.message}", rounds)
+                log.warning("EC2 quota %s (%s) refused %s: %s", quota.name, quota.code, c.key, e)
+                quotas.append(quota)
+                tried.append(c)
+                continue
+            except BadRequestError as e:  # the operator's setting: no retry can help
+                self._refused(q, c, e)
+                return
+            except CloudError as e:
+                tried.append(c)
+                if e.transient:  # throttled or unavailable past the client's retries
+                    rounds = self._throttled.rounds + 1 if self._throttled else 1
+                    until = now + _jittered(rounds, THROTTLE_BACKOFF_S, self.rng)
+                    self._throttled = _Blocked(until, str(e), rounds)
+                    throttled = e
+                else:  # not about this candidate (an unknown refusal)
+                    log.warning("launching %s failed: %s", c.key, e)
+                    failure = e
                 break
             note = self._waiting.pop(q.job_id, _Waiting()).note
-            self.engine.set_waiting(
-                q.job_id,
-                f"starting a {c.instance_type} ({c.market}, {c.placement.az})"
-                + (f"; the last one went: {note}" if note else ""),
-            )
+            self._quotas.pop(quota, None)
+            if self._throttled is not None and now >= self._throttled.until:
+                self._throttled = None
+            starting = f"starting a {c.instance_type} ({c.market}, {c.placement.az})"
+            if spot_refused is not None and c.market != "spot":
+                starting += f"; spot is not possible here ({spot_refused}): on-demand"
+            if note:
+                starting += f"; the last one went: {note}"
+            self.engine.set_waiting(q.job_id, starting)
             return
         w.rounds += 1
         w.since = w.since or now
         w.tried = tried
-        w.next_try = now + timedelta(seconds=backoff(w.rounds))
-        message = waiting_message(tried, w.since, now)
-        if failure is not None:
-            message = f"could not start a machine ({failure}); {message}"
-        self.engine.set_waiting(q.job_id, message)
+        w.next_try = now + timedelta(seconds=backoff(w.rounds, jitter=self.rng.random()))
+        parts: list[str] = []
+        if throttled is not None and self._throttled is not None:
+            w.next_try = self._throttled.until
+            parts.append(
+                f"EC2 is throttling PloyD's API calls ({throttled.code or 'unreachable'}: "
+                f"{throttled.message}); launches resume after {w.next_try:%H:%M:%S} UTC"
+            )
+        for quota in quotas:
+            b = self._quotas.get(quota)
+            if b is None:
+                continue
+            region = self.config.region
+            code = f" ({quota.code})" if quota.code else ""
+            parts.append(
+                f"waiting for an EC2 quota: {quota.name}{code} in {region} is used up "
+                f"({b.why}); {quota.where(region)}, or wait for running machines to end; "
+                f"next try after {b.until:%H:%M:%S} UTC"
+            )
+        if quotas and not [c for c in tried if quota_for(c.instance_type, c.market) not in quotas]:
+            w.next_try = max(
+                w.next_try, min(self._quotas[x].until for x in quotas if x in self._quotas)
+            )
+        if spot_refused is not None:
+            parts.append(f"spot is not possible here ({spot_refused}): on-demand only")
+        capacity = [c for c in tried if quota_for(c.instance_type, c.market) not in quotas]
+        if capacity or not parts:
+            message = waiting_message(capacity, w.since, now)
+            if failure is not None:
+                message = f"could not start a machine ({failure}); {message}"
+            parts.append(message)
+        self.engine.set_waiting(q.job_id, "; ".join(parts))
+
+    @staticmethod
+    def _blocked(b: _Blocked | None, now: datetime) -> bool:
+        return b is not None and now < b.until
+
+    def _refused(self, q: _Queued, c: Candidate, e: BadRequestError) -> None:
+        why = (
+            f"EC2 refused to start a {c.instance_type} ({c.market}, {c.placement.az}): "
+            f"{e.code}: {e.message}. Check {e.setting}; retrying cannot help"
+        )
+        log.error("job %d: %s", q.job_id, why)
+        self._waiting.pop(q.job_id, None)
+        self.engine.launch_refused(q.attempt_id, why)
+
+    async def _offerings(self, now: datetime) -> set[tuple[str, str]] | None:
+        """The (type, AZ) pairs EC2 offers here, cached; None (no filter) when EC2 will
+        not say (a policy without ec2:DescribeInstanceTypeOfferings): retried later."""
+        assert self.scheduler is not None
+        fresh = self._offered_at is not None and now - self._offered_at < timedelta(
+            seconds=OFFERINGS_TTL_S
+        )
+        if fresh:
+            return self._offered
+        azs = sorted({p.az for p in self.scheduler.fleet.placements})
+        self._offered_at = now  # failed or not: not asked again before the TTL
+        try:
+            pairs = await self.ec2.offered(azs)
+        except CloudError as e:
+            log.warning("instance type offerings unavailable (%s): trying every type", e)
+            self._offered_at = now - timedelta(seconds=OFFERINGS_TTL_S - 600)  # in 10 min
+            return self._offered
+        if not pairs:
+            log.warning("EC2 lists no instance type offerings in %s: trying every type", azs)
+            return self._offered
+        self._offered = pairs
+        return pairs
 
     async def _launch(self, c: Candidate, q: _Queued | None) -> InstanceView:
         token = secrets.token_urlsafe(32)
@@ -395,14 +581,17 @@ class EC2Executor:
             await hook(row, script)
         return row
 
-    def _avoid(self, m: InstanceView) -> None:
-        """The retry of the attempt ``m`` was started for tries another candidate."""
-        if m.launched_for is None:
+    def _avoid(self, m: InstanceView, why: str, attempt_id: int | None = None) -> None:
+        """The job whose machine ``m`` failed (started for it, or running its attempt
+        ``attempt_id``) avoids ``m``'s candidate from now on (``AVOID_S``, stored)."""
+        attempt = attempt_id or m.launched_for
+        if attempt is None:
             return
-        job_id = self._job_of(m.launched_for)
+        job_id = self._job_of(attempt)
         if job_id is not None:
             key = f"{m.instance_type} {m.market} {m.az}"
-            self._waiting.setdefault(job_id, _Waiting()).avoid.add(key)
+            until = utcnow() + timedelta(seconds=AVOID_S)
+            avoid.add(self.services.db, job_id, key, why, until)
 
     def _expected_gpus(self, instance_type: str) -> str:
         """``COUNT:CLASS`` the agent of an ``instance_type`` machine checks nvidia-smi
@@ -436,7 +625,7 @@ class EC2Executor:
                 continue
             await self.terminate(m, f"its agent did not register within {limit}")
             if m.launched_for is not None:
-                self._avoid(m)
+                self._avoid(m, f"did not register within {limit}")
                 self.engine.machine_never_came(
                     m.launched_for,
                     f"the {m.instance_type} machine did not register within {limit}",
@@ -525,7 +714,7 @@ class EC2Executor:
         row = self.machines.by_agent(agent_id)
         if row is None:
             return
-        self._avoid(row)
+        self._avoid(row, error)
         job_id = self._job_of(row.launched_for) if row.launched_for is not None else None
         if job_id is not None:  # its retry's "starting a ..." says why (a GPU check...)
             self._waiting.setdefault(job_id, _Waiting()).note = error
@@ -587,17 +776,44 @@ class EC2Executor:
             await self.ec2.terminate(orphans)
             ended += len(orphans)
         lifetime = timedelta(seconds=self.policy.max_lifetime_s)
+        gone = [
+            iid
+            for iid, m in live.items()
+            if iid not in running and now - (aware(m.launched_at) or now) > timedelta(minutes=2)
+        ]
+        said: dict[str, str] = {}
+        if gone:
+            try:
+                said = await self.ec2.why_gone(gone)
+            except CloudError as e:
+                log.warning("could not ask EC2 why %s ended: %s", gone, e)
         for iid, m in live.items():
             launched = aware(m.launched_at) or now
-            if iid not in running and now - launched > timedelta(minutes=2):
-                # gone behind PloyD's back (a reclaimed spot machine, a manual terminate)
-                if m.state == S.BUSY:
-                    self.engine.agent_lost(m.agent_id, "its EC2 instance is gone")
-                self.machines.move(m.id, S.TERMINATED, error="the instance is gone")
+            if iid in gone:
+                self._vanished(m, said.get(iid, "EC2 no longer lists it"))
             elif m.state == S.TERMINATING or now - launched > lifetime:
                 await self.terminate(m, m.error or "past its maximum lifetime")
                 ended += 1
         return ended
+
+    def _vanished(self, m: InstanceView, said: str) -> None:
+        """``m``'s instance ended behind PloyD's back (a person, AWS, a spot reclaim, a
+        bootstrap that shut it down): the attempt it ran, or was started for, ends
+        ``interrupted`` with EC2's reason (its retry policy decides; never a relaunch for
+        the same attempt), and that job avoids ``m``'s candidate from now on."""
+        why = (
+            f"its EC2 instance {m.instance_id} ({m.instance_type}, {m.market}, {m.az}) "
+            f"is gone: {said}"
+        )
+        if self.machines.move(m.id, S.TERMINATED, error=why[:2000]) is None:
+            return  # moved by someone else first
+        if m.state == S.BUSY:
+            self._avoid(m, said, m.attempt_id)
+            self.engine.agent_lost(m.agent_id, why)
+        elif m.launched_for is not None and m.state != S.DRAINING:
+            self._avoid(m, said)
+            self.engine.machine_never_came(m.launched_for, why)
+        log.warning("machine %s: %s", m.agent_id, why)
 
 
 def _fits(m: InstanceView, q: _Queued) -> bool:

@@ -234,6 +234,20 @@ class ForgeReport(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+class JobAvoid(Base):
+    """A candidate (``instance_type market az``) a job's machine failed on: its later
+    launches skip it until ``until`` (``app.store.avoid``)."""
+
+    __tablename__ = "job_avoid"
+    __table_args__ = (UniqueConstraint("job_id", "key", name="uq_job_avoid_job_key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(160))
+    reason: Mapped[str] = mapped_column(Text)
+    until: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 class Instance(Base):
     """A cloud machine PloyD started (``app.core.instances`` has its state machine)."""
 

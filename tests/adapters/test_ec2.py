@@ -338,9 +338,6 @@ async def test_boto_runs_off_the_event_loop(client: EC2Client) -> None:
 @pytest.mark.parametrize(("code", "kind"), [
     ("InsufficientInstanceCapacity", "no_capacity"),
     ("InsufficientFreeAddressesInSubnet", "no_capacity"),
-    ("InstanceLimitExceeded", "limit"),
-    ("VcpuLimitExceeded", "limit"),
-    ("MaxSpotInstanceCountExceeded", "limit"),
     ("SpotMaxPriceTooLow", "price"),
     ("Unsupported", "unsupported"),
 ])
@@ -354,6 +351,51 @@ async def test_capacity_errors_are_classified_and_not_retried(
     assert (caught.value.kind, caught.value.code) == (kind, code)
     assert sleeps == [] and client.metrics.calls["RunInstances"] == 1
     assert client.metrics.fallbacks == {kind: 1}
+
+
+@pytest.mark.parametrize(("code", "message", "cls", "setting"), [
+    ("VcpuLimitExceeded", "over your vCPU limit", "QuotaError", None),
+    ("InstanceLimitExceeded", "over your limit", "QuotaError", None),
+    ("MaxSpotInstanceCountExceeded", "too many spot", "QuotaError", None),
+    ("AuthFailure.ServiceLinkedRoleCreationNotPermitted", "no role", "SpotUnavailableError", None),
+    ("Unsupported", "spot is not supported for t1.micro", "SpotUnavailableError", None),
+    ("InvalidAMIID.NotFound", "no such image", "BadRequestError", "PLOYD_EC2_AMIS"),
+    ("InvalidAMIID.Malformed", "bad id", "BadRequestError", "PLOYD_EC2_AMIS"),
+    ("InvalidSubnetID.NotFound", "no subnet", "BadRequestError", "PLOYD_EC2_SUBNETS"),
+    ("InvalidBlockDeviceMapping", "too small", "BadRequestError", "PLOYD_EC2_ROOT_GB"),
+    ("UnauthorizedOperation", "not allowed", "BadRequestError", "IAM policy"),
+    ("InvalidParameterValue", "Value (x) for parameter iamInstanceProfile.name is invalid",
+     "BadRequestError", "PLOYD_EC2_INSTANCE_PROFILE"),
+])
+def test_launch_refusals_that_are_not_capacity_are_classified(
+    code: str, message: str, cls: str, setting: str | None
+) -> None:
+    from app.adapters.ec2 import errors
+
+    err = errors.classify(code, message, "RunInstances")
+    assert type(err).__name__ == cls and not err.transient
+    if setting is not None:
+        assert isinstance(err, errors.BadRequestError) and setting in err.setting
+    # elsewhere than RunInstances these are plain EC2 errors
+    assert type(errors.classify(code, message, "DescribeImages")) is errors.EC2Error
+
+
+@pytest.mark.parametrize(("itype", "market", "code"), [
+    ("g6.xlarge", "on-demand", "L-DB2E81BA"),
+    ("g4dn.12xlarge", "spot", "L-3819A6DF"),
+    ("p5.48xlarge", "on-demand", "L-417A185B"),
+    ("p4d.24xlarge", "spot", "L-7212CCBC"),
+    ("c7i.2xlarge", "on-demand", "L-1216C47A"),
+    ("inf2.xlarge", "on-demand", "L-1945791B"),
+    ("trn1.32xlarge", "spot", "L-6B0D517C"),
+    ("hpc7g.4xlarge", "on-demand", ""),
+])
+def test_the_quota_a_launch_counts_against(itype: str, market: str, code: str) -> None:
+    from app.adapters.ec2.errors import quota_for
+
+    q = quota_for(itype, market)
+    assert q.code == code and q.name
+    assert ("Spot" in q.name) == (market == "spot")
 
 
 async def test_no_capacity_then_next_candidate_launches(

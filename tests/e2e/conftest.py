@@ -4,6 +4,7 @@ git repositories and real bash steps. Waits are event-driven with a deadline."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -201,7 +202,9 @@ def ec2_world(
     tmp_path: Path, db_url: str, moto_server: str, request: pytest.FixtureRequest
 ) -> Callable[..., Any]:
     """``async with ec2_world(policy) as w``: PloyD serving with the EC2 executor on
-    moto (its own region per test), machines simulated by local agents."""
+    moto (its own region per test, or ``region=``), machines simulated by local agents.
+    ``proxy=True``: the executor reaches moto through ``tests.fakes.ec2_proxy`` (``w.proxy``:
+    faults injected as EC2 answers them); ``timer=False``: the test drives its passes."""
     from contextlib import asynccontextmanager
 
     from app.core.ec2_policy import EC2Policy
@@ -223,9 +226,30 @@ def ec2_world(
     region = regions[zlib.crc32(request.node.nodeid.encode()) % len(regions)]
 
     @asynccontextmanager
-    async def run(policy: EC2Policy | None = None) -> AsyncIterator[Any]:
+    async def run(
+        policy: EC2Policy | None = None,
+        *,
+        region: str = region,
+        proxy: bool = False,
+        timer: bool = True,
+    ) -> AsyncIterator[Any]:
+        from dataclasses import replace
+
+        from tests.fakes.ec2_proxy import EC2Proxy
+
         world = EC2World(moto_server, region, tmp_path)
         config = world.network()
+        async with contextlib.AsyncExitStack() as stack:
+            if proxy:
+                world.proxy = await stack.enter_async_context(EC2Proxy(moto_server))
+                config = replace(config, endpoint_url=world.proxy.url)
+            async with _ec2_serving(world, config, policy, timer) as w:
+                yield w
+
+    @asynccontextmanager
+    async def _ec2_serving(
+        world: Any, config: Any, policy: EC2Policy | None, timer: bool
+    ) -> AsyncIterator[Any]:
         settings = Settings(
             host="127.0.0.1",
             port=0,
@@ -238,7 +262,7 @@ def ec2_world(
         async with aiohttp.ClientSession() as http:
             world.h = Harness(server, http)
             try:
-                await world.start_executor(policy or EC2Policy(), config)
+                await world.start_executor(policy or EC2Policy(), config, timer=timer)
                 yield world
             finally:
                 await world.stop()

@@ -28,6 +28,7 @@ from app.store.instances import InstanceView
 from tests.e2e.conftest import Harness
 from tests.e2e.machine import Machine
 from tests.fakes import nvidia_smi
+from tests.fakes.ec2_proxy import EC2Proxy
 
 KEYS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 
@@ -75,6 +76,7 @@ class EC2World:
         self.tmp = tmp
         self.boto: Any = boto3.client("ec2", region_name=region, endpoint_url=moto_url, **KEYS)
         self.imds = FakeIMDS()
+        self.proxy: EC2Proxy | None = None  # between the executor and moto, when asked for
         self.h: Harness | None = None
         self.executor: EC2Executor | None = None
         self.machines: dict[str, Machine] = {}  # by agent id
@@ -112,7 +114,11 @@ class EC2World:
             default_gpu_ready=True,  # the machines' nvidia-smi is a fake (``gpus``)
         )
 
-    async def start_executor(self, policy: EC2Policy, config: EC2Config) -> EC2Executor:
+    async def start_executor(
+        self, policy: EC2Policy, config: EC2Config, *, timer: bool = True
+    ) -> EC2Executor:
+        """The executor, reaching EC2 at ``config.endpoint_url`` (moto, or a proxy before
+        it); ``timer=False``: no passes of its own, the test calls ``reconcile``/``reap``."""
         assert self.h is not None
         await self.imds.start()
         client = await EC2Client.open(config, session=dict(KEYS))
@@ -120,7 +126,7 @@ class EC2World:
             self.h.server.services, client, config, policy, server_url=self.h.url, tick_s=0.2
         )
         executor.on_launched.append(self._boot)
-        await executor.start()
+        await executor.start(timer=timer)
         self.executor = executor
         return executor
 

@@ -62,7 +62,9 @@ async def test_capacity_errors_fall_back_in_order_then_wait_and_say_so(
         "version: 1\njobs:\n  train:\n    hardware: [h100, a100]\n    workload: train\n"
         "    spot: never\n    steps: [{run: 'echo trained'}]\n"
     )
-    async with ec2_world() as w:
+    # a region that offers p5, p5en and p4d in both AZs (instance type offerings are
+    # honoured: a type/AZ pair EC2 does not offer is never tried)
+    async with ec2_world(region="us-east-2") as w:
         tried: list[str] = []
         refuse = {"n": 4}  # every h100 option: 2 sizes x 2 AZs
 

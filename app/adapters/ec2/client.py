@@ -432,6 +432,54 @@ class EC2Client:
         out = await self._call("DescribeSubnets", SubnetIds=list(subnet_ids))
         return {s["SubnetId"]: s["AvailabilityZone"] for s in out.get("Subnets", [])}
 
+    async def why_gone(self, instance_ids: Sequence[str]) -> dict[str, str]:
+        """What EC2 says about instances that ended: id -> its state and reason
+        (``terminated: Client.UserInitiatedShutdown: User initiated shutdown``; a spot
+        instance's ``Server.SpotInstanceTermination`` says it was reclaimed). An id EC2
+        no longer knows is left out."""
+        out: dict[str, str] = {}
+        for one in dict.fromkeys(instance_ids):  # one by one: an unknown id fails a batch
+            try:
+                page = await self._call("DescribeInstances", InstanceIds=[one])
+            except EC2Error as exc:
+                if exc.code in NOT_FOUND_CODES:
+                    continue
+                raise
+            for reservation in page.get("Reservations", []):
+                for raw in reservation.get("Instances", []):
+                    out[one] = _gone_reason(raw)
+        return out
+
+    async def offered(self, azs: Sequence[str]) -> set[tuple[str, str]]:
+        """The (instance type, AZ) pairs EC2 offers in ``azs``
+        (DescribeInstanceTypeOfferings by availability zone)."""
+        params: dict[str, Any] = {
+            "LocationType": "availability-zone",
+            "Filters": [{"Name": "location", "Values": list(azs)}],
+        }
+        pairs: set[tuple[str, str]] = set()
+        while True:
+            page = await self._call("DescribeInstanceTypeOfferings", **params)
+            for o in page.get("InstanceTypeOfferings", []):
+                pairs.add((str(o.get("InstanceType", "")), str(o.get("Location", ""))))
+            params["NextToken"] = page.get("NextToken")
+            if not params["NextToken"]:
+                return pairs
+
+
+def _gone_reason(raw: Mapping[str, Any]) -> str:
+    state = raw.get("State", {}).get("Name", "unknown")
+    reason = raw.get("StateReason") or {}
+    code, message = str(reason.get("Code", "")), str(reason.get("Message", ""))
+    said = (
+        message if code and message.startswith(code) else ": ".join(x for x in (code, message) if x)
+    )
+    said = said or str(raw.get("StateTransitionReason", ""))
+    spot = raw.get("InstanceLifecycle") == "spot"
+    if spot and "Spot" in code:
+        said = f"spot interruption ({said})"
+    return f"{state}: {said}" if said else state
+
 
 _EPOCH = datetime.fromtimestamp(0, UTC)
 
