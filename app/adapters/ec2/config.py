@@ -5,11 +5,17 @@ Credentials are not settings: boto3 finds them (instance role, SSO, env, profile
 
 * ``PLOYD_AWS_REGION`` (required) and ``PLOYD_AWS_ENDPOINT_URL`` (moto, LocalStack, a VPC
   endpoint).
-* ``PLOYD_EC2_SUBNETS``: comma-separated subnet ids; their AZs are looked up from EC2.
+* ``PLOYD_EC2_SUBNETS``: comma-separated subnet ids (``REGION:subnet-...`` for a subnet of
+  another region than PLOYD_AWS_REGION); their AZs are looked up from EC2 (``regions``).
+* ``PLOYD_EC2_CAPACITY_RESERVATIONS`` (JSON list): capacity reservations and Capacity
+  Blocks, tried first (``regions``).
 * ``PLOYD_EC2_SECURITY_GROUP``: a security group id (``sg-...``).
 * ``PLOYD_EC2_INSTANCE_PROFILE``: an instance profile name or ARN.
 * ``PLOYD_EC2_AMIS`` (JSON: hardware class -> AMI id, with a ``default`` key) or
   ``PLOYD_EC2_LAUNCH_TEMPLATES`` (JSON: class -> launch template id ``lt-...`` or name).
+* ``PLOYD_EC2_PRICING``: ``aws`` (default: on-demand prices per region from the Pricing
+  API, cached a day, the catalog when it fails) or ``catalog``;
+  ``PLOYD_AWS_PRICING_ENDPOINT_URL`` (optional: another Pricing endpoint).
 * ``PLOYD_EC2_KEY_NAME`` (optional), ``PLOYD_EC2_ROOT_GB`` (default 100).
 """
 
@@ -21,6 +27,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal
+
+from app.adapters.ec2.regions import PlacementError, parse_reservations, parse_subnets
+from app.core.scheduler.model import Reservation
 
 DEFAULT_ROOT_GB = 100
 MAX_ROOT_GB = 16384  # gp3's ceiling
@@ -75,9 +84,20 @@ class EC2Config:
     endpoint_url: str | None = None
     key_name: str | None = None
     root_gb: int = DEFAULT_ROOT_GB
+    # subnet id -> its region, for subnets outside ``region`` (unlisted: ``region``)
+    subnet_regions: Mapping[str, str] = field(default_factory=dict)
+    reservations: tuple[Reservation, ...] = ()
+    # on-demand prices per region from the Pricing API (else the catalog's list prices)
+    pricing: bool = False
+    pricing_endpoint_url: str | None = None
 
     def __post_init__(self) -> None:
         # frozen all the way down: the maps cannot be changed behind the config's back
+        object.__setattr__(
+            self,
+            "subnet_regions",
+            MappingProxyType({k: v for k, v in self.subnet_regions.items() if v != self.region}),
+        )
         object.__setattr__(self, "amis", MappingProxyType(dict(self.amis)))
         object.__setattr__(self, "launch_templates", MappingProxyType(dict(self.launch_templates)))
 
@@ -92,14 +112,14 @@ class EC2Config:
         if endpoint is not None and not endpoint.startswith(("https://", "http://")):
             raise EC2ConfigError(f"PLOYD_AWS_ENDPOINT_URL={endpoint!r}: expected a URL")
 
-        subnets = tuple(s.strip() for s in env.get("PLOYD_EC2_SUBNETS", "").split(",") if s.strip())
-        if not subnets:
-            raise EC2ConfigError("PLOYD_EC2_SUBNETS: set at least one subnet id (comma-separated)")
-        bad = [s for s in subnets if not _SUBNET.match(s)]
-        if bad:
-            raise EC2ConfigError(f"PLOYD_EC2_SUBNETS: not subnet ids: {', '.join(bad)}")
-        if len(set(subnets)) != len(subnets):
-            raise EC2ConfigError("PLOYD_EC2_SUBNETS: a subnet is listed twice")
+        try:
+            subnet_regions = parse_subnets(env.get("PLOYD_EC2_SUBNETS", ""), region)
+            reservations = parse_reservations(
+                env.get("PLOYD_EC2_CAPACITY_RESERVATIONS", ""), set(subnet_regions.values())
+            )
+        except PlacementError as exc:
+            raise EC2ConfigError(str(exc)) from None
+        subnets = tuple(subnet_regions)
 
         sg = env.get("PLOYD_EC2_SECURITY_GROUP", "").strip()
         if not _SG.match(sg):
@@ -140,6 +160,17 @@ class EC2Config:
             raise EC2ConfigError(
                 f"PLOYD_EC2_ROOT_GB={raw_gb!r}: expected whole GiB between 8 and {MAX_ROOT_GB}"
             )
+        pricing = env.get("PLOYD_EC2_PRICING", "").strip() or "aws"
+        if pricing not in ("aws", "catalog"):
+            raise EC2ConfigError(
+                f"PLOYD_EC2_PRICING={pricing!r}: expected 'aws' (the Pricing API, the "
+                "catalog as fallback) or 'catalog' (list prices only)"
+            )
+        pricing_url = env.get("PLOYD_AWS_PRICING_ENDPOINT_URL", "").strip() or None
+        if pricing_url is not None and not pricing_url.startswith(("https://", "http://")):
+            raise EC2ConfigError(
+                f"PLOYD_AWS_PRICING_ENDPOINT_URL={pricing_url!r}: expected a URL"
+            )
         return cls(
             region=region,
             subnets=subnets,
@@ -150,7 +181,27 @@ class EC2Config:
             endpoint_url=endpoint,
             key_name=env.get("PLOYD_EC2_KEY_NAME", "").strip() or None,
             root_gb=int(raw_gb),
+            subnet_regions=subnet_regions,
+            reservations=reservations,
+            pricing=pricing == "aws",
+            pricing_endpoint_url=pricing_url,
         )
+
+    def region_of(self, subnet_id: str) -> str:
+        return self.subnet_regions.get(subnet_id, self.region)
+
+    @property
+    def regions(self) -> tuple[str, ...]:
+        """Every region with a subnet, ``region`` first if it has one."""
+        found = dict.fromkeys(self.region_of(s) for s in self.subnets)
+        return tuple(sorted(found, key=lambda r: r != self.region))
+
+    def in_region(self, region: str) -> EC2Config:
+        """This config for a client of ``region`` (its subnets only)."""
+        from dataclasses import replace
+
+        subnets = tuple(s for s in self.subnets if self.region_of(s) == region)
+        return replace(self, region=region, subnets=subnets, subnet_regions={})
 
     def image_for(self, hardware_class: str) -> ImageChoice:
         """The AMI or launch template for ``hardware_class`` (``default`` when unlisted)."""

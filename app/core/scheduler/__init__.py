@@ -19,8 +19,9 @@ from app.core.scheduler.model import (
     Market,
     Placement,
     Requirements,
+    Reservation,
 )
-from app.core.scheduler.prices import SpotPrices
+from app.core.scheduler.prices import OnDemandPrices, SpotPrices
 from app.core.scheduler.select import SPOT_ESTIMATE, Scheduler, candidates, markets
 
 __all__ = [
@@ -31,7 +32,9 @@ __all__ = [
     "Fleet",
     "Market",
     "Placement",
+    "OnDemandPrices",
     "Requirements",
+    "Reservation",
     "Scheduler",
     "SpotPrices",
     "backoff",
