@@ -16,7 +16,9 @@ depends_on = None
 
 def upgrade() -> None:
     with op.batch_alter_table("instances") as batch:
-        batch.add_column(sa.Column("region", sa.String(length=32), nullable=False, server_default=""))
+        batch.add_column(
+            sa.Column("region", sa.String(length=32), nullable=False, server_default="")
+        )
         batch.add_column(sa.Column("reservation", sa.String(length=255), nullable=True))
 
 
