@@ -370,10 +370,9 @@ class EC2Executor:
             agent_sha256=self.services.agent.sha256,
         )
         cls = parse_spec(c.hardware).cls
-        image = self.config.amis.get(cls) or self.config.amis.get("default")
-        template = self.config.launch_templates.get(cls) or self.config.launch_templates.get(
-            "default"
-        )
+        amis, templates = self.config.images_in(c.placement.region)
+        image = amis.get(cls) or amis.get("default")
+        template = templates.get(cls) or templates.get("default")
         tags = {"ployd:pool": c.hardware, AGENT_TAG: agent_id, DEPLOYMENT_TAG: self.deployment}
         if q is not None:
             tags |= {"ployd:job": str(q.job_id), "ployd:tenant": str(q.tenant_id)}
@@ -389,7 +388,7 @@ class EC2Executor:
                 ami=None if template else image,
                 launch_template=template,
                 instance_profile=self.config.instance_profile or None,
-                security_group=self.config.security_group or None,
+                security_group=self.config.security_group_in(c.placement.region) or None,
                 key_name=self.config.key_name,
                 reservation=c.reservation,
             )

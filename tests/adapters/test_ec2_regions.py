@@ -25,9 +25,11 @@ A, B = "subnet-0123456789abcdef0", "subnet-0123456789abcdef1"
 ENV = {
     "PLOYD_AWS_REGION": "us-east-1",
     "PLOYD_EC2_SUBNETS": f"{A}, us-west-2:{B}",
-    "PLOYD_EC2_SECURITY_GROUP": "sg-0123456789abcdef0",
+    "PLOYD_EC2_SECURITY_GROUP": "sg-0123456789abcdef0,us-west-2:sg-0123456789abcdef1",
     "PLOYD_EC2_INSTANCE_PROFILE": "ployd-agent",
-    "PLOYD_EC2_AMIS": '{"default": "ami-0123456789abcdef0"}',
+    "PLOYD_EC2_AMIS": json.dumps(
+        {"default": "ami-0123456789abcdef0", "us-west-2:default": "ami-0123456789abcdef1"}
+    ),
 }
 ODCR = {"id": "cr-0123456789abcdef0", "instance_type": "g6.xlarge", "az": "us-west-2a"}
 
@@ -42,6 +44,23 @@ def test_subnets_name_their_region_and_bare_ones_are_the_home_region() -> None:
     assert c.pricing and c.reservations == ()
     only_west = EC2Config.from_env({**ENV, "PLOYD_EC2_SUBNETS": f"us-west-2:{B}"})
     assert only_west.regions == ("us-west-2",)
+    assert EC2Config.from_env({**ENV, "PLOYD_EC2_SUBNETS": A}).regions == ("us-east-1",)
+
+
+def test_security_groups_and_image_ids_are_per_region() -> None:
+    env = {**ENV, "PLOYD_EC2_AMIS": json.dumps({"default": "ami-0123456789abcdef0",
+                                         "us-west-2:default": "ami-0123456789abcdef1",
+                                         "us-west-2:l4": "ami-0123456789abcdef2"})}
+    c = EC2Config.from_env(env)
+    assert c.security_group_in("us-east-1") == "sg-0123456789abcdef0"
+    assert c.security_group_in("us-west-2") == "sg-0123456789abcdef1"
+    west_amis, _ = c.images_in("us-west-2")
+    assert dict(west_amis) == {"default": "ami-0123456789abcdef1", "l4": "ami-0123456789abcdef2"}
+    assert c.images_in("us-east-1")[0]["default"] == "ami-0123456789abcdef0"
+    # launch template names are the same in every region: no per-region key needed
+    named = EC2Config.from_env({**env, "PLOYD_EC2_AMIS": "",
+                                "PLOYD_EC2_LAUNCH_TEMPLATES": '{"default": "ployd-runner"}'})
+    assert named.images_in("us-west-2")[1] == {"default": "ployd-runner"}
 
 
 def test_reservations_are_read_with_their_region_and_kind() -> None:
@@ -60,6 +79,14 @@ def test_reservations_are_read_with_their_region_and_kind() -> None:
 
 
 @pytest.mark.parametrize(("change", "message"), [
+    ({"PLOYD_EC2_SECURITY_GROUP": "sg-0123456789abcdef0"},
+     "no security group for us-west-2 (which has subnets)"),
+    ({"PLOYD_EC2_SECURITY_GROUP": "sg-0123456789abcdef0,us-west-2:default"},
+     "one per region: sg-...,REGION:sg-..."),
+    ({"PLOYD_EC2_SECURITY_GROUP": "sg-0123456789abcdef0,us-east-1:sg-0123456789abcdef1"},
+     "two security groups for us-east-1"),
+    ({"PLOYD_EC2_AMIS": '{"default": "ami-0123456789abcdef0"}'},
+     'ami-0123456789abcdef0 is an id of us-east-1; add "us-west-2:default"'),
     ({"PLOYD_EC2_SUBNETS": f"us-west:{A}"}, f"not subnet ids: us-west:{A}"),
     ({"PLOYD_EC2_SUBNETS": f"{A},us-west-2:{A}"}, f"{A} is listed twice"),
     ({"PLOYD_EC2_SUBNETS": "us-west-2:"}, "not subnet ids: us-west-2:"),

@@ -223,9 +223,15 @@ def ec2_world(
     region = regions[zlib.crc32(request.node.nodeid.encode()) % len(regions)]
 
     @asynccontextmanager
-    async def run(policy: EC2Policy | None = None) -> AsyncIterator[Any]:
+    async def run(
+        policy: EC2Policy | None = None,
+        network: Callable[[EC2World], Any] | None = None,
+        pricing: Any = None,
+    ) -> AsyncIterator[Any]:
+        """``network(world)``: the EC2Config to use (default: two subnets of the
+        world's region); ``pricing``: a ``PricingClient`` (default: catalog prices)."""
         world = EC2World(moto_server, region, tmp_path)
-        config = world.network()
+        config = network(world) if network is not None else world.network()
         settings = Settings(
             host="127.0.0.1",
             port=0,
@@ -238,7 +244,7 @@ def ec2_world(
         async with aiohttp.ClientSession() as http:
             world.h = Harness(server, http)
             try:
-                await world.start_executor(policy or EC2Policy(), config)
+                await world.start_executor(policy or EC2Policy(), config, pricing)
                 yield world
             finally:
                 await world.stop()

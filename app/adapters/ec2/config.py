@@ -28,7 +28,13 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal
 
-from app.adapters.ec2.regions import PlacementError, parse_reservations, parse_subnets
+from app.adapters.ec2.regions import (
+    PlacementError,
+    parse_reservations,
+    parse_security_groups,
+    parse_subnets,
+    regional_images,
+)
 from app.core.scheduler.model import Reservation
 
 DEFAULT_ROOT_GB = 100
@@ -90,6 +96,8 @@ class EC2Config:
     # on-demand prices per region from the Pricing API (else the catalog's list prices)
     pricing: bool = False
     pricing_endpoint_url: str | None = None
+    # region -> its security group, for regions other than ``region``
+    security_groups: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # frozen all the way down: the maps cannot be changed behind the config's back
@@ -98,6 +106,7 @@ class EC2Config:
             "subnet_regions",
             MappingProxyType({k: v for k, v in self.subnet_regions.items() if v != self.region}),
         )
+        object.__setattr__(self, "security_groups", MappingProxyType(dict(self.security_groups)))
         object.__setattr__(self, "amis", MappingProxyType(dict(self.amis)))
         object.__setattr__(self, "launch_templates", MappingProxyType(dict(self.launch_templates)))
 
@@ -121,11 +130,13 @@ class EC2Config:
             raise EC2ConfigError(str(exc)) from None
         subnets = tuple(subnet_regions)
 
-        sg = env.get("PLOYD_EC2_SECURITY_GROUP", "").strip()
-        if not _SG.match(sg):
-            raise EC2ConfigError(
-                f"PLOYD_EC2_SECURITY_GROUP={sg!r}: expected a security group id (sg-...)"
+        try:
+            groups = parse_security_groups(
+                env.get("PLOYD_EC2_SECURITY_GROUP", ""), region, set(subnet_regions.values())
             )
+        except PlacementError as exc:
+            raise EC2ConfigError(str(exc)) from None
+        sg = groups.get(region) or next(iter(groups.values()))
         profile = env.get("PLOYD_EC2_INSTANCE_PROFILE", "").strip()
         if not (profile.startswith("arn:") and ":instance-profile/" in profile) and not (
             _PROFILE_NAME.match(profile)
@@ -160,6 +171,13 @@ class EC2Config:
             raise EC2ConfigError(
                 f"PLOYD_EC2_ROOT_GB={raw_gb!r}: expected whole GiB between 8 and {MAX_ROOT_GB}"
             )
+        try:
+            for name, images in (
+                ("PLOYD_EC2_AMIS", amis), ("PLOYD_EC2_LAUNCH_TEMPLATES", templates)
+            ):
+                regional_images(name, images, region, set(subnet_regions.values()))
+        except PlacementError as exc:
+            raise EC2ConfigError(str(exc)) from None
         pricing = env.get("PLOYD_EC2_PRICING", "").strip() or "aws"
         if pricing not in ("aws", "catalog"):
             raise EC2ConfigError(
@@ -184,6 +202,7 @@ class EC2Config:
             subnet_regions=subnet_regions,
             reservations=reservations,
             pricing=pricing == "aws",
+            security_groups=groups,
             pricing_endpoint_url=pricing_url,
         )
 
@@ -201,7 +220,25 @@ class EC2Config:
         from dataclasses import replace
 
         subnets = tuple(s for s in self.subnets if self.region_of(s) == region)
-        return replace(self, region=region, subnets=subnets, subnet_regions={})
+        return replace(
+            self,
+            region=region,
+            subnets=subnets,
+            subnet_regions={},
+            security_group=self.security_group_in(region),
+            amis=_in_region(self.amis, region, region == self.region),
+            launch_templates=_in_region(self.launch_templates, region, region == self.region),
+        )
+
+    def security_group_in(self, region: str) -> str:
+        return self.security_groups.get(region) or self.security_group
+
+    def images_in(self, region: str) -> tuple[Mapping[str, str], Mapping[str, str]]:
+        """(AMIs, launch templates) by class for a launch in ``region``."""
+        if not region or region == self.region:
+            return self.amis, self.launch_templates
+        c = self.in_region(region)
+        return c.amis, c.launch_templates
 
     def image_for(self, hardware_class: str) -> ImageChoice:
         """The AMI or launch template for ``hardware_class`` (``default`` when unlisted)."""
@@ -211,3 +248,16 @@ class EC2Config:
             "launch_template",
             self.launch_templates.get(hardware_class, self.launch_templates["default"]),
         )
+
+
+def _in_region(images: Mapping[str, str], region: str, home: bool) -> dict[str, str]:
+    """``images`` for ``region``: its ``REGION:CLASS`` keys over the shared ones (an
+    ``ami-``/``lt-`` id of the home region is not used elsewhere)."""
+    prefix = f"{region}:"
+    out = {
+        k: v
+        for k, v in images.items()
+        if ":" not in k and (home or not v.startswith(("ami-", "lt-")))
+    }
+    out |= {k[len(prefix) :]: v for k, v in images.items() if k.startswith(prefix)}
+    return out

@@ -68,6 +68,50 @@ def parse_subnets(raw: str, home_region: str) -> dict[str, str]:
     return out
 
 
+_SG = re.compile(r"^sg-[0-9a-f]{8,17}$")
+
+
+def parse_security_groups(raw: str, home_region: str, regions: set[str]) -> dict[str, str]:
+    """Region -> security group id, from ``sg-...`` (``home_region``'s) and
+    ``REGION:sg-...`` entries (security groups are regional): one for every region in
+    ``regions``. Raises ``PlacementError``."""
+    name = "PLOYD_EC2_SECURITY_GROUP"
+    out: dict[str, str] = {}
+    for e in (e.strip() for e in raw.split(",")):
+        region, _, sg = e.rpartition(":")
+        region = region or home_region
+        if not _SG.match(sg) or not REGION.match(region):
+            raise PlacementError(
+                f"{name}={raw.strip()!r}: expected a security group id (sg-...), or one "
+                "per region: sg-...,REGION:sg-..."
+            )
+        if region in out:
+            raise PlacementError(f"{name}: two security groups for {region}")
+        out[region] = sg
+    missing = sorted(regions - set(out))
+    if missing:
+        raise PlacementError(
+            f"{name}: no security group for {', '.join(missing)} (which has subnets); "
+            f"add {missing[0]}:sg-... (security groups are regional)"
+        )
+    return out
+
+
+def regional_images(name: str, images: Mapping[str, str], home: str, regions: set[str]) -> None:
+    """AMI ids and launch template ids are regional: a class's ``ami-``/``lt-`` value
+    serves ``home`` only; another region needs ``REGION:default`` (and ``REGION:CLASS``
+    for its classes). Names and ``resolve:ssm:`` parameters are the same everywhere."""
+    regional = [k for k, v in images.items() if ":" not in k and v.startswith(("ami-", "lt-"))]
+    if not regional:
+        return
+    for region in sorted(regions - {home}):
+        if f"{region}:default" not in images:
+            raise PlacementError(
+                f'{name}: {images[regional[0]]} is an id of {home}; add "{region}:default" '
+                f"(and {region}:CLASS keys) for the subnets in {region}"
+            )
+
+
 def region_of_az(az: str) -> str | None:
     m = _AZ.match(az)
     return m.group(1) if m else None
