@@ -95,8 +95,12 @@ async def test_the_cheaper_regions_subnet_is_launched_in_and_its_client_ends_it(
         (inst,) = found["Reservations"][0]["Instances"]
         assert inst["Placement"]["AvailabilityZone"] == f"{OTHER}a"
         assert w.h.job(pid, "gpu").attempts[0].price_hourly == 0.52
-        # both regions were priced, each by its region code
+        # both regions were priced, each by its region code, and asked for spot prices
+        # by their own client
         assert {c["regionCode"] for c in fake_pricing.calls} == {w.region, OTHER}
+        for region in (w.region, OTHER):
+            assert w.executor.client(region).metrics.calls["DescribeSpotPriceHistory"] >= 1
+        assert w.executor.client(OTHER) is not w.executor.client(w.region)
 
         # an orphan in the other region: the reaper finds and ends it there
         orphan = other.run_instances(
