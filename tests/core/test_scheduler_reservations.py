@@ -41,6 +41,7 @@ def test_reservations_follow_the_jobs_hardware_order_and_blocks_are_their_market
     h100_first = sched.candidates(req("h100:8", "l4"))
     assert [c.reservation for c in h100_first[:2]] == [BLOCK, ODCR]
     assert h100_first[0].launch_market == "capacity-block"
+    assert h100_first[0].key == "p5.48xlarge capacity-block us-east-1a"  # as its row's
     assert h100_first[0].price_usd_hour == 31.5
     l4_first = sched.candidates(req("l4", "h100:8"))
     assert [c.reservation for c in l4_first[:2]] == [ODCR, BLOCK]

@@ -182,5 +182,6 @@ class Candidate:
 
     @property
     def key(self) -> str:
-        """For "tried ..." messages: ``g6.xlarge spot us-east-1a``."""
-        return f"{self.instance_type} {self.market} {self.placement.az}"
+        """For "tried ..." messages and avoid lists: ``g6.xlarge spot us-east-1a``
+        (a Capacity Block's market: ``capacity-block``, as its machine row says)."""
+        return f"{self.instance_type} {self.launch_market} {self.placement.az}"
