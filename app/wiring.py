@@ -294,6 +294,7 @@ async def start_ec2(services: Services) -> Executor:
     settings = services.settings
     config, policy = settings.ec2, settings.ec2_policy
     assert config is not None and policy is not None  # Settings reads both for ec2
+    from app.adapters.ec2.config import EC2ConfigError
     from app.adapters.ec2.pricing import PricingClient
 
     # one client per region with subnets; on-demand prices from the Pricing API
@@ -309,5 +310,8 @@ async def start_ec2(services: Services) -> Executor:
         clients=clients,
         pricing=pricing,
     )
-    await executor.start()
+    try:
+        await executor.start()
+    except EC2ConfigError as e:  # checked against the catalog: a GPU class without its AMI
+        raise SettingsError(str(e)) from None
     return executor
