@@ -295,13 +295,20 @@ async def start_ec2(services: Services) -> Executor:
     config, policy = settings.ec2, settings.ec2_policy
     assert config is not None and policy is not None  # Settings reads both for ec2
     from app.adapters.ec2.config import EC2ConfigError
+    from app.adapters.ec2.pricing import PricingClient
 
+    # one client per region with subnets; on-demand prices from the Pricing API
+    clients = {r: await EC2Client.open(config.in_region(r)) for r in config.regions}
+    home = clients.get(config.region) or await EC2Client.open(config)
+    pricing = await PricingClient.open(config.pricing_endpoint_url) if config.pricing else None
     executor = EC2Executor(
         services,
-        await EC2Client.open(config),
+        home,
         config,
         policy,
         server_url=policy.agent_url or settings.base_url,
+        clients=clients,
+        pricing=pricing,
     )
     try:
         await executor.start()

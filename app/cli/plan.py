@@ -22,6 +22,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="an extra hardware catalog (JSON); default: $PLOYD_CATALOG_FILE",
     )
+    parser.add_argument(
+        "--regions",
+        default=None,
+        metavar="R1,R2",
+        help="the regions to price and place in (default: those of $PLOYD_EC2_SUBNETS, "
+        "else $PLOYD_AWS_REGION, else us-east-1)",
+    )
+    parser.add_argument(
+        "--prices",
+        choices=("catalog", "aws"),
+        default="catalog",
+        help="on-demand prices per region: the catalog's list prices (default), or the AWS "
+        "Pricing API's (needs AWS credentials; the catalog where it fails)",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -57,22 +71,39 @@ def main(args: argparse.Namespace) -> int:
         for e in exc.errors:
             print(e, file=sys.stderr)
         return 1
-    from app.core.scheduler import Fleet, Placement, Requirements, Scheduler
+    import os
 
-    # The scheduler's order in one placement, with list prices (spot prices are estimated
-    # here: the server reads them from EC2).
-    scheduler = Scheduler(catalog, Fleet((Placement("us-east-1", "us-east-1a", "-"),)))
+    from app.adapters.ec2.regions import PlacementError
+    from app.cli.plan_regions import (
+        candidate_text,
+        distinct,
+        fetch_prices,
+        plan_fleet,
+        sections,
+    )
+    from app.core.scheduler import Requirements, Scheduler
+
+    # The scheduler's order across the regions, reservations first (spot prices are
+    # estimated here: the server reads them from EC2).
+    try:
+        placed = plan_fleet(os.environ, args.regions)
+    except PlacementError as exc:
+        print(f"ployd plan: {exc}", file=sys.stderr)
+        return 2
+    if args.prices == "aws":
+        fetch_prices(placed, catalog, env_setting("PLOYD_AWS_PRICING_ENDPOINT_URL") or None)
+    scheduler = Scheduler(catalog, placed.fleet, None, placed.od_prices)
+    several = len(placed.regions) > 1
+    priced: list[str] = []
     header = ("JOB", "NEEDS", "WHEN", "HARDWARE", "SCHEDULER WOULD TRY", "WORKLOAD", "$/HOUR")
     rows: list[tuple[str, ...]] = [header]
     total = 0.0
     for j in expand(config, catalog):
         spec = j.spec
         n = max(args.candidates, 1)
-        tries = scheduler.candidates(Requirements.from_planned(j))
-        shown = [
-            f"{c.instance_type} {c.market} ${c.price_usd_hour:.2f}{'*' if c.estimated else ''}"
-            for c in tries[:n]
-        ]
+        tries = distinct(scheduler.candidates(Requirements.from_planned(j)))
+        shown = [candidate_text(c, several) for c in tries[:n]]
+        priced += [c.instance_type for c in tries[:n] if c.reservation is None]
         cands = ", ".join(shown) + (f", +{len(tries) - n}" if len(tries) > n else "")
         if j.hardware:
             hw = " | ".join(str(s) for s in j.hardware)
@@ -107,4 +138,6 @@ def main(args: argparse.Namespace) -> int:
         f"\n{len(rows) - 1} jobs; one run's first-choice machines: ${total:.2f}/hour "
         "(manual jobs excluded; * spot price estimated: the server reads EC2's)"
     )
+    for line in sections(placed, catalog, priced):
+        print(line)
     return 0

@@ -38,11 +38,11 @@ import logging
 import random
 import secrets
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from app.adapters.ec2.client import AGENT_TAG, DEPLOYMENT_TAG, EC2Client
+from app.adapters.ec2.client import AGENT_TAG, DEPLOYMENT_TAG, EC2Client, InstanceInfo
 from app.adapters.ec2.config import EC2Config, EC2ConfigError
 from app.adapters.ec2.errors import (
     BadRequestError,
@@ -53,6 +53,7 @@ from app.adapters.ec2.errors import (
     SpotUnavailableError,
     quota_for,
 )
+from app.adapters.ec2.pricing import PricingClient
 from app.adapters.ec2.userdata import user_data
 from app.core.clock import aware
 from app.core.ec2_policy import EC2Policy
@@ -62,6 +63,7 @@ from app.core.jobspec import StoredJobSpec
 from app.core.scheduler import (
     Candidate,
     Fleet,
+    OnDemandPrices,
     Placement,
     Requirements,
     Scheduler,
@@ -146,10 +148,19 @@ class EC2Executor:
         agent_url: str = "",
         tick_s: float = 5.0,
         deployment: str = "",
+        clients: Mapping[str, EC2Client] | None = None,
+        pricing: PricingClient | None = None,
     ) -> None:
         self.services = services
         self.engine = services.engine
-        self.ec2 = ec2
+        self.ec2 = ec2  # PLOYD_AWS_REGION's client
+        # one client per region with subnets (``ec2`` for the home region)
+        self.clients: dict[str, EC2Client] = {**(clients or {}), config.region: ec2}
+        missing = [r for r in config.regions if r not in self.clients]
+        if missing:
+            raise ValueError(f"no EC2 client for region(s) {', '.join(missing)}")
+        self.pricing = pricing  # None: the catalog's on-demand prices
+        self.od_prices = OnDemandPrices()
         self.config = config
         self.policy = policy
         self.server_url = server_url
@@ -188,12 +199,20 @@ class EC2Executor:
         if not self.deployment:
             self.deployment = await asyncio.to_thread(deployment_id, self.services.db)
         self._check_settings()
-        azs = await self.ec2.subnet_azs(self.config.subnets)
+        cfg = self.config
+        azs: dict[str, str] = {}
+        for region in cfg.regions:
+            azs |= await self.client(region).subnet_azs(cfg.in_region(region).subnets)
         fleet = Fleet(
-            tuple(Placement(self.config.region, azs[s], s) for s in self.config.subnets),
+            tuple(Placement(cfg.region_of(s), azs[s], s) for s in cfg.subnets),
             allowed_classes=self.policy.allowed_classes,
+            reservations=cfg.reservations,
         )
-        self.scheduler = Scheduler(self.services.catalog, fleet, self.spot_prices)
+        from app.core.scheduler.select import unplaced_reservations
+
+        for r, why in unplaced_reservations(self.services.catalog, fleet):
+            log.warning("%s cannot be used: %s", r.label, why)
+        self.scheduler = Scheduler(self.services.catalog, fleet, self.spot_prices, self.od_prices)
         # Agents on its machines authenticate through the composition root's
         # ``machine_authenticator`` (the same rows); it follows the engine's events:
         events = self.engine.events
@@ -291,21 +310,34 @@ class EC2Executor:
             await self._start_machine(q, now)
         await self._tend_pools(self.machines.live(), now)
 
+    def client(self, region: str) -> EC2Client:
+        """The EC2 client of ``region`` ("": a row from before regions: the home one)."""
+        return self.clients.get(region or self.config.region, self.ec2)
+
     async def _refresh_prices(self) -> None:
-        """Spot prices from `describe_spot_price_history`, cached (refreshed when stale);
-        without them the scheduler estimates from on-demand prices."""
+        """Per region: on-demand prices from the Pricing API (cached a day; the catalog's
+        when it fails) and spot prices from its `describe_spot_price_history` (cached,
+        refreshed when stale; without them the scheduler estimates from on-demand)."""
         assert self.scheduler is not None
         fleet = self.scheduler.fleet
         names = [t.name for t in self.services.catalog.types() if fleet.allows(t.cls)]
-        types, azs = self.spot_prices.needs(names, [p.az for p in fleet.placements])
-        if not types:
-            return
-        try:
-            records = await self.ec2.spot_price_history(types, azs)
-        except CloudError as e:
-            log.warning("spot prices unavailable (%s): estimating from on-demand", e)
-            return
-        self.spot_prices.update(records, checked=[(t, az) for t in types for az in azs])
+        for region in self.config.regions:
+            if self.pricing is not None and self.od_prices.stale(region):
+                try:
+                    self.od_prices.update(region, await self.pricing.prices(names, region))
+                except CloudError as e:
+                    log.warning("on-demand prices for %s unavailable (%s): catalog", region, e)
+                    self.od_prices.failed(region, str(e)[:200])
+            region_azs = [p.az for p in fleet.placements if p.region == region]
+            types, azs = self.spot_prices.needs(names, region_azs)
+            if not types:
+                continue
+            try:
+                records = await self.client(region).spot_price_history(types, azs)
+            except CloudError as e:
+                log.warning("spot prices unavailable in %s (%s): estimating", region, e)
+                continue
+            self.spot_prices.update(records, checked=[(t, az) for t in types for az in azs])
         self.scheduler.prepare()
 
     def _queued(self) -> list[_Queued]:
@@ -440,7 +472,10 @@ class EC2Executor:
             self._quotas.pop(quota, None)
             if self._throttled is not None and now >= self._throttled.until:
                 self._throttled = None
-            starting = f"starting a {c.instance_type} ({c.market}, {c.placement.az})"
+            where = f"{c.launch_market}, {c.placement.az}"
+            if c.reservation is not None:
+                where += f", {c.reservation.label}"
+            starting = f"starting a {c.instance_type} ({where})"
             if spot_refused is not None and c.market != "spot":
                 starting += f"; spot is not possible here ({spot_refused}): on-demand"
             if note:
@@ -528,9 +563,11 @@ class EC2Executor:
                 tenant_id=None,
                 instance_type=c.instance_type,
                 hardware=c.hardware,
-                market=c.market,
+                market=c.launch_market,
                 az=c.placement.az,
                 subnet_id=c.placement.subnet_id,
+                region=c.placement.region,
+                reservation=c.reservation.target if c.reservation else None,
                 price_hourly=c.price_usd_hour,
                 state=S.REQUESTED.value,
                 agent_id=agent_id,
@@ -548,15 +585,14 @@ class EC2Executor:
             expect_gpus=self._expected_gpus(c.instance_type),
         )
         cls = parse_spec(c.hardware).cls
-        image = self.config.amis.get(cls) or self.config.amis.get("default")
-        template = self.config.launch_templates.get(cls) or self.config.launch_templates.get(
-            "default"
-        )
+        amis, templates = self.config.images_in(c.placement.region)
+        image = amis.get(cls) or amis.get("default")
+        template = templates.get(cls) or templates.get("default")
         tags = {"ployd:pool": c.hardware, AGENT_TAG: agent_id, DEPLOYMENT_TAG: self.deployment}
         if q is not None:
             tags |= {"ployd:job": str(q.job_id), "ployd:tenant": str(q.tenant_id)}
         try:
-            instance_id = await self.ec2.launch(
+            instance_id = await self.client(c.placement.region).launch(
                 c.instance_type,
                 c.placement.subnet_id,
                 c.market,
@@ -569,8 +605,9 @@ class EC2Executor:
                 ami=None if template else image,
                 launch_template=template,
                 instance_profile=self.config.instance_profile or None,
-                security_group=self.config.security_group or None,
+                security_group=self.config.security_group_in(c.placement.region) or None,
                 key_name=self.config.key_name,
+                reservation=c.reservation,
             )
         except Exception as e:
             self.machines.move(row.id, S.TERMINATED, error=str(e)[:2000])
@@ -734,7 +771,7 @@ class EC2Executor:
             self.machines.move(m.id, S.TERMINATED)
             return
         try:
-            await self.ec2.terminate([m.instance_id])
+            await self.client(m.region).terminate([m.instance_id])
         except CloudError as e:
             log.warning("terminating %s failed (%s): the reaper retries", m.instance_id, e)
             return
@@ -755,26 +792,30 @@ class EC2Executor:
         RunInstances, so an instance listed has its row by then (a live row, unless
         that machine has ended)."""
         now = now or utcnow()
-        found = await self.ec2.describe_managed(deployment=self.deployment)
-        running = {i.instance_id: i for i in found}
+        running: dict[str, InstanceInfo] = {}
+        region_of: dict[str, str] = {}
+        for region in self.config.regions:  # every region's, or none: a gap is no "gone"
+            for i in await self.client(region).describe_managed(deployment=self.deployment):
+                running[i.instance_id] = i
+                region_of[i.instance_id] = region
         rows = self.machines.live()
         by_agent = {m.agent_id: m for m in rows}
         live = {m.instance_id: m for m in rows if m.instance_id}
-        orphans = []
+        orphans: dict[str, list[str]] = {}
         for iid, info in running.items():
             if iid in live:
                 continue
             owner = by_agent.get(info.tags.get(AGENT_TAG, ""))
             if owner is None:
-                orphans.append(iid)
+                orphans.setdefault(region_of[iid], []).append(iid)
             elif owner.instance_id is None:  # launched, but its launcher never said so
                 self.machines.set(owner.id, instance_id=iid)
                 live[iid] = replace(owner, instance_id=iid)
         ended = 0
-        if orphans:
-            log.warning("terminating %d orphan instance(s): %s", len(orphans), orphans)
-            await self.ec2.terminate(orphans)
-            ended += len(orphans)
+        for region, ids in orphans.items():
+            log.warning("terminating %d orphan instance(s) in %s: %s", len(ids), region, ids)
+            await self.client(region).terminate(ids)
+            ended += len(ids)
         lifetime = timedelta(seconds=self.policy.max_lifetime_s)
         gone = [
             iid
@@ -782,11 +823,14 @@ class EC2Executor:
             if iid not in running and now - (aware(m.launched_at) or now) > timedelta(minutes=2)
         ]
         said: dict[str, str] = {}
-        if gone:
+        gone_in: dict[str, list[str]] = {}
+        for iid in gone:
+            gone_in.setdefault(live[iid].region or self.config.region, []).append(iid)
+        for region, ids in gone_in.items():  # each region's own client knows its own
             try:
-                said = await self.ec2.why_gone(gone)
+                said |= await self.client(region).why_gone(ids)
             except CloudError as e:
-                log.warning("could not ask EC2 why %s ended: %s", gone, e)
+                log.warning("could not ask EC2 why %s ended: %s", ids, e)
         for iid, m in live.items():
             launched = aware(m.launched_at) or now
             if iid in gone:

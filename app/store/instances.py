@@ -39,6 +39,8 @@ class NewInstance:
     clean_after: bool = False
     tenant_id: int | None = None
     state: str = InstanceState.REQUESTED.value
+    region: str = ""  # "": the home region (PLOYD_AWS_REGION)
+    reservation: str | None = None  # capacity reservation / block id or group ARN
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,8 @@ class InstanceView:
     registered_at: datetime | None
     idle_since: datetime | None
     terminated_at: datetime | None
+    region: str = ""
+    reservation: str | None = None
 
 
 def view(row: Instance) -> InstanceView:
@@ -88,6 +92,8 @@ def view(row: Instance) -> InstanceView:
         registered_at=row.registered_at,
         idle_since=row.idle_since,
         terminated_at=row.terminated_at,
+        region=row.region or "",
+        reservation=row.reservation,
     )
 
 
@@ -113,6 +119,8 @@ def add(db: Database, new: NewInstance) -> InstanceView:
         token_hash=new.token_hash,
         launched_for=new.launched_for,
         clean_after=new.clean_after,
+        region=new.region,
+        reservation=new.reservation,
     )
     try:
         with db.session() as s:

@@ -273,6 +273,10 @@ class Instance(Base):
     market: Mapped[str] = mapped_column(String(16))  # spot | on-demand
     az: Mapped[str] = mapped_column(String(32), default="")
     subnet_id: Mapped[str] = mapped_column(String(64), default="")
+    # the region it was launched in ("": PLOYD_AWS_REGION, rows from before regions)
+    region: Mapped[str] = mapped_column(String(32), default="", server_default="")
+    # the capacity reservation / Capacity Block id (or resource group ARN) it runs in
+    reservation: Mapped[str | None] = mapped_column(String(255), nullable=True)
     price_hourly: Mapped[float] = mapped_column(Float, default=0.0)
     state: Mapped[str] = mapped_column(String(16), default="requested")
     agent_id: Mapped[str] = mapped_column(String(128), unique=True)

@@ -294,6 +294,14 @@ data "aws_iam_policy_document" "task" {
     resources = ["*"]
   }
 
+  # On-demand prices per region (app/adapters/ec2/pricing.py); the Pricing API has no
+  # resources: "*" is the only form. Without it PloyD uses the catalog's list prices.
+  statement {
+    sid       = "PricingResourceStarRequiredByAws"
+    actions   = ["pricing:GetProducts"]
+    resources = ["*"]
+  }
+
   statement {
     sid     = "ListOwnBuckets"
     actions = ["s3:ListBucket", "s3:GetBucketLocation"]

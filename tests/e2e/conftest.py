@@ -232,23 +232,29 @@ def ec2_world(
         region: str = region,
         proxy: bool = False,
         timer: bool = True,
+        network: Callable[[EC2World], Any] | None = None,
+        pricing: Any = None,
     ) -> AsyncIterator[Any]:
+        """``network(world)``: the EC2Config to use (default: two subnets of the
+        world's region); ``pricing``: a ``PricingClient`` (default: catalog prices);
+        ``proxy``: EC2 reached through the fault-injecting proxy (``world.proxy``);
+        ``timer=False``: the executor runs no passes of its own."""
         from dataclasses import replace
 
         from tests.fakes.ec2_proxy import EC2Proxy
 
         world = EC2World(moto_server, region, tmp_path)
-        config = world.network()
+        config = network(world) if network is not None else world.network()
         async with contextlib.AsyncExitStack() as stack:
             if proxy:
                 world.proxy = await stack.enter_async_context(EC2Proxy(moto_server))
                 config = replace(config, endpoint_url=world.proxy.url)
-            async with _ec2_serving(world, config, policy, timer) as w:
+            async with _ec2_serving(world, config, policy, timer, pricing) as w:
                 yield w
 
     @asynccontextmanager
     async def _ec2_serving(
-        world: Any, config: Any, policy: EC2Policy | None, timer: bool
+        world: Any, config: Any, policy: EC2Policy | None, timer: bool, pricing: Any
     ) -> AsyncIterator[Any]:
         settings = Settings(
             host="127.0.0.1",
@@ -262,7 +268,9 @@ def ec2_world(
         async with aiohttp.ClientSession() as http:
             world.h = Harness(server, http)
             try:
-                await world.start_executor(policy or EC2Policy(), config, timer=timer)
+                await world.start_executor(
+                    policy or EC2Policy(), config, pricing, timer=timer
+                )
                 yield world
             finally:
                 await world.stop()

@@ -21,6 +21,7 @@ from aiohttp import web
 
 from app.adapters.ec2.client import EC2Client
 from app.adapters.ec2.config import EC2Config
+from app.adapters.ec2.pricing import PricingClient
 from app.adapters.ec2.userdata import parse_registration
 from app.core.ec2_policy import EC2Policy
 from app.executors.ec2 import EC2Executor
@@ -114,16 +115,39 @@ class EC2World:
             default_gpu_ready=True,  # the machines' nvidia-smi is a fake (``gpus``)
         )
 
+    def boto_in(self, region: str) -> Any:
+        """moto's EC2 in ``region`` ("": this world's)."""
+        if not region or region == self.region:
+            return self.boto
+        return boto3.client("ec2", region_name=region, endpoint_url=self.moto_url, **KEYS)
+
     async def start_executor(
-        self, policy: EC2Policy, config: EC2Config, *, timer: bool = True
+        self,
+        policy: EC2Policy,
+        config: EC2Config,
+        pricing: PricingClient | None = None,
+        *,
+        timer: bool = True,
     ) -> EC2Executor:
         """The executor, reaching EC2 at ``config.endpoint_url`` (moto, or a proxy before
         it); ``timer=False``: no passes of its own, the test calls ``reconcile``/``reap``."""
         assert self.h is not None
         await self.imds.start()
         client = await EC2Client.open(config, session=dict(KEYS))
+        clients = {
+            r: await EC2Client.open(config.in_region(r), session=dict(KEYS))
+            for r in config.regions
+            if r != config.region
+        }
         executor = EC2Executor(
-            self.h.server.services, client, config, policy, server_url=self.h.url, tick_s=0.2
+            self.h.server.services,
+            client,
+            config,
+            policy,
+            server_url=self.h.url,
+            tick_s=0.2,
+            clients=clients,
+            pricing=pricing,
         )
         executor.on_launched.append(self._boot)
         await executor.start(timer=timer)
@@ -142,7 +166,7 @@ class EC2World:
 
     async def _run_user_data(self, row: InstanceView) -> None:
         raw = await asyncio.to_thread(
-            self.boto.describe_instance_attribute,
+            self.boto_in(row.region).describe_instance_attribute,
             InstanceId=row.instance_id,
             Attribute="userData",
         )

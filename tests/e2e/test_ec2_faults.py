@@ -263,6 +263,7 @@ async def test_throttling_backs_off(
             sleeps.append(s)
 
         ex.ec2 = EC2Client(ex.ec2.boto, retry=RetryPolicy(max_attempts=3), sleep=sleep)
+        ex.clients[ex.config.region] = ex.ec2  # the home region's client, as launches find it
         fault = proxy(w).fail(
             "RunInstances", 503, "RequestLimitExceeded", "Request limit exceeded."
         )

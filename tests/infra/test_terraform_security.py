@@ -15,7 +15,9 @@ from tests.infra.tfparse import TF_DIR, Block, Module, as_list, statements
 
 # Allow statements may name "*" as resource only for actions that AWS supports on no
 # other resource (read-only Describe calls, ECR's login token) ...
-RESOURCE_STAR_ACTIONS = re.compile(r"^(ec2:Describe[A-Za-z]+|ecr:GetAuthorizationToken)$")
+RESOURCE_STAR_ACTIONS = re.compile(
+    r"^(ec2:Describe[A-Za-z]+|ecr:GetAuthorizationToken|pricing:GetProducts)$"
+)
 # ... and in the KMS key policy, where "*" means the key itself.
 KEY_POLICY = "kms"
 

@@ -23,6 +23,7 @@ from app.adapters.ec2.config import SSM_PREFIX, EC2Config
 from app.adapters.ec2.errors import NOT_FOUND_CODES, CapacityError, EC2Error
 from app.adapters.ec2.transport import EC2Metrics, RetryPolicy, Sleep, call, make_boto_client
 from app.adapters.ec2.userdata import MAX_USER_DATA_BYTES
+from app.core.scheduler.model import Reservation
 
 log = logging.getLogger(__name__)
 
@@ -258,6 +259,7 @@ class EC2Client:
         instance_profile: str | None = None,
         security_group: str | None = None,
         key_name: str | None = None,
+        reservation: Reservation | None = None,
     ) -> str:
         """Start one instance; its id. Raises ``CapacityError`` (try the next candidate),
         ``EC2Error``, or ValueError for arguments EC2 would refuse anyway.
@@ -266,7 +268,11 @@ class EC2Client:
         launch template's own mapping is kept unless ``disk_gb`` (the job's
         ``resources.disk``) asks for more; otherwise ``root_gb`` or ``disk_gb``,
         whichever is larger; never smaller than the AMI's snapshot; encrypted, with
-        ``kms_key_id`` when given."""
+        ``kms_key_id`` when given.
+
+        ``reservation``: start it in that On-Demand Capacity Reservation (by id or
+        resource group) or Capacity Block (``InstanceMarketOptions`` ``capacity-block``);
+        ``market`` must be ``on-demand`` then."""
         if (ami is None) == (launch_template is None):
             raise ValueError("pass exactly one of ami= and launch_template=")
         if market not in ("spot", "on-demand"):
@@ -311,6 +317,19 @@ class EC2Client:
             if spot_max_price is not None:
                 spot["MaxPrice"] = str(spot_max_price)
             params["InstanceMarketOptions"] = {"MarketType": "spot", "SpotOptions": spot}
+        if reservation is not None:
+            if market != "on-demand":
+                raise ValueError("a capacity reservation is on-demand capacity")
+            if reservation.instance_type != instance_type:
+                raise ValueError(f"{reservation.label} holds {reservation.instance_type}s")
+            target = (
+                {"CapacityReservationResourceGroupArn": reservation.target}
+                if reservation.by_group
+                else {"CapacityReservationId": reservation.target}
+            )
+            params["CapacityReservationSpecification"] = {"CapacityReservationTarget": target}
+            if reservation.kind == "capacity-block":
+                params["InstanceMarketOptions"] = {"MarketType": "capacity-block"}
         if instance_profile:
             arn = instance_profile.startswith("arn:")
             params["IamInstanceProfile"] = {"Arn" if arn else "Name": instance_profile}
@@ -324,7 +343,7 @@ class EC2Client:
             self.metrics.fallbacks[exc.kind] += 1
             raise
         instance_id: str = out["Instances"][0]["InstanceId"]
-        self.metrics.launches[market] += 1
+        self.metrics.launches["reserved" if reservation is not None else market] += 1
         log.info("launched %s (%s, %s) in %s", instance_id, instance_type, market, subnet_id)
         return instance_id
 

@@ -5,18 +5,24 @@ Credentials are not settings: boto3 finds them (instance role, SSO, env, profile
 
 * ``PLOYD_AWS_REGION`` (required) and ``PLOYD_AWS_ENDPOINT_URL`` (moto, LocalStack, a VPC
   endpoint).
-* ``PLOYD_EC2_SUBNETS``: comma-separated subnet ids; their AZs are looked up from EC2.
+* ``PLOYD_EC2_SUBNETS``: comma-separated subnet ids (``REGION:subnet-...`` for a subnet of
+  another region than PLOYD_AWS_REGION); their AZs are looked up from EC2 (``regions``).
+* ``PLOYD_EC2_CAPACITY_RESERVATIONS`` (JSON list): capacity reservations and Capacity
+  Blocks, tried first (``regions``).
 * ``PLOYD_EC2_SECURITY_GROUP``: a security group id (``sg-...``).
 * ``PLOYD_EC2_INSTANCE_PROFILE``: an instance profile name or ARN.
 * ``PLOYD_EC2_AMIS`` (JSON: hardware class -> AMI id ``ami-...`` or
   ``resolve:ssm:PARAMETER``, e.g. a Deep Learning AMI's public parameter, with a
   ``default`` key) or ``PLOYD_EC2_LAUNCH_TEMPLATES`` (JSON: class -> launch template id
-  ``lt-...`` or name).
+  ``lt-...`` or name); ``REGION:CLASS`` keys for other regions' ``ami-``/``lt-`` ids.
 * ``PLOYD_EC2_DEFAULT_GPU_READY`` (``true``/``false``, default false): whether the
   ``default`` AMI/template has NVIDIA drivers. While false, a GPU class this PloyD may
   start (``PLOYD_EC2_ALLOWED_CLASSES``, else every GPU class of the catalog) needs its
   own entry: ``missing_gpu_images`` names the ones without, and the executor refuses to
   start.
+* ``PLOYD_EC2_PRICING``: ``aws`` (default: on-demand prices per region from the Pricing
+  API, cached a day, the catalog when it fails) or ``catalog``;
+  ``PLOYD_AWS_PRICING_ENDPOINT_URL`` (optional: another Pricing endpoint).
 * ``PLOYD_EC2_KEY_NAME`` (optional), ``PLOYD_EC2_ROOT_GB`` (default 100: the root volume
   when neither a launch template nor the job says otherwise).
 * ``PLOYD_EC2_KMS_KEY`` (optional): the KMS key (id, alias or ARN) the root volumes PloyD
@@ -32,6 +38,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal
+
+from app.adapters.ec2.regions import (
+    PlacementError,
+    parse_reservations,
+    parse_security_groups,
+    parse_subnets,
+    regional_images,
+)
+from app.core.scheduler.model import Reservation
 
 DEFAULT_ROOT_GB = 100
 MAX_ROOT_GB = 16384  # gp3's ceiling
@@ -95,11 +110,25 @@ class EC2Config:
     endpoint_url: str | None = None
     key_name: str | None = None
     root_gb: int = DEFAULT_ROOT_GB
+    # subnet id -> its region, for subnets outside ``region`` (unlisted: ``region``)
+    subnet_regions: Mapping[str, str] = field(default_factory=dict)
+    reservations: tuple[Reservation, ...] = ()
+    # on-demand prices per region from the Pricing API (else the catalog's list prices)
+    pricing: bool = False
+    pricing_endpoint_url: str | None = None
+    # region -> its security group, for regions other than ``region``
+    security_groups: Mapping[str, str] = field(default_factory=dict)
     default_gpu_ready: bool = False
     kms_key_id: str | None = None
 
     def __post_init__(self) -> None:
         # frozen all the way down: the maps cannot be changed behind the config's back
+        object.__setattr__(
+            self,
+            "subnet_regions",
+            MappingProxyType({k: v for k, v in self.subnet_regions.items() if v != self.region}),
+        )
+        object.__setattr__(self, "security_groups", MappingProxyType(dict(self.security_groups)))
         object.__setattr__(self, "amis", MappingProxyType(dict(self.amis)))
         object.__setattr__(self, "launch_templates", MappingProxyType(dict(self.launch_templates)))
 
@@ -114,20 +143,22 @@ class EC2Config:
         if endpoint is not None and not endpoint.startswith(("https://", "http://")):
             raise EC2ConfigError(f"PLOYD_AWS_ENDPOINT_URL={endpoint!r}: expected a URL")
 
-        subnets = tuple(s.strip() for s in env.get("PLOYD_EC2_SUBNETS", "").split(",") if s.strip())
-        if not subnets:
-            raise EC2ConfigError("PLOYD_EC2_SUBNETS: set at least one subnet id (comma-separated)")
-        bad = [s for s in subnets if not _SUBNET.match(s)]
-        if bad:
-            raise EC2ConfigError(f"PLOYD_EC2_SUBNETS: not subnet ids: {', '.join(bad)}")
-        if len(set(subnets)) != len(subnets):
-            raise EC2ConfigError("PLOYD_EC2_SUBNETS: a subnet is listed twice")
-
-        sg = env.get("PLOYD_EC2_SECURITY_GROUP", "").strip()
-        if not _SG.match(sg):
-            raise EC2ConfigError(
-                f"PLOYD_EC2_SECURITY_GROUP={sg!r}: expected a security group id (sg-...)"
+        try:
+            subnet_regions = parse_subnets(env.get("PLOYD_EC2_SUBNETS", ""), region)
+            reservations = parse_reservations(
+                env.get("PLOYD_EC2_CAPACITY_RESERVATIONS", ""), set(subnet_regions.values())
             )
+        except PlacementError as exc:
+            raise EC2ConfigError(str(exc)) from None
+        subnets = tuple(subnet_regions)
+
+        try:
+            groups = parse_security_groups(
+                env.get("PLOYD_EC2_SECURITY_GROUP", ""), region, set(subnet_regions.values())
+            )
+        except PlacementError as exc:
+            raise EC2ConfigError(str(exc)) from None
+        sg = groups.get(region) or next(iter(groups.values()))
         profile = env.get("PLOYD_EC2_INSTANCE_PROFILE", "").strip()
         if not (profile.startswith("arn:") and ":instance-profile/" in profile) and not (
             _PROFILE_NAME.match(profile)
@@ -165,6 +196,24 @@ class EC2Config:
             raise EC2ConfigError(
                 f"PLOYD_EC2_ROOT_GB={raw_gb!r}: expected whole GiB between 8 and {MAX_ROOT_GB}"
             )
+        try:
+            for name, images in (
+                ("PLOYD_EC2_AMIS", amis), ("PLOYD_EC2_LAUNCH_TEMPLATES", templates)
+            ):
+                regional_images(name, images, region, set(subnet_regions.values()))
+        except PlacementError as exc:
+            raise EC2ConfigError(str(exc)) from None
+        pricing = env.get("PLOYD_EC2_PRICING", "").strip() or "aws"
+        if pricing not in ("aws", "catalog"):
+            raise EC2ConfigError(
+                f"PLOYD_EC2_PRICING={pricing!r}: expected 'aws' (the Pricing API, the "
+                "catalog as fallback) or 'catalog' (list prices only)"
+            )
+        pricing_url = env.get("PLOYD_AWS_PRICING_ENDPOINT_URL", "").strip() or None
+        if pricing_url is not None and not pricing_url.startswith(("https://", "http://")):
+            raise EC2ConfigError(
+                f"PLOYD_AWS_PRICING_ENDPOINT_URL={pricing_url!r}: expected a URL"
+            )
         ready = env.get("PLOYD_EC2_DEFAULT_GPU_READY", "").strip().lower()
         if ready not in _TRUE + _FALSE:
             raise EC2ConfigError(f"PLOYD_EC2_DEFAULT_GPU_READY={ready!r}: expected true or false")
@@ -183,9 +232,48 @@ class EC2Config:
             endpoint_url=endpoint,
             key_name=env.get("PLOYD_EC2_KEY_NAME", "").strip() or None,
             root_gb=int(raw_gb),
+            subnet_regions=subnet_regions,
+            reservations=reservations,
+            pricing=pricing == "aws",
+            security_groups=groups,
+            pricing_endpoint_url=pricing_url,
             default_gpu_ready=ready in _TRUE,
             kms_key_id=kms,
         )
+
+    def region_of(self, subnet_id: str) -> str:
+        return self.subnet_regions.get(subnet_id, self.region)
+
+    @property
+    def regions(self) -> tuple[str, ...]:
+        """Every region with a subnet, ``region`` first if it has one."""
+        found = dict.fromkeys(self.region_of(s) for s in self.subnets)
+        return tuple(sorted(found, key=lambda r: r != self.region))
+
+    def in_region(self, region: str) -> EC2Config:
+        """This config for a client of ``region`` (its subnets only)."""
+        from dataclasses import replace
+
+        subnets = tuple(s for s in self.subnets if self.region_of(s) == region)
+        return replace(
+            self,
+            region=region,
+            subnets=subnets,
+            subnet_regions={},
+            security_group=self.security_group_in(region),
+            amis=_in_region(self.amis, region, region == self.region),
+            launch_templates=_in_region(self.launch_templates, region, region == self.region),
+        )
+
+    def security_group_in(self, region: str) -> str:
+        return self.security_groups.get(region) or self.security_group
+
+    def images_in(self, region: str) -> tuple[Mapping[str, str], Mapping[str, str]]:
+        """(AMIs, launch templates) by class for a launch in ``region``."""
+        if not region or region == self.region:
+            return self.amis, self.launch_templates
+        c = self.in_region(region)
+        return c.amis, c.launch_templates
 
     def has_own_image(self, hardware_class: str) -> bool:
         """Whether ``hardware_class`` has an entry of its own (not ``default``)."""
@@ -222,3 +310,16 @@ class EC2Config:
             "launch_template",
             self.launch_templates.get(hardware_class, self.launch_templates["default"]),
         )
+
+
+def _in_region(images: Mapping[str, str], region: str, home: bool) -> dict[str, str]:
+    """``images`` for ``region``: its ``REGION:CLASS`` keys over the shared ones (an
+    ``ami-``/``lt-`` id of the home region is not used elsewhere)."""
+    prefix = f"{region}:"
+    out = {
+        k: v
+        for k, v in images.items()
+        if ":" not in k and (home or not v.startswith(("ami-", "lt-")))
+    }
+    out |= {k[len(prefix) :]: v for k, v in images.items() if k.startswith(prefix)}
+    return out

@@ -19,8 +19,9 @@ from app.core.scheduler.model import (
     Market,
     Placement,
     Requirements,
+    Reservation,
 )
-from app.core.scheduler.prices import SpotPrices
+from app.core.scheduler.prices import OnDemandPrices, SpotPrices
 from app.core.scheduler.select import SPOT_ESTIMATE, Scheduler, candidates, markets
 
 __all__ = [
@@ -30,8 +31,10 @@ __all__ = [
     "Candidate",
     "Fleet",
     "Market",
+    "OnDemandPrices",
     "Placement",
     "Requirements",
+    "Reservation",
     "Scheduler",
     "SpotPrices",
     "backoff",

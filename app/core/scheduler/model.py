@@ -26,6 +26,34 @@ class Placement:
     subnet_id: str
 
 
+ReservationKind = Literal["on-demand", "capacity-block"]
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """Capacity already paid for: an On-Demand Capacity Reservation (``kind="on-demand"``,
+    by id ``cr-...`` or by resource group ARN) or an EC2 Capacity Block for ML
+    (``kind="capacity-block"``, by id). Its instances start in ``az`` (of ``region``) as
+    ``instance_type``; ``price_usd_hour`` is what its hours cost (an ODCR: the on-demand
+    price when unset; a block: its price divided by its hours)."""
+
+    target: str  # cr-... id, or arn:aws:resource-groups:... for an ODCR group
+    instance_type: str
+    az: str
+    region: str
+    kind: ReservationKind = "on-demand"
+    price_usd_hour: float | None = None
+
+    @property
+    def by_group(self) -> bool:
+        return self.target.startswith("arn:")
+
+    @property
+    def label(self) -> str:
+        what = "Capacity Block" if self.kind == "capacity-block" else "capacity reservation"
+        return f"{what} {self.target}"
+
+
 @dataclass(frozen=True, slots=True)
 class Fleet:
     """The operator's settings for the scheduler.
@@ -40,6 +68,8 @@ class Fleet:
       ``describe_instance_type_offerings``); ``None`` = every type in every AZ.
     * ``train_spot_fallback``: ``workload: train`` with ``spot: auto`` runs on-demand only
       (the documented rule); ``True`` adds spot after every on-demand candidate.
+    * ``reservations``: capacity already paid for (``Reservation``), tried before every
+      other candidate of a job whose hardware its instance type fits, in this order.
     """
 
     placements: tuple[Placement, ...]
@@ -48,6 +78,7 @@ class Fleet:
     class_max_spot_fraction: tuple[tuple[str, float], ...] = ()
     offerings: frozenset[tuple[str, str]] | None = None
     train_spot_fallback: bool = False
+    reservations: tuple[Reservation, ...] = ()
 
     def __post_init__(self) -> None:
         for cls, f in (("*", self.max_spot_fraction), *self.class_max_spot_fraction):
@@ -126,7 +157,8 @@ class Candidate:
     ``hardware`` is what the instance type provides, as a spec: ``"l4:4"`` for
     ``g6.12xlarge``, ``"cpu:8"`` for ``c7i.2xlarge``. ``price_usd_hour`` is the spot price
     for spot (``estimated``: no spot price known, on-demand x ``SPOT_ESTIMATE``), else the
-    on-demand price.
+    on-demand price (the region's). ``reservation``: it starts in that capacity
+    reservation or Capacity Block (on-demand capacity, already paid for).
     """
 
     instance_type: str
@@ -136,12 +168,20 @@ class Candidate:
     price_usd_hour: float
     on_demand_usd_hour: float
     estimated: bool = False
+    reservation: Reservation | None = None
 
     @property
     def spot(self) -> bool:
         return self.market == SPOT
 
     @property
+    def launch_market(self) -> str:
+        """The market as EC2 names it: ``spot``, ``on-demand`` or ``capacity-block``."""
+        r = self.reservation
+        return "capacity-block" if r is not None and r.kind == "capacity-block" else self.market
+
+    @property
     def key(self) -> str:
-        """For "tried ..." messages: ``g6.xlarge spot us-east-1a``."""
-        return f"{self.instance_type} {self.market} {self.placement.az}"
+        """For "tried ..." messages and avoid lists: ``g6.xlarge spot us-east-1a``
+        (a Capacity Block's market: ``capacity-block``, as its machine row says)."""
+        return f"{self.instance_type} {self.launch_market} {self.placement.az}"

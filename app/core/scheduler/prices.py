@@ -123,3 +123,65 @@ class SpotPrices:
             if bad:
                 stale_types.append(t)
         return tuple(stale_types), tuple(az for az in dict.fromkeys(azs) if az in stale_azs)
+
+
+class OnDemandPrices:
+    """On-demand prices per ``(instance type, region)``, filled by the EC2 adapter from
+    the AWS Pricing API (``pricing:GetProducts``); no AWS calls here. A pair with no
+    price (never asked, or Pricing unreachable or refusing) falls back to the catalog's
+    list price (``get`` answers ``None``). Asked again after ``ttl_s`` (prices change
+    rarely: a day by default); a failed ask is retried after ``retry_s``."""
+
+    def __init__(
+        self,
+        ttl_s: float = 86400.0,
+        retry_s: float = 900.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.ttl_s = ttl_s
+        self.retry_s = retry_s
+        self._clock = clock
+        self._prices: dict[tuple[str, str], float] = {}
+        self._checked: dict[str, tuple[float, float]] = {}  # region -> (at, ttl)
+        self._version = 0
+        self.errors: dict[str, str] = {}  # region -> why its prices are the catalog's
+
+    @property
+    def version(self) -> int:
+        return self._version
+
+    def get(self, instance_type: str, region: str) -> float | None:
+        return self._prices.get((instance_type, region))
+
+    def source(self, region: str) -> str:
+        """Where ``region``'s on-demand prices come from, for ``ployd plan`` and logs."""
+        if region in self.errors:
+            return f"catalog list prices (Pricing API: {self.errors[region]})"
+        if any(r == region for _, r in self._prices):
+            return "AWS Pricing API"
+        return "catalog list prices"
+
+    def stale(self, region: str) -> bool:
+        hit = self._checked.get(region)
+        return hit is None or self._clock() - hit[0] >= hit[1]
+
+    def update(self, region: str, prices: Mapping[str, float]) -> int:
+        """Store ``region``'s prices (instance type -> USD/hour); returns how many changed."""
+        self._checked[region] = (self._clock(), self.ttl_s)
+        self.errors.pop(region, None)
+        changed = 0
+        for t, p in prices.items():
+            if not p >= 0:
+                continue
+            if self._prices.get((t, region)) != p:
+                self._prices[(t, region)] = float(p)
+                changed += 1
+        if changed:
+            self._version += 1
+        return changed
+
+    def failed(self, region: str, why: str) -> None:
+        """Pricing did not answer for ``region``: its known prices are kept (the catalog
+        for the rest), and it is asked again after ``retry_s``."""
+        self._checked[region] = (self._clock(), self.retry_s)
+        self.errors[region] = why

@@ -12,8 +12,14 @@ by, in this order:
    vCPU first; ``train`` exact accelerator count first (the machine is kept whole);
    ``test`` / ``batch`` none;
 4. the effective hourly price: the spot price when known, else on-demand x
-   ``SPOT_ESTIMATE``; on-demand at the catalog's list price;
+   ``SPOT_ESTIMATE``; on-demand at the region's price (``OnDemandPrices``, from the
+   Pricing API) or else the catalog's list price; placements in several regions are
+   ordered by these prices across regions;
 5. ties: placement order as configured, then instance type name, on-demand first.
+
+Before all of these: the fleet's reservations (On-Demand Capacity Reservations and
+Capacity Blocks, already paid for) whose instance type fits the job, whatever its
+market rules.
 
 Markets: ``spot: never`` on-demand only; ``spot: always`` spot only; ``spot: auto`` both,
 except ``train`` (on-demand only, unless ``Fleet.train_spot_fallback``) and after a spot
@@ -27,7 +33,7 @@ spot prices change (see ``Scheduler``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from operator import itemgetter
 from typing import NamedTuple
@@ -40,8 +46,9 @@ from app.core.scheduler.model import (
     Candidate,
     Fleet,
     Requirements,
+    Reservation,
 )
-from app.core.scheduler.prices import SpotPrices
+from app.core.scheduler.prices import OnDemandPrices, SpotPrices
 
 # Assumed spot price as a fraction of on-demand while no spot price is known: AWS spot is
 # "usually 60-70% cheaper" (docs/configuration.md), so 65% off.
@@ -147,14 +154,21 @@ class Scheduler:
     """
 
     def __init__(
-        self, catalog: Catalog, fleet: Fleet, spot_prices: SpotPrices | None = None
+        self,
+        catalog: Catalog,
+        fleet: Fleet,
+        spot_prices: SpotPrices | None = None,
+        od_prices: OnDemandPrices | None = None,
     ) -> None:
         self.catalog = catalog
         self.fleet = fleet
         self.spot_prices = spot_prices
+        self.od_prices = od_prices  # per region; the catalog's list price where unknown
         self._od: tuple[Candidate, ...] | None = None
+        self._od_version = -1
         self._table: dict[str, tuple[tuple[_Ranked, ...], tuple[_Ranked, ...]]] = {}
-        self._version = -1
+        self._reserved: dict[str, tuple[Candidate, ...]] = {}
+        self._version: tuple[int, int] = (-1, -1)
         self._fits: dict[_ReqKey, tuple[_Fit, ...]] = {}
         self._done: dict[tuple[_ReqKey, bool, bool], tuple[Candidate, ...]] = {}
 
@@ -175,25 +189,29 @@ class Scheduler:
     def prepare(self) -> None:
         """Build the candidate table for the current spot prices, if not done yet (the
         caller may call this right after refreshing the prices, off a job's path)."""
-        version = self.spot_prices.version if self.spot_prices is not None else 0
+        od_version = self.od_prices.version if self.od_prices is not None else 0
+        version = (self.spot_prices.version if self.spot_prices is not None else 0, od_version)
         if version == self._version:
             return
         fleet, prices = self.fleet, self.spot_prices
         types = [t for t in self.catalog.types() if fleet.allows(t.cls)]
-        if self._od is None:
+        if self._od is None or od_version != self._od_version:
             self._od = tuple(
                 Candidate(t.name, f"{t.cls}:{t.count}", p, ON_DEMAND, od, od)
                 for t in types
-                for od in (t.price_usd_hour,)
                 for p in fleet.placements
                 if fleet.offered(t.name, p.az)
+                for od in (self.on_demand(t, p.region),)
             )
+            self._reserved = _reserved(types, fleet, self.on_demand)
+            self._od_version = od_version
         spot: list[Candidate] = []
         for t in types:
-            od, hw, cap = t.price_usd_hour, f"{t.cls}:{t.count}", fleet.spot_cap(t.cls)
+            hw, cap = f"{t.cls}:{t.count}", fleet.spot_cap(t.cls)
             for p in fleet.placements:
                 if not fleet.offered(t.name, p.az):
                     continue
+                od = self.on_demand(t, p.region)
                 price = prices.get(t.name, p.az) if prices is not None else None
                 if price is None:
                     if cap >= SPOT_ESTIMATE:
@@ -212,6 +230,11 @@ class Scheduler:
         self._table = {n: (tuple(od_of[n]), tuple(spot_of[n])) for n in od_of}
         self._done.clear()
         self._version = version
+
+    def on_demand(self, t: InstanceType, region: str) -> float:
+        """``t``'s on-demand price in ``region``: the Pricing API's, else the catalog's."""
+        known = self.od_prices.get(t.name, region) if self.od_prices is not None else None
+        return t.price_usd_hour if known is None else known
 
     def _fits_for(self, req: Requirements, rk: _ReqKey) -> tuple[_Fit, ...]:
         fits = self._fits.get(rk)
@@ -233,6 +256,13 @@ class Scheduler:
         od_rank, spot_rank = _market_rank(workload)
         buckets: dict[tuple[float, ...], list[_Ranked]] = {}
         table = self._table
+        # capacity already paid for comes first (whatever the market rules: it costs
+        # nothing more to use), in the job's hardware order, then the workload's
+        reserved: list[tuple[tuple[float, ...], int, Candidate]] = []
+        for t, tier, rank in fits:
+            for i, c in enumerate(self._reserved.get(t.name, ())):
+                reserved.append(((tier, *rank), i, c))
+        reserved.sort(key=lambda x: (x[0], x[1]))
         for t, tier, rank in fits:
             od, spot = table[t.name]
             if use_od and od:
@@ -247,12 +277,47 @@ class Scheduler:
                 if bucket is None:
                     bucket = buckets[key] = []
                 bucket.extend(spot)
-        out: list[Candidate] = []
+        out: list[Candidate] = [c for _, _, c in reserved]
         for key in sorted(buckets):
             bucket = buckets[key]
             bucket.sort(key=_first)
             out.extend([c for _, c in bucket])
         return tuple(out)
+
+
+def _reserved(
+    types: Sequence[InstanceType],
+    fleet: Fleet,
+    on_demand: Callable[[InstanceType, str], float],
+) -> dict[str, tuple[Candidate, ...]]:
+    """Per instance type: its reservations' candidates, in the fleet's order, each in the
+    first placement of the reservation's AZ (none there: the reservation cannot be used,
+    ``unplaced_reservations`` says so)."""
+    by_name = {t.name: t for t in types}
+    out: dict[str, list[Candidate]] = {}
+    for r in fleet.reservations:
+        t = by_name.get(r.instance_type)
+        p = next((p for p in fleet.placements if p.az == r.az), None)
+        if t is None or p is None:
+            continue
+        od = on_demand(t, p.region)
+        price = od if r.price_usd_hour is None else r.price_usd_hour
+        c = Candidate(t.name, f"{t.cls}:{t.count}", p, ON_DEMAND, price, od, reservation=r)
+        out.setdefault(t.name, []).append(c)
+    return {k: tuple(v) for k, v in out.items()}
+
+
+def unplaced_reservations(catalog: Catalog, fleet: Fleet) -> list[tuple[Reservation, str]]:
+    """The fleet's reservations no job can use, with why."""
+    out: list[tuple[Reservation, str]] = []
+    for r in fleet.reservations:
+        if not any(t.name == r.instance_type for t in catalog.types()):
+            out.append((r, f"{r.instance_type} is not in the hardware catalog"))
+        elif not fleet.allows(catalog.get(r.instance_type).cls):
+            out.append((r, f"{r.instance_type}'s class is not allowed"))
+        elif not any(p.az == r.az for p in fleet.placements):
+            out.append((r, f"no subnet in {r.az}"))
+    return out
 
 
 @lru_cache(maxsize=16)

@@ -1,0 +1,193 @@
+"""Where machines may start, across regions, and the capacity already paid for: the
+parsing of ``PLOYD_EC2_SUBNETS`` and ``PLOYD_EC2_CAPACITY_RESERVATIONS`` (pure; used by
+``EC2Config.from_env`` and ``ployd plan``).
+
+``PLOYD_EC2_SUBNETS``: comma-separated; each entry is a subnet id of ``PLOYD_AWS_REGION``
+(``subnet-0a1b2c3d``) or ``REGION:SUBNET`` (``us-west-2:subnet-0a1b2c3d``) for a subnet of
+another region. Candidates are ordered by price across all of them.
+
+``PLOYD_EC2_CAPACITY_RESERVATIONS``: a JSON list, each item::
+
+    {"id": "cr-0123456789abcdef0",          # or "resource_group": "arn:aws:resource-groups:..."
+     "instance_type": "p5.48xlarge",
+     "az": "us-east-1a",                     # its region follows from the AZ
+     "kind": "on-demand" | "capacity-block", # default on-demand (an ODCR)
+     "price_usd_hour": 31.46}                # optional: what its hours cost
+
+They are tried before every other candidate of a job (or warm pool) whose hardware the
+instance type fits.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from app.core.scheduler.model import Reservation
+
+REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
+_AZ = re.compile(r"^([a-z]{2}(?:-[a-z]+)+-\d)[a-z]$")
+_SUBNET = re.compile(r"^subnet-[0-9a-f]{8,17}$")
+_CR = re.compile(r"^cr-[0-9a-f]{8,17}$")
+_GROUP = re.compile(r"^arn:aws[a-z-]*:resource-groups:[a-z0-9-]+:\d{12}:group/[\w.+=,@-]{1,128}$")
+_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9-]+$")
+_KINDS = ("on-demand", "capacity-block")
+_KEYS = {"id", "resource_group", "instance_type", "az", "kind", "price_usd_hour"}
+
+
+class PlacementError(ValueError):
+    """A PLOYD_EC2_SUBNETS / PLOYD_EC2_CAPACITY_RESERVATIONS value that cannot be used."""
+
+
+def parse_subnets(raw: str, home_region: str) -> dict[str, str]:
+    """Subnet id -> its region, in the order given. Raises ``PlacementError``."""
+    out: dict[str, str] = {}
+    entries = [e.strip() for e in raw.split(",") if e.strip()]
+    if not entries:
+        raise PlacementError(
+            "PLOYD_EC2_SUBNETS: set at least one subnet id (comma-separated; "
+            "REGION:subnet-... for another region than PLOYD_AWS_REGION)"
+        )
+    bad: list[str] = []
+    for e in entries:
+        region, _, subnet = e.rpartition(":")
+        region = region or home_region
+        if not _SUBNET.match(subnet) or not REGION.match(region):
+            bad.append(e)
+            continue
+        if subnet in out:
+            raise PlacementError(f"PLOYD_EC2_SUBNETS: {subnet} is listed twice")
+        out[subnet] = region
+    if bad:
+        raise PlacementError(
+            f"PLOYD_EC2_SUBNETS: not subnet ids: {', '.join(bad)} (expected subnet-... "
+            "or REGION:subnet-..., e.g. us-west-2:subnet-0123456789abcdef0)"
+        )
+    return out
+
+
+_SG = re.compile(r"^sg-[0-9a-f]{8,17}$")
+
+
+def parse_security_groups(raw: str, home_region: str, regions: set[str]) -> dict[str, str]:
+    """Region -> security group id, from ``sg-...`` (``home_region``'s) and
+    ``REGION:sg-...`` entries (security groups are regional): one for every region in
+    ``regions``. Raises ``PlacementError``."""
+    name = "PLOYD_EC2_SECURITY_GROUP"
+    out: dict[str, str] = {}
+    for e in (e.strip() for e in raw.split(",")):
+        region, _, sg = e.rpartition(":")
+        region = region or home_region
+        if not _SG.match(sg) or not REGION.match(region):
+            raise PlacementError(
+                f"{name}={raw.strip()!r}: expected a security group id (sg-...), or one "
+                "per region: sg-...,REGION:sg-..."
+            )
+        if region in out:
+            raise PlacementError(f"{name}: two security groups for {region}")
+        out[region] = sg
+    missing = sorted(regions - set(out))
+    if missing:
+        raise PlacementError(
+            f"{name}: no security group for {', '.join(missing)} (which has subnets); "
+            f"add {missing[0]}:sg-... (security groups are regional)"
+        )
+    return out
+
+
+def regional_images(name: str, images: Mapping[str, str], home: str, regions: set[str]) -> None:
+    """AMI ids and launch template ids are regional: a class's ``ami-``/``lt-`` value
+    serves ``home`` only; another region needs ``REGION:default`` (and ``REGION:CLASS``
+    for its classes). Names and ``resolve:ssm:`` parameters are the same everywhere."""
+    regional = [k for k, v in images.items() if ":" not in k and v.startswith(("ami-", "lt-"))]
+    if not regional:
+        return
+    for region in sorted(regions - {home}):
+        if f"{region}:default" not in images:
+            raise PlacementError(
+                f'{name}: {images[regional[0]]} is an id of {home}; add "{region}:default" '
+                f"(and {region}:CLASS keys) for the subnets in {region}"
+            )
+
+
+def region_of_az(az: str) -> str | None:
+    m = _AZ.match(az)
+    return m.group(1) if m else None
+
+
+def parse_reservations(raw: str, regions: set[str]) -> tuple[Reservation, ...]:
+    """The reservations named in ``PLOYD_EC2_CAPACITY_RESERVATIONS``; each must be in a
+    region that has subnets (``regions``). Raises ``PlacementError``."""
+    name = "PLOYD_EC2_CAPACITY_RESERVATIONS"
+    raw = raw.strip()
+    if not raw:
+        return ()
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise PlacementError(f"{name}: not JSON ({exc.msg} at char {exc.pos})") from None
+    if not isinstance(data, list):
+        raise PlacementError(
+            f'{name}: expected a JSON list of objects, e.g. [{{"id": "cr-...", '
+            '"instance_type": "p5.48xlarge", "az": "us-east-1a"}]'
+        )
+    out: list[Reservation] = []
+    seen: set[str] = set()
+    for i, item in enumerate(data):
+        where = f"{name}[{i}]"
+        if not isinstance(item, dict):
+            raise PlacementError(f"{where}: expected an object")
+        out.append(_reservation(where, item, regions))
+        if out[-1].target in seen:
+            raise PlacementError(f"{where}: {out[-1].target} is listed twice")
+        seen.add(out[-1].target)
+    return tuple(out)
+
+
+def _reservation(where: str, item: Mapping[str, Any], regions: set[str]) -> Reservation:
+    unknown = sorted(set(item) - _KEYS)
+    if unknown:
+        raise PlacementError(f"{where}: unknown keys {unknown} (known: {sorted(_KEYS)})")
+    kind = item.get("kind", "on-demand")
+    if kind not in _KINDS:
+        raise PlacementError(f"{where}: kind={kind!r}: expected 'on-demand' or 'capacity-block'")
+    rid, group = item.get("id"), item.get("resource_group")
+    if (rid is None) == (group is None):
+        raise PlacementError(f"{where}: set exactly one of id (cr-...) and resource_group (ARN)")
+    if rid is not None and not (isinstance(rid, str) and _CR.match(rid)):
+        raise PlacementError(f"{where}: id={rid!r}: expected a reservation id (cr-...)")
+    if group is not None:
+        if kind == "capacity-block":
+            raise PlacementError(f"{where}: a Capacity Block is named by its id (cr-...)")
+        if not (isinstance(group, str) and _GROUP.match(group)):
+            raise PlacementError(
+                f"{where}: resource_group={group!r}: expected "
+                "arn:aws:resource-groups:REGION:ACCOUNT:group/NAME"
+            )
+    itype = item.get("instance_type")
+    if not (isinstance(itype, str) and _TYPE.match(itype)):
+        raise PlacementError(f"{where}: instance_type={itype!r}: expected e.g. 'p5.48xlarge'")
+    az = item.get("az")
+    region = region_of_az(az) if isinstance(az, str) else None
+    if region is None:
+        raise PlacementError(f"{where}: az={az!r}: expected an availability zone, e.g. us-east-1a")
+    if region not in regions:
+        raise PlacementError(
+            f"{where}: {az} is in {region}, which has no subnet in PLOYD_EC2_SUBNETS "
+            f"(regions: {', '.join(sorted(regions))})"
+        )
+    price = item.get("price_usd_hour")
+    if price is not None and (
+        isinstance(price, bool) or not isinstance(price, int | float) or not price >= 0
+    ):
+        raise PlacementError(f"{where}: price_usd_hour={price!r}: expected a number >= 0")
+    return Reservation(
+        target=str(rid or group),
+        instance_type=itype,
+        az=str(az),
+        region=region,
+        kind=kind,
+        price_usd_hour=None if price is None else float(price),
+    )
