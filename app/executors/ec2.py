@@ -527,6 +527,10 @@ class EC2Executor:
             elif owner.instance_id is None:  # launched, but its launcher never said so
                 self.machines.set(owner.id, instance_id=iid)
                 live[iid] = replace(owner, instance_id=iid)
+        for iid, m in live.items():  # EC2 runs it; its agent has not registered yet
+            seen = running.get(iid)
+            if m.state == S.REQUESTED and seen is not None and seen.state == "running":
+                self.machines.move(m.id, S.BOOTING)
         ended = 0
         if orphans:
             log.warning("terminating %d orphan instance(s): %s", len(orphans), orphans)
