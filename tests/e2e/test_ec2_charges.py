@@ -33,8 +33,13 @@ async def test_boot_and_never_registered_time_go_to_the_attempts_tenant(
         pid = await w.h.start(repo)
         await w.h.until(lambda: len(w.launched) == 1, "a launch")
         silent = w.launched[0]
-        w.boot = True
         assert w.executor is not None
+        assert silent.state == "requested"
+        await w.executor.reap()  # EC2 says running: booting, its agent not there yet
+        with w.h.engine.db.session() as s:
+            row = s.query(Instance).filter_by(agent_id=silent.agent_id).one()
+            assert (row.state, row.meter_kind) == ("booting", "boot")
+        w.boot = True
         await w.executor.reconcile(now=utcnow() + timedelta(seconds=61))
         assert (await w.h.finished(pid)).state == "succeeded"
         a1, a2 = w.h.job(pid, "t").attempts
