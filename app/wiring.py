@@ -294,6 +294,8 @@ async def start_ec2(services: Services) -> Executor:
     settings = services.settings
     config, policy = settings.ec2, settings.ec2_policy
     assert config is not None and policy is not None  # Settings reads both for ec2
+    from app.adapters.ec2.config import EC2ConfigError
+
     executor = EC2Executor(
         services,
         await EC2Client.open(config),
@@ -301,5 +303,8 @@ async def start_ec2(services: Services) -> Executor:
         policy,
         server_url=policy.agent_url or settings.base_url,
     )
-    await executor.start()
+    try:
+        await executor.start()
+    except EC2ConfigError as e:  # checked against the catalog: a GPU class without its AMI
+        raise SettingsError(str(e)) from None
     return executor

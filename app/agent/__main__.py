@@ -47,6 +47,9 @@ DEFAULT_WORK_DIR = Path("~/.ployd-agent/work")
 DEFAULT_GRACE_S = 600.0
 # What a restart into a new version must not repeat: the used-up token's sources.
 TOKEN_OPTIONS = ("--token", "--token-fd", "--credential-fd")
+# The exit code of an agent whose machine failed its check (``--expect-gpus``): the EC2
+# runner retires the machine (app.adapters.ec2.userdata.NOT_READY_EXIT).
+NOT_READY_EXIT = 3
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -158,7 +161,21 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "LD_LIBRARY_PATH,HTTPS_PROXY (default $PLOYD_PASS_ENV); steps get nothing else of "
         "the agent's environment",
     )
+    p.add_argument(
+        "--expect-gpus",
+        metavar="COUNT:CLASS",
+        help="before registering, check that nvidia-smi sees exactly COUNT GPUs of CLASS "
+        "(8:h100); when not, tell the server (with the registration token) and exit "
+        f"{NOT_READY_EXIT} without taking a job (EC2 machines: set by the user data)",
+    )
     args = p.parse_args(argv)
+    if args.expect_gpus:
+        from app.agent.hardware import parse_expected
+
+        try:
+            args.expect_gpus = parse_expected(args.expect_gpus)
+        except ValueError as e:
+            p.error(str(e))
     args.pass_env = tuple(n.strip() for n in args.pass_env.split(",") if n.strip())
     # Out of the environment whatever happens next: steps and git inherit it.
     from_env = os.environ.pop(TOKEN_ENV, None)
@@ -312,7 +329,7 @@ async def amain(
     from app.agent.agent import Agent
     from app.agent.client import AgentClient
     from app.agent.container import detect_runtime
-    from app.agent.hardware import detect
+    from app.agent.hardware import detect, gpu_problem
     from app.agent.sandbox import Confinement, SandboxError
     from app.agent.update import SelfUpdate
 
@@ -354,6 +371,16 @@ async def amain(
         runtime = detect_runtime()  # what jobs' images run with (None: none)
         # Once: sent at registration and with each claim.
         hardware = detect(args.work_dir, containers=runtime.name if runtime is not None else "")
+        if args.expect_gpus and args.credential_fd is None:  # before its first job
+            problem = gpu_problem(hardware.gpus, *args.expect_gpus)
+            if problem is not None:
+                log.error("%s: taking no job; telling the server", problem)
+                try:
+                    await client.report_not_ready(problem)
+                except Exception as e:  # unreachable: the boot timeout still ends it
+                    log.error("could not tell the server (%r)", e)
+                return NOT_READY_EXIT
+            log.info("GPU check passed: %d x %s", *args.expect_gpus)
         if args.credential_fd is None:  # a fresh start: register with the token
             registration = Registration(
                 name=args.agent_id,

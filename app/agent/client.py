@@ -20,6 +20,7 @@ from typing import Any
 from app.agent.httpclient import TRANSPORT_ERRORS, Http, HTTPStatusError
 from app.protocol import (
     Answer,
+    BootFailure,
     Claim,
     ClaimRequest,
     FinishReport,
@@ -160,15 +161,20 @@ class AgentClient:
         credential, which the client uses from then on (the token is forgotten). Raises
         ``AttemptGone`` when the server refuses the token (401: unknown, used already,
         expired; 409: the name is another pool's agent's)."""
-        status, data = await self._post(
-            "/register", self.agent_token, registration.to_json(), 30.0
-        )
+        status, data = await self._post("/register", self.agent_token, registration.to_json(), 30.0)
         try:
             registered = Registered.from_json(data)
         except ProtocolError as e:
             raise BadAnswer(status, f"registration answer: {e}") from None
         self.agent_token = registered.credential
         return registered
+
+    async def report_not_ready(self, reason: str) -> None:
+        """Before registering: tell the server, with the registration token this client
+        still holds, that this machine cannot take jobs and why (``POST
+        /bootstrap-failed``, as a failed bootstrap does): its attempt is retried on
+        another machine and this one is terminated."""
+        await self._post_retry("/bootstrap-failed", self.agent_token, BootFailure(reason).to_json())
 
     async def claim(
         self, agent_id: str, wait: float, hardware: Hardware | None = None
@@ -198,9 +204,7 @@ class AgentClient:
 
     async def log(self, attempt_id: int, token: str, chunk: LogChunk) -> bool:
         """Send a log chunk; True when the server asks to cancel."""
-        status, resp = await self._post_retry(
-            f"/attempts/{attempt_id}/log", token, chunk.to_json()
-        )
+        status, resp = await self._post_retry(f"/attempts/{attempt_id}/log", token, chunk.to_json())
         return self._cancel(status, resp)
 
     async def step(self, attempt_id: int, token: str, report: StepReport) -> bool:
@@ -218,6 +222,4 @@ class AgentClient:
         return self._cancel(status, resp)
 
     async def finish(self, attempt_id: int, token: str, report: FinishReport) -> None:
-        await self._post_retry(
-            f"/attempts/{attempt_id}/finish", token, report.to_json(), retries=8
-        )
+        await self._post_retry(f"/attempts/{attempt_id}/finish", token, report.to_json(), retries=8)

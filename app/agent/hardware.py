@@ -236,6 +236,30 @@ def detect(
     return hw
 
 
+def parse_expected(text: str) -> tuple[int, str]:
+    """``COUNT:CLASS`` (``8:h100``: what ``--expect-gpus`` says) as (count, class);
+    ValueError when it is not that."""
+    count, sep, cls = text.strip().partition(":")
+    if not sep or not count.isdigit() or not 1 <= int(count) <= MAX_GPUS or not cls:
+        raise ValueError(f"--expect-gpus {text!r}: expected COUNT:CLASS, e.g. 8:h100")
+    return int(count), cls
+
+
+def gpu_problem(gpus: Sequence[Gpu], count: int, cls: str) -> str | None:
+    """Why ``gpus`` (nvidia-smi's) are not ``count`` GPUs of class ``cls``, as a machine
+    of a GPU instance type must have before it takes a job; None when they are."""
+    if len(gpus) == count and all(g.model == cls for g in gpus):
+        return None
+    seen = ", ".join(
+        f"{n} x {name}" + (f" ({model})" if model else "") for (name, model), n in _groups(gpus)
+    )
+    return (
+        f"GPU check failed: nvidia-smi sees {seen or 'no GPU'}, but this instance type has "
+        f"{count} x {cls}"
+        + ("" if gpus else " (no nvidia-smi, no driver loaded, or it failed: see the agent's log)")
+    )
+
+
 def describe(hw: Hardware) -> str:
     """``8 x NVIDIA H100 80GB HBM3 (h100), 192 CPUs, 2015 GB memory, 3500 GB disk``."""
     parts = [

@@ -30,6 +30,8 @@ class EC2Policy:
     pools: Mapping[str, PoolPolicy] = field(default_factory=dict)  # spec -> policy
     default_pool: PoolPolicy = PoolPolicy()
     boot_timeout_s: int = 600
+    # per hardware class (``h100``) or instance family (``p5``): slow boots get longer
+    boot_timeouts: Mapping[str, int] = field(default_factory=dict)
     max_lifetime_s: int = 80 * 3600  # past the longest job timeout (72 h)
     reap_every_s: int = 60
     allowed_classes: frozenset[str] | None = None
@@ -37,6 +39,14 @@ class EC2Policy:
 
     def pool(self, spec: str) -> PoolPolicy:
         return self.pools.get(spec, self.default_pool)
+
+    def boot_timeout_for(self, family: str, hardware_class: str) -> int:
+        """Seconds a machine of instance ``family`` (``p5``) and ``hardware_class``
+        (``h100``) has to register: the family's, else the class's, else the default."""
+        for key in (family, hardware_class):
+            if key and key in self.boot_timeouts:
+                return self.boot_timeouts[key]
+        return self.boot_timeout_s
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> EC2Policy:
@@ -65,10 +75,35 @@ class EC2Policy:
             except ValueError as e:
                 raise PolicyError(f"{name}={text!r}: {e}") from None
 
+        boot_timeouts: dict[str, int] = {}
+        raw = env.get("PLOYD_EC2_BOOT_TIMEOUTS", "").strip()
+        if raw:
+            try:
+                data = json.loads(raw)
+            except ValueError as e:
+                raise PolicyError(f"PLOYD_EC2_BOOT_TIMEOUTS: not JSON: {e}") from None
+            if not isinstance(data, dict) or not all(
+                isinstance(k, str) and k and isinstance(v, str) for k, v in data.items()
+            ):
+                raise PolicyError(
+                    'PLOYD_EC2_BOOT_TIMEOUTS: expected {"p5": "25m", "a100": "15m"} '
+                    "(instance family or hardware class -> duration)"
+                )
+            for key, text in data.items():
+                try:
+                    boot_timeouts[key] = parse_duration(text)
+                except ValueError as e:
+                    raise PolicyError(f"PLOYD_EC2_BOOT_TIMEOUTS[{key!r}]={text!r}: {e}") from None
+                if boot_timeouts[key] < 60:
+                    raise PolicyError(
+                        f"PLOYD_EC2_BOOT_TIMEOUTS[{key!r}]={text!r}: at least 1m (a machine "
+                        "needs that to boot)"
+                    )
         return cls(
             pools=pools,
             default_pool=default,
             boot_timeout_s=seconds("PLOYD_EC2_BOOT_TIMEOUT", 600),
+            boot_timeouts=boot_timeouts,
             max_lifetime_s=seconds("PLOYD_EC2_MAX_LIFETIME", 80 * 3600),
             allowed_classes=frozenset(c.strip() for c in allowed.split(",") if c.strip())
             if allowed

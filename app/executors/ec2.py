@@ -42,7 +42,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from app.adapters.ec2.client import AGENT_TAG, DEPLOYMENT_TAG, EC2Client
-from app.adapters.ec2.config import EC2Config
+from app.adapters.ec2.config import EC2Config, EC2ConfigError
 from app.adapters.ec2.errors import CapacityError, CloudError
 from app.adapters.ec2.userdata import user_data
 from app.core.clock import aware
@@ -85,6 +85,7 @@ class _Waiting:
     since: datetime | None = None
     tried: list[Candidate] = field(default_factory=list)
     avoid: set[str] = field(default_factory=set)  # candidates whose machine never came
+    note: str = ""  # why the last machine started for it went (said with the next one)
 
 
 @dataclass(frozen=True)
@@ -142,6 +143,7 @@ class EC2Executor:
     async def start(self) -> None:
         if not self.deployment:
             self.deployment = await asyncio.to_thread(deployment_id, self.services.db)
+        self._check_settings()
         azs = await self.ec2.subnet_azs(self.config.subnets)
         fleet = Fleet(
             tuple(Placement(self.config.region, azs[s], s) for s in self.config.subnets),
@@ -163,6 +165,28 @@ class EC2Executor:
             asyncio.create_task(self._loop(), name="ec2-executor"),
             asyncio.create_task(self._reaper(), name="ec2-reaper"),
         ]
+
+    def _check_settings(self) -> None:
+        """What the settings alone cannot check, against the catalog: every GPU class this
+        PloyD may start has an AMI/launch template of its own (unless the default is said
+        to be GPU-ready), and each boot timeout names a class or an instance family.
+        ``EC2ConfigError`` (``ployd serve`` exits saying it)."""
+        catalog = self.services.catalog
+        allowed = self.policy.allowed_classes
+        gpu = [
+            c
+            for c in catalog.classes()
+            if catalog.hardware_class(c).kind in ("gpu", "accelerator")
+            and (allowed is None or c in allowed)
+        ]
+        self.config.check_gpu_images(gpu)
+        known = set(catalog.classes()) | {t.family for t in catalog.types()}
+        unknown = sorted(set(self.policy.boot_timeouts) - known)
+        if unknown:
+            raise EC2ConfigError(
+                f"PLOYD_EC2_BOOT_TIMEOUTS: {', '.join(unknown)}: neither a hardware class nor "
+                "an instance family of the catalog (e.g. h100, p5)"
+            )
 
     async def retired(self) -> None:
         """Wait for the terminations under way (machines leaving after their job)."""
@@ -293,9 +317,11 @@ class EC2Executor:
                 tried.append(c)
                 failure = e
                 break
-            self._waiting.pop(q.job_id, None)
+            note = self._waiting.pop(q.job_id, _Waiting()).note
             self.engine.set_waiting(
-                q.job_id, f"starting a {c.instance_type} ({c.market}, {c.placement.az})"
+                q.job_id,
+                f"starting a {c.instance_type} ({c.market}, {c.placement.az})"
+                + (f"; the last one went: {note}" if note else ""),
             )
             return
         w.rounds += 1
@@ -333,6 +359,7 @@ class EC2Executor:
             agent_id,
             agent_url=self.agent_url,
             agent_sha256=self.services.agent.sha256,
+            expect_gpus=self._expected_gpus(c.instance_type),
         )
         cls = parse_spec(c.hardware).cls
         image = self.config.amis.get(cls) or self.config.amis.get("default")
@@ -349,7 +376,9 @@ class EC2Executor:
                 c.market,
                 user_data=script,
                 tags=tags,
-                root_gb=max(self.config.root_gb, int((q.disk_gb if q else None) or 0)),
+                root_gb=self.config.root_gb,
+                disk_gb=q.disk_gb if q else None,
+                kms_key_id=self.config.kms_key_id,
                 client_token=agent_id,
                 ami=None if template else image,
                 launch_template=template,
@@ -375,12 +404,34 @@ class EC2Executor:
             key = f"{m.instance_type} {m.market} {m.az}"
             self._waiting.setdefault(job_id, _Waiting()).avoid.add(key)
 
+    def _expected_gpus(self, instance_type: str) -> str:
+        """``COUNT:CLASS`` the agent of an ``instance_type`` machine checks nvidia-smi
+        shows before its first job (``8:h100``); "" for types without NVIDIA GPUs."""
+        catalog = self.services.catalog
+        try:
+            t = catalog.get(instance_type)
+        except KeyError:
+            return ""
+        if catalog.hardware_class(t.cls).kind != "gpu" or t.accelerators < 1:
+            return ""
+        return f"{t.accelerators}:{t.cls}"
+
+    def boot_timeout(self, m: InstanceView) -> timedelta:
+        """How long machine ``m`` has to register: per instance family or hardware class
+        (``PLOYD_EC2_BOOT_TIMEOUTS``), else ``PLOYD_EC2_BOOT_TIMEOUT``."""
+        try:
+            family = self.services.catalog.get(m.instance_type).family
+        except KeyError:
+            family = m.instance_type.split(".", 1)[0]
+        cls = parse_spec(m.hardware).cls if m.hardware else ""
+        return timedelta(seconds=self.policy.boot_timeout_for(family, cls))
+
     async def _boot_timeouts(self, live: list[InstanceView], now: datetime) -> None:
-        limit = timedelta(seconds=self.policy.boot_timeout_s)
         for m in live:
             launched = aware(m.launched_at)
             if m.state not in (S.REQUESTED, S.BOOTING) or launched is None:
                 continue
+            limit = self.boot_timeout(m)
             if now - launched <= limit:
                 continue
             await self.terminate(m, f"its agent did not register within {limit}")
@@ -475,6 +526,9 @@ class EC2Executor:
         if row is None:
             return
         self._avoid(row)
+        job_id = self._job_of(row.launched_for) if row.launched_for is not None else None
+        if job_id is not None:  # its retry's "starting a ..." says why (a GPU check...)
+            self._waiting.setdefault(job_id, _Waiting()).note = error
         task = asyncio.get_running_loop().create_task(self.terminate(row, error))
         self._retiring.add(task)
         task.add_done_callback(self._retiring.discard)

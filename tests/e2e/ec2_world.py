@@ -3,7 +3,8 @@ endpoint URL like real EC2, PloyD's EC2 executor, and "instances" booted by runn
 user data moto recorded for them, for real, each in a throwaway root (``Machine``:
 ``systemctl`` and ``shutdown`` stubbed): it downloads the agent from the server, checks
 its SHA-256 and starts it, with its own fake instance metadata service (to deliver spot
-interruption notices).
+interruption notices). Each machine's PATH starts with a fake ``nvidia-smi`` printing
+the GPUs its instance type has (``gpus``: tests give a machine fewer).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,7 @@ from app.executors.ec2 import EC2Executor
 from app.store.instances import InstanceView
 from tests.e2e.conftest import Harness
 from tests.e2e.machine import Machine
+from tests.fakes import nvidia_smi
 
 KEYS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 
@@ -79,6 +82,8 @@ class EC2World:
         self.launched: list[InstanceView] = []
         self.booted: dict[str, int] = {}  # agent id -> the bootstrap's exit code
         self.machine_path: list[Path] = []  # folders first on the machines' PATH
+        # what each machine's nvidia-smi prints (None: no nvidia-smi); default: its type's
+        self.gpus: Callable[[InstanceView], str | None] = self.gpus_of_type
         self._boots: set[asyncio.Task[None]] = set()
         self._booted = asyncio.Condition()
 
@@ -104,6 +109,7 @@ class EC2World:
             instance_profile="ployd-runner",
             amis={"default": ami},
             endpoint_url=self.moto_url,
+            default_gpu_ready=True,  # the machines' nvidia-smi is a fake (``gpus``)
         )
 
     async def start_executor(self, policy: EC2Policy, config: EC2Config) -> EC2Executor:
@@ -137,12 +143,28 @@ class EC2World:
         script = base64.b64decode(raw["UserData"]["Value"]).decode()
         _server, _token, agent_id = parse_registration(script)
         machine = self.machines[agent_id] = Machine(self.tmp / "machines" / agent_id)
+        path = list(self.machine_path)
+        output = self.gpus(row)
+        if output is not None:
+            path.append(nvidia_smi.install(self.tmp / "machines" / f"{agent_id}-gpus", output))
         code = await machine.run(
-            script, path_first=self.machine_path, PLOYD_IMDS_URL=f"{self.imds.url}/{agent_id}"
+            script, path_first=path, PLOYD_IMDS_URL=f"{self.imds.url}/{agent_id}"
         )
         async with self._booted:
             self.booted[agent_id] = code
             self._booted.notify_all()
+
+    def gpus_of_type(self, row: InstanceView, count: int | None = None) -> str | None:
+        """nvidia-smi's lines for the GPUs of ``row``'s instance type (``count`` of them
+        when given); None when it has none."""
+        assert self.h is not None
+        catalog = self.h.server.services.catalog
+        t = catalog.get(row.instance_type)
+        cls = catalog.hardware_class(t.cls)
+        if cls.kind != "gpu":
+            return None
+        line = f"{cls.accelerator}, {int(t.accelerator_memory_gb * 1024)}\n"
+        return line * (t.accelerators if count is None else count)
 
     async def bootstrapped(self, agent_id: str) -> int:
         """Wait for the bootstrap of ``agent_id``'s machine to end; its exit code."""

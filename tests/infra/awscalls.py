@@ -9,8 +9,9 @@ A call is found in one of three shapes:
   that service's operations in botocore's own models (snake_case);
 - ``<client>.generate_presigned_url("OPERATION", ...)``: the URL is signed with the
   server's credentials, so the operation is the server's to be allowed;
-- ``._call("Operation", ...)`` (``app.adapters.ec2.client``'s one entry point): an
-  operation in CamelCase of the one service (EC2, Pricing, SSM) that has it.
+- ``._call("Operation", ...)`` and ``call(client, "Operation", params, ...)``
+  (``app.adapters.ec2``'s entry points, for EC2 and SSM): an operation in CamelCase of
+  the one service (EC2, Pricing, SSM, ...) that has it.
 
 The agent (``app/agent``, runs on the machines, with the instance role) is not scanned.
 """
@@ -89,21 +90,39 @@ def _service_of(method: str, name: str | None) -> str | None:
     return None
 
 
+def _operation_argument(node: ast.Call) -> str | None:
+    """The IAM action of a ``_call("Operation", ...)`` / ``call(client, "Operation", ...)``:
+    the first CamelCase string argument that is an operation of exactly one service."""
+    for arg in node.args[:2]:
+        if not (isinstance(arg, ast.Constant) and isinstance(arg.value, str)):
+            continue
+        having = [s for s in SERVICES if arg.value in operations(s).values()]
+        if having:
+            where = f"line {node.lineno}"
+            assert len(having) == 1, f"{where}: which service's {arg.value}? {having}"
+            return _action(having[0], arg.value)
+    return None  # not an AWS operation (the forges' clients have a _call too)
+
+
 def _calls_in(path: Path) -> list[Call]:
     rel = str(path.relative_to(ROOT))
     tree = ast.parse(path.read_text(), str(path))
     out: list[Call] = []
     for node in ast.walk(tree):
-        if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
+        if not isinstance(node, ast.Call):
+            continue
+        if isinstance(node.func, ast.Name) and node.func.id == "call":
+            op = _operation_argument(node)  # transport.call(client, "Operation", params)
+            if op is not None:
+                out.append(Call(op, rel, node.lineno))
+            continue
+        if not isinstance(node.func, ast.Attribute):
             continue
         method = node.func.attr
         first = node.args[0].value if node.args and isinstance(node.args[0], ast.Constant) else None
-        if method == "_call" and isinstance(first, str):
-            having = [s for s in SERVICES if first in operations(s).values()]
-            if not having:  # not an AWS operation (the forges' clients have a _call too)
-                continue
-            assert len(having) == 1, f"{rel}:{node.lineno}: which service's {first}? {having}"
-            out.append(Call(_action(having[0], first), rel, node.lineno))
+        op = _operation_argument(node)
+        if method == "_call" and op is not None:
+            out.append(Call(op, rel, node.lineno))
             continue
         name, service = _receiver(node.func.value)
         if service is None and name not in CLIENT_NAMES:

@@ -66,6 +66,11 @@ def test_the_scan_finds_the_calls_it_should() -> None:
     assert {"s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"} <= actions
     assert {"secretsmanager:GetSecretValue", "ssm:GetParameter"} <= actions
     assert {"kms:GenerateDataKey", "kms:Decrypt"} <= actions
+    # and transport.call(client, "Operation", ...): resolve:ssm: AMIs
+    assert any(
+        c.action == "ssm:GetParameter" and c.path.startswith("app/adapters/ec2/")
+        for c in server_calls()
+    )
 
 
 def test_every_aws_call_of_the_service_is_allowed(root: Module) -> None:

@@ -1,8 +1,8 @@
 # shellcheck shell=bash
 # The body of a PloyD machine's user data: app.adapters.ec2.userdata puts the shebang and
 # this machine's values (PLOYD_SERVER_URL, PLOYD_AGENT_ID, PLOYD_REGISTRATION_TOKEN,
-# PLOYD_AGENT_URL, PLOYD_AGENT_SHA256, PLOYD_WORK_DIR, PLOYD_AGENT_PATH, PLOYD_RETIRE_CODES,
-# PLOYD_START_LIMIT_BURST, PLOYD_START_LIMIT_INTERVAL) above it. Run once, as root, by
+# PLOYD_AGENT_URL, PLOYD_AGENT_SHA256, PLOYD_WORK_DIR, PLOYD_AGENT_PATH, PLOYD_EXPECT_GPUS,
+# PLOYD_RETIRE_CODES, PLOYD_START_LIMIT_BURST, PLOYD_START_LIMIT_INTERVAL) above it. Run once, as root, by
 # cloud-init at first boot. No package index is contacted: the agent is one file from the
 # PloyD server (or baked into the image), run by the system's own python3.
 #
@@ -145,8 +145,12 @@ chmod 0600 "$ENV_FILE"
 # -- the runner: the agent, then the machine retires when the agent says so --------------
 umask 022
 mkdir -p "$WORK_DIR" "$(dirname "$RUNNER")" "$(dirname "$UNIT_FILE")"
+expect=()  # bash 4.2 (Amazon Linux 2) under set -u: expanded as ${a[@]+...}
+if [ -n "${PLOYD_EXPECT_GPUS:-}" ]; then  # the GPUs this instance type has: checked first
+  expect=(--expect-gpus "$PLOYD_EXPECT_GPUS")
+fi
 agent_cmd="$(printf '%q ' "$PYTHON" -I "$AGENT" --server "$PLOYD_SERVER_URL" \
-  --agent-id "$PLOYD_AGENT_ID" --work-dir "$WORK_DIR" --imds-url "$IMDS_URL")"
+  --agent-id "$PLOYD_AGENT_ID" --work-dir "$WORK_DIR" --imds-url "$IMDS_URL" ${expect[@]+"${expect[@]}"})"
 cat > "$RUNNER" <<PLOYD_RUNNER
 #!/bin/bash
 # Started by $UNIT: the agent (Python $PYTHON_VERSION), then the machine retires when

@@ -16,10 +16,10 @@ import asyncio
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from app.adapters.ec2.config import EC2Config
+from app.adapters.ec2.config import SSM_PREFIX, EC2Config
 from app.adapters.ec2.errors import NOT_FOUND_CODES, CapacityError, EC2Error
 from app.adapters.ec2.transport import EC2Metrics, RetryPolicy, Sleep, call, make_boto_client
 from app.adapters.ec2.userdata import MAX_USER_DATA_BYTES
@@ -34,6 +34,7 @@ DEPLOYMENT_TAG = "ployd:deployment"  # whose instance: PLOYD_DEPLOYMENT (the rea
 AGENT_TAG = "ployd:agent"  # its machine row's agent id, also the launch's ClientToken
 LIVE_STATES = ("pending", "running", "shutting-down", "stopping", "stopped")
 TERMINATE_BATCH = 100
+SSM_CACHE_S = 3600  # how long a resolve:ssm: answer is used before asking SSM again
 
 
 def _utcnow() -> datetime:
@@ -52,6 +53,53 @@ class InstanceInfo:
     market: Market
     az: str
     subnet_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ImageFacts:
+    """What DescribeImages says about an AMI that a launch needs."""
+
+    root_device: str  # /dev/xvda, /dev/sda1
+    snapshot_gb: int  # its root snapshot's size (0: unknown)
+
+
+@dataclass(frozen=True)
+class _Boot:
+    ami: str  # resolved: ami-...
+    facts: ImageFacts
+    template_ebs: dict[str, Any] | None  # the launch template's root volume, if it has one
+    from_template: bool
+
+
+def root_mapping(
+    boot: _Boot, root_gb: int, disk_gb: int | None, kms_key_id: str | None
+) -> dict[str, Any] | None:
+    """The root volume's block device mapping to send (None: the launch template's own is
+    kept). A template's mapping stays unless the job asks for more disk than it gives, or
+    it is smaller than the AMI's snapshot (EC2 would refuse it); ours is ``root_gb`` or
+    the job's ``disk_gb``, whichever is larger. Never below the snapshot; always
+    encrypted (with ``kms_key_id`` when given)."""
+    snapshot = boot.facts.snapshot_gb
+    want = int(disk_gb or 0)
+    ebs: dict[str, Any]
+    if boot.template_ebs is not None:
+        have = int(boot.template_ebs.get("VolumeSize") or snapshot)
+        if want <= have and have >= snapshot:
+            return None
+        ebs = {k: v for k, v in boot.template_ebs.items() if k != "Encrypted"}
+        ebs["VolumeSize"] = max(want, have, snapshot)
+        ebs["Encrypted"] = bool(boot.template_ebs.get("Encrypted", True)) or bool(kms_key_id)
+        ebs.setdefault("DeleteOnTermination", True)
+    else:
+        ebs = {
+            "VolumeSize": max(int(root_gb), want, snapshot),
+            "VolumeType": "gp3",
+            "Encrypted": True,
+            "DeleteOnTermination": True,
+        }
+    if kms_key_id:
+        ebs["KmsKeyId"] = kms_key_id
+    return {"DeviceName": boot.facts.root_device, "Ebs": ebs}
 
 
 def _instance_info(raw: Mapping[str, Any]) -> InstanceInfo:
@@ -73,7 +121,7 @@ def _instance_info(raw: Mapping[str, Any]) -> InstanceInfo:
 
 class EC2Client:
     """PloyD's EC2: one per process and region. ``boto`` is the botocore client (tests
-    hook its ``meta.events`` to inject faults)."""
+    hook its ``meta.events`` to inject faults); ``ssm`` SSM's, for ``resolve:ssm:``."""
 
     def __init__(
         self,
@@ -83,13 +131,16 @@ class EC2Client:
         sleep: Sleep = asyncio.sleep,
         clock: Clock = _utcnow,
         metrics: EC2Metrics | None = None,
+        ssm: Any = None,
     ) -> None:
         self.boto = boto
         self.retry = retry or RetryPolicy()
         self._sleep = sleep
         self._clock = clock
         self.metrics = metrics or EC2Metrics()
-        self._root_devices: dict[str, str] = {}
+        self.ssm = ssm
+        self._images: dict[str, ImageFacts] = {}
+        self._ssm_cache: dict[str, tuple[str, datetime]] = {}
 
     @classmethod
     async def open(cls, config: EC2Config, **kwargs: Any) -> EC2Client:
@@ -97,15 +148,73 @@ class EC2Client:
         except ``session`` (a dict for ``boto3.session.Session``)."""
         session_kwargs: dict[str, Any] = kwargs.pop("session", {})
         boto = await asyncio.to_thread(make_boto_client, config, **session_kwargs)
+        if "ssm" not in kwargs:  # for resolve:ssm: AMIs (in the settings or a template)
+            kwargs["ssm"] = await asyncio.to_thread(
+                make_boto_client, config, "ssm", **session_kwargs
+            )
         return cls(boto, **kwargs)
 
     async def _call(self, operation: str, **params: Any) -> dict[str, Any]:
         return await call(self.boto, operation, params, self.retry, self._sleep, self.metrics)
 
-    async def _root_device(self, ami: str | None, launch_template: str | None) -> str:
-        """The root device name of the image (``/dev/xvda``, ``/dev/sda1``): resizing the
-        root volume needs it; another name would add a second volume instead."""
-        if ami is None:  # the template's default version may change: resolve it each time
+    async def resolve_image(self, image: str) -> str:
+        """The AMI id of ``image``: itself (``ami-...``), or the value of the SSM parameter
+        a ``resolve:ssm:NAME[:VERSION]`` names (SSM GetParameter, as EC2 does for
+        ImageId), cached for ``SSM_CACHE_S`` so a new ``latest`` AMI is picked up."""
+        if not image.startswith(SSM_PREFIX):
+            return image
+        now = self._clock()
+        cached = self._ssm_cache.get(image)
+        if cached is not None and now < cached[1]:
+            return cached[0]
+        if self.ssm is None:
+            raise EC2Error(
+                "SSMUnavailable", f"{image}: no SSM client to resolve it", operation="launch"
+            )
+        name = image[len(SSM_PREFIX) :]
+        try:
+            out = await call(
+                self.ssm, "GetParameter", {"Name": name}, self.retry, self._sleep, self.metrics
+            )
+        except EC2Error as exc:
+            raise EC2Error(
+                exc.code or "ParameterNotFound",
+                f"{image}: SSM could not resolve it ({exc.message}); check the parameter "
+                "name in PLOYD_EC2_AMIS or the launch template, and that the region has it",
+                operation="launch",
+            ) from None
+        value = str(out.get("Parameter", {}).get("Value", "")).strip()
+        if not value.startswith("ami-"):
+            raise EC2Error(
+                "InvalidAMIID.Malformed",
+                f"{image}: the SSM parameter holds {value[:80]!r}, not an AMI id",
+                operation="launch",
+            )
+        self._ssm_cache[image] = (value, now + timedelta(seconds=SSM_CACHE_S))
+        return value
+
+    async def image_facts(self, ami: str) -> ImageFacts:
+        """The root device name of ``ami`` (resizing the root volume needs it; another
+        name would add a second volume instead) and its root snapshot's size (DescribeImages,
+        cached: an AMI never changes)."""
+        if ami in self._images:
+            return self._images[ami]
+        images = (await self._call("DescribeImages", ImageIds=[ami])).get("Images", [])
+        if not images or not images[0].get("RootDeviceName"):
+            raise EC2Error("InvalidAMIID.NotFound", f"{ami}: no such image", operation="launch")
+        root = images[0]["RootDeviceName"]
+        snapshot_gb = 0
+        for m in images[0].get("BlockDeviceMappings", []):
+            if m.get("DeviceName") == root:
+                snapshot_gb = int(m.get("Ebs", {}).get("VolumeSize") or 0)
+        self._images[ami] = ImageFacts(root, snapshot_gb)
+        return self._images[ami]
+
+    async def _boot_image(self, ami: str | None, launch_template: str | None) -> _Boot:
+        """What a launch boots: the AMI (resolved), its facts, and the launch template's
+        own mapping for the root device (None: it has none, or no template)."""
+        template_ebs: dict[str, Any] | None = None
+        if ami is None:  # the template's default version may change: read it each time
             assert launch_template is not None
             out = await self._call(
                 "DescribeLaunchTemplateVersions",
@@ -113,21 +222,23 @@ class EC2Client:
                 Versions=["$Default"],
             )
             versions = out.get("LaunchTemplateVersions", [])
-            ami = versions[0].get("LaunchTemplateData", {}).get("ImageId") if versions else None
-            if not ami or not ami.startswith("ami-"):
+            data = versions[0].get("LaunchTemplateData", {}) if versions else {}
+            ami = data.get("ImageId")
+            if not ami or not (ami.startswith("ami-") or ami.startswith(SSM_PREFIX)):
                 raise EC2Error(
                     "RootDeviceUnknown",
                     f"launch template {launch_template}: its "
                     f"default version names no AMI id ({ami!r})",
                     operation="launch",
                 )
-        if ami in self._root_devices:  # an AMI never changes: cached
-            return self._root_devices[ami]
-        images = (await self._call("DescribeImages", ImageIds=[ami])).get("Images", [])
-        if not images or not images[0].get("RootDeviceName"):
-            raise EC2Error("InvalidAMIID.NotFound", f"{ami}: no such image", operation="launch")
-        self._root_devices[ami] = images[0]["RootDeviceName"]
-        return self._root_devices[ami]
+            resolved = await self.resolve_image(ami)
+            facts = await self.image_facts(resolved)
+            for m in data.get("BlockDeviceMappings", []):
+                if m.get("DeviceName") == facts.root_device and "Ebs" in m:
+                    template_ebs = dict(m["Ebs"])
+            return _Boot(resolved, facts, template_ebs, from_template=True)
+        resolved = await self.resolve_image(ami)
+        return _Boot(resolved, await self.image_facts(resolved), None, from_template=False)
 
     async def launch(
         self,
@@ -139,6 +250,8 @@ class EC2Client:
         tags: Mapping[str, str],
         root_gb: int,
         client_token: str,
+        disk_gb: int | None = None,
+        kms_key_id: str | None = None,
         ami: str | None = None,
         launch_template: str | None = None,
         spot_max_price: str | float | None = None,
@@ -147,7 +260,13 @@ class EC2Client:
         key_name: str | None = None,
     ) -> str:
         """Start one instance; its id. Raises ``CapacityError`` (try the next candidate),
-        ``EC2Error``, or ValueError for arguments EC2 would refuse anyway."""
+        ``EC2Error``, or ValueError for arguments EC2 would refuse anyway.
+
+        ``ami``: an AMI id or ``resolve:ssm:NAME``. The root volume (``root_mapping``): a
+        launch template's own mapping is kept unless ``disk_gb`` (the job's
+        ``resources.disk``) asks for more; otherwise ``root_gb`` or ``disk_gb``,
+        whichever is larger; never smaller than the AMI's snapshot; encrypted, with
+        ``kms_key_id`` when given."""
         if (ami is None) == (launch_template is None):
             raise ValueError("pass exactly one of ami= and launch_template=")
         if market not in ("spot", "on-demand"):
@@ -170,24 +289,17 @@ class EC2Client:
                 "HttpEndpoint": "enabled",
                 "HttpPutResponseHopLimit": 1,
             },
-            "BlockDeviceMappings": [
-                {
-                    "DeviceName": await self._root_device(ami, launch_template),
-                    "Ebs": {
-                        "VolumeSize": int(root_gb),
-                        "VolumeType": "gp3",
-                        "Encrypted": True,
-                        "DeleteOnTermination": True,
-                    },
-                }
-            ],
             "TagSpecifications": [
                 {"ResourceType": "instance", "Tags": tag_list},
                 {"ResourceType": "volume", "Tags": tag_list},
             ],
         }
+        boot = await self._boot_image(ami, launch_template)
+        mapping = root_mapping(boot, root_gb, disk_gb, kms_key_id)
+        if mapping is not None:
+            params["BlockDeviceMappings"] = [mapping]
         if ami is not None:
-            params["ImageId"] = ami
+            params["ImageId"] = boot.ami  # resolved: the image the mapping was sized for
         else:
             assert launch_template is not None
             params["LaunchTemplate"] = _template_ref(launch_template)

@@ -53,8 +53,9 @@ class EC2Metrics:
     fallbacks: Counter[str] = field(default_factory=Counter)  # CapacityError per kind
 
 
-def make_boto_client(config: EC2Config, **session_kwargs: Any) -> Any:
-    """A boto3 EC2 client for ``config`` (blocking: loads botocore's models).
+def make_boto_client(config: EC2Config, service: str = "ec2", **session_kwargs: Any) -> Any:
+    """A boto3 client of ``service`` (``ec2``; ``ssm`` for ``resolve:ssm:`` AMIs) for
+    ``config`` (blocking: loads botocore's models).
 
     ``session_kwargs`` go to ``boto3.session.Session`` (e.g. explicit keys for tests).
     """
@@ -62,7 +63,7 @@ def make_boto_client(config: EC2Config, **session_kwargs: Any) -> Any:
 
     session = boto3.session.Session(region_name=config.region, **session_kwargs)
     return session.client(
-        "ec2",
+        service,
         endpoint_url=config.endpoint_url,
         config=BotoConfig(
             retries={"total_max_attempts": 1, "mode": "standard"},

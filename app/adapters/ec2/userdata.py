@@ -13,8 +13,12 @@ machine's values above it. Run once as root by cloud-init at first boot, it:
 3. writes the registration token to ``/etc/ployd/agent.env`` (root-only, 0600) for
    systemd's ``EnvironmentFile`` (never to a command line, where ``ps`` would show it);
 4. starts ``ployd-agent.service``: ``python3 -I AGENT_PATH --server URL --agent-id ID
-   --work-dir DIR --imds-url IMDS`` (the agent reads ``PLOYD_AGENT_TOKEN`` from the
-   environment);
+   --work-dir DIR --imds-url IMDS [--expect-gpus COUNT:CLASS]`` (the agent reads
+   ``PLOYD_AGENT_TOKEN`` from the environment). ``--expect-gpus`` (a GPU instance type:
+   ``8:h100`` for a p5.48xlarge): before it registers, the agent checks that
+   ``nvidia-smi`` sees that many GPUs of that class, and when it does not reports why
+   (as in 5., with its still unused token) and exits ``NOT_READY_EXIT``: the machine
+   retires, the server terminates it and the attempt is retried on another;
 5. when any of that fails, reports why to the server (``POST
    /api/v1/agent/bootstrap-failed`` with the registration token) so the attempt the
    machine was started for says "machine i-... failed to start: ..." and is retried
@@ -49,7 +53,9 @@ IMDS_URL = "http://169.254.169.254"
 # 0: the agent finished (``--once``, or told to stop); 2: the server refused its token
 # (or its arguments were wrong), which no restart can fix. Other codes: systemd restarts
 # the agent, and powers off after START_LIMIT_BURST failures in START_LIMIT_INTERVAL_S.
-RETIRE_EXIT_CODES: tuple[int, ...] = (0, 2)
+# 3: the machine is not what it should be (its GPUs: ``--expect-gpus``), said to the server.
+NOT_READY_EXIT = 3
+RETIRE_EXIT_CODES: tuple[int, ...] = (0, 2, NOT_READY_EXIT)
 START_LIMIT_BURST = 5
 START_LIMIT_INTERVAL_S = 600
 
@@ -68,6 +74,7 @@ _TOKEN = re.compile(r"^[A-Za-z0-9._~+/=-]{8,4096}$")
 _URL = re.compile(r"^https?://[A-Za-z0-9._~:/?&=%+@-]+$")
 _PATH = re.compile(r"^/[A-Za-z0-9._/-]*$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_EXPECT_GPUS = re.compile(r"^([1-9][0-9]{0,2}:[a-z0-9][a-z0-9-]{0,39})?$")
 _VARS = ("PLOYD_SERVER_URL", "PLOYD_AGENT_ID", "PLOYD_REGISTRATION_TOKEN")
 
 
@@ -87,8 +94,10 @@ def user_data(
     work_dir: str = "/var/lib/ployd",
     agent_path: str = AGENT_PATH,
     retire_codes: Sequence[int] = RETIRE_EXIT_CODES,
+    expect_gpus: str = "",
 ) -> str:
-    """The bootstrap script for one agent; raises ValueError on unusable values."""
+    """The bootstrap script for one agent; raises ValueError on unusable values.
+    ``expect_gpus``: ``COUNT:CLASS`` the machine's ``nvidia-smi`` must show ("" none)."""
     q = shlex.quote
     values = {
         "PLOYD_SERVER_URL": _check(server_url, _URL, "server_url"),
@@ -98,6 +107,7 @@ def user_data(
         "PLOYD_AGENT_SHA256": _check(agent_sha256, _SHA256, "agent_sha256"),
         "PLOYD_WORK_DIR": _check(work_dir, _PATH, "work_dir"),
         "PLOYD_AGENT_PATH": _check(agent_path, _PATH, "agent_path"),
+        "PLOYD_EXPECT_GPUS": _check(expect_gpus, _EXPECT_GPUS, "expect_gpus"),
         "PLOYD_RETIRE_CODES": " ".join(str(int(c)) for c in retire_codes),
         "PLOYD_START_LIMIT_BURST": str(START_LIMIT_BURST),
         "PLOYD_START_LIMIT_INTERVAL": str(START_LIMIT_INTERVAL_S),
