@@ -3,7 +3,8 @@
 States::
 
     requested    RunInstances accepted; the machine is starting
-    booting      EC2 says running; its agent has not registered yet
+    booting      EC2 says running (the reaper saw it), or its agent has registered; it
+                 has taken no job yet
     idle         its agent is registered and waits for a job (in its warm pool)
     busy         its agent runs a job
     draining     finishing its job, then it goes (a fork's job, a clean machine asked for,

@@ -811,6 +811,10 @@ class EC2Executor:
             elif owner.instance_id is None:  # launched, but its launcher never said so
                 self.machines.set(owner.id, instance_id=iid)
                 live[iid] = replace(owner, instance_id=iid)
+        for iid, m in live.items():  # EC2 runs it; its agent has not registered yet
+            seen = running.get(iid)
+            if m.state == S.REQUESTED and seen is not None and seen.state == "running":
+                self.machines.move(m.id, S.BOOTING)
         ended = 0
         for region, ids in orphans.items():
             log.warning("terminating %d orphan instance(s) in %s: %s", len(ids), region, ids)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,6 +27,7 @@ from app.core.durations import format_duration
 from app.core.hardware import Catalog, parse_spec
 from app.core.jobspec import StoredJobSpec
 from app.policy.model import Policy, PolicyError, PolicyFile, load_file, parse_policy
+from app.store import charges
 from app.store import policy as policy_rows
 from app.store.db import Database, Tx
 from app.store.models import Attempt, AuditRecord, Job, Tenant, utcnow
@@ -58,12 +59,20 @@ def _plural(n: int, word: str) -> str:
 
 @dataclass(frozen=True)
 class Spend:
+    """A tenant's month: ``spent_usd`` (its ended attempts' run time and the boot time of
+    machines started for them, ended) and ``running_usd`` (what is still accruing: live
+    attempts and machines booting for them) count against its budget; ``machine_time``
+    splits them by kind (seconds, usd) and adds the idle time of warm machines bound to
+    the tenant, which is their pool's (``idle_by_pool``) and not in the budget."""
+
     tenant_id: int
     month: str  # 2026-11
-    spent_usd: float  # costs of this month's ended attempts
-    running_usd: float  # accrued so far by attempts still running (not yet in spent)
+    spent_usd: float  # ended: attempts' run time + the boot time of their machines
+    running_usd: float  # accruing: attempts still running + machines still booting
     budget: float | None
     warn_at: float | None
+    machine_time: dict[str, tuple[float, float]] = field(default_factory=dict)
+    idle_by_pool: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     @property
     def warning(self) -> bool:
@@ -81,6 +90,14 @@ class Spend:
             "warn_at": self.warn_at,
             "warning": self.warning,
             "over_budget": self.budget is not None and self.spent_usd >= self.budget,
+            "machine_time": {
+                kind: {"seconds": round(sec, 3), "usd": round(usd, 4)}
+                for kind, (sec, usd) in self.machine_time.items()
+            },
+            "idle_by_pool": {
+                pool: {"seconds": round(sec, 3), "usd": round(usd, 4)}
+                for pool, (sec, usd) in sorted(self.idle_by_pool.items())
+            },
         }
 
 
@@ -199,20 +216,29 @@ class PolicyBook:
     def spend(self, s: Tx, tenant: Tenant, now: datetime | None = None) -> Spend:
         now = now or utcnow()
         start = month_start(now)
-        spent = policy_rows.spent_since(s, tenant.id, start)
+        ran = policy_rows.spent_since(s, tenant.id, start)
         running = 0.0
         for a in policy_rows.live_since(s, tenant.id, start):
             if a.price_hourly and a.claimed_at is not None:
                 claimed = aware(a.claimed_at)
                 running += a.price_hourly * max(0.0, (now - claimed).total_seconds()) / 3600
+        machines = charges.breakdown(s, start, now, tenant.id)
+        run, boot, idle = (machines.total(k) for k in (charges.RUN, charges.BOOT, charges.IDLE))
         policy, _ = self.policy_for(s, tenant)
         return Spend(
             tenant_id=tenant.id,
             month=start.strftime("%Y-%m"),
-            spent_usd=spent,
-            running_usd=running,
+            spent_usd=ran + machines.closed[charges.BOOT].usd,
+            running_usd=running + machines.open[charges.BOOT].usd,
             budget=policy.budget.monthly_usd if policy.budget else None,
             warn_at=policy.budget.warn_at if policy.budget else None,
+            # run: the machines' busy seconds; its dollars are the attempts' own costs
+            machine_time={
+                charges.RUN: (run.seconds, ran + running),
+                charges.BOOT: (boot.seconds, boot.usd),
+                charges.IDLE: (idle.seconds, idle.usd),
+            },
+            idle_by_pool={p: (t.seconds, t.usd) for p, t in machines.idle_by_pool.items()},
         )
 
     def estimate(self, job: Job) -> tuple[float, str]:

@@ -16,6 +16,7 @@ from sqlalchemy import update as sql_update
 from sqlalchemy.exc import IntegrityError
 
 from app.core.instances import InstanceState, instance_transition
+from app.store import charges
 from app.store.db import Database
 from app.store.models import Attempt, Instance, utcnow
 
@@ -102,9 +103,10 @@ class AlreadyStarting(ValueError):
     machines' ``launched_for``: one launch per attempt, whichever replica tries)."""
 
 
-def add(db: Database, new: NewInstance) -> InstanceView:
+def add(db: Database, new: NewInstance, now: datetime | None = None) -> InstanceView:
     """Store a machine about to be requested (before RunInstances: its ``agent_id`` is
-    the launch's ClientToken). Raises ``AlreadyStarting``."""
+    the launch's ClientToken), its meter running (``boot``). Raises ``AlreadyStarting``."""
+    now = now or utcnow()
     row = Instance(
         pool=new.pool,
         tenant_id=new.tenant_id,
@@ -121,6 +123,9 @@ def add(db: Database, new: NewInstance) -> InstanceView:
         clean_after=new.clean_after,
         region=new.region,
         reservation=new.reservation,
+        launched_at=now,
+        meter_kind=charges.kind_after(InstanceState(new.state), None),
+        metered_at=now,
     )
     try:
         with db.session() as s:
@@ -175,7 +180,11 @@ def _set(row: Instance, fields: dict[str, Any]) -> None:
 
 def move(db: Database, row_id: int, target: InstanceState, **fields: Any) -> InstanceView | None:
     """Change state (checked by the state machine) and fields; None if the row is gone
-    or the move is not legal from where it is now (someone else moved it first)."""
+    or the move is not legal from where it is now (someone else moved it first). The
+    machine's time so far is charged (``app.store.charges``) as its state changes, up to
+    ``now=`` (a datetime; default: the present)."""
+    when = fields.pop("now", None)
+    now: datetime = when if isinstance(when, datetime) else utcnow()
     with db.session() as s:
         row = s.get(Instance, row_id)
         if row is None:
@@ -185,10 +194,11 @@ def move(db: Database, row_id: int, target: InstanceState, **fields: Any) -> Ins
                 instance_transition(row.state, target)
             except ValueError:
                 return None
+            charges.meter(s, row, target, now)  # before the fields: whose it was
         row.state = target.value
         _set(row, fields)
         if target is InstanceState.TERMINATED:
-            row.terminated_at = utcnow()
+            row.terminated_at = now
         return view(row)
 
 
@@ -237,8 +247,9 @@ class Exchange:
 
 def register(db: Database, token_hash: str, credential_hash: str) -> Exchange | None:
     """Exchange the registration token of a live machine (its hash) for its agent's
-    credential (a hash too), once. None when no machine has this token. The machine
-    stays as it is until its agent's first claim (``by_credential``)."""
+    credential (a hash too), once. None when no machine has this token. A ``requested``
+    machine is ``booting`` from then (it evidently runs) until its agent's first claim
+    (``by_credential``); its boot time goes on until that claim."""
     with db.session() as s:
         row = s.scalar(select(Instance).where(Instance.token_hash == token_hash))
         if row is None:
@@ -254,21 +265,28 @@ def register(db: Database, token_hash: str, credential_hash: str) -> Exchange | 
         if getattr(taken, "rowcount", 0) != 1:
             return Exchange("used", view(row))
         s.refresh(row)  # as the database gives it back
+        if row.state == InstanceState.REQUESTED.value:  # it runs: its agent is here
+            instance_transition(row.state, InstanceState.BOOTING)
+            row.state = InstanceState.BOOTING.value
         return Exchange("ok", view(row))
 
 
-def by_credential(db: Database, credential_hash: str) -> InstanceView | None:
+def by_credential(
+    db: Database, credential_hash: str, now: datetime | None = None
+) -> InstanceView | None:
     """The live machine whose agent holds this credential (its hash), moved to ``idle``
     on its agent's first claim (``requested``/``booting`` -> ``idle``): the claim that
-    takes the job it was started for, in the same moment."""
+    takes the job it was started for, in the same moment. Its boot ends there."""
+    now = now or utcnow()
     with db.session() as s:
         row = s.scalar(select(Instance).where(Instance.credential_hash == credential_hash))
         if row is None or not InstanceState(row.state).live:
             return None
         if row.state in (InstanceState.REQUESTED.value, InstanceState.BOOTING.value):
             instance_transition(row.state, InstanceState.IDLE)
+            charges.meter(s, row, InstanceState.IDLE, now)
             row.state = InstanceState.IDLE.value
-            row.idle_since = utcnow()
+            row.idle_since = now
             s.flush()
             s.refresh(row)
         return view(row)
@@ -287,6 +305,7 @@ def fail_boot(db: Database, token_hash: str, error: str) -> InstanceView | None:
         if row is None or row.state not in STARTING or row.credential_hash is not None:
             return None
         instance_transition(row.state, InstanceState.TERMINATING)
+        charges.meter(s, row, InstanceState.TERMINATING, utcnow())  # still its boot
         row.state = InstanceState.TERMINATING.value
         row.error = error[:2000]
         return view(row)

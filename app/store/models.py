@@ -294,6 +294,38 @@ class Instance(Base):
     registered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     idle_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     terminated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # The open stretch of its life not yet in ``instance_charges``: since when, and whose
+    # it is (boot, run or idle; null once terminated). ``app.store.charges`` closes it.
+    meter_kind: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    metered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class InstanceCharge(Base):
+    """A stretch of a cloud machine's life and who pays for it: ``boot`` (launched until
+    its first job, or its whole life when its agent never registered) goes to the attempt
+    it was launched for and that attempt's tenant; ``run`` is the attempt it ran (the
+    attempt's own ``cost`` is what spend counts); ``idle`` (waiting in its warm pool,
+    draining, terminating) goes to the pool, and to the tenant it is bound to, if any."""
+
+    __tablename__ = "instance_charges"
+    __table_args__ = (
+        Index("ix_instance_charges_tenant_ended", "tenant_id", "ended_at"),
+        Index("ix_instance_charges_ended", "ended_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    instance_row_id: Mapped[int] = mapped_column(ForeignKey("instances.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(8))  # boot | run | idle
+    attempt_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+    tenant_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    pool: Mapped[str] = mapped_column(String(128))
+    instance_type: Mapped[str] = mapped_column(String(64))
+    az: Mapped[str] = mapped_column(String(32), default="")
+    price_hourly: Mapped[float] = mapped_column(Float, default=0.0)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    seconds: Mapped[float] = mapped_column(Float)
+    cost: Mapped[float] = mapped_column(Float)
 
 
 class Artifact(Base):

@@ -5,7 +5,10 @@ running by hardware and why each waits, machines (EC2 and this server's local ag
 and self-hosted agents with their hardware and current job; then pictures over the last
 14 days: queue wait and duration p50/p95 per hardware class, spend per day per
 repository against the tenants' budgets, outcomes per day; the last day's figures as a
-table, and spend this month by tenant and repository. Server-rendered SVG; no script.
+table, spend this month by tenant (its jobs' run time, the boot time of machines started
+for them, and the idle time of warm machines bound to it, which is their pool's) and by
+repository, and machine time this month per pool (running jobs, booting, idle).
+Server-rendered SVG; no script.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from app.core.pools import hardware_summary, labels_text
 from app.core.stats import by_day, day_labels, hourly, percentile
 from app.core.weblinks import job_path, pipeline_path
 from app.metrics import hardware_class
+from app.policy.enforce import month_start
+from app.store import charges
 from app.store.agents import AgentView
 from app.store.db import Database
 from app.store.overview import (
@@ -63,16 +68,37 @@ class Overview:
     durations: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
     cost: list[tuple[str, float]] = field(default_factory=list)
     per_hour: list[int] = field(default_factory=list)
-    spend: list[tuple[str, str, str, str]] = field(default_factory=list)
+    spend: list[tuple[str, ...]] = field(default_factory=list)
+    machine_time: list[tuple[str, ...]] = field(default_factory=list)
     charts: str = ""
     failures: list[Failure] = field(default_factory=list)
     running: dict[str, tuple[int, str, str]] = field(default_factory=dict)
     daily_budget: float | None = None
 
 
-def tenant_spend(
-    request: web.Request, now: datetime
-) -> tuple[list[tuple[str, str, str, str]], float | None]:
+def _time(seconds: float, usd: float) -> str:
+    """Machine time and its cost: ``1.5 h · $3.20``."""
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min · ${usd:,.2f}"
+    return f"{seconds / 3600:,.1f} h · ${usd:,.2f}"
+
+
+def pool_time(db: Database, now: datetime) -> list[tuple[str, ...]]:
+    """This month's machine time per pool: run, boot, idle (with what is accruing)."""
+    with db.session() as s:
+        pools = charges.by_pool(s, month_start(now), now)
+    return [
+        (
+            p.pool,
+            _time(p.run.seconds, p.run.usd),
+            _time(p.boot.seconds, p.boot.usd),
+            _time(p.idle.seconds, p.idle.usd),
+        )
+        for p in pools
+    ]
+
+
+def tenant_spend(request: web.Request, now: datetime) -> tuple[list[tuple[str, ...]], float | None]:
     """Each tenant's spend this month against its budget (the policy's figures), and the
     budgets' sum spread over the month's days (None when no tenant has a budget)."""
     from app.web.admin_api import SECURITY
@@ -92,10 +118,14 @@ def tenant_spend(
             if sp.budget is not None and sp.spent_usd > sp.budget
             else ("warning" if sp.warning else "")
         )
+        run, boot, idle = (sp.machine_time.get(k, (0.0, 0.0)) for k in ("run", "boot", "idle"))
         rows.append(
             (
                 f"{tenant.forge}:{tenant.name}",
                 f"${sp.spent_usd + sp.running_usd:,.2f}",
+                f"${run[1]:,.2f}",
+                f"${boot[1]:,.2f}",
+                f"${idle[1]:,.2f}",
                 budget,
                 flag,
             )
@@ -391,7 +421,22 @@ th, td {{ text-align: left; padding: .2em .8em; border-bottom: 1px solid #eee; }
     }
 </section>
 <section><h2>Spend this month, by tenant</h2>
-{_table(("tenant", "spent", "budget", ""), o.spend, "no tenants yet")}
+{
+        _table(
+            ("tenant", "spent", "run", "boot", "pool idle (not in spent)", "budget", ""),
+            o.spend,
+            "no tenants yet",
+        )
+    }
+</section>
+<section id="machine-time"><h2>Machine time this month, by pool</h2>
+{
+        _table(
+            ("pool", "running jobs", "booting", "idle (warm pool, draining)"),
+            o.machine_time,
+            "no machine started this month",
+        )
+    }
 </section>
 <section><h2>Cost this month, by repository</h2>
 {_table(("repository", "cost"), cost_rows, "no cost yet")}
@@ -434,6 +479,7 @@ async def dashboard(request: web.Request) -> web.Response:
     svc = services(request)
     o = overview(svc.db, now)
     o.spend, o.daily_budget = tenant_spend(request, now)
+    o.machine_time = pool_time(svc.db, now)
     o.agents = agent_rows(svc.pools.agents(), now, svc.engine.local_agents(), o.running)
     o.charts = charts(svc.db, now, o.daily_budget)
     page = render(o)

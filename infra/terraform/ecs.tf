@@ -27,6 +27,16 @@ resource "aws_ecs_cluster_capacity_providers" "main" {
 locals {
   container_name = "ployd"
 
+  # PLOYD_EC2_LAUNCH_TEMPLATES needs a "default" key (the class a job gets when its own
+  # class has no template): runner_classes' own "default", else default_runner_class's.
+  default_runner_class = contains(keys(var.runner_classes), "default") ? "default" : var.default_runner_class
+  launch_templates = merge(
+    { for k, lt in aws_launch_template.runner : k => lt.id },
+    { default = aws_launch_template.runner[local.default_runner_class].id },
+  )
+
+  # Only variables the app reads (tests/infra/test_terraform_env.py feeds them to
+  # Settings.from_env and the EC2 configuration).
   environment = merge(
     {
       PLOYD_HOST                 = "0.0.0.0"
@@ -37,13 +47,12 @@ locals {
       PLOYD_DEPLOYMENT           = var.name
       PLOYD_AWS_REGION           = local.region
       PLOYD_S3_BUCKET            = module.logs_bucket.id
+      PLOYD_ARTIFACT_EXPIRE_IN   = "${var.artifact_expiration_days}d"
+      PLOYD_CACHE_TTL            = "${var.cache_expiration_days}d"
       PLOYD_EC2_SUBNETS          = join(",", local.runner_subnet_ids)
       PLOYD_EC2_SECURITY_GROUP   = aws_security_group.runners.id
       PLOYD_EC2_INSTANCE_PROFILE = aws_iam_instance_profile.runner.arn
-      PLOYD_EC2_LAUNCH_TEMPLATES = jsonencode({ for k, lt in aws_launch_template.runner : k => lt.id })
-      PLOYD_S3_ARTIFACTS_BUCKET  = module.artifacts_bucket.id
-      PLOYD_S3_CACHES_BUCKET     = module.caches_bucket.id
-      PLOYD_S3_RUNNER_PREFIX     = var.runner_s3_prefix
+      PLOYD_EC2_LAUNCH_TEMPLATES = jsonencode(local.launch_templates)
       AWS_REGION                 = local.region
       AWS_DEFAULT_REGION         = local.region
       PYTHONUNBUFFERED           = "1"
@@ -139,6 +148,12 @@ resource "aws_ecs_task_definition" "service" {
       condition     = !var.gitlab_enabled || var.gitlab_token != null
       error_message = "gitlab_enabled needs gitlab_token."
     }
+
+    # Without a "default" launch template `ployd serve` refuses to start.
+    precondition {
+      condition     = contains(keys(var.runner_classes), local.default_runner_class)
+      error_message = "runner_classes needs a \"default\" class, or default_runner_class must name one of its classes (PLOYD_EC2_LAUNCH_TEMPLATES needs a default)."
+    }
   }
 }
 
@@ -154,7 +169,9 @@ resource "aws_ecs_service" "main" {
   deployment_maximum_percent         = 200
   enable_execute_command             = false
   propagate_tags                     = "SERVICE"
-  wait_for_steady_state              = false
+  # apply waits until the tasks run and pass their health checks: a service that cannot
+  # start fails the apply (and the circuit breaker rolls back) instead of reporting success.
+  wait_for_steady_state = true
 
   network_configuration {
     subnets          = var.private_subnet_ids
@@ -174,6 +191,11 @@ resource "aws_ecs_service" "main" {
   }
 
   tags = local.tags
+
+  timeouts {
+    create = "20m"
+    update = "20m"
+  }
 
   depends_on = [aws_lb_listener.https, aws_iam_role_policy.execution, aws_iam_role_policy.task]
 }

@@ -122,8 +122,9 @@ resource "aws_iam_role_policy" "task" {
 }
 
 locals {
-  ec2_arn_prefix       = "arn:${local.partition}:ec2:${local.region}:${local.account_id}"
-  launch_template_arns = [for lt in aws_launch_template.runner : lt.arn]
+  secret_reference_prefix = coalesce(var.secret_reference_prefix, "${var.name}/jobs/")
+  ec2_arn_prefix          = "arn:${local.partition}:ec2:${local.region}:${local.account_id}"
+  launch_template_arns    = [for lt in aws_launch_template.runner : lt.arn]
   runner_ami_arns = distinct([
     for c in values(var.runner_classes) : "arn:${local.partition}:ec2:${local.region}::image/${c.ami_id}"
   ])
@@ -277,18 +278,17 @@ data "aws_iam_policy_document" "task" {
 
   # Read-only Describe calls. AWS supports no resource-level permissions (nor tag
   # conditions) on these EC2 Describe actions: a policy can grant them only on "*".
-  # They reveal metadata, change nothing, and are listed one by one (no Describe*).
+  # They reveal metadata, change nothing, and are listed one by one (no Describe*):
+  # exactly those app/adapters/ec2 calls (tests/infra/test_terraform_iam.py checks both
+  # ways), and the ones the issue-17 work adds, marked.
   statement {
     sid = "Ec2DescribeResourceStarRequiredByAws"
     actions = [
+      "ec2:DescribeImages", # the AMI's root device and snapshot size
       "ec2:DescribeInstances",
-      "ec2:DescribeInstanceStatus",
-      "ec2:DescribeInstanceTypes",
-      "ec2:DescribeInstanceTypeOfferings",
-      "ec2:DescribeImages",
-      "ec2:DescribeLaunchTemplates",
+      "ec2:DescribeInstanceTypeOfferings", # issue 17 (ec2a): type/AZ pairs that exist
       "ec2:DescribeLaunchTemplateVersions",
-      "ec2:DescribeSpotPriceHistory",
+      "ec2:DescribeSpotPriceHistory", # spot prices, per region (issue 17, ec2d)
       "ec2:DescribeSubnets",
     ]
     resources = ["*"]
@@ -302,9 +302,46 @@ data "aws_iam_policy_document" "task" {
     resources = ["*"]
   }
 
+  # GPU-ready AMIs named by AWS's public SSM parameters (resolve:ssm:/aws/service/...,
+  # the Deep Learning AMIs'; issue 17, ec2b): read only those public parameters.
+  statement {
+    sid       = "ReadPublicAmiParameters"
+    actions   = ["ssm:GetParameter", "ssm:GetParameters"]
+    resources = ["arn:${local.partition}:ssm:${local.region}::parameter/aws/service/*"]
+  }
+
+  # Secrets that jobs name by reference (aws-sm:NAME, aws-ssm:/PATH), fetched when a job
+  # starts: only under secret_reference_prefix, never this deployment's own secrets.
+  statement {
+    sid       = "ReadSecretReferences"
+    actions   = ["secretsmanager:GetSecretValue"]
+    resources = ["arn:${local.partition}:secretsmanager:${local.region}:${local.account_id}:secret:${local.secret_reference_prefix}*"]
+  }
+
+  statement {
+    sid       = "ReadParameterReferences"
+    actions   = ["ssm:GetParameter"]
+    resources = ["arn:${local.partition}:ssm:${local.region}:${local.account_id}:parameter/${local.secret_reference_prefix}*"]
+  }
+
+  # References encrypted with this deployment's key (an AWS managed key needs no grant).
+  statement {
+    sid       = "DecryptReferencesThroughTheirService"
+    actions   = ["kms:Decrypt"]
+    resources = [aws_kms_key.main.arn]
+
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values   = ["secretsmanager.${local.region}.amazonaws.com", "ssm.${local.region}.amazonaws.com"]
+    }
+  }
+
+  # Without s3:ListBucket, S3 answers a read of a missing key 403 instead of 404: the
+  # log and artifact stores tell "not there yet" from "refused" by it.
   statement {
     sid     = "ListOwnBuckets"
-    actions = ["s3:ListBucket", "s3:GetBucketLocation"]
+    actions = ["s3:ListBucket"]
     resources = [
       for b in values(local.data_buckets) : b.arn
     ]

@@ -42,7 +42,7 @@ output "certificate_validation_records" {
 }
 
 output "buckets" {
-  description = "S3 buckets by purpose: logs (PLOYD_S3_BUCKET), artifacts, caches, access-logs."
+  description = "S3 buckets by purpose: logs (PLOYD_S3_BUCKET: job logs, artifacts and caches), access-logs."
   value = merge(
     { for k, b in local.data_buckets : k => b.id },
     { "access-logs" = aws_s3_bucket.access_logs.bucket },
@@ -50,8 +50,8 @@ output "buckets" {
 }
 
 output "runner_launch_templates" {
-  description = "Launch template id per hardware class (PLOYD_EC2_LAUNCH_TEMPLATES)."
-  value       = { for k, lt in aws_launch_template.runner : k => lt.id }
+  description = "Launch template id per hardware class, with the \"default\" one (PLOYD_EC2_LAUNCH_TEMPLATES)."
+  value       = local.launch_templates
 }
 
 output "runner_tag_keys" {

@@ -2,7 +2,7 @@
 # launches runners only from these templates and picks the instance type per job.
 # IMDSv2 only (hop limit 1: containers on the runner cannot reach the instance's
 # credentials), encrypted root volume, no public IP (runners go in private subnets),
-# the outbound-only security group, and an instance profile limited to S3 prefixes.
+# the outbound-only security group, and an instance profile that may only pull job images.
 
 locals {
   runner_tags = {
@@ -85,13 +85,15 @@ resource "aws_launch_template" "runner" {
 }
 
 # ---------------------------------------------------------------------------------------
-# The runners' instance profile: S3 under runner_s3_prefix in this deployment's buckets,
-# the CMK through S3 only, nothing else (no EC2, no Secrets Manager, no IAM).
+# The runners' instance profile. Runners never call S3 (the service presigns their
+# uploads and downloads) nor EC2, Secrets Manager or IAM; the one AWS call the agent
+# makes with the instance role is an ECR login for a job's `image:` in ECR
+# (ecr:GetAuthorizationToken), and the pulls of the repositories in runner_ecr_repository_arns.
 # ---------------------------------------------------------------------------------------
 
 resource "aws_iam_role" "runner" {
   name_prefix        = "${var.name}-runner-"
-  description        = "PloyD ${var.name} runners: their S3 prefixes only"
+  description        = "PloyD ${var.name} runners: ECR logins and pulls of the job images' repositories only"
   assume_role_policy = data.aws_iam_policy_document.runner_assume.json
   tags               = local.tags
 }
@@ -120,53 +122,24 @@ resource "aws_iam_instance_profile" "runner" {
 }
 
 resource "aws_iam_role_policy" "runner" {
+  count = length(var.runner_ecr_repository_arns) > 0 ? 1 : 0
+
   name   = "ployd-runner"
   role   = aws_iam_role.runner.id
   policy = data.aws_iam_policy_document.runner.json
 }
 
 data "aws_iam_policy_document" "runner" {
+  # ecr:GetAuthorizationToken has no resource-level permissions: AWS accepts only "*".
   statement {
-    sid     = "ListOwnPrefix"
-    actions = ["s3:ListBucket"]
-    resources = [
-      for b in values(local.data_buckets) : b.arn
-    ]
-
-    condition {
-      test     = "StringLike"
-      variable = "s3:prefix"
-      values   = [var.runner_s3_prefix, "${var.runner_s3_prefix}*"]
-    }
-  }
-
-  # Logs: write only (a runner streams its job's log; it never reads others').
-  statement {
-    sid       = "WriteLogs"
-    actions   = ["s3:PutObject", "s3:AbortMultipartUpload"]
-    resources = ["${module.logs_bucket.arn}/${var.runner_s3_prefix}*"]
-  }
-
-  # Artifacts and caches: read and write under the prefix (a job restores a cache and
-  # downloads its dependencies' artifacts).
-  statement {
-    sid     = "ReadWriteArtifactsAndCaches"
-    actions = ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"]
-    resources = [
-      "${module.artifacts_bucket.arn}/${var.runner_s3_prefix}*",
-      "${module.caches_bucket.arn}/${var.runner_s3_prefix}*",
-    ]
+    sid       = "EcrLoginTokenResourceStarRequiredByAws"
+    actions   = ["ecr:GetAuthorizationToken"]
+    resources = ["*"]
   }
 
   statement {
-    sid       = "BucketKeyThroughS3Only"
-    actions   = ["kms:Decrypt", "kms:GenerateDataKey"]
-    resources = [aws_kms_key.main.arn]
-
-    condition {
-      test     = "StringEquals"
-      variable = "kms:ViaService"
-      values   = ["s3.${local.region}.amazonaws.com"]
-    }
+    sid       = "PullJobImages"
+    actions   = ["ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer", "ecr:BatchGetImage"]
+    resources = var.runner_ecr_repository_arns
   }
 }

@@ -1,58 +1,39 @@
-# S3: job logs (PLOYD_S3_BUCKET), artifacts and caches, plus a bucket that receives the
-# load balancer's and the other buckets' access logs. All encrypted, all private, TLS only.
+# S3: one data bucket that PloyD's service uses for job logs, artifacts and caches
+# (PLOYD_S3_BUCKET: the app keeps them apart by key, PIPELINE/JOB/ATTEMPT.log,
+# artifacts/..., caches/..., and expires artifacts and unused caches itself, after
+# PLOYD_ARTIFACT_EXPIRE_IN and PLOYD_CACHE_TTL, which ECS sets from the variables),
+# plus a bucket that receives the load balancer's and the data bucket's access logs. All
+# encrypted, all private, TLS only. Runners never reach S3: they upload and download
+# through URLs the service presigns.
 
 locals {
   bucket_names = {
-    for k in ["logs", "artifacts", "caches", "access-logs"] :
+    for k in ["logs", "access-logs"] :
     k => "${var.name}-${k}-${local.account_id}-${local.region}"
   }
 }
 
 # ---------------------------------------------------------------------------------------
-# Data buckets: logs, artifacts, caches (see modules/bucket)
+# The data bucket (see modules/bucket). Its address stays module.logs_bucket, the name
+# it always had, so that an existing deployment keeps its bucket and its logs.
 # ---------------------------------------------------------------------------------------
 
 module "logs_bucket" {
   source = "./modules/bucket"
 
-  bucket            = local.bucket_names["logs"]
-  purpose           = "logs"
-  kms_key_arn       = aws_kms_key.main.arn
-  expiration_days   = var.log_expiration_days
+  bucket      = local.bucket_names["logs"]
+  purpose     = "logs"
+  kms_key_arn = aws_kms_key.main.arn
+  # the backstop: the service removes expired artifacts and unused caches before this
+  expiration_days   = max(var.log_expiration_days, var.artifact_expiration_days, var.cache_expiration_days)
   noncurrent_days   = 7
-  access_log_bucket = aws_s3_bucket_policy.access_logs.bucket # after the policy that lets S3 log
-  tags              = local.tags
-}
-
-module "artifacts_bucket" {
-  source = "./modules/bucket"
-
-  bucket            = local.bucket_names["artifacts"]
-  purpose           = "artifacts"
-  kms_key_arn       = aws_kms_key.main.arn
-  expiration_days   = var.artifact_expiration_days
-  noncurrent_days   = 7
-  access_log_bucket = aws_s3_bucket_policy.access_logs.bucket # after the policy that lets S3 log
-  tags              = local.tags
-}
-
-module "caches_bucket" {
-  source = "./modules/bucket"
-
-  bucket            = local.bucket_names["caches"]
-  purpose           = "caches"
-  kms_key_arn       = aws_kms_key.main.arn
-  expiration_days   = var.cache_expiration_days
-  noncurrent_days   = 1                                       # a superseded cache archive is useless: keep it one day only
   access_log_bucket = aws_s3_bucket_policy.access_logs.bucket # after the policy that lets S3 log
   tags              = local.tags
 }
 
 locals {
   data_buckets = {
-    logs      = module.logs_bucket
-    artifacts = module.artifacts_bucket
-    caches    = module.caches_bucket
+    logs = module.logs_bucket
   }
 }
 
@@ -196,7 +177,7 @@ data "aws_iam_policy_document" "access_logs" {
     condition {
       test     = "ArnLike"
       variable = "aws:SourceArn"
-      values   = [for k in ["logs", "artifacts", "caches"] : "arn:${local.partition}:s3:::${local.bucket_names[k]}"]
+      values   = ["arn:${local.partition}:s3:::${local.bucket_names["logs"]}"]
     }
   }
 }

@@ -207,7 +207,7 @@ variable "log_retention_days" {
 }
 
 variable "artifact_expiration_days" {
-  description = "Days after which job artifacts are deleted from the artifacts bucket."
+  description = "Artifacts' default lifetime in days (PLOYD_ARTIFACT_EXPIRE_IN; a job's expire_in overrides it). The service deletes expired artifacts; the data bucket's lifecycle rule is a backstop."
   type        = number
   default     = 30
 
@@ -218,7 +218,7 @@ variable "artifact_expiration_days" {
 }
 
 variable "cache_expiration_days" {
-  description = "Days after which build caches are deleted from the caches bucket."
+  description = "Days a cache entry may go unused before the service deletes it (PLOYD_CACHE_TTL)."
   type        = number
   default     = 14
 
@@ -229,7 +229,7 @@ variable "cache_expiration_days" {
 }
 
 variable "log_expiration_days" {
-  description = "Days after which job logs are deleted from the logs bucket."
+  description = "Days after which job logs are deleted from the data bucket (its lifecycle rule, which expires any object after the largest of log_expiration_days, artifact_expiration_days and cache_expiration_days)."
   type        = number
   default     = 90
 
@@ -273,14 +273,36 @@ variable "runner_egress_ports" {
   }
 }
 
-variable "runner_s3_prefix" {
-  description = "Key prefix, in each of the logs, artifacts and caches buckets, that runners may read and write. The service writes anywhere in its buckets; runners only here."
-  type        = string
-  default     = "jobs/"
+variable "runner_ecr_repository_arns" {
+  description = "ECR repositories whose images jobs run in (`image:`): the runners' instance role may log in to ECR and pull these. Empty: the runners' role may do nothing."
+  type        = list(string)
+  default     = []
 
   validation {
-    condition     = can(regex("^[a-z0-9][a-z0-9-]*/$", var.runner_s3_prefix))
-    error_message = "runner_s3_prefix must be lower-case letters, digits and dashes ending with a slash, e.g. jobs/."
+    condition     = alltrue([for a in var.runner_ecr_repository_arns : can(regex("^arn:aws[a-z-]*:ecr:[a-z0-9-]+:[0-9]{12}:repository/[a-z0-9._/-]+$", a))])
+    error_message = "runner_ecr_repository_arns must be ECR repository ARNs (arn:aws:ecr:REGION:ACCOUNT:repository/NAME), no wildcards."
+  }
+}
+
+variable "default_runner_class" {
+  description = "The runner class whose launch template serves hardware classes not in runner_classes (PLOYD_EC2_LAUNCH_TEMPLATES' \"default\" key, which PloyD requires). Ignored when runner_classes has a \"default\" key itself."
+  type        = string
+  default     = "cpu"
+
+  validation {
+    condition     = can(regex("^[a-z0-9][a-z0-9-]{0,31}$", var.default_runner_class))
+    error_message = "default_runner_class must be a class name as in runner_classes (lower-case letters, digits and dashes)."
+  }
+}
+
+variable "secret_reference_prefix" {
+  description = "Where the secrets that jobs name by reference live (aws-sm:NAME and aws-ssm:/PATH in `ployd secrets set --reference`): the service may read Secrets Manager secrets named PREFIX* and SSM parameters under /PREFIX*, nothing else. Default: \"<name>/jobs/\"."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.secret_reference_prefix == null || can(regex("^[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9_.-]+)*/$", var.secret_reference_prefix))
+    error_message = "secret_reference_prefix must be a path such as ployd/jobs/ (letters, digits, _ . -, ending with a slash, no leading slash, no wildcard)."
   }
 }
 

@@ -128,18 +128,18 @@ def test_only_the_load_balancer_is_open_to_the_internet(root: Module) -> None:
     assert db_in.body["referenced_security_group_id"] == "${aws_security_group.service.id}"
 
 
-def test_runner_instance_profile_reaches_only_its_s3_prefixes(root: Module) -> None:
+def test_runner_instance_profile_may_only_pull_job_images(root: Module) -> None:
+    """Runners reach S3 only through URLs the service presigns: their role may log in to
+    ECR and pull the repositories named in runner_ecr_repository_arns, nothing else, and
+    has no policy at all while that list is empty."""
     (doc,) = [d for d in root.data_of_type("aws_iam_policy_document") if d.name == "runner"]
     for st in statements(doc):
         for action in as_list(st["actions"]):
-            assert action.split(":")[0] in ("s3", "kms"), f"runner may {action}"
-        if any(a.startswith("s3:") and a != "s3:ListBucket" for a in as_list(st["actions"])):
-            for res in as_list(st["resources"]):
-                assert res.endswith("/${var.runner_s3_prefix}*"), res
-        if "s3:ListBucket" in as_list(st["actions"]):
-            assert "s3:prefix" in _conditions(root, st)
-        if any(a.startswith("kms:") for a in as_list(st["actions"])):
-            assert "kms:ViaService" in _conditions(root, st)
+            assert action.startswith("ecr:"), f"runner may {action}"
+        if as_list(st["actions"]) != ["ecr:GetAuthorizationToken"]:
+            assert st["resources"] == "${var.runner_ecr_repository_arns}"
+    policy = root.one("aws_iam_role_policy", "runner")
+    assert policy.body["count"] == "${length(var.runner_ecr_repository_arns) > 0 ? 1 : 0}"
 
 
 # ---------------------------------------------------------------------------------------
@@ -242,14 +242,22 @@ def test_pass_role_only_the_runner_role_to_ec2(all_modules: list[Module]) -> Non
 
 
 def test_secrets_manager_only_on_own_secrets(all_modules: list[Module]) -> None:
+    """ECS reads this deployment's secrets; the service itself only the references
+    under secret_reference_prefix (tests/infra/test_terraform_iam.py)."""
     found = 0
     for _mod, doc, st in _all_statements(all_modules):
         if any(a.startswith("secretsmanager:") for a in as_list(st.get("actions"))):
             found += 1
+            if st.get("sid") == "ReadSecretReferences":
+                assert doc.name == "task"
+                assert as_list(st["resources"])[0].endswith(
+                    ":secret:${local.secret_reference_prefix}*"
+                )
+                continue
             assert st["resources"] == "${[for s in aws_secretsmanager_secret.env : s.arn]}", (
                 doc.address
             )
-    assert found
+    assert found == 2
 
 
 def test_s3_only_on_own_buckets(all_modules: list[Module]) -> None:
@@ -331,17 +339,17 @@ def test_every_bucket_is_encrypted_private_and_versioned(all_modules: list[Modul
 
 
 def test_data_buckets_are_kms_encrypted_and_expire(root: Module) -> None:
+    """One data bucket, the one the service uses (PLOYD_S3_BUCKET): logs, artifacts and
+    caches by key; its lifecycle rule outlasts all three lifetimes."""
     calls = {m.name: m.body for m in root.modules}
-    assert set(calls) >= {"logs_bucket", "artifacts_bucket", "caches_bucket"}
-    for name, expiry in (
-        ("logs_bucket", "${var.log_expiration_days}"),
-        ("artifacts_bucket", "${var.artifact_expiration_days}"),
-        ("caches_bucket", "${var.cache_expiration_days}"),
-    ):
-        body = calls[name]
-        assert body["source"] == "./modules/bucket"
-        assert body["kms_key_arn"] == "${aws_kms_key.main.arn}"
-        assert body["expiration_days"] == expiry
+    assert set(calls) == {"logs_bucket"}
+    body = calls["logs_bucket"]
+    assert body["source"] == "./modules/bucket"
+    assert body["kms_key_arn"] == "${aws_kms_key.main.arn}"
+    assert body["expiration_days"] == (
+        "${max(var.log_expiration_days, var.artifact_expiration_days, var.cache_expiration_days)}"
+    )
+    assert "PLOYD_S3_BUCKET = module.logs_bucket.id" in root.locals["environment"]
 
 
 def test_every_bucket_denies_plain_http(all_modules: list[Module]) -> None:
@@ -513,7 +521,9 @@ VALIDATED = {
     "log_expiration_days",
     "runner_classes",
     "runner_egress_ports",
-    "runner_s3_prefix",
+    "runner_ecr_repository_arns",
+    "default_runner_class",
+    "secret_reference_prefix",
     "github_app_id",
     "github_private_key",
     "gitlab_url",

@@ -361,7 +361,7 @@ def test_a_machine_through_its_states(db: Database) -> None:
     # The registration token is exchanged once, for the agent's credential (issue 13).
     registered = instances.register(db, "hash-ag-1", "cred-ag-1")
     assert registered is not None and registered.outcome == "ok"
-    assert registered.machine.state == "requested"  # until its first claim
+    assert registered.machine.state == "booting"  # it runs; its boot lasts until its first claim
     assert registered.machine.registered_at is not None
     claiming = instances.by_credential(db, "cred-ag-1")
     assert claiming is not None and claiming.state == "idle"

@@ -106,6 +106,9 @@ module "ployd" {
     l4   = { ami_id = var.gpu_ami_id, volume_size_gb = 200 }
     a100 = { ami_id = var.gpu_ami_id, volume_size_gb = 500 }
   }
+  # The class whose template serves hardware classes not listed above (PloyD needs a
+  # "default" launch template to start).
+  default_runner_class = "cpu"
 
   github_app_id      = var.github_app_id
   github_private_key = file(var.github_private_key_file)
