@@ -540,10 +540,15 @@ class EC2Executor:
         )
         if fresh:
             return self._offered
-        azs = sorted({p.az for p in self.scheduler.fleet.placements})
+        by_region: dict[str, set[str]] = {}
+        for p in self.scheduler.fleet.placements:
+            by_region.setdefault(p.region or self.config.region, set()).add(p.az)
+        azs = sorted(az for zones in by_region.values() for az in zones)
         self._offered_at = now  # failed or not: not asked again before the TTL
+        pairs: set[tuple[str, str]] = set()
         try:
-            pairs = await self.ec2.offered(azs)
+            for region, zones in sorted(by_region.items()):  # each region's own client
+                pairs |= await self.client(region).offered(sorted(zones))
         except CloudError as e:
             log.warning("instance type offerings unavailable (%s): trying every type", e)
             self._offered_at = now - timedelta(seconds=OFFERINGS_TTL_S - 600)  # in 10 min

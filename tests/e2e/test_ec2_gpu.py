@@ -86,7 +86,7 @@ async def test_boot_timeouts_are_per_class(
     from app.store.models import utcnow
 
     policy = EC2Policy(boot_timeout_s=60, boot_timeouts={"p5": 1800})
-    async with ec2_world(policy) as w:
+    async with ec2_world(policy, region="us-east-2") as w:  # moto offers p5 there
         w: EC2World
         assert w.executor is not None
         w.boot = False
