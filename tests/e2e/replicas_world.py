@@ -223,6 +223,7 @@ def serve_env(
         "PLOYD_EC2_SECURITY_GROUP": ec2.security_group,
         "PLOYD_EC2_INSTANCE_PROFILE": ec2.instance_profile,
         "PLOYD_EC2_AMIS": json.dumps(dict(ec2.amis)),
+        "PLOYD_EC2_DEFAULT_GPU_READY": "true",  # the simulated machines have what they say
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "PLOYD_GITHUB_APP_ID": str(fake.app_id),

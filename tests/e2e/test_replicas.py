@@ -8,7 +8,6 @@ instances in the same account are never touched."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import uuid
@@ -114,16 +113,20 @@ async def test_two_replicas_one_killed_mid_burst(
                 delivery = f"burst-{i}-{uuid.uuid4().hex[:8]}"
                 headers = delivery_headers("push", body, SECRET, delivery_id=delivery)
                 # GitHub redelivers what was not answered: the other replica, then again.
+                answers: list[str] = []
                 for turn in range(6):
                     replica = replicas[(i + turn) % 2]
-                    with contextlib.suppress(aiohttp.ClientError, OSError):
+                    try:
                         async with http.post(
                             replica.url + "/webhooks/github", data=body, headers=headers
                         ) as r:
                             if r.status < 300:
                                 accepted[delivery] = r.status
                                 return
-                raise AssertionError(f"delivery {delivery} was never accepted")
+                            answers.append(f"{r.status} {(await r.text())[:200]}")
+                    except (aiohttp.ClientError, OSError) as e:
+                        answers.append(type(e).__name__)
+                raise AssertionError(f"delivery {delivery} was never accepted: {answers}")
 
             half = DELIVERIES // 2
             batch = max(1, min(20, DELIVERIES // 10))
