@@ -54,6 +54,7 @@ from app.adapters.ec2.errors import (
     quota_for,
 )
 from app.adapters.ec2.pricing import PricingClient
+from app.adapters.ec2.reservations import REFRESH_S, ReservationMismatch, discover
 from app.adapters.ec2.userdata import user_data
 from app.core.clock import aware
 from app.core.ec2_policy import EC2Policy
@@ -66,12 +67,14 @@ from app.core.scheduler import (
     OnDemandPrices,
     Placement,
     Requirements,
+    Reservation,
     Scheduler,
     SpotPrices,
     backoff,
     waiting_message,
     why_none,
 )
+from app.core.scheduler.reserved import tenant_names
 from app.core.states import AttemptState
 from app.engine.events import AttemptClaimed, AttemptEnded, MachineFailed, PipelinesChanged
 from app.engine.notify import wait_set
@@ -81,7 +84,7 @@ from app.store import avoid
 from app.store.attempts import attempt_context
 from app.store.coord import deployment_id, every
 from app.store.instances import AlreadyStarting, InstanceView, NewInstance
-from app.store.models import utcnow
+from app.store.models import Tenant, utcnow
 from app.store.queue import queued_attempts
 
 log = logging.getLogger("ployd.ec2")
@@ -183,6 +186,9 @@ class EC2Executor:
         self._throttled: _Blocked | None = None
         self._offered: set[tuple[str, str]] | None = None
         self._offered_at: datetime | None = None
+        self._reservations_at: datetime | None = None  # when EC2 was last asked
+        self._reservation_warnings: set[str] = set()
+        self._tenants: dict[int, tuple[str, ...]] = {}  # tenant id -> the names it goes by
         self.rng = random.Random()
         self._wake = asyncio.Event()
         self._pass = asyncio.Lock()
@@ -206,7 +212,7 @@ class EC2Executor:
         fleet = Fleet(
             tuple(Placement(cfg.region_of(s), azs[s], s) for s in cfg.subnets),
             allowed_classes=self.policy.allowed_classes,
-            reservations=cfg.reservations,
+            reservations=await self._discover(cfg.reservations, utcnow(), strict=True),
         )
         from app.core.scheduler.select import unplaced_reservations
 
@@ -230,6 +236,58 @@ class EC2Executor:
             asyncio.create_task(self._loop(), name="ec2-executor"),
             asyncio.create_task(self._reaper(), name="ec2-reaper"),
         ]
+
+    async def _discover(
+        self, current: tuple[Reservation, ...], now: datetime, *, strict: bool = False
+    ) -> tuple[Reservation, ...]:
+        """The configured reservations with what DescribeCapacityReservations says of
+        them now (each region's client). ``strict`` (at start): EC2 contradicting an
+        entry, or not knowing its id, is an ``EC2ConfigError``."""
+        cfg = self.config
+        if not any(not r.by_group for r in cfg.reservations):
+            return current
+        clients = {r: self.client(r) for r in cfg.regions}
+        try:
+            found = await discover(cfg.reservations, clients, cfg.regions, current, strict=strict)
+        except ReservationMismatch as e:
+            raise EC2ConfigError(str(e)) from None
+        self._reservations_at = now
+        if strict and found.missing:
+            raise EC2ConfigError(
+                "PLOYD_EC2_CAPACITY_RESERVATIONS: EC2 does not know "
+                f"{', '.join(found.missing)} in {', '.join(cfg.regions)} "
+                "(DescribeCapacityReservations): check the ids and their regions"
+            )
+        for w in sorted(set(found.warnings) - self._reservation_warnings):
+            log.warning("%s", w)
+        self._reservation_warnings = set(found.warnings)
+        return found.reservations
+
+    async def _refresh_reservations(self, now: datetime) -> None:
+        """Ask EC2 again about the reservations (states, free instances) every
+        ``REFRESH_S``: the scheduler offers what EC2 says now."""
+        if self.scheduler is None or not self.config.reservations:
+            return
+        at = self._reservations_at
+        if at is not None and now - at < timedelta(seconds=REFRESH_S):
+            return
+        self._reservations_at = now  # failed or not: not asked again before REFRESH_S
+        try:
+            fresh = await self._discover(self.scheduler.fleet.reservations, now)
+        except CloudError as e:  # discover keeps the last answer per region already
+            log.warning("capacity reservations could not be refreshed: %s", e)
+            return
+        self.scheduler.update_reservations(fresh)
+
+    def _tenant(self, tenant_id: int) -> tuple[str, ...]:
+        """The names tenant ``tenant_id`` goes by in a reservation's ``tenants``."""
+        names = self._tenants.get(tenant_id)
+        if names is None:
+            with self.services.db.session() as s:
+                t = s.get(Tenant, tenant_id)
+                names = tenant_names(t.forge, t.external_id, t.name) if t is not None else ()
+            self._tenants[tenant_id] = names
+        return names
 
     def _check_settings(self) -> None:
         """What the settings alone cannot check, against the catalog: every GPU class this
@@ -377,7 +435,7 @@ class EC2Executor:
             return  # the job says so already (or will, once the rate recovers)
         options = [
             c
-            for c in self.scheduler.candidates(q.req)
+            for c in self.scheduler.candidates(q.req, now=now, tenant=self._tenant(q.tenant_id))
             if not q.candidates or c.instance_type in q.candidates
         ]
         if not options:
@@ -578,7 +636,7 @@ class EC2Executor:
                 agent_id=agent_id,
                 token_hash=token_hash(token),
                 launched_for=q.attempt_id if q else None,
-                clean_after=bool(q and (q.fork or q.clean)),
+                clean_after=bool(q and (q.fork or q.clean)) or _single_use(c.reservation),
             )
         )
         script = user_data(
@@ -707,14 +765,16 @@ class EC2Executor:
                 1 for m in machines if m.state in (S.REQUESTED, S.BOOTING) and not m.launched_for
             )
             for _ in range(pool.min_idle - keep - starting):
-                await self._prewarm(spec)
+                await self._prewarm(spec, now)
 
-    async def _prewarm(self, spec: str) -> None:
+    async def _prewarm(self, spec: str, now: datetime) -> None:
+        """One warm machine for pool ``spec``: reservations open to every tenant and
+        workload only (``pool=True``)."""
         assert self.scheduler is not None
         from app.core.config.model import SpotPolicy, Workload
 
         req = Requirements((parse_spec(spec),), None, Workload.TEST, SpotPolicy.NEVER)
-        for c in self.scheduler.candidates(req):
+        for c in self.scheduler.candidates(req, now=now, pool=True):
             with contextlib.suppress(CapacityError, CloudError):
                 await self._launch(c, None)
                 return
@@ -797,6 +857,7 @@ class EC2Executor:
         RunInstances, so an instance listed has its row by then (a live row, unless
         that machine has ended)."""
         now = now or utcnow()
+        await self._refresh_reservations(now)
         running: dict[str, InstanceInfo] = {}
         region_of: dict[str, str] = {}
         for region in self.config.regions:  # every region's, or none: a gap is no "gone"
@@ -867,6 +928,14 @@ class EC2Executor:
             self._avoid(m, said)
             self.engine.machine_never_came(m.launched_for, why)
         log.warning("machine %s: %s", m.agent_id, why)
+
+
+def _single_use(r: Reservation | None) -> bool:
+    """A machine in a Capacity Block, or in a reservation only some workloads may use,
+    runs the job it was started for and goes: kept warm, it could be given a job the
+    block's end would cut short, or of another workload. (One reserved for some tenants
+    serves one tenant over its life anyway.)"""
+    return r is not None and (r.kind == "capacity-block" or bool(r.workloads))
 
 
 def _fits(m: InstanceView, q: _Queued) -> bool:

@@ -356,7 +356,7 @@ def test_requirements_from_planned_and_row() -> None:
     jobs = {j.name: j for j in expand(load_config(textwrap.dedent(text)), Catalog.default())}
     bench = Requirements.from_planned(jobs["bench"])
     assert bench == Requirements((parse_spec("h100"), parse_spec("a100")), None, W.TRAIN,
-                                 S.ALWAYS)
+                                 S.ALWAYS, timeout_s=1800)  # the default job timeout
     ev = Requirements.from_planned(jobs["eval"], after_interruption=True)
     assert ev.resources == Resources(gpu=GpuRequest(count=1, memory_gb=40))
     assert (ev.workload, ev.spot, ev.after_interruption) == (W.INFERENCE, S.AUTO, True)

@@ -469,6 +469,23 @@ class EC2Client:
                     out[one] = _gone_reason(raw)
         return out
 
+    async def capacity_reservations(self, ids: Sequence[str]) -> list[dict[str, Any]]:
+        """What EC2 says of these capacity reservations / Capacity Blocks
+        (DescribeCapacityReservations, every page): EC2's dicts (``InstanceType``,
+        ``AvailabilityZone``, ``State``, ``AvailableInstanceCount``, ``StartDate``,
+        ``EndDate``, ``ReservationType``). An id this region does not know raises
+        ``EC2Error`` ``InvalidCapacityReservationId.NotFound``."""
+        if not ids:
+            return []
+        params: dict[str, Any] = {"CapacityReservationIds": list(ids)}
+        found: list[dict[str, Any]] = []
+        while True:
+            page = await self._call("DescribeCapacityReservations", **params)
+            found.extend(page.get("CapacityReservations", []))
+            params["NextToken"] = page.get("NextToken")
+            if not params["NextToken"]:
+                return found
+
     async def offered(self, azs: Sequence[str]) -> set[tuple[str, str]]:
         """The (instance type, AZ) pairs EC2 offers in ``azs``
         (DescribeInstanceTypeOfferings by availability zone)."""

@@ -9,13 +9,30 @@ another region. Candidates are ordered by price across all of them.
 ``PLOYD_EC2_CAPACITY_RESERVATIONS``: a JSON list, each item::
 
     {"id": "cr-0123456789abcdef0",          # or "resource_group": "arn:aws:resource-groups:..."
-     "instance_type": "p5.48xlarge",
-     "az": "us-east-1a",                     # its region follows from the AZ
+     "instance_type": "p5.48xlarge",         # optional with an id: EC2 says
+     "az": "us-east-1a",                     # optional with an id; its region follows from it
      "kind": "on-demand" | "capacity-block", # default on-demand (an ODCR)
-     "price_usd_hour": 31.46}                # optional: what its hours cost
+     "price_usd_hour": 31.46,                # optional: what its hours cost
+     "starts": "2026-12-05T11:30:00Z",       # optional (ISO-8601, UTC): its window; a block's
+     "ends": "2026-12-07T11:30:00Z",         #   from EC2 when it says
+     "tenants": ["github:acme"],             # optional: only these tenants' jobs (forge:id,
+                                             #   forge:name, or "*")
+     "workloads": ["train"]}                 # optional: only jobs of these workloads
 
-They are tried before every other candidate of a job (or warm pool) whose hardware the
-instance type fits.
+Unknown keys, bad values and ``ends`` not after ``starts`` are refused, naming the entry.
+They are tried before every other candidate of a job whose hardware the instance type
+fits, when the job may use them (``app.core.scheduler.reserved``): inside the window
+(a Capacity Block's instances end 30 minutes before its end, and a block that would end
+before the job's timeout is not used), and for the tenants and workloads named. A
+warm pool (no tenant, no workload) gets only reservations open to everyone.
+
+When the server starts, and every few minutes after, DescribeCapacityReservations is
+asked about the entries with an id (``reservations.discover``): it fills in the type and
+AZ an entry leaves out, the window of a block, its state (only ``active`` ones are used;
+``pending``, ``expired``, ``cancelled``, ``payment-failed`` ... are skipped, with a
+warning) and its free instances (none: skipped until a later refresh). A type, AZ or
+kind given here that EC2 contradicts stops the server, naming both. A resource group's
+entry needs ``instance_type`` and ``az`` (EC2 is asked by id only).
 """
 
 from __future__ import annotations
@@ -23,8 +40,11 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
+from app.core.config.model import Workload
+from app.core.pools import PoolError, parse_tenants
 from app.core.scheduler.model import Reservation
 
 REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
@@ -34,7 +54,10 @@ _CR = re.compile(r"^cr-[0-9a-f]{8,17}$")
 _GROUP = re.compile(r"^arn:aws[a-z-]*:resource-groups:[a-z0-9-]+:\d{12}:group/[\w.+=,@-]{1,128}$")
 _TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9-]+$")
 _KINDS = ("on-demand", "capacity-block")
-_KEYS = {"id", "resource_group", "instance_type", "az", "kind", "price_usd_hour"}
+_KEYS = {
+    "id", "resource_group", "instance_type", "az", "kind", "price_usd_hour",
+    "starts", "ends", "tenants", "workloads",
+}
 
 
 class PlacementError(ValueError):
@@ -166,28 +189,102 @@ def _reservation(where: str, item: Mapping[str, Any], regions: set[str]) -> Rese
                 f"{where}: resource_group={group!r}: expected "
                 "arn:aws:resource-groups:REGION:ACCOUNT:group/NAME"
             )
+        missing = [k for k in ("instance_type", "az") if k not in item]
+        if missing:  # EC2 describes reservations by id, not by group
+            raise PlacementError(
+                f"{where}: a resource group needs {' and '.join(missing)} (EC2 is asked "
+                "about reservations by id only)"
+            )
     itype = item.get("instance_type")
-    if not (isinstance(itype, str) and _TYPE.match(itype)):
+    if itype is not None and not (isinstance(itype, str) and _TYPE.match(itype)):
         raise PlacementError(f"{where}: instance_type={itype!r}: expected e.g. 'p5.48xlarge'")
     az = item.get("az")
-    region = region_of_az(az) if isinstance(az, str) else None
-    if region is None:
-        raise PlacementError(f"{where}: az={az!r}: expected an availability zone, e.g. us-east-1a")
-    if region not in regions:
-        raise PlacementError(
-            f"{where}: {az} is in {region}, which has no subnet in PLOYD_EC2_SUBNETS "
-            f"(regions: {', '.join(sorted(regions))})"
-        )
+    region = ""
+    if az is not None:
+        found = region_of_az(az) if isinstance(az, str) else None
+        if found is None:
+            raise PlacementError(
+                f"{where}: az={az!r}: expected an availability zone, e.g. us-east-1a"
+            )
+        region = found
+        if region not in regions:
+            raise PlacementError(
+                f"{where}: {az} is in {region}, which has no subnet in PLOYD_EC2_SUBNETS "
+                f"(regions: {', '.join(sorted(regions))})"
+            )
     price = item.get("price_usd_hour")
     if price is not None and (
         isinstance(price, bool) or not isinstance(price, int | float) or not price >= 0
     ):
         raise PlacementError(f"{where}: price_usd_hour={price!r}: expected a number >= 0")
+    starts = _when(where, "starts", item.get("starts"))
+    ends = _when(where, "ends", item.get("ends"))
+    if starts is not None and ends is not None and ends <= starts:
+        raise PlacementError(
+            f"{where}: ends={item['ends']!r} is not after starts={item['starts']!r}"
+        )
     return Reservation(
         target=str(rid or group),
-        instance_type=itype,
-        az=str(az),
+        instance_type=itype or "",
+        az=az or "",
         region=region,
         kind=kind,
         price_usd_hour=None if price is None else float(price),
+        starts=starts,
+        ends=ends,
+        tenants=_tenants(where, item.get("tenants")),
+        workloads=_workloads(where, item.get("workloads")),
+        state="active",
+        available=None,
     )
+
+
+def _when(where: str, key: str, value: Any) -> datetime | None:
+    """An ISO-8601 time with its UTC offset (``2026-12-05T10:00:00Z``), as UTC."""
+    if value is None:
+        return None
+    example = "e.g. '2026-12-05T11:30:00Z'"
+    if not isinstance(value, str):
+        raise PlacementError(f"{where}: {key}={value!r}: expected an ISO-8601 UTC time, {example}")
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace("z", "Z"))
+    except ValueError:
+        raise PlacementError(
+            f"{where}: {key}={value!r}: not an ISO-8601 time ({example})"
+        ) from None
+    if parsed.tzinfo is None or parsed.utcoffset() is None:
+        raise PlacementError(
+            f"{where}: {key}={value!r}: no time zone; give it in UTC ({example})"
+        )
+    return parsed.astimezone(UTC)
+
+
+def _tenants(where: str, value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not value:
+        raise PlacementError(
+            f"{where}: tenants={value!r}: expected a non-empty list of tenants, "
+            'e.g. ["github:acme"] (forge:id or forge:name)'
+        )
+    try:
+        return parse_tenants(value)
+    except PoolError as exc:
+        raise PlacementError(f"{where}: tenants: {exc}") from None
+
+
+def _workloads(where: str, value: Any) -> tuple[Workload, ...]:
+    if value is None:
+        return ()
+    known = [w.value for w in Workload]
+    if not isinstance(value, list) or not value:
+        raise PlacementError(
+            f"{where}: workloads={value!r}: expected a non-empty list of {', '.join(known)}"
+        )
+    bad = [v for v in value if v not in known]
+    if bad:
+        raise PlacementError(
+            f"{where}: workloads: {', '.join(map(repr, bad))} not a workload "
+            f"(one of {', '.join(known)})"
+        )
+    return tuple(dict.fromkeys(Workload(v) for v in value))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal
 
 from app.core.config.model import HardwareSpec, PlannedJob, Resources, SpotPolicy, Workload
@@ -35,7 +36,16 @@ class Reservation:
     by id ``cr-...`` or by resource group ARN) or an EC2 Capacity Block for ML
     (``kind="capacity-block"``, by id). Its instances start in ``az`` (of ``region``) as
     ``instance_type``; ``price_usd_hour`` is what its hours cost (an ODCR: the on-demand
-    price when unset; a block: its price divided by its hours)."""
+    price when unset; a block: its price divided by its hours).
+
+    ``instance_type``/``az``/``region`` are "" while unknown (an entry with only an id,
+    before DescribeCapacityReservations said): such a reservation is not offered.
+    ``starts``/``ends`` (UTC): its window (a Capacity Block's; EC2 ends a block's
+    instances ``BLOCK_END_MARGIN`` before ``ends``). ``tenants`` (``forge:id-or-name``,
+    ``*``) and ``workloads``: who may use it (empty: everyone). ``state`` and
+    ``available``: what EC2 last said (``State``, ``AvailableInstanceCount``; None:
+    not asked); only ``active`` is used, and not while ``available`` is 0.
+    """
 
     target: str  # cr-... id, or arn:aws:resource-groups:... for an ODCR group
     instance_type: str
@@ -43,10 +53,21 @@ class Reservation:
     region: str
     kind: ReservationKind = "on-demand"
     price_usd_hour: float | None = None
+    starts: datetime | None = None
+    ends: datetime | None = None
+    tenants: tuple[str, ...] = ()
+    workloads: tuple[Workload, ...] = ()
+    state: str = "active"
+    available: int | None = None
 
     @property
     def by_group(self) -> bool:
         return self.target.startswith("arn:")
+
+    @property
+    def known(self) -> bool:
+        """Whether its instance type and AZ are known (given, or said by EC2)."""
+        return bool(self.instance_type and self.az)
 
     @property
     def label(self) -> str:
@@ -107,7 +128,8 @@ class Requirements:
     fallback when neither is known: the candidate names stored on a job row planned from
     ``resources`` (the row does not keep the resources themselves).
     ``after_interruption``: the previous attempt lost its spot machine; with
-    ``spot: auto`` the retry runs on-demand.
+    ``spot: auto`` the retry runs on-demand. ``timeout_s``: the job's timeout (a
+    Capacity Block that ends before it would is not offered).
     """
 
     hardware: tuple[HardwareSpec, ...]
@@ -116,6 +138,7 @@ class Requirements:
     spot: SpotPolicy = SpotPolicy.AUTO
     after_interruption: bool = False
     instance_types: tuple[str, ...] = ()
+    timeout_s: int = 0  # the job's timeout (0: unknown): a Capacity Block must outlast it
 
     @classmethod
     def from_planned(cls, job: PlannedJob, after_interruption: bool = False) -> Requirements:
@@ -126,6 +149,7 @@ class Requirements:
             spot=job.spec.spot,
             after_interruption=after_interruption,
             instance_types=() if job.hardware or job.resources else tuple(job.candidates),
+            timeout_s=job.spec.timeout_s,
         )
 
     @classmethod
@@ -147,6 +171,7 @@ class Requirements:
             spot=spec.spot,
             after_interruption=after_interruption,
             instance_types=() if specs else tuple(str(c) for c in candidates),
+            timeout_s=spec.timeout_s,
         )
 
 

@@ -19,7 +19,10 @@ by, in this order:
 
 Before all of these: the fleet's reservations (On-Demand Capacity Reservations and
 Capacity Blocks, already paid for) whose instance type fits the job, whatever its
-market rules.
+market rules, when the job may use them now (``reserved.why_not``: EC2 says it is
+active with a free instance, ``now`` is inside its window and a block outlasts the
+job's timeout, the job's tenant and workload are among those it serves). ``now`` and
+the tenant are inputs: the scheduler reads no clock.
 
 Markets: ``spot: never`` on-demand only; ``spot: always`` spot only; ``spot: auto`` both,
 except ``train`` (on-demand only, unless ``Fleet.train_spot_fallback``) and after a spot
@@ -34,6 +37,8 @@ spot prices change (see ``Scheduler``).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
+from datetime import datetime
 from functools import lru_cache
 from operator import itemgetter
 from typing import NamedTuple
@@ -49,6 +54,7 @@ from app.core.scheduler.model import (
     Reservation,
 )
 from app.core.scheduler.prices import OnDemandPrices, SpotPrices
+from app.core.scheduler.reserved import TenantNames, why_not
 
 # Assumed spot price as a fraction of on-demand while no spot price is known: AWS spot is
 # "usually 60-70% cheaper" (docs/configuration.md), so 65% off.
@@ -172,8 +178,49 @@ class Scheduler:
         self._fits: dict[_ReqKey, tuple[_Fit, ...]] = {}
         self._done: dict[tuple[_ReqKey, bool, bool], tuple[Candidate, ...]] = {}
 
-    def candidates(self, req: Requirements) -> list[Candidate]:
-        """Every allowed way to start ``req``, best first (empty: see ``why_none``)."""
+    def candidates(
+        self,
+        req: Requirements,
+        *,
+        now: datetime | None = None,
+        tenant: TenantNames | None = None,
+        pool: bool = False,
+    ) -> list[Candidate]:
+        """Every allowed way to start ``req``, best first (empty: see ``why_none``).
+
+        Reservations are offered only where ``reserved.why_not`` allows them at ``now``
+        (None: not known, so none with a window) for a job of ``tenant`` (the names it
+        goes by; None: not known, so none reserved for some tenants) and ``req``'s
+        workload and timeout; ``pool``: for a warm pool (no tenant, no workload)."""
+        done = self._candidates(req)
+        if not any(c.reservation is not None for c in done):
+            return list(done)
+        workload = None if pool else req.workload
+        return [
+            c
+            for c in done
+            if c.reservation is None
+            or why_not(
+                c.reservation, now, workload=workload, tenant=tenant, timeout_s=req.timeout_s
+            )
+            is None
+        ]
+
+    def update_reservations(self, reservations: Sequence[Reservation]) -> None:
+        """What EC2 now says of the fleet's reservations (their types, AZs, states, free
+        instances, windows): the fleet gets these, and the candidates are built again."""
+        new = tuple(reservations)
+        if new == self.fleet.reservations:
+            return
+        self.fleet = replace(self.fleet, reservations=new)
+        self._reserved = _reserved(
+            [t for t in self.catalog.types() if self.fleet.allows(t.cls)],
+            self.fleet,
+            self.on_demand,
+        )
+        self._done.clear()
+
+    def _candidates(self, req: Requirements) -> tuple[Candidate, ...]:
         self.prepare()
         use_od, use_spot = markets(req, self.fleet)
         rk = _req_key(req)
@@ -184,7 +231,7 @@ class Scheduler:
                 self._done.clear()
             done = self._build(self._fits_for(req, rk), req.workload, use_od, use_spot)
             self._done[dk] = done
-        return list(done)
+        return done
 
     def prepare(self) -> None:
         """Build the candidate table for the current spot prices, if not done yet (the
@@ -292,10 +339,13 @@ def _reserved(
 ) -> dict[str, tuple[Candidate, ...]]:
     """Per instance type: its reservations' candidates, in the fleet's order, each in the
     first placement of the reservation's AZ (none there: the reservation cannot be used,
-    ``unplaced_reservations`` says so)."""
+    ``unplaced_reservations`` says so). Whether a job may use one now is decided per
+    job (``Scheduler.candidates``)."""
     by_name = {t.name: t for t in types}
     out: dict[str, list[Candidate]] = {}
     for r in fleet.reservations:
+        if not r.known:
+            continue
         t = by_name.get(r.instance_type)
         p = next((p for p in fleet.placements if p.az == r.az), None)
         if t is None or p is None:
@@ -311,7 +361,9 @@ def unplaced_reservations(catalog: Catalog, fleet: Fleet) -> list[tuple[Reservat
     """The fleet's reservations no job can use, with why."""
     out: list[tuple[Reservation, str]] = []
     for r in fleet.reservations:
-        if not any(t.name == r.instance_type for t in catalog.types()):
+        if not r.known:
+            out.append((r, "its instance type and AZ are not known yet (EC2 was not asked)"))
+        elif not any(t.name == r.instance_type for t in catalog.types()):
             out.append((r, f"{r.instance_type} is not in the hardware catalog"))
         elif not fleet.allows(catalog.get(r.instance_type).cls):
             out.append((r, f"{r.instance_type}'s class is not allowed"))
@@ -327,8 +379,14 @@ def scheduler_for(catalog: Catalog, fleet: Fleet, spot_prices: SpotPrices | None
 
 
 def candidates(
-    req: Requirements, catalog: Catalog, fleet: Fleet, spot_prices: SpotPrices | None = None
+    req: Requirements,
+    catalog: Catalog,
+    fleet: Fleet,
+    spot_prices: SpotPrices | None = None,
+    *,
+    now: datetime | None = None,
+    tenant: TenantNames | None = None,
 ) -> list[Candidate]:
     """Every allowed way to start ``req``, best first (see the module docstring); empty
     when there is none (``explain.why_none`` says why)."""
-    return scheduler_for(catalog, fleet, spot_prices).candidates(req)
+    return scheduler_for(catalog, fleet, spot_prices).candidates(req, now=now, tenant=tenant)
