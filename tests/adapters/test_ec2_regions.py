@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import pytest
 
@@ -78,6 +79,23 @@ def test_reservations_are_read_with_their_region_and_kind() -> None:
     assert grp.by_group and grp.region == "us-west-2"
 
 
+def test_reservations_take_a_window_tenants_workloads_or_only_an_id() -> None:
+    team = {**ODCR, "kind": "capacity-block", "starts": "2026-12-05T11:30:00Z",
+            "ends": "2026-12-07T12:30:00+01:00", "tenants": ["github:acme", "gitlab:42"],
+            "workloads": ["train", "batch", "train"]}
+    bare = {"id": "cr-0123456789abcdef2"}
+    c = EC2Config.from_env({**ENV, "PLOYD_EC2_CAPACITY_RESERVATIONS": json.dumps([team, bare])})
+    r, b = c.reservations
+    assert (r.starts, r.ends) == (datetime(2026, 12, 5, 11, 30, tzinfo=UTC),
+                                  datetime(2026, 12, 7, 11, 30, tzinfo=UTC))
+    assert r.tenants == ("github:acme", "gitlab:42")
+    assert r.workloads == (Workload.TRAIN, Workload.BATCH)
+    # only an id: EC2 says the rest when the server starts (``reservations.discover``)
+    assert (b.target, b.instance_type, b.az, b.region, b.known) == (
+        "cr-0123456789abcdef2", "", "", "", False)
+    assert (r.kind_given, b.kind_given) == (True, False)  # b's kind: EC2's ReservationType
+
+
 @pytest.mark.parametrize(("change", "message"), [
     ({"PLOYD_EC2_SECURITY_GROUP": "sg-0123456789abcdef0"},
      "no security group for us-west-2 (which has subnets)"),
@@ -113,6 +131,27 @@ def test_reservations_are_read_with_their_region_and_kind() -> None:
             "kind": "capacity-block"}])}, "Capacity Block is named by its id"),
     ({"PLOYD_EC2_CAPACITY_RESERVATIONS": json.dumps([{**ODCR, "price_usd_hour": -1}])},
      "price_usd_hour=-1"),
+    ({"PLOYD_EC2_CAPACITY_RESERVATIONS": json.dumps([ODCR, {**ODCR, "starts": "tomorrow",
+                                                            "id": "cr-0123456789abcdef9"}])},
+     "PLOYD_EC2_CAPACITY_RESERVATIONS[1]: starts='tomorrow': not an ISO-8601 time"),
+    ({"PLOYD_EC2_CAPACITY_RESERVATIONS": json.dumps([{**ODCR, "ends": "2026-12-05T10:00:00"}])},
+     "[0]: ends='2026-12-05T10:00:00': no time zone; give it in UTC"),
+    ({"PLOYD_EC2_CAPACITY_RESERVATIONS": json.dumps([{**ODCR, "ends": 1733392800}])},
+     "[0]: ends=1733392800: expected an ISO-8601 UTC time"),
+    ({"PLOYD_EC2_CAPACITY_RESERVATIONS": json.dumps([{
+        **ODCR, "starts": "2026-12-05T10:00:00Z", "ends": "2026-12-05T11:00:00+01:00"}])},
+     "[0]: ends='2026-12-05T11:00:00+01:00' is not after starts='2026-12-05T10:00:00Z'"),
+    ({"PLOYD_EC2_CAPACITY_RESERVATIONS": json.dumps([{**ODCR, "tenants": "github:acme"}])},
+     "[0]: tenants='github:acme': expected a non-empty list"),
+    ({"PLOYD_EC2_CAPACITY_RESERVATIONS": json.dumps([{**ODCR, "tenants": ["acme"]}])},
+     "[0]: tenants: tenant 'acme': name a tenant as forge:id or forge:name"),
+    ({"PLOYD_EC2_CAPACITY_RESERVATIONS": json.dumps([{**ODCR, "workloads": []}])},
+     "[0]: workloads=[]: expected a non-empty list of preprocess"),
+    ({"PLOYD_EC2_CAPACITY_RESERVATIONS": json.dumps([{**ODCR, "workloads": ["training"]}])},
+     "[0]: workloads: 'training' not a workload"),
+    ({"PLOYD_EC2_CAPACITY_RESERVATIONS": json.dumps([{
+        "resource_group": "arn:aws:resource-groups:us-west-2:123456789012:group/ml"}])},
+     "[0]: a resource group needs instance_type and az"),
 ])
 def test_bad_region_and_reservation_settings_are_refused_clearly(
     change: dict[str, str], message: str

@@ -11,7 +11,7 @@ another region. Candidates are ordered by price across all of them.
     {"id": "cr-0123456789abcdef0",          # or "resource_group": "arn:aws:resource-groups:..."
      "instance_type": "p5.48xlarge",         # optional with an id: EC2 says
      "az": "us-east-1a",                     # optional with an id; its region follows from it
-     "kind": "on-demand" | "capacity-block", # default on-demand (an ODCR)
+     "kind": "on-demand" | "capacity-block", # default: EC2's ReservationType, else on-demand
      "price_usd_hour": 31.46,                # optional: what its hours cost
      "starts": "2026-12-05T11:30:00Z",       # optional (ISO-8601, UTC): its window; a block's
      "ends": "2026-12-07T11:30:00Z",         #   from EC2 when it says
@@ -236,6 +236,7 @@ def _reservation(where: str, item: Mapping[str, Any], regions: set[str]) -> Rese
         workloads=_workloads(where, item.get("workloads")),
         state="active",
         available=None,
+        kind_given="kind" in item,
     )
 
 

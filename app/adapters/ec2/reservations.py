@@ -69,6 +69,8 @@ def merge(configured: Reservation, said: Mapping[str, Any], where: str = "") -> 
                 f"{name}: {key}={ours!r}, but EC2 says {configured.target} is {theirs!r} "
                 "(DescribeCapacityReservations): fix the entry, or leave it out"
             )
+    if not configured.kind_given and "ReservationType" in said:
+        configured = replace(configured, kind=kind)
     if "ReservationType" in said and kind != configured.kind:
         what = (
             "a Capacity Block" if kind == "capacity-block" else "an On-Demand Capacity Reservation"

@@ -59,6 +59,7 @@ class Reservation:
     workloads: tuple[Workload, ...] = ()
     state: str = "active"
     available: int | None = None
+    kind_given: bool = True  # False: the entry left ``kind`` out (EC2's ReservationType)
 
     @property
     def by_group(self) -> bool:

@@ -196,6 +196,7 @@ class Scheduler:
         if not any(c.reservation is not None for c in done):
             return list(done)
         workload = None if pool else req.workload
+        tenant = None if pool else tenant
         return [
             c
             for c in done
