@@ -279,6 +279,15 @@ class EC2Executor:
             return
         self.scheduler.update_reservations(fresh)
 
+    def _reservation_full(self, r: Reservation) -> None:
+        """A launch into ``r`` was refused for capacity: no free instance in it until
+        the next refresh says there is (``REFRESH_S``)."""
+        assert self.scheduler is not None
+        self.scheduler.update_reservations(
+            [replace(x, available=0) if x.target == r.target else x
+             for x in self.scheduler.fleet.reservations]
+        )
+
     def _tenant(self, tenant_id: int) -> tuple[str, ...]:
         """The names tenant ``tenant_id`` goes by in a reservation's ``tenants``."""
         names = self._tenants.get(tenant_id)
@@ -494,6 +503,8 @@ class EC2Executor:
                 return
             except CapacityError as e:  # this candidate has none: the next one, at once
                 log.info("no capacity for %s: %s", c.key, e)
+                if c.reservation is not None:  # full: not offered until EC2 says otherwise
+                    self._reservation_full(c.reservation)
                 tried.append(c)
                 continue
             except SpotUnavailableError as e:  # on-demand next

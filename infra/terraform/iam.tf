@@ -284,7 +284,8 @@ data "aws_iam_policy_document" "task" {
   statement {
     sid = "Ec2DescribeResourceStarRequiredByAws"
     actions = [
-      "ec2:DescribeImages", # the AMI's root device and snapshot size
+      "ec2:DescribeCapacityReservations", # the reservations' types, states, windows (ec2e)
+      "ec2:DescribeImages",               # the AMI's root device and snapshot size
       "ec2:DescribeInstances",
       "ec2:DescribeInstanceTypeOfferings", # issue 17 (ec2a): type/AZ pairs that exist
       "ec2:DescribeLaunchTemplateVersions",

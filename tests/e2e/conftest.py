@@ -244,10 +244,11 @@ def ec2_world(
         from tests.fakes.ec2_proxy import EC2Proxy
 
         world = EC2World(moto_server, region, tmp_path)
-        config = network(world) if network is not None else world.network()
         async with contextlib.AsyncExitStack() as stack:
-            if proxy:
+            if proxy:  # before ``network``, which may tell it what EC2 knows (reservations)
                 world.proxy = await stack.enter_async_context(EC2Proxy(moto_server))
+            config = network(world) if network is not None else world.network()
+            if world.proxy is not None:
                 config = replace(config, endpoint_url=world.proxy.url)
             async with _ec2_serving(world, config, policy, timer, pricing) as w:
                 yield w

@@ -128,9 +128,12 @@ async def test_a_reservation_is_the_first_candidate_and_runinstances_carries_it(
 
     def reserved(w: EC2World) -> EC2Config:
         r = Reservation(rid, "g6.2xlarge", f"{w.region}b", w.region, kind)  # type: ignore[arg-type]
+        assert w.proxy is not None  # EC2 (the proxy: moto has none) knows it
+        w.proxy.reserve(rid, "g6.2xlarge", f"{w.region}b",
+                        kind="capacity-block" if kind == "capacity-block" else "default")
         return replace(w.network(), reservations=(r,))
 
-    async with ec2_world(network=reserved) as w:
+    async with ec2_world(network=reserved, proxy=True) as w:
         w: EC2World
         sent = wire(w)
         repo, _ = make_repo({".ployd.yml": CONFIG.format(spot="auto")})

@@ -11,6 +11,13 @@ HTTP status and the XML body EC2 sends for an error::
 (or a canned success body). Every request is counted per action, and its parameters kept
 (``requests``), so tests assert what reached "EC2", call by call.
 
+moto has no capacity reservations: the proxy keeps them (``reserve``) and answers
+DescribeCapacityReservations itself, in EC2's XML (``DescribeCapacityReservationsResult``
+of botocore's service model), per region (the request's SigV4 scope), refusing a call
+that names an id the region does not know (``InvalidCapacityReservationId.NotFound``,
+as EC2 does). A RunInstances into a reservation with no free instance is refused
+``ReservationCapacityExceeded``; one that succeeds uses up one of its instances.
+
     async with EC2Proxy(moto_url) as proxy:
         proxy.fail("RunInstances", 500, "InsufficientInstanceCapacity", "...",
                    where={"SubnetId": subnet})
@@ -18,10 +25,12 @@ HTTP status and the XML body EC2 sends for an error::
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
 from xml.sax.saxutils import escape
@@ -60,9 +69,61 @@ class Fault:
         return all(params.get(k) == v for k, v in self.where.items())
 
 
+@dataclass
+class CapacityReservation:
+    """One capacity reservation or Capacity Block, as DescribeCapacityReservations says."""
+
+    id: str
+    instance_type: str
+    az: str
+    state: str = "active"
+    total: int = 1
+    available: int = 1
+    starts: datetime | None = None
+    ends: datetime | None = None
+    kind: str = "default"  # ReservationType: default (an ODCR) or capacity-block
+
+    @property
+    def region(self) -> str:
+        return self.az[:-1]
+
+    def xml(self) -> str:
+        def when(d: datetime | None) -> str:
+            return d.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z") if d else ""
+
+        start = when(self.starts or datetime(2026, 1, 1, tzinfo=UTC))
+        end = f"<endDate>{when(self.ends)}</endDate>" if self.ends else ""
+        return (
+            "<item>"
+            f"<capacityReservationId>{self.id}</capacityReservationId>"
+            "<ownerId>123456789012</ownerId>"
+            f"<capacityReservationArn>arn:aws:ec2:{self.region}:123456789012:"
+            f"capacity-reservation/{self.id}</capacityReservationArn>"
+            f"<availabilityZoneId>{self.region[:2]}-az1</availabilityZoneId>"
+            f"<instanceType>{escape(self.instance_type)}</instanceType>"
+            "<instancePlatform>Linux/UNIX</instancePlatform>"
+            f"<availabilityZone>{self.az}</availabilityZone>"
+            "<tenancy>default</tenancy>"
+            f"<totalInstanceCount>{self.total}</totalInstanceCount>"
+            f"<availableInstanceCount>{self.available}</availableInstanceCount>"
+            "<ebsOptimized>true</ebsOptimized><ephemeralStorage>false</ephemeralStorage>"
+            f"<state>{self.state}</state>"
+            f"<startDate>{start}</startDate>{end}"
+            f"<endDateType>{'limited' if self.ends else 'unlimited'}</endDateType>"
+            "<instanceMatchCriteria>targeted</instanceMatchCriteria>"
+            f"<createDate>{start}</createDate><tagSet/>"
+            f"<reservationType>{self.kind}</reservationType>"
+            "</item>"
+        )
+
+
+_SCOPE = re.compile(r"Credential=[^/]+/\d{8}/([a-z0-9-]+)/ec2/")
+
+
 class EC2Proxy:
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream.rstrip("/")
+        self.reservations: dict[str, CapacityReservation] = {}
         self.faults: list[Fault] = []
         self.calls: Counter[str] = Counter()  # every request that reached the proxy
         self.requests: list[tuple[str, dict[str, str], int]] = []  # action, params, status
@@ -92,6 +153,34 @@ class EC2Proxy:
         fault = Fault(action, 200, body, where or {})
         self.faults.append(fault)
         return fault
+
+    def reserve(self, rid: str, instance_type: str, az: str, **fields: Any) -> CapacityReservation:
+        """A capacity reservation (``kind="capacity-block"``: a block) EC2 knows of."""
+        r = CapacityReservation(rid, instance_type, az, **fields)
+        self.reservations[rid] = r
+        return r
+
+    def _describe_reservations(self, region: str, params: dict[str, str]) -> web.Response:
+        ids = [v for k, v in sorted(params.items()) if k.startswith("CapacityReservationId.")]
+        here = {i: r for i, r in self.reservations.items() if r.region == region}
+        unknown = [i for i in ids if i not in here]
+        if unknown:
+            body = error_body(
+                "InvalidCapacityReservationId.NotFound",
+                f"The capacity reservation ID '{unknown[0]}' does not exist",
+            )
+            self.requests.append(("DescribeCapacityReservations", params, 400))
+            return web.Response(status=400, text=body, content_type="text/xml")
+        items = "".join(here[i].xml() for i in (ids or list(here)))
+        body = (
+            '<?xml version="1.0" encoding="UTF-8"?>\n'
+            '<DescribeCapacityReservationsResponse xmlns="http://ec2.amazonaws.com/doc/'
+            f'2016-11-15/"><requestId>{uuid.uuid4()}</requestId>'
+            f"<capacityReservationSet>{items}</capacityReservationSet>"
+            "</DescribeCapacityReservationsResponse>"
+        )
+        self.requests.append(("DescribeCapacityReservations", params, 200))
+        return web.Response(status=200, text=body, content_type="text/xml")
 
     def clear(self) -> None:
         self.faults.clear()
@@ -130,6 +219,22 @@ class EC2Proxy:
                 fault.hits += 1
                 self.requests.append((action, params, fault.status))
                 return web.Response(status=fault.status, text=fault.body, content_type="text/xml")
+        scope = _SCOPE.search(request.headers.get("Authorization", ""))
+        region = scope.group(1) if scope else ""
+        if action == "DescribeCapacityReservations":
+            return self._describe_reservations(region, params)
+        target = self.reservations.get(
+            params.get("CapacityReservationSpecification.CapacityReservationTarget"
+                       ".CapacityReservationId", "")
+        )
+        if action == "RunInstances" and target is not None and target.available < 1:
+            self.requests.append((action, params, 400))
+            body = error_body(
+                "ReservationCapacityExceeded",
+                "The requested reservation does not have sufficient compatible and "
+                "available capacity for this request.",
+            )
+            return web.Response(status=400, text=body, content_type="text/xml")
         assert self._http is not None
         headers = {
             k: v
@@ -141,6 +246,8 @@ class EC2Proxy:
         ) as up:
             data = await up.read()
             self.requests.append((action, params, up.status))
+            if action == "RunInstances" and target is not None and up.status == 200:
+                target.available -= 1
             out_headers: dict[str, Any] = {
                 k: v
                 for k, v in up.headers.items()

@@ -30,6 +30,8 @@ CAPACITY_CODES: dict[str, CapacityKind] = {
     "InsufficientFreeAddressesInSubnet": "no_capacity",
     "InsufficientCapacity": "no_capacity",
     "UnfulfillableCapacity": "no_capacity",
+    # the targeted capacity reservation / Capacity Block has no free instance
+    "ReservationCapacityExceeded": "no_capacity",
     "SpotMaxPriceTooLow": "price",
     "Unsupported": "unsupported",
 }
