@@ -30,6 +30,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "else $PLOYD_AWS_REGION, else us-east-1)",
     )
     parser.add_argument(
+        "--at",
+        default=None,
+        metavar="TIME",
+        help="plan as at this ISO-8601 UTC time (default now): reservations and Capacity "
+        "Blocks outside their window then are not used",
+    )
+    parser.add_argument(
+        "--tenant",
+        default=None,
+        metavar="FORGE:NAME",
+        help="the tenant whose jobs these are (github:acme): reservations for some "
+        "tenants are used only by theirs",
+    )
+    parser.add_argument(
+        "--reservations",
+        choices=("config", "aws"),
+        default="config",
+        help="the reservations as PLOYD_EC2_CAPACITY_RESERVATIONS says (default), or as "
+        "EC2 says too (DescribeCapacityReservations: types, states, windows; needs AWS "
+        "credentials)",
+    )
+    parser.add_argument(
         "--prices",
         choices=("catalog", "aws"),
         default="catalog",
@@ -90,6 +112,33 @@ def main(args: argparse.Namespace) -> int:
     except PlacementError as exc:
         print(f"ployd plan: {exc}", file=sys.stderr)
         return 2
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC)
+    if args.at:
+        try:
+            now = datetime.fromisoformat(args.at.replace("z", "Z"))
+        except ValueError:
+            print(f"ployd plan: --at {args.at!r}: expected an ISO-8601 time", file=sys.stderr)
+            return 2
+        if now.tzinfo is None:
+            print(
+                f"ployd plan: --at {args.at!r}: give its time zone, e.g. 2026-12-05T12:00:00Z",
+                file=sys.stderr,
+            )
+            return 2
+        now = now.astimezone(UTC)
+    tenant = (args.tenant,) if args.tenant else None
+    if args.reservations == "aws":
+        from app.cli.plan_regions import fetch_reservations
+
+        try:
+            said = fetch_reservations(placed, env_setting("PLOYD_AWS_ENDPOINT_URL") or None)
+        except PlacementError as exc:
+            print(f"ployd plan: {exc}", file=sys.stderr)
+            return 2
+        for warning in said:
+            print(f"ployd plan: {warning}", file=sys.stderr)
     if args.prices == "aws":
         fetch_prices(placed, catalog, env_setting("PLOYD_AWS_PRICING_ENDPOINT_URL") or None)
     scheduler = Scheduler(catalog, placed.fleet, None, placed.od_prices)
@@ -101,7 +150,9 @@ def main(args: argparse.Namespace) -> int:
     for j in expand(config, catalog):
         spec = j.spec
         n = max(args.candidates, 1)
-        tries = distinct(scheduler.candidates(Requirements.from_planned(j)))
+        tries = distinct(
+            scheduler.candidates(Requirements.from_planned(j), now=now, tenant=tenant)
+        )
         shown = [candidate_text(c, several) for c in tries[:n]]
         priced += [c.instance_type for c in tries[:n] if c.reservation is None]
         cands = ", ".join(shown) + (f", +{len(tries) - n}" if len(tries) > n else "")
@@ -138,6 +189,6 @@ def main(args: argparse.Namespace) -> int:
         f"\n{len(rows) - 1} jobs; one run's first-choice machines: ${total:.2f}/hour "
         "(manual jobs excluded; * spot price estimated: the server reads EC2's)"
     )
-    for line in sections(placed, catalog, priced):
+    for line in sections(placed, catalog, priced, now, tenant):
         print(line)
     return 0

@@ -1,13 +1,16 @@
 """What ``ployd plan`` shows of the EC2 placements: the regions (from
 ``PLOYD_EC2_SUBNETS`` or ``--regions``), the capacity reservations
-(``PLOYD_EC2_CAPACITY_RESERVATIONS``), tried first, and on-demand/spot prices per region
-(the catalog's list prices, or the AWS Pricing API's with ``--prices aws``)."""
+(``PLOYD_EC2_CAPACITY_RESERVATIONS``; what EC2 says of them with ``--reservations aws``),
+tried first when usable at the plan's time (``--at``, default now) by its tenant
+(``--tenant``), and on-demand/spot prices per region (the catalog's list prices, or the
+AWS Pricing API's with ``--prices aws``)."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 
 from app.adapters.ec2.regions import (
     REGION,
@@ -24,6 +27,7 @@ from app.core.scheduler import (
     Placement,
     Reservation,
 )
+from app.core.scheduler.reserved import TenantNames, span, why_not
 from app.core.scheduler.select import unplaced_reservations
 
 
@@ -33,6 +37,7 @@ class PlanFleet:
     regions: tuple[str, ...]
     subnets: dict[str, int]  # region -> how many subnets (0: from --regions)
     od_prices: OnDemandPrices = field(default_factory=OnDemandPrices)
+    described: bool = False  # EC2 was asked about the reservations (--reservations aws)
 
 
 def plan_fleet(env: Mapping[str, str], regions_arg: str | None) -> PlanFleet:
@@ -54,15 +59,48 @@ def plan_fleet(env: Mapping[str, str], regions_arg: str | None) -> PlanFleet:
     reservations = parse_reservations(
         env.get("PLOYD_EC2_CAPACITY_RESERVATIONS", ""), set(counts)
     )
-    # AZs are EC2's to say (the server asks): here one placement per region, and one in
-    # each reservation's AZ
-    placements = [Placement(r, r, "-") for r in counts]
+    fleet = Fleet(_placements(tuple(counts), reservations), reservations=reservations)
+    return PlanFleet(fleet, tuple(counts), counts)
+
+
+def _placements(
+    regions: Sequence[str], reservations: Sequence[Reservation]
+) -> tuple[Placement, ...]:
+    """AZs are EC2's to say (the server asks): here one placement per region, and one in
+    each (known) reservation's AZ."""
+    placements = [Placement(r, r, "-") for r in regions]
     for res in reservations:
         p = Placement(res.region, res.az, "-")
-        if p not in placements:
+        if res.known and p not in placements:
             placements.append(p)
-    fleet = Fleet(tuple(placements), reservations=reservations)
-    return PlanFleet(fleet, tuple(counts), counts)
+    return tuple(placements)
+
+
+def fetch_reservations(plan: PlanFleet, endpoint_url: str | None = None) -> list[str]:
+    """What DescribeCapacityReservations says of the reservations (default credentials;
+    ``PLOYD_AWS_ENDPOINT_URL``), as the server asks at start; the warnings to show.
+    Raises ``PlacementError`` where EC2 contradicts an entry."""
+    from app.adapters.ec2.client import EC2Client
+    from app.adapters.ec2.config import EC2Config
+    from app.adapters.ec2.reservations import discover
+
+    async def run() -> list[str]:
+        clients: dict[str, EC2Client] = {}
+        for r in plan.regions:
+            where = EC2Config(r, (), "", "", endpoint_url=endpoint_url)
+            try:
+                clients[r] = await EC2Client.open(where, ssm=None)
+            except Exception as exc:  # no boto3 configuration at all
+                return [f"EC2 could not be asked about the reservations: {exc}"]
+        found = await discover(plan.fleet.reservations, clients, plan.regions, strict=True)
+        res = found.reservations
+        plan.fleet = replace(
+            plan.fleet, placements=_placements(plan.regions, res), reservations=res
+        )
+        plan.described = True
+        return found.warnings
+
+    return asyncio.run(run())
 
 
 def fetch_prices(plan: PlanFleet, catalog: Catalog, endpoint_url: str | None = None) -> None:
@@ -112,8 +150,15 @@ def candidate_text(c: Candidate, several_regions: bool) -> str:
     return f"{c.instance_type} {c.market}{where} ${c.price_usd_hour:.2f}{est}"
 
 
-def sections(plan: PlanFleet, catalog: Catalog, types: Sequence[str]) -> list[str]:
-    """The lines after the jobs' table: regions, prices per region, reservations."""
+def sections(
+    plan: PlanFleet,
+    catalog: Catalog,
+    types: Sequence[str],
+    now: datetime | None = None,
+    tenant: TenantNames | None = None,
+) -> list[str]:
+    """The lines after the jobs' table: regions, prices per region, reservations (and
+    why one is not usable at ``now`` by ``tenant``)."""
     out = ["", "Regions:"]
     for r in plan.regions:
         n = plan.subnets[r]
@@ -138,9 +183,20 @@ def sections(plan: PlanFleet, catalog: Catalog, types: Sequence[str]) -> list[st
     res = plan.fleet.reservations
     if res:
         unusable = dict(unplaced_reservations(catalog, plan.fleet))
-        out += ["", "Reservations (tried before on-demand and spot: already paid for):"]
+        at = f" at {now:%Y-%m-%d %H:%M} UTC" if now is not None else ""
+        out += ["", f"Reservations (tried before on-demand and spot: already paid for){at}:"]
         for r in res:
-            out.append("  " + reservation_text(r, catalog, plan, unusable.get(r)))
+            why = unusable.get(r)
+            if not plan.described and not r.known:
+                why = "its instance type and AZ are EC2's to say (--reservations aws)"
+            if why is None and now is not None:
+                why = why_not(r, now, tenant=tenant, workload=None)
+                if why is not None and why.startswith("reserved for"):
+                    why = None  # said by "for ...": per job, not "now"
+                why = f"not usable now: {why}" if why else None
+            elif why is not None:
+                why = f"cannot be used: {why}"
+            out.append("  " + reservation_text(r, catalog, plan, why))
     return out
 
 
@@ -157,5 +213,24 @@ def reservation_text(
         except KeyError:
             price = "-"
     what = "Capacity Block" if r.kind == "capacity-block" else "capacity reservation"
-    line = f"{r.target}  {what}  {r.instance_type}  {r.az} ({r.region})  {price}"
-    return line + (f"  cannot be used: {unusable}" if unusable else "")
+    where = f"{r.az} ({r.region})" if r.az else "-"
+    parts = [r.target, what, r.instance_type or "-", where, price]
+    if r.starts is not None or r.ends is not None:
+        starts = f"{r.starts:%Y-%m-%d %H:%M}" if r.starts else "now"
+        ends = f"{r.ends:%Y-%m-%d %H:%M}" if r.ends else "no end"
+        parts.append(f"{starts} to {ends} UTC")
+        if r.starts is not None and r.ends is not None:
+            parts[-1] += f" ({span(r.ends - r.starts)})"
+    if plan.described:
+        free = "" if r.available is None else f", {r.available} free"
+        parts.append(f"EC2: {r.state}{free}")
+    who = []
+    if r.tenants:
+        who.append(f"tenants {', '.join(r.tenants)}")
+    if r.workloads:
+        who.append(f"workloads {', '.join(w.value for w in r.workloads)}")
+    if who:
+        parts.append(f"for {'; '.join(who)}")
+    if unusable:
+        parts.append(unusable)
+    return "  ".join(parts)
