@@ -14,13 +14,19 @@ Each pass (woken by the engine, or by its own timer):
 
 A reaper pass (every minute) terminates this deployment's instances (tagged
 ``ployd:deployment`` = PLOYD_DEPLOYMENT) that no live machine row owns, machines past
-their maximum lifetime, and retries terminations that failed. Launches are idempotent:
-the machine row is written before RunInstances, whose ClientToken is the row's agent
-id (also the ``ployd:agent`` tag), so a retried call never starts a second instance,
-and the reaper never ends an instance whose row is live, even before the row learned
-its instance id (a launch in flight, or a replica that died mid-launch: the reaper
-fills the id in). With several replicas, the passes and the reaper run on the leader
-only (``services.leader``); a UNIQUE index keeps one starting machine per attempt.
+their maximum lifetime, and retries terminations that failed; every ``REFRESH_S`` it
+asks EC2 again about the capacity reservations (``adapters.ec2.reservations``: states,
+free instances, windows; asked first at start, where EC2 contradicting an entry stops
+the executor). The scheduler gets each pass's time and the job's tenant, and offers a
+reservation only to the jobs that may use it then (``core.scheduler.reserved``).
+
+Launches are idempotent: the machine row is written before RunInstances, whose
+ClientToken is the row's agent id (also the ``ployd:agent`` tag), so a retried call
+never starts a second instance, and the reaper never ends an instance whose row is live,
+even before the row learned its instance id (a launch in flight, or a replica that died
+mid-launch: the reaper fills the id in). With several replicas, the passes and the
+reaper run on the leader only (``services.leader``); a UNIQUE index keeps one starting
+machine per attempt.
 
 Each machine's user data downloads this server's agent file (``/agent/ployd-agent.pyz``,
 checked against its SHA-256) and starts it; its agent registers with the one-time token

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from app.adapters.ec2.errors import CloudError
 from app.adapters.ec2.regions import PlacementError, region_of_az
-from app.core.scheduler.model import Reservation
+from app.core.scheduler.model import Reservation, ReservationKind
 
 log = logging.getLogger("ployd.ec2")
 
@@ -59,7 +59,9 @@ def merge(configured: Reservation, said: Mapping[str, Any], where: str = "") -> 
     name = where or f"PLOYD_EC2_CAPACITY_RESERVATIONS ({configured.target})"
     itype = str(said.get("InstanceType") or "")
     az = str(said.get("AvailabilityZone") or "")
-    kind = "capacity-block" if said.get("ReservationType") == "capacity-block" else "on-demand"
+    kind: ReservationKind = (
+        "capacity-block" if said.get("ReservationType") == "capacity-block" else "on-demand"
+    )
     for key, ours, theirs in (
         ("instance_type", configured.instance_type, itype),
         ("az", configured.az, az),

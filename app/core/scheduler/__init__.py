@@ -5,6 +5,8 @@ or on-demand, price), best first.
 * ``model``: ``Placement``, ``Fleet``, ``Requirements``, ``Candidate``;
 * ``prices``: ``SpotPrices``, the spot price cache the EC2 adapter fills;
 * ``select``: ``candidates`` and the rules that order them;
+* ``reserved``: whether a job may use a reservation now (state, window, tenants,
+  workloads);
 * ``explain``: ``why_none``, when there is no candidate;
 * ``messages``: ``waiting_message`` and ``backoff``, while there is no capacity.
 """
