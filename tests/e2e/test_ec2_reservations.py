@@ -4,7 +4,8 @@ fills in what an entry left out; an expired reservation, a Capacity Block outsid
 window and a reservation for another tenant are not launched into (RunInstances on the
 wire asserted); a full reservation's refusal moves on to the next candidate, and the
 block is used once its window opens. A type EC2 contradicts stops the executor's start,
-naming both."""
+naming both. A reservation for a tenant's test jobs is theirs, and a warm pool gets only
+the one open to everyone."""
 
 from __future__ import annotations
 
@@ -166,3 +167,42 @@ async def test_an_id_ec2_does_not_know_stops_the_start(ec2_world: Callable[..., 
     with pytest.raises(EC2ConfigError, match=f"EC2 does not know {CR_FOUND} in {REGION}"):
         async with ec2_world(region=REGION, proxy=True, timer=False, network=network):
             pass
+
+
+async def test_a_teams_reservation_is_its_jobs_and_a_warm_pool_gets_the_open_one(
+    ec2_world: Callable[..., Any], make_repo: Callable[..., tuple[Path, str]],
+) -> None:
+    from app.core.ec2_policy import EC2Policy, PoolPolicy
+
+    cr_open = "cr-0123456789abcdef4"
+    entries = [
+        # the harness's repositories are the local tenant's
+        {"id": CR_TEAM, "tenants": ["local:local"], "workloads": ["test"]},
+        {"id": cr_open},
+    ]
+
+    def network(w: EC2World) -> EC2Config:
+        proxy(w).reserve(CR_TEAM, "g6.xlarge", f"{REGION}a", available=4)
+        proxy(w).reserve(cr_open, "g6.2xlarge", f"{REGION}b", available=4)
+        return with_reservations(entries)(w)
+
+    policy = EC2Policy(pools={"l4:1": PoolPolicy(min_idle=1, max_idle=1, idle_ttl_s=600)})
+    async with ec2_world(policy, region=REGION, proxy=True, timer=False, network=network) as w:
+        w: EC2World
+        assert w.executor is not None
+        w.boot = False
+        await w.executor.reconcile()  # the pool's machine: no tenant, no workload
+        (warm,) = proxy(w).of("RunInstances")
+        assert (warm["InstanceType"], warm[TARGET]) == ("g6.2xlarge", cr_open)
+        (pool_row,) = launched(w)
+        assert (pool_row.reservation, pool_row.launched_for, pool_row.clean_after) == (
+            cr_open, None, False)
+
+        pid = await queued(w, make_repo)  # the local tenant's test job: the team's
+        await w.executor.reconcile()
+        job_run = proxy(w).of("RunInstances")[1]
+        assert (job_run["InstanceType"], job_run[TARGET]) == ("g6.xlarge", CR_TEAM)
+        job_row = launched(w)[-1]
+        assert job_row.reservation == CR_TEAM and job_row.launched_for is not None
+        assert job_row.clean_after  # for some workloads only: never kept warm for others
+        w.h.engine.cancel_pipeline(pid, "test")
