@@ -271,15 +271,21 @@ class EC2Executor:
 
     async def _refresh_reservations(self, now: datetime) -> None:
         """Ask EC2 again about the reservations (states, free instances) every
-        ``REFRESH_S``: the scheduler offers what EC2 says now."""
+        ``REFRESH_S``, and at the first pass after a window's start (a Capacity Block is
+        ``scheduled`` until then): the scheduler offers what EC2 says now."""
         if self.scheduler is None or not self.config.reservations:
             return
         at = self._reservations_at
-        if at is not None and now - at < timedelta(seconds=REFRESH_S):
+        current = self.scheduler.fleet.reservations
+        # a block that started since: EC2 says "active" from its start (not minutes later)
+        started = at is not None and any(
+            r.starts is not None and at < r.starts <= now for r in current
+        )
+        if at is not None and now - at < timedelta(seconds=REFRESH_S) and not started:
             return
         self._reservations_at = now  # failed or not: not asked again before REFRESH_S
         try:
-            fresh = await self._discover(self.scheduler.fleet.reservations, now)
+            fresh = await self._discover(current, now)
         except CloudError as e:  # discover keeps the last answer per region already
             log.warning("capacity reservations could not be refreshed: %s", e)
             return

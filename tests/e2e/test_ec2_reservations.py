@@ -206,3 +206,32 @@ async def test_a_teams_reservation_is_its_jobs_and_a_warm_pool_gets_the_open_one
         assert job_row.reservation == CR_TEAM and job_row.launched_for is not None
         assert job_row.clean_after  # for some workloads only: never kept warm for others
         w.h.engine.cancel_pipeline(pid, "test")
+
+
+async def test_ec2_is_asked_again_when_a_blocks_window_opens(
+    ec2_world: Callable[..., Any],
+) -> None:
+    t0 = utcnow()
+    starts = t0 + timedelta(minutes=2)
+
+    def network(w: EC2World) -> EC2Config:
+        proxy(w).reserve(CR_BLOCK, "g6.xlarge", f"{REGION}a", kind="capacity-block",
+                         state="scheduled", starts=starts, ends=starts + timedelta(days=1))
+        return with_reservations([{"id": CR_BLOCK}])(w)
+
+    async with ec2_world(region=REGION, proxy=True, timer=False, network=network) as w:
+        w: EC2World
+        assert w.executor is not None and w.executor.scheduler is not None
+        asks = lambda: len(proxy(w).of("DescribeCapacityReservations"))  # noqa: E731
+        assert asks() == 1
+        (block,) = w.executor.scheduler.fleet.reservations
+        assert block.state == "scheduled"
+        await w.executor.reap(t0 + timedelta(minutes=1))
+        assert asks() == 1  # within REFRESH_S, nothing started: not asked
+        proxy(w).reservations[CR_BLOCK].state = "active"  # EC2, from the block's start
+        await w.executor.reap(t0 + timedelta(minutes=2, seconds=30))
+        assert asks() == 2  # the window opened since the last answer
+        (block,) = w.executor.scheduler.fleet.reservations
+        assert block.state == "active"
+        await w.executor.reap(t0 + timedelta(minutes=3))
+        assert asks() == 2

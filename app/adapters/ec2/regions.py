@@ -26,7 +26,8 @@ fits, when the job may use them (``app.core.scheduler.reserved``): inside the wi
 before the job's timeout is not used), and for the tenants and workloads named. A
 warm pool (no tenant, no workload) gets only reservations open to everyone.
 
-When the server starts, and every few minutes after, DescribeCapacityReservations is
+When the server starts, every few minutes after, and as a window opens,
+DescribeCapacityReservations is
 asked about the entries with an id (``reservations.discover``): it fills in the type and
 AZ an entry leaves out, the window of a block, its state (only ``active`` ones are used;
 ``pending``, ``expired``, ``cancelled``, ``payment-failed`` ... are skipped, with a

@@ -193,7 +193,7 @@ class Scheduler:
         goes by; None: not known, so none reserved for some tenants) and ``req``'s
         workload and timeout; ``pool``: for a warm pool (no tenant, no workload)."""
         done = self._candidates(req)
-        if not any(c.reservation is not None for c in done):
+        if not done or done[0].reservation is None:  # reserved ones come first
             return list(done)
         workload = None if pool else req.workload
         tenant = None if pool else tenant
