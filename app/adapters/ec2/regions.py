@@ -27,11 +27,11 @@ before the job's timeout is not used), and for the tenants and workloads named. 
 warm pool (no tenant, no workload) gets only reservations open to everyone.
 
 When the server starts, every few minutes after, and as a window opens,
-DescribeCapacityReservations is
-asked about the entries with an id (``reservations.discover``): it fills in the type and
-AZ an entry leaves out, the window of a block, its state (only ``active`` ones are used;
-``pending``, ``expired``, ``cancelled``, ``payment-failed`` ... are skipped, with a
-warning) and its free instances (none: skipped until a later refresh). A type, AZ or
+DescribeCapacityReservations is asked about the entries with an id
+(``reservations.discover``): it fills in the type and AZ an entry leaves out, the window
+of a block, its state (only ``active`` ones are used; ``pending``, ``expired``,
+``cancelled``, ``payment-failed`` ... are skipped, with a warning) and its free
+instances (none: skipped until a later refresh). A type, AZ or
 kind given here that EC2 contradicts stops the server, naming both. A resource group's
 entry needs ``instance_type`` and ``az`` (EC2 is asked by id only).
 """
