@@ -28,6 +28,7 @@ from app.wiring import (
     Forges,
     build_notifier,
     build_services,
+    check_executor_settings,
     open_forges,
     start_executor,
     start_forges,
@@ -108,6 +109,7 @@ async def start_server(settings: Settings, *, secrets: SecretsProvider | None = 
     try:
         await clients.check()
         services = build_services(settings, forges=clients, secrets=secrets)
+        check_executor_settings(services)  # before listening: a refusal, not a crash loop
     except BaseException:
         await clients.close()
         if single is not None:

@@ -228,6 +228,23 @@ async def start_forges(services: Services, clients: ForgeClients, app: web.Appli
     return forges
 
 
+def check_executor_settings(services: Services) -> None:
+    """What the executor's settings must satisfy against the catalog, checked before
+    the server listens (a GPU class without its AMI: ``SettingsError``, ``ployd serve``
+    exits 2 and never answers /healthz)."""
+    settings = services.settings
+    if settings.executor != "ec2":
+        return
+    from app.adapters.ec2.config import EC2ConfigError
+    from app.executors.ec2 import check_settings
+
+    assert settings.ec2 is not None and settings.ec2_policy is not None
+    try:
+        check_settings(settings.ec2, settings.ec2_policy, services.catalog)
+    except EC2ConfigError as e:
+        raise SettingsError(str(e)) from None
+
+
 async def start_executor(services: Services, url: str) -> Executor | None:
     """The executor ``settings`` choose: EC2 machines, or warm local agents."""
     settings = services.settings
@@ -312,6 +329,6 @@ async def start_ec2(services: Services) -> Executor:
     )
     try:
         await executor.start()
-    except EC2ConfigError as e:  # checked against the catalog: a GPU class without its AMI
+    except EC2ConfigError as e:  # a reservation EC2 contradicts or does not know (at start)
         raise SettingsError(str(e)) from None
     return executor

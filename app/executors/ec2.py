@@ -64,7 +64,7 @@ from app.adapters.ec2.reservations import REFRESH_S, ReservationMismatch, discov
 from app.adapters.ec2.userdata import user_data
 from app.core.clock import aware
 from app.core.ec2_policy import EC2Policy
-from app.core.hardware import parse_spec
+from app.core.hardware import Catalog, parse_spec
 from app.core.instances import InstanceState
 from app.core.jobspec import StoredJobSpec
 from app.core.scheduler import (
@@ -210,7 +210,7 @@ class EC2Executor:
         own timers; without, whoever started it calls ``reconcile``/``reap`` (tests)."""
         if not self.deployment:
             self.deployment = await asyncio.to_thread(deployment_id, self.services.db)
-        self._check_settings()
+        check_settings(self.config, self.policy, self.services.catalog)
         cfg = self.config
         azs: dict[str, str] = {}
         for region in cfg.regions:
@@ -309,28 +309,6 @@ class EC2Executor:
                 names = tenant_names(t.forge, t.external_id, t.name) if t is not None else ()
             self._tenants[tenant_id] = names
         return names
-
-    def _check_settings(self) -> None:
-        """What the settings alone cannot check, against the catalog: every GPU class this
-        PloyD may start has an AMI/launch template of its own (unless the default is said
-        to be GPU-ready), and each boot timeout names a class or an instance family.
-        ``EC2ConfigError`` (``ployd serve`` exits saying it)."""
-        catalog = self.services.catalog
-        allowed = self.policy.allowed_classes
-        gpu = [
-            c
-            for c in catalog.classes()
-            if catalog.hardware_class(c).kind in ("gpu", "accelerator")
-            and (allowed is None or c in allowed)
-        ]
-        self.config.check_gpu_images(gpu)
-        known = set(catalog.classes()) | {t.family for t in catalog.types()}
-        unknown = sorted(set(self.policy.boot_timeouts) - known)
-        if unknown:
-            raise EC2ConfigError(
-                f"PLOYD_EC2_BOOT_TIMEOUTS: {', '.join(unknown)}: neither a hardware class nor "
-                "an instance family of the catalog (e.g. h100, p5)"
-            )
 
     async def retired(self) -> None:
         """Wait for the terminations under way (machines leaving after their job)."""
@@ -967,3 +945,25 @@ def _fits(m: InstanceView, q: _Queued) -> bool:
     if q.candidates and m.instance_type not in q.candidates:
         return False
     return m.tenant_id is None or m.tenant_id == q.tenant_id
+
+
+def check_settings(config: EC2Config, policy: EC2Policy, catalog: Catalog) -> None:
+    """What the settings alone cannot check, against the catalog: every GPU class this
+    PloyD may start has an AMI/launch template of its own (unless the default is said
+    to be GPU-ready), and each boot timeout names a class or an instance family.
+    ``EC2ConfigError`` (``ployd serve`` exits saying it, before it listens)."""
+    allowed = policy.allowed_classes
+    gpu = [
+        c
+        for c in catalog.classes()
+        if catalog.hardware_class(c).kind in ("gpu", "accelerator")
+        and (allowed is None or c in allowed)
+    ]
+    config.check_gpu_images(gpu)
+    known = set(catalog.classes()) | {t.family for t in catalog.types()}
+    unknown = sorted(set(policy.boot_timeouts) - known)
+    if unknown:
+        raise EC2ConfigError(
+            f"PLOYD_EC2_BOOT_TIMEOUTS: {', '.join(unknown)}: neither a hardware class nor "
+            "an instance family of the catalog (e.g. h100, p5)"
+        )

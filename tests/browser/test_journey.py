@@ -16,9 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.browser.test_log_page import DEADLINE, in_viewport, job_of, start, until
+from tests.browser.test_log_page import in_viewport, job_of, start, until, waiting
 from tests.logs.world import LogWorld, running
 
 ADMIN = "journey-admin-token"
@@ -102,7 +101,15 @@ async def test_from_the_pipelines_list_to_the_cause_and_back(
         live = await start(w, live_repo)
         await until(w, lambda: printed(w, live, "train", b"first-42"), "the live job's line")
         unit = job_of(w, failed, "unit").id
-        wait = WebDriverWait(browser, DEADLINE)
+        # a live page re-renders its header and log: an element found a moment ago may
+        # be gone by the time it is read, so a wait looks again rather than failing
+        wait = waiting(browser)
+
+        def text_of(css: str) -> str:
+            """The element's text as it is now, found afresh if it was re-rendered."""
+            return str(
+                wait.until(lambda d: d.find_element(By.CSS_SELECTOR, css).text or " ")
+            ).strip()
 
         def sign_in_to_the_list() -> list[str]:
             browser.delete_all_cookies()
@@ -132,7 +139,7 @@ async def test_from_the_pipelines_list_to_the_cause_and_back(
             browser.find_element(By.ID, "ts-toggle").click()
             wait.until(lambda d: stamp.is_displayed())
             screenshot("3b-timestamps")
-            cause = browser.find_element(By.ID, "cause").text
+            cause = text_of("#cause")
             return (
                 err.text,
                 cause,
@@ -165,9 +172,11 @@ async def test_from_the_pipelines_list_to_the_cause_and_back(
         def retry() -> str:
             browser.get(f"{w.url}/runs/{unit}")
             wait.until(lambda d: d.find_element(By.ID, "retry")).click()
-            wait.until(lambda d: "attempt 2" in d.find_element(By.ID, "attempts").text)
+            text: str = wait.until(
+                lambda d: t if "attempt 2" in (t := d.find_element(By.ID, "attempts").text) else ""
+            )
             screenshot("6-retried")
-            return str(browser.find_element(By.ID, "attempts").text)
+            return text
 
         attempts = await asyncio.to_thread(retry)
         assert "started: retried by admin (log page)" in attempts
@@ -181,10 +190,10 @@ async def test_from_the_pipelines_list_to_the_cause_and_back(
             browser.find_element(By.CSS_SELECTOR, f"#job-{train} a").click()
             wait.until(lambda d: "first-42" in d.find_element(By.ID, "log").text)
             assert browser.find_element(By.ID, "live").is_displayed()
-            assert "running" in browser.find_element(By.ID, "attempts").text
+            assert "running" in text_of("#attempts")
             browser.execute_script("window.__same_page = 42;")  # gone if the page reloads
             screenshot("7-live")
-            tail = str(browser.find_element(By.CSS_SELECTOR, "nav.pager .shown").text)
+            tail = text_of("nav.pager .shown")
             # its first lines in another tab: a range before the end, followed too
             first = browser.find_element(By.LINK_TEXT, "first lines").get_attribute("href")
             tabs.append(browser.current_window_handle)
@@ -193,7 +202,7 @@ async def test_from_the_pipelines_list_to_the_cause_and_back(
             wait.until(lambda d: "warmup 1" in d.find_element(By.ID, "log").text)
             assert not browser.find_element(By.ID, "grown").is_displayed()
             screenshot("7b-live-range")
-            return tail, str(browser.find_element(By.CSS_SELECTOR, "nav.pager .shown").text)
+            return tail, text_of("nav.pager .shown")
 
         tabs: list[str] = []
         tail_shown, range_shown = await asyncio.to_thread(follow_the_live_job)
@@ -204,8 +213,8 @@ async def test_from_the_pipelines_list_to_the_cause_and_back(
             wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ended"))
             wait.until(lambda d: d.find_element(By.ID, "grown").is_displayed())
             screenshot("8a-live-range-ended")
-            text = browser.find_element(By.ID, "log").text
-            result = (browser.find_element(By.ID, "state").text, text, "second-42" in text)
+            text = text_of("#log")
+            result = (text_of("#state"), text, "second-42" in text)
             browser.close()
             browser.switch_to.window(tabs[0])
             return result
@@ -217,7 +226,7 @@ async def test_from_the_pipelines_list_to_the_cause_and_back(
             wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ended"))
             wait.until(lambda d: "second-42" in d.find_element(By.ID, "log").text)
             screenshot("8-live-ended")
-            shown_now = str(browser.find_element(By.CSS_SELECTOR, "nav.pager .shown").text)
+            shown_now = text_of("nav.pager .shown")
             # the live page's count went on with the lines that came
             head, _, last = tail_shown.rpartition(" to ")
             assert shown_now.startswith(head + " to ") and int(shown_now.rsplit(" ", 1)[1]) > int(
@@ -225,8 +234,8 @@ async def test_from_the_pipelines_list_to_the_cause_and_back(
             ), (tail_shown, shown_now)
             return (
                 browser.execute_script("return window.__same_page;"),
-                browser.find_element(By.ID, "state").text,
-                browser.find_element(By.ID, "attempts").text,
+                text_of("#state"),
+                text_of("#attempts"),
                 bool(browser.find_elements(By.ID, "live")),
             )
 

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -20,6 +21,17 @@ from app.store.models import Job, Pipeline
 from tests.logs.world import LogWorld, running
 
 DEADLINE = 30.0
+
+
+def waiting(browser: Any) -> Any:
+    """A wait that looks again when what it found was re-rendered meanwhile (a live
+    page replaces its header and log lines), instead of failing on a stale element."""
+    return WebDriverWait(
+        browser,
+        DEADLINE,
+        ignored_exceptions=(NoSuchElementException, StaleElementReferenceException),
+    )
+
 
 FAILING = """
 version: 1
@@ -103,7 +115,7 @@ async def test_failing_job_shows_its_error_line_in_view(
 
         def look() -> tuple[str, bool, str]:
             browser.get(w.link(job))
-            wait = WebDriverWait(browser, DEADLINE)
+            wait = waiting(browser)
             err = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, ".l.err"))
             wait.until(lambda d: in_viewport(d, err))
             step = browser.find_element(By.ID, "step-1")
@@ -137,7 +149,7 @@ async def test_running_job_log_grows_live(
 
         def open_page() -> None:
             browser.get(w.link(job))
-            wait = WebDriverWait(browser, DEADLINE)
+            wait = waiting(browser)
             wait.until(lambda d: "first-42" in d.find_element(By.ID, "log").text)
             browser.execute_script("window.__same_page = 42;")  # gone if the page reloads
 
@@ -148,7 +160,7 @@ async def test_running_job_log_grows_live(
         release(tmp_path / "data")
 
         def second_arrives() -> tuple[Any, Any]:
-            wait = WebDriverWait(browser, DEADLINE)
+            wait = waiting(browser)
             wait.until(lambda d: "second-42" in d.find_element(By.ID, "log").text)
             wait.until(lambda d: d.find_element(By.ID, "state").text == "succeeded")
             return (

@@ -103,3 +103,45 @@ async def test_boot_timeouts_are_per_class(
         assert (await w.h.finished(pid)).state == "failed"
         (a1,) = w.h.job(pid, "train").attempts
         assert "did not register within 0:30:00" in (a1.error or "")
+
+
+async def test_serve_refuses_a_gpu_class_without_its_image_before_it_listens(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """``PLOYD_EC2_AMIS`` names no image for the GPU classes: ``ployd serve`` exits with
+    the settings error before its site listens (no /healthz that says all is well while
+    the executor cannot start) and before any AWS call, leaving the data directory free."""
+    import pytest
+    from aiohttp import web
+
+    from app.server import start_server
+    from app.settings import Settings, SettingsError
+
+    listened: list[object] = []
+
+    async def listen(site: object) -> None:
+        listened.append(site)
+
+    monkeypatch.setattr(web.TCPSite, "start", listen)
+    env = {
+        "PLOYD_DATA_DIR": str(tmp_path / "data"),
+        "PLOYD_HOST": "127.0.0.1",
+        "PLOYD_PORT": "0",
+        "PLOYD_SECRET_KEY": "test-secret-key-0123456789abcdef",
+        "PLOYD_EXECUTOR": "ec2",
+        "PLOYD_AWS_REGION": "us-east-1",
+        "PLOYD_AWS_ENDPOINT_URL": "http://127.0.0.1:9",  # nothing there: never called
+        "PLOYD_EC2_SUBNETS": "subnet-0123456789abcdef0",
+        "PLOYD_EC2_SECURITY_GROUP": "sg-0123456789abcdef0",
+        "PLOYD_EC2_INSTANCE_PROFILE": "ployd-runner",
+        "PLOYD_EC2_AMIS": '{"default": "ami-0123456789abcdef0", "h100": "ami-0123456789abcdef1"}',
+    }
+    for _ in range(2):  # the second start is refused the same way: nothing was left held
+        with pytest.raises(SettingsError, match=r"GPU class\(es\) a100, .*l4.* no AMI"):
+            await start_server(Settings.from_env(env))
+    assert listened == []
+    allowed = env | {"PLOYD_EC2_ALLOWED_CLASSES": "cpu,h100"}
+    settings = Settings.from_env(allowed)  # only classes that have their image: accepted
+    from app.wiring import build_services, check_executor_settings
+
+    check_executor_settings(build_services(settings))
