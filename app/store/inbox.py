@@ -13,9 +13,11 @@ loop never waits on the database.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import threading
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, cast
@@ -44,61 +46,118 @@ def record_many(db: Database, deliveries: list[Delivery]) -> list[tuple[int, boo
     """Store deliveries in one transaction. For each: (inbox id, True) when stored now,
     (the stored one's id, False) for a delivery already there (or repeated in the list).
     Committed when this returns."""
-    for _ in range(5):
+    with RawInbox(db) as raw:
+        return raw.record(deliveries)
+
+
+def _execute(cursor: Any, sql: str, params: Sequence[Any]) -> list[Any]:
+    """One statement on the writer's DBAPI cursor, its rows (a seam for tests)."""
+    cursor.execute(sql, params)
+    return list(cursor.fetchall()) if cursor.description else []
+
+
+def _commit(connection: Any) -> None:
+    """Commit the writer's transaction (a seam for tests)."""
+    connection.commit()
+
+
+class RawInbox:
+    """The inbox insert on a DBAPI connection of its own, kept open (the writer thread's):
+    one ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` for a whole batch, the values
+    converted by SQLAlchemy's own bind processors for the column types (the stored rows
+    are the same as the ORM's). SQLAlchemy's per-statement machinery cost 4x the
+    database's own work here (profiled: 713 us against 170 us for one delivery)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        dialect = db.engine.dialect
+        mark = "?" if dialect.paramstyle == "qmark" else "%s"
+        self._row = "(" + ", ".join([mark] * 6) + ")"
+        self._mark = mark
+        self._payload = T.c.payload.type.dialect_impl(dialect).bind_processor(dialect)
+        self._time = T.c.received_at.type.dialect_impl(dialect).bind_processor(dialect)
+        self._conn: Any = None
+
+    def __enter__(self) -> RawInbox:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.close()  # back to the pool
+            self._conn = None
+
+    def record(self, deliveries: list[Delivery]) -> list[tuple[int, bool]]:
+        """As ``record_many``; a connection that failed is dropped (the next batch opens
+        another), the error raised."""
+        if self._conn is None:
+            self._conn = self.db.engine.raw_connection()
+        conn = self._conn
         try:
-            return _record_many(db, deliveries)
-        except IntegrityError:
-            # Another writer (a second replica) stored one of these meanwhile: look again.
-            continue
-    return _record_many(db, deliveries)
+            result = self._record(conn, deliveries)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                conn.rollback()
+            with contextlib.suppress(Exception):
+                conn.invalidate()  # a broken connection is not reused
+            self._conn = None
+            raise
+        return result
 
-
-def _record_many(db: Database, deliveries: list[Delivery]) -> list[tuple[int, bool]]:
-    now = utcnow()
-    with db.engine.begin() as conn:
-        ids = {d.delivery_id for d in deliveries}
-        known: dict[tuple[str, str], int] = {
-            (r.forge, r.delivery_id): int(r.id)
-            for r in conn.execute(
-                select(T.c.id, T.c.forge, T.c.delivery_id).where(T.c.delivery_id.in_(ids))
+    def _record(self, conn: Any, deliveries: list[Delivery]) -> list[tuple[int, bool]]:
+        now = self._time(utcnow()) if self._time else utcnow()
+        fresh: dict[tuple[str, str], Delivery] = {}
+        for d in deliveries:
+            fresh.setdefault((d.forge, d.delivery_id), d)
+        params: list[Any] = []
+        for d in fresh.values():
+            body = RawJSON(d.body)
+            params += (
+                d.forge,
+                d.delivery_id,
+                d.event,
+                self._payload(body) if self._payload else body,
+                "received",
+                now,
             )
-        }
-        fresh: list[Delivery] = []
-        pending_keys: set[tuple[str, str]] = set()
+        cursor = conn.cursor()
+        try:
+            rows = _execute(
+                cursor,
+                f"INSERT INTO {T.name} (forge, delivery_id, event, payload, status, received_at)"
+                f" VALUES {', '.join([self._row] * len(fresh))}"
+                " ON CONFLICT (forge, delivery_id) DO NOTHING RETURNING id, forge, delivery_id",
+                params,
+            )
+            created = {(r[1], r[2]): int(r[0]) for r in rows}
+            known = dict(created)
+            missing = [k for k in fresh if k not in created]
+            if missing:  # stored before (a redelivery, another replica's): their ids
+                marks = ", ".join([self._mark] * len(missing))
+                for r in _execute(
+                    cursor,
+                    f"SELECT id, forge, delivery_id FROM {T.name} WHERE delivery_id IN ({marks})",
+                    [k[1] for k in missing],
+                ):
+                    known.setdefault((r[1], r[2]), int(r[0]))
+            _commit(conn)
+        finally:
+            cursor.close()
+        out: list[tuple[int, bool]] = []
         for d in deliveries:
             key = (d.forge, d.delivery_id)
-            if key not in known and key not in pending_keys:
-                pending_keys.add(key)
-                fresh.append(d)
-        created: set[tuple[str, str]] = set()
-        if fresh:
-            rows = conn.execute(
-                insert(T).returning(T.c.id, sort_by_parameter_order=True),
-                [
-                    {
-                        "forge": d.forge,
-                        "delivery_id": d.delivery_id,
-                        "event": d.event,
-                        "payload": RawJSON(d.body),
-                        "status": "received",
-                        "received_at": now,
-                    }
-                    for d in fresh
-                ],
-            ).all()
-            for d, row in zip(fresh, rows, strict=True):
-                known[(d.forge, d.delivery_id)] = int(row.id)
-                created.add((d.forge, d.delivery_id))
-    out: list[tuple[int, bool]] = []
-    for d in deliveries:
-        key = (d.forge, d.delivery_id)
-        new = key in created
-        created.discard(key)  # a repeat later in the same batch is a duplicate
-        out.append((known[key], new))
-    return out
+            new = key in created
+            created.pop(key, None)  # a repeat later in the same batch is a duplicate
+            out.append((known[key], new))
+        return out
 
 
-Job = tuple[Delivery, "Future[tuple[int, bool]]"]
+Waiter = Callable[[tuple[int, bool] | BaseException], None]
+# a delivery, who waits for it, and the event loop to call it on (None: at once)
+Job = tuple[Delivery, Waiter, "asyncio.AbstractEventLoop | None"]
 
 
 class InboxWriter:
@@ -106,7 +165,9 @@ class InboxWriter:
 
     ``record`` (async) returns once the delivery's transaction has committed. While one
     transaction commits, the deliveries that arrive queue up and go together into the
-    next one, so the rate of commits stays bounded whatever the rate of deliveries."""
+    next one, so the rate of commits stays bounded whatever the rate of deliveries. The
+    thread keeps one database connection (``RawInbox``), and wakes each event loop once
+    per transaction, not once per delivery."""
 
     def __init__(self, db: Database, max_batch: int = 500) -> None:
         self.db = db
@@ -126,15 +187,39 @@ class InboxWriter:
     def submit(self, delivery: Delivery) -> Future[tuple[int, bool]]:
         """Queue ``delivery``; the future gives (inbox id, new) after the commit."""
         fut: Future[tuple[int, bool]] = Future()
-        if self._closed:
-            fut.set_exception(RuntimeError("the inbox writer is closed"))
-            return fut
-        self.start()
-        self._queue.put((delivery, fut))
+
+        def done(result: tuple[int, bool] | BaseException) -> None:
+            if isinstance(result, BaseException):
+                fut.set_exception(result)
+            else:
+                fut.set_result(result)
+
+        self._put(delivery, done, None)
         return fut
 
     async def record(self, delivery: Delivery) -> tuple[int, bool]:
-        return await asyncio.wrap_future(self.submit(delivery))
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[tuple[int, bool]] = loop.create_future()
+
+        def done(result: tuple[int, bool] | BaseException) -> None:  # on the loop
+            if fut.done():  # its request was cancelled (the client went away)
+                return
+            if isinstance(result, BaseException):
+                fut.set_exception(result)
+            else:
+                fut.set_result(result)
+
+        self._put(delivery, done, loop)
+        return await fut
+
+    def _put(
+        self, delivery: Delivery, done: Waiter, loop: asyncio.AbstractEventLoop | None
+    ) -> None:
+        if self._closed:
+            done(RuntimeError("the inbox writer is closed"))
+            return
+        self.start()
+        self._queue.put((delivery, done, loop))
 
     def close(self) -> None:
         """Write what is queued, then stop the thread (blocking)."""
@@ -149,34 +234,52 @@ class InboxWriter:
         await asyncio.to_thread(self.close)
 
     def _run(self) -> None:
-        stop = False
-        while not stop:
-            first = self._queue.get()
-            if first is None:
-                break
-            batch = [first]
-            while len(batch) < self.max_batch:
-                try:
-                    job = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if job is None:
-                    stop = True
-                    break
-                batch.append(job)
-            self._write(batch)
-
-    def _write(self, batch: list[Job]) -> None:
+        raw = RawInbox(self.db)
         try:
-            results = record_many(self.db, [d for d, _ in batch])
+            stop = False
+            while not stop:
+                first = self._queue.get()
+                if first is None:
+                    break
+                batch = [first]
+                while len(batch) < self.max_batch:
+                    try:
+                        job = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if job is None:
+                        stop = True
+                        break
+                    batch.append(job)
+                self._write(raw, batch)
+        finally:
+            raw.close()
+
+    def _write(self, raw: RawInbox, batch: list[Job]) -> None:
+        results: list[tuple[int, bool] | BaseException]
+        try:
+            results = [*raw.record([d for d, _, _ in batch])]
+            self.transactions += 1
         except Exception as e:
             log.error("recording %d deliveries failed: %s: %s", len(batch), type(e).__name__, e)
-            for _, fut in batch:
-                fut.set_exception(e)
-            return
-        self.transactions += 1
-        for (_, fut), result in zip(batch, results, strict=True):
-            fut.set_result(result)
+            results = [e for _ in batch]
+        # one wake-up per event loop for the whole batch; other waiters called here
+        by_loop: dict[
+            asyncio.AbstractEventLoop, list[tuple[Waiter, tuple[int, bool] | BaseException]]
+        ] = {}
+        for (_, done, loop), result in zip(batch, results, strict=True):
+            if loop is None:
+                done(result)
+            else:
+                by_loop.setdefault(loop, []).append((done, result))
+        for loop, calls in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits
+                loop.call_soon_threadsafe(_call_all, calls)
+
+
+def _call_all(calls: list[tuple[Waiter, tuple[int, bool] | BaseException]]) -> None:
+    for done, result in calls:
+        done(result)
 
 
 def record(
