@@ -85,7 +85,7 @@ class Server:
 async def _sweep(services: Services) -> None:
     """End attempts whose agents went silent, and checkpoint SQLite's write-ahead log
     off the event loop (every few seconds, on the leading replica)."""
-    services.engine.sweep()
+    await services.engine.sweep_off_loop()
     await asyncio.to_thread(services.db.checkpoint)
 
 

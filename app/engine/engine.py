@@ -1021,41 +1021,57 @@ class Engine:
 
     def sweep(self, now: datetime | None = None) -> int:
         """End attempts whose agent went silent or which overran their timeout."""
-        now = now or utcnow()
-        ended = 0
         with self._work() as (s, changes):
-            live = _live_attempts(s)
-            for a in live:
-                action = overdue(
-                    AttemptState(a.state),
-                    now=now,
-                    timeout_s=StoredJobSpec.from_stored(a.job.spec).timeout_s,
-                    heartbeat_timeout=self.heartbeat_timeout,
-                    started=aware(a.started_at or a.claimed_at or a.created_at),
-                    heartbeat=aware(a.heartbeat_at or a.claimed_at or a.created_at),
-                )
-                ended += self._apply_deadline(s, a, action, changes)
-            # A job that cannot get a machine does not wait forever: its own timeout.
-            waiting = s.scalars(
-                select(Attempt).where(Attempt.state == AttemptState.QUEUED.value)
-            ).all()
-            for a in waiting:
-                job = a.job
-                spec = StoredJobSpec.from_stored(job.spec)
-                # Since when this attempt waits: a retry for no capacity waits afresh
-                # (its job keeps its place in the queue, queued_at).
-                since = [t for t in (aware(job.queued_at), aware(a.created_at)) if t]
-                action = overdue(
-                    AttemptState.QUEUED,
-                    now=now,
-                    timeout_s=spec.timeout_s,
-                    heartbeat_timeout=self.heartbeat_timeout,
-                    queued=max(since) if since else None,
-                    held=job.pipeline.held,
-                    waiting_reason=job.waiting_reason,
-                    capacity_wait_s=spec.retry.capacity_wait_s,
-                )
-                ended += self._apply_deadline(s, a, action, changes)
+            return self._sweep(s, changes, now or utcnow())
+
+    async def sweep_off_loop(self, now: datetime | None = None) -> int:
+        """``sweep`` with its transaction on a thread (it reads every live and queued
+        attempt, and may wait on SQLite's write lock while webhooks are recorded): the
+        event loop only runs the wake-ups after the commit."""
+        changes = Changes()
+        ended = await asyncio.to_thread(self._sweep_tx, changes, now or utcnow())
+        self._after(changes)
+        return ended
+
+    def _sweep_tx(self, changes: Changes, now: datetime) -> int:
+        with self.db.session() as s:
+            ended = self._sweep(s, changes, now)
+            if changes.queued and self.hooks.gates:
+                self._gate(s, changes)
+        return ended
+
+    def _sweep(self, s: Session, changes: Changes, now: datetime) -> int:
+        ended = 0
+        live = _live_attempts(s)
+        for a in live:
+            action = overdue(
+                AttemptState(a.state),
+                now=now,
+                timeout_s=StoredJobSpec.from_stored(a.job.spec).timeout_s,
+                heartbeat_timeout=self.heartbeat_timeout,
+                started=aware(a.started_at or a.claimed_at or a.created_at),
+                heartbeat=aware(a.heartbeat_at or a.claimed_at or a.created_at),
+            )
+            ended += self._apply_deadline(s, a, action, changes)
+        # A job that cannot get a machine does not wait forever: its own timeout.
+        waiting = s.scalars(select(Attempt).where(Attempt.state == AttemptState.QUEUED.value)).all()
+        for a in waiting:
+            job = a.job
+            spec = StoredJobSpec.from_stored(job.spec)
+            # Since when this attempt waits: a retry for no capacity waits afresh
+            # (its job keeps its place in the queue, queued_at).
+            since = [t for t in (aware(job.queued_at), aware(a.created_at)) if t]
+            action = overdue(
+                AttemptState.QUEUED,
+                now=now,
+                timeout_s=spec.timeout_s,
+                heartbeat_timeout=self.heartbeat_timeout,
+                queued=max(since) if since else None,
+                held=job.pipeline.held,
+                waiting_reason=job.waiting_reason,
+                capacity_wait_s=spec.retry.capacity_wait_s,
+            )
+            ended += self._apply_deadline(s, a, action, changes)
         return ended
 
     def _apply_deadline(

@@ -121,16 +121,23 @@ def plan_local(
 # -- forge-neutral moves, shared by the GitHub and GitLab handlers -----------------------
 
 
-def supersede(engine: Engine, forge: str, full_name: str, pr: int, new_sha: str) -> None:
-    """New commits on a request: what still runs for older commits is cancelled."""
-    for running in handler_queries.running_for_request(engine.db, forge, full_name, pr):
+async def supersede(engine: Engine, forge: str, full_name: str, pr: int, new_sha: str) -> None:
+    """New commits on a request: what still runs for older commits is cancelled (the
+    lookup off the event loop: it runs for every pull request delivery)."""
+    running_now = await asyncio.to_thread(
+        handler_queries.running_for_request, engine.db, forge, full_name, pr
+    )
+    for running in running_now:
         if running.sha != new_sha:
             engine.cancel_pipeline(running.id, "ployd (superseded by a newer commit)")
 
 
-def cancel_request(engine: Engine, forge: str, full_name: str, pr: int, why: str) -> None:
+async def cancel_request(engine: Engine, forge: str, full_name: str, pr: int, why: str) -> None:
     """The request was closed or merged: what still runs for it is cancelled."""
-    for running in handler_queries.running_for_request(engine.db, forge, full_name, pr):
+    running_now = await asyncio.to_thread(
+        handler_queries.running_for_request, engine.db, forge, full_name, pr
+    )
+    for running in running_now:
         engine.cancel_pipeline(running.id, why)
 
 
@@ -167,7 +174,10 @@ async def start_forge_pipeline(
     """Read `.ployd.yml` at the event's commit (``read_config``), plan, store. An invalid
     config goes to ``on_invalid`` with every error; no config file: PloyD is not used.
     Parsing, planning and the insert run in worker threads (a 10,000-job file)."""
-    if inbox_id is not None and (done := engine.pipeline_of_event(inbox_id)) is not None:
+    if (
+        inbox_id is not None
+        and (done := await asyncio.to_thread(engine.pipeline_of_event, inbox_id)) is not None
+    ):
         return done  # this delivery was handled before (a replica died, or a retry)
     text = await read_config()
     try:
@@ -237,4 +247,3 @@ class Request:
             changed_files=changed,
             draft=self.draft,
         )
-

@@ -146,7 +146,7 @@ async def on_pull_request(
     if p["action"] == "closed":
         who = p.get("sender", {}).get("login", "github")
         why = f"{who} (pull request {'merged' if pr.get('merged') else 'closed'})"
-        cancel_request(ctx.engine, FORGE, p["repository"]["full_name"], number, why)
+        await cancel_request(ctx.engine, FORGE, p["repository"]["full_name"], number, why)
     fork = _is_fork(pr)
     req = Request(
         number=number,
@@ -162,7 +162,7 @@ async def on_pull_request(
         ctx.forge.changed_files_pr(repo, number), f"files of PR #{number}"
     )
     ev, sha = req.event(changed), req.sha
-    supersede(ctx.engine, FORGE, p["repository"]["full_name"], number, sha)
+    await supersede(ctx.engine, FORGE, p["repository"]["full_name"], number, sha)
     await start_pipeline(
         ctx,
         p,

@@ -121,8 +121,13 @@ class GitLabCloneCredentials:
                 await self.client.delete_deploy_token(project, old.token_id)
             except GitLabError as e:
                 if e.status != 404:  # gone already: nothing to keep
-                    log.warning("could not delete deploy token %s of %s: %s %s",
-                                old.token_id, project, e.status, e.message)
+                    log.warning(
+                        "could not delete deploy token %s of %s: %s %s",
+                        old.token_id,
+                        project,
+                        e.status,
+                        e.message,
+                    )
                     keep.append(old)
         self._retired[project] = keep
 

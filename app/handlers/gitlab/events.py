@@ -187,7 +187,7 @@ async def on_merge_request(
     if not actions:
         return  # approvals, assignees, ...: nothing `on.pull_request.types` names
     if "closed" in actions:
-        cancel_request(ctx.engine, FORGE, project, iid, f"{who} ({action}d)")
+        await cancel_request(ctx.engine, FORGE, project, iid, f"{who} ({action}d)")
     mr = await ctx.forge.get_mr(project, iid)
     author = str(mr["author"])
     req = Request(
@@ -203,7 +203,7 @@ async def on_merge_request(
     held = await held_for_approval(fork, lambda: ctx.permission(project, author))
     changed = await changed_or_none(ctx.forge.mr_changed_files(project, iid), f"changes of !{iid}")
     ev, sha = req.event(changed), req.sha
-    supersede(ctx.engine, FORGE, project, iid, sha)
+    await supersede(ctx.engine, FORGE, project, iid, sha)
     await start_pipeline(
         ctx,
         payload,
