@@ -6,10 +6,11 @@ when its type fits), and prices per region (the catalog's, or the Pricing API's 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import textwrap
 import threading
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -89,15 +90,18 @@ def test_plan_shows_reservations_first_regions_and_prices_per_region(
     assert reserved[2].split()[:3] == ["cr-0123456789abcdef2", "capacity", "reservation"]
 
 
-@pytest.fixture
-def pricing_in_a_thread() -> Iterator[FakePricing]:
-    fake = FakePricing()
+@contextlib.contextmanager
+def served_in_a_thread(
+    start: Callable[[], Awaitable[object]], stop: Callable[[], Awaitable[object]]
+) -> Iterator[None]:
+    """A fake served on its own event loop in a thread: ``ployd plan`` (the code under
+    test) runs its own loop with ``asyncio.run`` in this one."""
     loop = asyncio.new_event_loop()
     ready = threading.Event()
 
     def serve() -> None:
         asyncio.set_event_loop(loop)
-        loop.run_until_complete(fake.start())
+        loop.run_until_complete(start())
         ready.set()
         loop.run_forever()
 
@@ -105,12 +109,19 @@ def pricing_in_a_thread() -> Iterator[FakePricing]:
     thread.start()
     assert ready.wait(10)
     try:
-        yield fake
+        yield
     finally:
-        asyncio.run_coroutine_threadsafe(fake.stop(), loop).result(10)
+        asyncio.run_coroutine_threadsafe(stop(), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
         loop.close()
+
+
+@pytest.fixture
+def pricing_in_a_thread() -> Iterator[FakePricing]:
+    fake = FakePricing()
+    with served_in_a_thread(fake.start, fake.stop):
+        yield fake
 
 
 def test_plan_prices_from_the_pricing_api_and_the_catalog_where_it_refuses(
@@ -219,25 +230,8 @@ def test_plan_shows_windows_and_who_may_use_a_reservation(
 @pytest.fixture
 def ec2_in_a_thread(moto_server: str) -> Iterator[EC2Proxy]:
     proxy = EC2Proxy(moto_server)
-    loop = asyncio.new_event_loop()
-    ready = threading.Event()
-
-    def serve() -> None:
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(proxy.__aenter__())
-        ready.set()
-        loop.run_forever()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    assert ready.wait(10)
-    try:
+    with served_in_a_thread(proxy.__aenter__, proxy.__aexit__):
         yield proxy
-    finally:
-        asyncio.run_coroutine_threadsafe(proxy.__aexit__(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
 
 
 def test_plan_asks_ec2_about_the_reservations_with_reservations_aws(
