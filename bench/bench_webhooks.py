@@ -450,7 +450,7 @@ async def run(rates: list[int], pushes: int, duration: float = 3.0, concurrency:
     from aiohttp import web
 
     from app.adapters.github.config import GitHubAppConfig
-    from app.server import start_server
+    from app.server import settle_heap, start_server
     from app.settings import Settings
     from tests.fakes.github import delivery_headers
 
@@ -494,6 +494,7 @@ async def run(rates: list[int], pushes: int, duration: float = 3.0, concurrency:
             ),
         )
         server = await start_server(settings)
+        settle_heap()  # as `ployd serve` does once started
         gh = server.github
         assert gh is not None
         ployd_url = server.url + "/webhooks/github"
@@ -608,6 +609,7 @@ async def run(rates: list[int], pushes: int, duration: float = 3.0, concurrency:
                     settings, data_dir=root / "data-pg", database_url=db_url
                 )
                 pg_server = await start_server(pg_settings)
+                settle_heap()
                 try:
                     tput["ployd-postgres"] = await ployd_closed(pg_server, "pg", worker_on=False)
                 finally:

@@ -234,3 +234,27 @@ async def test_admin_token_guards_the_api(
             "/api/v1/pipelines", headers={"Authorization": "Bearer let-me-in"}
         )
         assert status == 200 and body == {"pipelines": []}
+
+
+def test_settle_heap_puts_what_serves_out_of_the_collectors_sight() -> None:
+    """What ``ployd serve`` does once started: the objects alive then are frozen (its
+    full collections no longer walk them: a 176 ms pause at 200 deliveries/s before);
+    cyclic garbage made before is collected first, not frozen with them."""
+    import gc
+    import weakref
+
+    from app.server import settle_heap
+
+    class Cycle:
+        def __init__(self) -> None:
+            self.me = self
+
+    gc.collect()
+    before = gc.get_freeze_count()
+    garbage = weakref.ref(Cycle())  # unreachable, but a cycle: only the collector frees it
+    try:
+        settle_heap()
+        assert gc.get_freeze_count() > before
+        assert garbage() is None  # collected, not frozen
+    finally:
+        gc.unfreeze()
