@@ -91,7 +91,7 @@ from app.store.attempts import attempt_context
 from app.store.coord import deployment_id, every
 from app.store.instances import AlreadyStarting, InstanceView, NewInstance
 from app.store.models import Tenant, utcnow
-from app.store.queue import queued_attempts
+from app.store.queue import queued_attempts, still_queued
 
 log = logging.getLogger("ployd.ec2")
 S = InstanceState
@@ -485,6 +485,9 @@ class EC2Executor:
                 continue
             if calls >= MAX_LAUNCH_CALLS:
                 break
+            if not still_queued(self.services.db, q.attempt_id):
+                self._waiting.pop(q.job_id, None)  # taken meanwhile (by an idle machine)
+                return
             calls += 1
             try:
                 await self._launch(c, q)

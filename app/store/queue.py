@@ -77,3 +77,21 @@ def queued_attempts(db: Database, limit: int = 500) -> list[QueuedAttempt]:
             )
             for a, spec, hardware, candidates, fork, tenant_id in rows
         ]
+
+
+def still_queued(db: Database, attempt_id: int) -> bool:
+    """Whether ``attempt_id`` is still waiting for a machine (queued, not held): asked
+    right before a launch for it, since a pass's list of queued attempts goes stale
+    while its launches run (an idle machine may have taken the job meanwhile)."""
+    with db.session() as s:
+        found = s.scalar(
+            select(Attempt.id)
+            .join(Attempt.job)
+            .join(Job.pipeline)
+            .where(
+                Attempt.id == attempt_id,
+                Attempt.state == AttemptState.QUEUED.value,
+                Pipeline.held.is_(False),
+            )
+        )
+    return found is not None

@@ -92,9 +92,11 @@ class EC2World:
 
     def network(self) -> EC2Config:
         vpc = self.boto.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
+        # /20s: moto keeps a terminated instance's address, and a burst of 300 pipelines
+        # launches more machines than a /24 holds (RunInstances then fails with a 500)
         subnets = [
             self.boto.create_subnet(
-                VpcId=vpc, CidrBlock=f"10.9.{i}.0/24", AvailabilityZone=f"{self.region}{az}"
+                VpcId=vpc, CidrBlock=f"10.9.{16 * i}.0/20", AvailabilityZone=f"{self.region}{az}"
             )["Subnet"]["SubnetId"]
             for i, az in enumerate("ab")
         ]

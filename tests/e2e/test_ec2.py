@@ -245,6 +245,46 @@ async def test_the_reaper_never_ends_a_launch_in_flight(ec2_world: Callable[...,
         assert ex.machines.get(row.id).instance_id == iid  # type: ignore[union-attr]
 
 
+async def test_a_pass_launches_nothing_for_a_job_taken_while_it_launched(
+    ec2_world: Callable[..., Any], make_repo: Callable[..., tuple[Path, str]]
+) -> None:
+    """A pass reads the queued attempts once, then launches one after another (each a
+    RunInstances round trip): a job an idle machine took meanwhile gets no machine of
+    its own (under a burst, stale lists launched a machine per finished job)."""
+    from sqlalchemy import update
+
+    from app.store.models import Attempt
+
+    config = (
+        "version: 1\njobs:\n"
+        "  a:\n    hardware: t4\n    steps: [{run: 'echo a'}]\n"
+        "  b:\n    hardware: t4\n    steps: [{run: 'echo b'}]\n"
+    )
+    async with ec2_world() as w:
+        w.boot = False  # launched machines stay on their way: no agent takes a job
+        ex = w.executor
+        assert ex is not None
+        taken: list[int] = []
+
+        async def take_the_others(row: Any, _script: str) -> None:
+            with w.h.engine.db.session() as s:  # an idle machine claims the rest
+                others = s.scalars(
+                    update(Attempt)
+                    .where(Attempt.state == "queued", Attempt.id != row.launched_for)
+                    .values(state="running")
+                    .returning(Attempt.id)
+                ).all()
+            taken.extend(others)
+
+        ex.on_launched.append(take_the_others)
+        await w.h.start(repo_with(make_repo, config))
+        await ex.reconcile()
+        assert len(taken) == 1  # the other job was queued when the pass read the list
+        assert len(w.launched) == 1, [m.launched_for for m in w.launched]
+        await ex.stop()  # machines on their way for jobs no agent runs: gone with the test
+        w.boto.terminate_instances(InstanceIds=[i["InstanceId"] for i in w.running_managed()])
+
+
 async def test_a_clean_machine_job_never_takes_a_warm_machine(
     ec2_world: Callable[..., Any], make_repo: Callable[..., tuple[Path, str]]
 ) -> None:

@@ -179,9 +179,6 @@ async def test_two_replicas_one_killed_mid_burst(
                 attempts = c.execute(
                     select(Attempt.id, Attempt.job_id, Attempt.state, Attempt.error)
                 ).all()
-                rows = c.execute(
-                    select(Instance.agent_id, Instance.instance_id, Instance.launched_for)
-                ).all()
             # Every accepted delivery stored once and processed; one pipeline each,
             # started once (the audit records each start, in the pipeline's transaction).
             assert sorted(d for _, d, _ in inbox) == sorted(accepted)
@@ -205,16 +202,37 @@ async def test_two_replicas_one_killed_mid_burst(
             assert all(s in ("succeeded", "interrupted") for _, _, s, _ in attempts)
             assert all("heartbeat" in (e or "") for _, e in lost), lost
             print(f"\n{DELIVERIES} deliveries, {len(attempts)} attempts, {len(lost)} lost")
+
             # One RunInstances per attempt, as moto recorded them: every instance this
-            # deployment started is one machine row, and no attempt has two.
+            # deployment started is one machine row, and no attempt has two. A pool's
+            # launch may still be in flight (its row is written before RunInstances, its
+            # instance id after), so the rows are read before the listing and after it.
+            def machine_rows() -> list[tuple[str, str | None, int | None]]:
+                with db.connect() as c:
+                    return [
+                        (a, iid, f)
+                        for a, iid, f in c.execute(
+                            select(Instance.agent_id, Instance.instance_id, Instance.launched_for)
+                        )
+                    ]
+
+            before = machine_rows()
             pages = cloud.boto.get_paginator("describe_instances").paginate(
                 Filters=[{"Name": "tag:ployd:deployment", "Values": [deployment]}]
             )
             instances = [i for p in pages for r in p["Reservations"] for i in r["Instances"]]
+            rows = machine_rows()
             tags = [{t["Key"]: t["Value"] for t in i["Tags"]} for i in instances]
             assert Counter(t["ployd:agent"] for t in tags).most_common(1)[0][1] == 1
-            assert {t["ployd:agent"] for t in tags} == {a for a, iid, _ in rows if iid}
-            assert {i["InstanceId"] for i in instances} == {iid for _, iid, _ in rows if iid}
+            row_of = {a: iid for a, iid, _ in rows}
+            for i, t in zip(instances, tags, strict=True):  # no instance without its row
+                assert t["ployd:agent"] in row_of, f"{i['InstanceId']} has no machine row"
+                assert row_of[t["ployd:agent"]] in (i["InstanceId"], None), (i, t)
+            listed = {
+                i["InstanceId"]: t["ployd:agent"] for i, t in zip(instances, tags, strict=True)
+            }
+            for a, iid, _ in before:  # no row naming an instance EC2 never started
+                assert iid is None or listed.get(iid) == a, (a, iid)
             launched_for = Counter(f for _, iid, f in rows if iid and f is not None)
             assert launched_for and set(launched_for.values()) == {1}
             per_job = Counter(int(t["ployd:job"]) for t in tags if "ployd:job" in t)
