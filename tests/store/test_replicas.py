@@ -15,7 +15,16 @@ from sqlalchemy import select, update
 
 from app.handlers.inbox_worker import InboxWorker, retry_delay
 from app.store import inbox, inbox_claims
-from app.store.coord import AlreadyServing, Leadership, SingleProcess, deployment_id
+from app.store.coord import (
+    LOCK_POOL_OVERFLOW,
+    LOCK_POOL_SIZE,
+    AlreadyServing,
+    Leadership,
+    SingleProcess,
+    deployment_id,
+    is_postgres,
+    serialized,
+)
 from app.store.db import Database
 from app.store.instances import AlreadyStarting, NewInstance, add
 from app.store.models import InboxEvent, utcnow
@@ -161,6 +170,40 @@ async def test_a_stopped_worker_hands_its_delivery_back_at_once(db_url: str) -> 
         assert again is not None and again.id == only and again.attempts == 1
     finally:
         db.dispose()
+
+
+async def test_more_lock_holders_than_lock_connections_all_get_their_turn(
+    replicas: tuple[Database, Database],
+) -> None:
+    """300 pipelines' reports at once each hold their own advisory lock: past the lock
+    pool's connections the next waits its turn (holding nothing) instead of timing out
+    in the pool's checkout after 30 s and losing its report."""
+    a, _ = replicas
+    if not is_postgres(a):
+        pytest.skip("advisory locks are PostgreSQL's (SQLite serves one process)")
+    cap = LOCK_POOL_SIZE + LOCK_POOL_OVERFLOW
+    go = asyncio.Event()
+    inside: list[int] = []
+    most = 0
+
+    async def report(pid: int) -> None:
+        nonlocal most
+        async with serialized(a, "report:test", pid):
+            inside.append(pid)
+            most = max(most, len(inside))
+            await go.wait()
+            inside.remove(pid)
+
+    tasks = [asyncio.create_task(report(pid)) for pid in range(cap + 40)]
+    while len(inside) < cap:  # the first ``cap`` take theirs; the rest wait
+        await asyncio.sleep(0.01)
+    assert all(not t.done() for t in tasks)
+    # ... and wait without a thread: work off the loop still runs (blocked in the pool's
+    # checkout, 40 waiters would hold every worker thread for 30 s)
+    assert await asyncio.wait_for(asyncio.to_thread(lambda: "ran"), 5) == "ran"
+    go.set()
+    await asyncio.wait_for(asyncio.gather(*tasks), 20)  # each got its turn, none failed
+    assert most == cap
 
 
 def test_one_starting_machine_per_attempt(db_url: str) -> None:
