@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -197,9 +198,23 @@ def gitlab_world(
     return run
 
 
+@pytest.fixture(scope="session", autouse=True)
+def machine_step_user() -> None:
+    """The user a root agent runs steps as (``ployd-job``), on this host: a simulated
+    machine's ``useradd`` is a stub that creates nobody, where the real one on an
+    instance would, so the host provides the user (once, as a root agent would)."""
+    if os.geteuid() == 0:
+        from app.agent.sandbox import ensure_step_user
+
+        ensure_step_user("ployd-job")
+
+
 @pytest.fixture
 def ec2_world(
-    tmp_path: Path, db_url: str, moto_server: str, request: pytest.FixtureRequest
+    tmp_path: Path,
+    db_url: str,
+    moto_server: str,
+    request: pytest.FixtureRequest,
 ) -> Callable[..., Any]:
     """``async with ec2_world(policy) as w``: PloyD serving with the EC2 executor on
     moto (its own region per test, or ``region=``), machines simulated by local agents.
