@@ -192,6 +192,12 @@ def main() -> int:
             c1 = time.process_time()
             plan_s, rows_s, tx_s = db_time_10k(server.services)
             alone_cpu = time.process_time() - c1
+            # the sweep (every 5 s) with the 15,120 jobs above queued, none overdue
+            sweeps = []
+            for _ in range(5):
+                t2 = time.perf_counter()
+                server.services.engine.sweep()
+                sweeps.append(time.perf_counter() - t2)
         finally:
             asyncio.run_coroutine_threadsafe(server.stop(), loop).result(60)
             loop.call_soon_threadsafe(loop.stop)
@@ -221,6 +227,10 @@ def main() -> int:
         f"10,000 jobs (40 x 250) on their own: plan {plan_s * 1000:.0f} ms, rows "
         f"{rows_s * 1000:.0f} ms, transaction (insert, gates, audit, commit) "
         f"{tx_s * 1000:.0f} ms; CPU {alone_cpu * 1000:.0f} ms in all"
+    )
+    print(
+        f"sweep with 15,120 queued attempts: p50 {(percentile(sweeps, 50) or 0) * 1000:.0f} ms "
+        f"(of 5; it runs every 5 s, off the event loop)"
     )
     ok = (
         accepted < ACCEPT_TARGET_S

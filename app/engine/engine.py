@@ -1053,25 +1053,38 @@ class Engine:
                 heartbeat=aware(a.heartbeat_at or a.claimed_at or a.created_at),
             )
             ended += self._apply_deadline(s, a, action, changes)
-        # A job that cannot get a machine does not wait forever: its own timeout.
-        waiting = s.scalars(select(Attempt).where(Attempt.state == AttemptState.QUEUED.value)).all()
-        for a in waiting:
-            job = a.job
-            spec = StoredJobSpec.from_stored(job.spec)
+        # A job that cannot get a machine does not wait forever: its own timeout. Read as
+        # plain columns in one query (not an object and two lazy loads per attempt: the
+        # sweep runs every few seconds, and a big pipeline queues thousands); only the
+        # attempts that are overdue are loaded.
+        waiting = s.execute(
+            select(
+                Attempt.id,
+                Attempt.created_at,
+                Job.queued_at,
+                Job.spec,
+                Job.waiting_reason,
+            )
+            .join(Attempt.job)
+            .join(Job.pipeline)
+            .where(Attempt.state == AttemptState.QUEUED.value, Pipeline.held.is_(False))
+        ).all()
+        for attempt_id, created_at, queued_at, stored, waiting_reason in waiting:
+            spec = StoredJobSpec.from_stored(stored)
             # Since when this attempt waits: a retry for no capacity waits afresh
             # (its job keeps its place in the queue, queued_at).
-            since = [t for t in (aware(job.queued_at), aware(a.created_at)) if t]
+            since = [t for t in (aware(queued_at), aware(created_at)) if t]
             action = overdue(
                 AttemptState.QUEUED,
                 now=now,
                 timeout_s=spec.timeout_s,
                 heartbeat_timeout=self.heartbeat_timeout,
                 queued=max(since) if since else None,
-                held=job.pipeline.held,
-                waiting_reason=job.waiting_reason,
+                waiting_reason=waiting_reason,
                 capacity_wait_s=spec.retry.capacity_wait_s,
-            )
-            ended += self._apply_deadline(s, a, action, changes)
+            )  # held pipelines (awaiting approval) do not count down: not selected
+            if action is not None:
+                ended += self._apply_deadline(s, _get(s, Attempt, attempt_id), action, changes)
         return ended
 
     def _apply_deadline(
