@@ -119,6 +119,8 @@ class Settings:
     gitlab_git_url: str = ""  # default: each project's own http URL
     gitlab_clone_token: str = field(default="", repr=False)
     max_webhook_bytes: int = 25 << 20  # PLOYD_WEBHOOK_MAX_BYTES: GitHub's 25 MB by default
+    # PLOYD_EVENT_LOOP: auto (uvloop where it is installed, else asyncio's) | uvloop | asyncio
+    event_loop: str = "auto"
     # Logs in S3 (PLOYD_S3_BUCKET) instead of PLOYD_DATA_DIR/logs; the AWS endpoint is
     # shared with EC2 (PLOYD_AWS_REGION, PLOYD_AWS_ENDPOINT_URL).
     s3_bucket: str = ""
@@ -191,6 +193,7 @@ class Settings:
             gitlab_git_url=(env.get("PLOYD_GITLAB_GIT_URL") or "").rstrip("/"),
             gitlab_clone_token=env.get("PLOYD_GITLAB_CLONE_TOKEN") or "",
             max_webhook_bytes=_int(env, "PLOYD_WEBHOOK_MAX_BYTES", 25 << 20, minimum=1024),
+            event_loop=_event_loop(env),
             s3_bucket=env.get("PLOYD_S3_BUCKET") or "",
             s3_prefix=env.get("PLOYD_S3_PREFIX") or "",
             aws_region=env.get("PLOYD_AWS_REGION") or "",
@@ -282,6 +285,19 @@ class Settings:
 
 def _path(env: Mapping[str, str], name: str) -> Path | None:
     return Path(env[name]).expanduser() if env.get(name) else None
+
+
+def _event_loop(env: Mapping[str, str]) -> str:
+    value = _choice(env, "PLOYD_EVENT_LOOP", ("auto", "uvloop", "asyncio"))
+    if value == "uvloop":
+        import importlib.util
+
+        if importlib.util.find_spec("uvloop") is None:
+            raise SettingsError(
+                "PLOYD_EVENT_LOOP=uvloop: uvloop is not installed here "
+                "(pip install uvloop, or set auto or asyncio)"
+            )
+    return value
 
 
 def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:

@@ -502,6 +502,7 @@ async def run(rates: list[int], pushes: int, duration: float = 3.0, concurrency:
         body_file = root / "pull_request.json"
         body_file.write_bytes(json.dumps(pr_payload(fake)).encode())
         print(
+            f"ployd's event loop: {type(asyncio.get_running_loop()).__module__.split('.')[0]}; "
             f"pull_request body: {body_file.stat().st_size} bytes; "
             f"rates {rates}/s; requests per level {[level_size(r) for r in rates]}",
             flush=True,
@@ -823,9 +824,17 @@ def main() -> int:
     parser.add_argument("--pushes", type=int, default=40, help="push deliveries (part 2)")
     parser.add_argument("--duration", type=float, default=3.0, help="seconds per server (0)")
     parser.add_argument("--connections", type=int, default=16, help="connections (part 0)")
+    parser.add_argument(
+        "--event-loop",
+        choices=("auto", "uvloop", "asyncio"),
+        default=os.environ.get("PLOYD_EVENT_LOOP") or "auto",
+        help="PloyD's event loop, as PLOYD_EVENT_LOOP sets it for `ployd serve`",
+    )
     args = parser.parse_args()
     rates = [int(r) for r in args.rates.split(",") if r.strip()]
-    return asyncio.run(run(rates, args.pushes, args.duration, args.connections))
+    from app.server import run_on_loop
+
+    return run_on_loop(args.event_loop, run(rates, args.pushes, args.duration, args.connections))
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    import asyncio
     import sys
 
     from app.settings import Settings, SettingsError
@@ -45,10 +44,10 @@ def main(args: argparse.Namespace) -> int:
     from app.logformat import configure
 
     configure(settings.log_level, settings.log_format)
-    from app.server import serve_forever
+    from app.server import run_on_loop, serve_forever
 
     try:
-        asyncio.run(serve_forever(settings))
+        run_on_loop(settings.event_loop, serve_forever(settings))
     except SettingsError as e:  # found while starting: a bad policy file, EC2 settings...
         print(f"ployd serve: {e}", file=sys.stderr)
         return 2
