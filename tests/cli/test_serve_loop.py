@@ -7,15 +7,13 @@ import importlib.util
 import os
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from app.server import loop_factory, run_on_loop
 from app.settings import Settings, SettingsError
-from tests.cli.test_serve_single import _port
+from tests.cli.test_serve_single import _port, wait_serving
 
 
 def serve_and_read_log(tmp_path: Path, **env: str) -> str:
@@ -38,15 +36,7 @@ def serve_and_read_log(tmp_path: Path, **env: str) -> str:
             stderr=subprocess.STDOUT,
         )
     try:
-        deadline = time.monotonic() + 120
-        while True:  # poll its health until it serves
-            assert proc.poll() is None, log.read_text()
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5):
-                    break
-            except OSError:
-                assert time.monotonic() < deadline, "the server never answered"
-                time.sleep(0.2)
+        wait_serving(proc, port, log.read_text)
     finally:
         proc.terminate()
         assert proc.wait(60) == 0

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -16,6 +17,20 @@ def _port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def wait_serving(proc: subprocess.Popen[bytes], port: int, exited: Callable[[], str]) -> None:
+    """Poll `ployd serve`'s /healthz on ``port`` until it answers; fail if ``proc`` exits
+    first (with ``exited()``'s text) or after 120 s."""
+    deadline = time.monotonic() + 120
+    while True:
+        assert proc.poll() is None, exited()
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5):
+                return
+        except OSError:
+            assert time.monotonic() < deadline, "the server never answered"
+            time.sleep(0.2)  # a poll interval
 
 
 def test_a_second_server_on_the_same_sqlite_file_refuses_to_start(tmp_path: Path) -> None:
@@ -29,15 +44,7 @@ def test_a_second_server_on_the_same_sqlite_file_refuses_to_start(tmp_path: Path
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 120
-        while True:  # poll its health until it serves
-            assert first.poll() is None, "the first server exited"
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5):
-                    break
-            except OSError:
-                assert time.monotonic() < deadline, "the first server never answered"
-                time.sleep(0.2)
+        wait_serving(first, port, lambda: "the first server exited")
         second = subprocess.run(
             [sys.executable, "-m", "app", "serve"],
             env={**env, "PLOYD_PORT": str(_port())},
