@@ -19,10 +19,10 @@ async def test_the_dashboard_answers_what_failed(log_world: Callable[..., Any]) 
     async with log_world(admin_token="root-token") as w:
         pid = w.pipeline(GPU, forge="github", tenant="4", repo="acme/train")
         c = await w.claim(price_hourly=36.0)
-        w.finish(c, "failed", failed_step=0, code=3)
+        w.finish(c, "failed", failed_step=0, code=3, ran_s=600)
         ok = w.pipeline(one_job(), repo="acme/app")
         d = await w.claim(price_hourly=0.5)
-        w.finish(d, "succeeded")
+        w.finish(d, "succeeded", ran_s=60)  # $0.008333
         # An agent this server started itself, running a job.
         token = w.engine.new_registration_token()
         l4 = Gpu(name="NVIDIA L4", model="l4", memory_mb=23034)

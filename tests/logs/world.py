@@ -106,8 +106,28 @@ class LogWorld:
         self.engine.record_step(c.attempt_id, c.token, StepReport(index, state, code))
 
     def finish(
-        self, c: Claimed, result: str, failed_step: int | None = None, code: int | None = None
+        self,
+        c: Claimed,
+        result: str,
+        failed_step: int | None = None,
+        code: int | None = None,
+        ran_s: float | None = None,
     ) -> None:
+        """End ``c``'s attempt; ``ran_s``: as if claimed that long ago (its cost, charged
+        per second, is then known; a claim finished at once costs about nothing)."""
+        if ran_s is not None:
+            from datetime import timedelta
+
+            from sqlalchemy import update
+
+            from app.store.models import Attempt, utcnow
+
+            with self.engine.db.session() as s:
+                s.execute(
+                    update(Attempt)
+                    .where(Attempt.id == c.attempt_id)
+                    .values(claimed_at=utcnow() - timedelta(seconds=ran_s))
+                )
         report = FinishReport(result, failed_step=failed_step, exit_code=code)
         self.engine.finish(c.attempt_id, c.token, report)
 
