@@ -43,7 +43,7 @@ SWEEP_EVERY_S = 5.0
 
 T = TypeVar("T")
 
-__all__ = ["Server", "build_services", "run_on_loop", "serve_forever", "start_server"]
+__all__ = ["Server", "build_services", "loop_name", "run_on_loop", "serve_forever", "start_server"]
 
 
 @dataclass
@@ -171,6 +171,11 @@ def loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
     return factory
 
 
+def loop_name() -> str:
+    """The running event loop's kind: ``uvloop`` or ``asyncio``."""
+    return type(asyncio.get_running_loop()).__module__.split(".")[0]
+
+
 def run_on_loop(choice: str, main: Coroutine[Any, Any, T]) -> T:
     """Run ``main`` to its end on the event loop ``choice`` names (``loop_factory``)."""
     with asyncio.Runner(loop_factory=loop_factory(choice)) as runner:
@@ -190,13 +195,12 @@ def settle_heap() -> None:
 async def serve_forever(settings: Settings) -> None:
     server = await start_server(settings)
     settle_heap()
-    loop_name = type(asyncio.get_running_loop()).__module__.split(".")[0]  # uvloop, asyncio
     log.info(
         "PloyD %s listening on %s (data in %s, event loop: %s)",
         "serve",
         server.url,
         settings.data_dir,
-        loop_name,
+        loop_name(),
     )
     print(
         f"PloyD is listening on {server.url}  (data: {settings.data_dir}, database: "

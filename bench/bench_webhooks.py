@@ -450,7 +450,7 @@ async def run(rates: list[int], pushes: int, duration: float = 3.0, concurrency:
     from aiohttp import web
 
     from app.adapters.github.config import GitHubAppConfig
-    from app.server import settle_heap, start_server
+    from app.server import loop_name, settle_heap, start_server
     from app.settings import Settings
     from tests.fakes.github import delivery_headers
 
@@ -502,7 +502,7 @@ async def run(rates: list[int], pushes: int, duration: float = 3.0, concurrency:
         body_file = root / "pull_request.json"
         body_file.write_bytes(json.dumps(pr_payload(fake)).encode())
         print(
-            f"ployd's event loop: {type(asyncio.get_running_loop()).__module__.split('.')[0]}; "
+            f"ployd's event loop: {loop_name()}; "
             f"pull_request body: {body_file.stat().st_size} bytes; "
             f"rates {rates}/s; requests per level {[level_size(r) for r in rates]}",
             flush=True,

@@ -84,14 +84,5 @@ def still_queued(db: Database, attempt_id: int) -> bool:
     right before a launch for it, since a pass's list of queued attempts goes stale
     while its launches run (an idle machine may have taken the job meanwhile)."""
     with db.session() as s:
-        found = s.scalar(
-            select(Attempt.id)
-            .join(Attempt.job)
-            .join(Job.pipeline)
-            .where(
-                Attempt.id == attempt_id,
-                Attempt.state == AttemptState.QUEUED.value,
-                Pipeline.held.is_(False),
-            )
-        )
+        found = s.scalar(claimable().where(Attempt.id == attempt_id).with_only_columns(Attempt.id))
     return found is not None

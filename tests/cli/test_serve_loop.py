@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from app.server import loop_factory, run_on_loop
+from app.server import loop_factory, loop_name, run_on_loop
 from app.settings import Settings, SettingsError
 from tests.cli.test_serve_single import _port, wait_serving
 
@@ -85,9 +85,7 @@ def test_uvloop_asked_for_where_it_is_missing_is_refused(
 
 def test_run_on_loop_runs_the_coroutine_on_the_loop_named() -> None:
     async def which() -> str:
-        import asyncio
-
-        return type(asyncio.get_running_loop()).__module__.split(".")[0]
+        return loop_name()
 
     assert run_on_loop("asyncio", which()) == "asyncio"
     if importlib.util.find_spec("uvloop") is not None:
